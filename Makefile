@@ -1,0 +1,37 @@
+# The verbs of the project. `make test` and `make demo` set everything up on a fresh clone.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# A CPU build of torch; on a CUDA server use `make setup TORCH=torch` or the conda environment.
+TORCH ?= torch==2.13.0
+RUN ?= demo
+export MPLBACKEND := Agg
+
+.PHONY: setup test demo data train bench lab clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+test: setup
+	$(BIN)/python -m pytest tests
+
+data: setup
+	$(BIN)/python -m spectra_vae demo-data --out data/demo
+
+demo: setup
+	$(BIN)/python -m spectra_vae pipeline --out reports/$(RUN)
+
+bench: setup
+	$(BIN)/python -m benchmarks
+
+lab: setup
+	$(BIN)/jupyter lab notebooks/
+
+clean:
+	rm -rf reports/demo data/demo models .pytest_cache

@@ -1,0 +1,363 @@
+"""`SpectraVAE`: the VAE as a scikit-learn-style estimator over spectral datasets."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import __version__
+from .data import SpectralDataset, as_dataset
+from .errors import DataError
+from .loss import RECONSTRUCTIONS, kl_divergence, reconstruction_nll
+from .model import VAE, ModelConfig
+from .normalise import METHODS, Normaliser
+from .train import PixelBatches, TrainState, load_checkpoint, resolve_device, save_checkpoint, train_loop
+
+PREDICT_BATCH = 8192
+BEST, LAST = "best.pt", "last.pt"
+
+
+class SpectraVAE:
+    """A variational autoencoder of per-pixel spectra.
+
+    Defaults: the prototype's 442→221→110→2 shape (LeakyReLU 0.2), per-channel standardisation
+    fitted on the training pixels, and a Gaussian likelihood with a learned per-channel noise
+    level, β = 1. Learned state ends in `_` (`model_`, `normaliser_`, `wavenumbers_`, `history_`).
+    """
+
+    def __init__(self, latent_dim: int = 2, hidden_dims: tuple[int, ...] = (221, 110), *,
+                 reconstruction: str = "gaussian", beta: float = 1.0, normalisation: str = "auto",
+                 noise: str = "shared",
+                 epochs: int = 50, batch_size: int = 256, learning_rate: float = 1e-3,
+                 patience: int | None = 10, seed: int = 0, device: str = "auto",
+                 verbose: bool = True) -> None:
+        self.latent_dim = latent_dim
+        self.hidden_dims = tuple(hidden_dims)
+        self.reconstruction = reconstruction
+        self.beta = beta
+        self.normalisation = normalisation
+        self.noise = noise
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.patience = patience
+        self.seed = seed
+        self.device = device
+        self.verbose = verbose
+
+    # -- configuration -------------------------------------------------------------------
+    _PARAMS = ("latent_dim", "hidden_dims", "reconstruction", "beta", "normalisation", "noise", "epochs",
+               "batch_size", "learning_rate", "patience", "seed", "device", "verbose")
+
+    def get_params(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self._PARAMS}
+
+    def set_params(self, **params: Any) -> SpectraVAE:
+        for k, v in params.items():
+            if k not in self._PARAMS:
+                raise ValueError(f"unknown parameter {k!r}; have {self._PARAMS}")
+            setattr(self, k, tuple(v) if k == "hidden_dims" else v)
+        return self
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={getattr(self, k)!r}" for k in self._PARAMS)
+        return f"SpectraVAE({args})"
+
+    def _check_params(self) -> None:
+        def bad(name: str, why: str) -> DataError:
+            return DataError(f"SpectraVAE parameter {name}={getattr(self, name)!r}: {why}")
+        if not (isinstance(self.latent_dim, int) and self.latent_dim >= 1):
+            raise bad("latent_dim", "must be a whole number ≥ 1")
+        if not all(isinstance(h, int) and h >= 1 for h in self.hidden_dims):
+            raise bad("hidden_dims", "must be whole numbers ≥ 1")
+        if self.reconstruction not in RECONSTRUCTIONS:
+            raise bad("reconstruction", f"must be one of {RECONSTRUCTIONS}")
+        if self.noise not in ("shared", "channel"):
+            raise bad("noise", "must be 'shared' or 'channel'")
+        if self.normalisation != "auto" and self.normalisation not in METHODS:
+            raise bad("normalisation", f"must be 'auto' or one of {METHODS}")
+        if self.reconstruction == "bce" and self.normalisation_method() not in ("minmax", "global_minmax"):
+            raise bad("normalisation", "the bce reconstruction needs 'minmax' or 'global_minmax' (values in [0, 1])")
+        if not (isinstance(self.epochs, int) and self.epochs >= 1):
+            raise bad("epochs", "must be a whole number ≥ 1")
+        if not (isinstance(self.batch_size, int) and self.batch_size >= 1):
+            raise bad("batch_size", "must be a whole number ≥ 1")
+        if not (isinstance(self.learning_rate, (int, float)) and self.learning_rate > 0):
+            raise bad("learning_rate", "must be > 0")
+        if not (isinstance(self.beta, (int, float)) and self.beta >= 0):
+            raise bad("beta", "must be ≥ 0")
+
+    def normalisation_method(self) -> str:
+        """The normalisation in use: `auto` is min–max for `bce`, `global_standard` otherwise."""
+        if self.normalisation != "auto":
+            return self.normalisation
+        return "minmax" if self.reconstruction == "bce" else "global_standard"
+
+    # -- fitting -------------------------------------------------------------------------
+    def fit(self, data: Any, validation: Any = None,
+            checkpoint_dir: str | os.PathLike | None = None) -> SpectraVAE:
+        """Fit the normaliser on `data` and train; keeps the best epoch's weights. Returns self."""
+        self._check_params()
+        train = as_dataset(data)
+        val = None if validation is None else as_dataset(validation)
+        if val is not None:
+            _check_compatible(train.wavenumbers, train.n_channels, val, "validation data", "the training data")
+        torch.manual_seed(self.seed)
+        self.device_ = resolve_device(self.device)
+        self.wavenumbers_ = np.asarray(train.wavenumbers, dtype=float)
+        self.wavenumbers_known_ = bool(train.wavenumbers_known)
+        self.normaliser_ = Normaliser(self.normalisation_method()).fit(train.iter_chunks())
+        output = "sigmoid" if self.normalisation_method() in ("minmax", "global_minmax") else "linear"
+        self.model_config_ = ModelConfig(train.n_channels, self.latent_dim, self.hidden_dims, output,
+                                         noise=self.noise)
+        self.model_ = VAE(self.model_config_).to(self.device_)
+        self.optimizer_ = torch.optim.Adam(self.model_.parameters(), lr=self.learning_rate)
+        self._state = TrainState()
+        self._generators = self._new_generators()
+        self.train_source_ = train.source
+        return self._run(train, val, checkpoint_dir)
+
+    def _new_generators(self) -> dict[str, torch.Generator]:
+        # Shuffling runs on the CPU; ε is drawn on the model's device.
+        return {"shuffle": torch.Generator().manual_seed(self.seed),
+                "sample": torch.Generator(device=self.device_).manual_seed(self.seed + 1)}
+
+    def _run(self, train: SpectralDataset, val: SpectralDataset | None,
+             checkpoint_dir: str | os.PathLike | None) -> SpectraVAE:
+        self.checkpoint_dir_ = None if checkpoint_dir is None else Path(checkpoint_dir)
+        if len(train) == 0:
+            raise DataError(f"{train.source}: no training pixels")
+        batches = PixelBatches(train, self.normaliser_, self.batch_size, self.device_)
+        val_batches = None
+        if val is not None and len(val):
+            val_batches = PixelBatches(val, self.normaliser_, max(self.batch_size, PREDICT_BATCH), self.device_)
+        scale = torch.as_tensor(self.normaliser_.scale_, dtype=torch.float32, device=self.device_)
+
+        def on_epoch_end(state: TrainState, improved: bool) -> None:
+            if self.checkpoint_dir_ is None:
+                return
+            if improved:
+                save_checkpoint(self._payload(weights=state.best_state, training=False), self.checkpoint_dir_ / BEST)
+            save_checkpoint(self._payload(training=True), self.checkpoint_dir_ / LAST)
+
+        try:
+            train_loop(self.model_, self.optimizer_, batches, val_batches, epochs=self.epochs,
+                       kind=self.reconstruction, beta=float(self.beta), patience=self.patience,
+                       state=self._state, generator=self._generators["shuffle"],
+                       sample_generator=self._generators["sample"], scale=scale,
+                       on_epoch_end=on_epoch_end, progress=self.verbose)
+        finally:
+            self.history_ = pd.DataFrame(self._state.history)
+        if self._state.best_state is not None:
+            self.model_.load_state_dict(self._state.best_state)
+        self.model_.eval()
+        return self
+
+    # -- results -------------------------------------------------------------------------
+    @property
+    def history(self) -> pd.DataFrame:
+        """One row per epoch: train/val loss, reconstruction, KL, val RMSE (absorbance), seconds."""
+        self._check_fitted()
+        return self.history_
+
+    @property
+    def best_epoch_(self) -> int:
+        self._check_fitted()
+        return self._state.best_epoch
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            raise RuntimeError("this SpectraVAE is not fitted yet; call fit() or SpectraVAE.load()")
+
+    def _batches(self, data: Any) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+        """(original pixels, normalised tensor on device) in batches, streaming from disk."""
+        self._check_fitted()
+        ds = as_dataset(data)
+        _check_compatible(self.wavenumbers_, self.model_config_.n_channels, ds, ds.source or "data",
+                          "the model", self.wavenumbers_known_)
+        self.model_.eval()
+        for chunk in ds.iter_chunks(PREDICT_BATCH):
+            yield chunk, torch.from_numpy(self.normaliser_.transform(chunk)).to(self.device_)
+
+    def transform(self, data: Any) -> np.ndarray:
+        """Latent means μ, `(n_pixels, latent_dim)`; deterministic."""
+        out = []
+        with torch.no_grad():
+            for _, x in self._batches(data):
+                out.append(self.model_.encode(x)[0].cpu().numpy())
+        return _concat(out, self.latent_dim)
+
+    def encode(self, data: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Latent means and log-variances, each `(n_pixels, latent_dim)`."""
+        mus, logvars = [], []
+        with torch.no_grad():
+            for _, x in self._batches(data):
+                mu, logvar = self.model_.encode(x)
+                mus.append(mu.cpu().numpy())
+                logvars.append(logvar.cpu().numpy())
+        return _concat(mus, self.latent_dim), _concat(logvars, self.latent_dim)
+
+    def decode(self, z: np.ndarray) -> np.ndarray:
+        """Spectra (absorbance, original units) decoded from latent points `(n, latent_dim)`."""
+        self._check_fitted()
+        with torch.no_grad():
+            zt = torch.as_tensor(np.asarray(z, dtype=np.float32), device=self.device_)
+            x = self.model_.decode(zt).cpu().numpy()
+        return self.normaliser_.inverse_transform(x)
+
+    def reconstruct(self, data: Any) -> np.ndarray:
+        """Reconstructions decode(μ) in the input's absorbance units, `(n_pixels, n_channels)`."""
+        out = []
+        with torch.no_grad():
+            for _, x in self._batches(data):
+                out.append(self.normaliser_.inverse_transform(self.model_.decode(self.model_.encode(x)[0]).cpu().numpy()))
+        return _concat(out, self.model_config_.n_channels)
+
+    def reconstruction_error(self, data: Any) -> np.ndarray:
+        """Per-pixel RMSE over channels between each spectrum and its reconstruction (absorbance)."""
+        out = []
+        with torch.no_grad():
+            for chunk, x in self._batches(data):
+                r = self.normaliser_.inverse_transform(self.model_.decode(self.model_.encode(x)[0]).cpu().numpy())
+                out.append(np.sqrt(np.mean((r - chunk) ** 2, axis=1)))
+        return np.concatenate(out) if out else np.zeros(0)
+
+    def score_samples(self, data: Any) -> pd.DataFrame:
+        """Per pixel: reconstruction RMSE (absorbance), reconstruction NLL of decode(μ), KL; with (scan, row, col)."""
+        ds = as_dataset(data)
+        rmse, nll, kl = [], [], []
+        with torch.no_grad():
+            for chunk, x in self._batches(ds):
+                mu, logvar = self.model_.encode(x)
+                x_hat = self.model_.decode(mu)
+                nll.append(reconstruction_nll(x_hat, x, self.reconstruction, self.model_.noise_log_var()).cpu().numpy())
+                kl.append(kl_divergence(mu, logvar).cpu().numpy())
+                r = self.normaliser_.inverse_transform(x_hat.cpu().numpy())
+                rmse.append(np.sqrt(np.mean((r - chunk) ** 2, axis=1)))
+        coords = ds.coords
+        return pd.DataFrame({"scan": np.asarray(ds.scans, dtype=object)[coords[:, 0]] if len(ds) else [],
+                             "row": coords[:, 1], "col": coords[:, 2],
+                             "reconstruction_error": np.concatenate(rmse),
+                             "reconstruction_nll": np.concatenate(nll),
+                             "kl": np.concatenate(kl)})
+
+    # -- checkpoints ---------------------------------------------------------------------
+    def _payload(self, weights: dict[str, torch.Tensor] | None = None, training: bool = False) -> dict[str, Any]:
+        state = self._state
+        weights = self.model_.state_dict() if weights is None else weights
+        payload: dict[str, Any] = {
+            "format": "spectra_vae.checkpoint",
+            "version": 1,
+            "spectra_vae_version": __version__,
+            "torch_version": torch.__version__,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.get_params().items()},
+            "model_config": self.model_config_.to_dict(),
+            "state_dict": {k: v.detach().cpu() for k, v in weights.items()},
+            "normaliser": self.normaliser_.to_dict(),
+            "wavenumbers": torch.as_tensor(self.wavenumbers_, dtype=torch.float64),
+            "wavenumbers_known": self.wavenumbers_known_,
+            "history": {k: [float(x) for x in v] for k, v in pd.DataFrame(state.history).items()},
+            "best_epoch": state.best_epoch,
+            "train_source": getattr(self, "train_source_", ""),
+        }
+        if training:
+            payload["training"] = {
+                "epoch": state.epoch, "best_epoch": state.best_epoch, "best_loss": state.best_loss,
+                "bad_epochs": state.bad_epochs, "stopped_early": state.stopped_early,
+                "optimizer": self.optimizer_.state_dict(),
+                "best_state_dict": None if state.best_state is None
+                else {k: v.detach().cpu() for k, v in state.best_state.items()},
+                "rng": {k: g.get_state() for k, g in self._generators.items()},
+            }
+        return payload
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the model (weights, config, normaliser, wavenumbers, history) to one file, atomically."""
+        self._check_fitted()
+        return save_checkpoint(self._payload(training=True), path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str = "auto") -> SpectraVAE:
+        """Rebuild a model from a checkpoint file (read with `weights_only=True`)."""
+        payload = load_checkpoint(path)
+        try:
+            config = dict(payload["config"])
+            config["hidden_dims"] = tuple(config["hidden_dims"])
+            config["device"] = device
+            vae = cls(**config)
+            vae.device_ = resolve_device(device)
+            vae.model_config_ = ModelConfig.from_dict(payload["model_config"])
+            vae.model_ = VAE(vae.model_config_)
+            vae.model_.load_state_dict(payload["state_dict"])
+            vae.model_.noise_initialised = True
+            vae.model_.to(vae.device_).eval()
+            vae.normaliser_ = Normaliser.from_dict(payload["normaliser"])
+            vae.wavenumbers_ = payload["wavenumbers"].numpy()
+            vae.wavenumbers_known_ = bool(payload.get("wavenumbers_known", True))
+            vae.train_source_ = payload.get("train_source", "")
+        except (KeyError, TypeError, RuntimeError, ValueError) as exc:
+            raise DataError(f"{path}: checkpoint content is incomplete or does not match the model ({exc})") from exc
+        vae.optimizer_ = torch.optim.Adam(vae.model_.parameters(), lr=vae.learning_rate)
+        history = [dict(zip(payload["history"], row)) for row in zip(*payload["history"].values())]
+        vae._state = TrainState(history=history, best_epoch=int(payload.get("best_epoch", 0)))
+        vae._generators = vae._new_generators()
+        training = payload.get("training")
+        if training:
+            vae.optimizer_.load_state_dict(training["optimizer"])
+            best = training.get("best_state_dict")
+            vae._state = TrainState(epoch=int(training["epoch"]), best_epoch=int(training["best_epoch"]),
+                                    best_loss=float(training["best_loss"]), bad_epochs=int(training["bad_epochs"]),
+                                    stopped_early=bool(training["stopped_early"]), history=history,
+                                    best_state=None if best is None else {k: v.to(vae.device_) for k, v in best.items()})
+            for k, g in vae._generators.items():
+                if k in training["rng"] and vae.device_.type == "cpu":
+                    g.set_state(training["rng"][k])
+        else:
+            vae._state.epoch = len(history)
+        vae.history_ = pd.DataFrame(history)
+        return vae
+
+    @classmethod
+    def resume(cls, checkpoint: str | os.PathLike, data: Any, validation: Any = None,
+               checkpoint_dir: str | os.PathLike | None = None, epochs: int | None = None) -> SpectraVAE:
+        """Continue an interrupted run from its `last` checkpoint to its planned (or `epochs`) epochs.
+
+        The history continues where it stopped, and optimiser and random-number states are
+        restored, so the result matches an uninterrupted run on the same device.
+        """
+        checkpoint = Path(checkpoint)
+        vae = cls.load(checkpoint)
+        if epochs is not None:
+            vae.epochs = epochs
+        train = as_dataset(data)
+        _check_compatible(vae.wavenumbers_, vae.model_config_.n_channels, train, train.source, "the checkpoint")
+        val = None if validation is None else as_dataset(validation)
+        vae.train_source_ = train.source
+        return vae._run(train, val, checkpoint_dir if checkpoint_dir is not None else checkpoint.parent)
+
+
+def _concat(parts: list[np.ndarray], width: int) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.zeros((0, width), np.float32)
+
+
+def _check_compatible(wavenumbers: np.ndarray, n_channels: int, ds: SpectralDataset, what: str,
+                      against: str, known: bool = True) -> None:
+    if ds.n_channels != n_channels:
+        raise DataError(f"{what}: has {ds.n_channels} channels but {against} expects {n_channels}")
+    if known and ds.wavenumbers_known and not np.allclose(ds.wavenumbers, wavenumbers, rtol=0, atol=1e-3):
+        raise DataError(f"{what}: wavenumber axis {ds.wavenumbers[0]:g}…{ds.wavenumbers[-1]:g} cm⁻¹ "
+                        f"does not match {against}'s {wavenumbers[0]:g}…{wavenumbers[-1]:g} cm⁻¹")
+
+
+def rmse(a: np.ndarray, b: np.ndarray) -> float:
+    """Root-mean-square difference over all pixels and channels."""
+    return math.sqrt(float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)))

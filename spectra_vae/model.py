@@ -1,0 +1,97 @@
+"""The VAE: an MLP encoder to (μ, log σ²), the reparameterisation, an MLP decoder."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+LOG_NOISE_VAR_MIN = -13.8
+NOISE_MOMENTUM = 0.05  # σ ≥ 0.001 in normalised units, so the Gaussian NLL cannot run away
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture; everything needed to rebuild the module from a checkpoint."""
+
+    n_channels: int
+    latent_dim: int = 2
+    hidden_dims: tuple[int, ...] = (221, 110)
+    output: str = "linear"  # "sigmoid" when the data are min–max scaled to [0, 1]
+    negative_slope: float = 0.2
+    noise: str = "shared"  # Gaussian noise variance: one for all channels, or one per "channel"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["hidden_dims"] = list(self.hidden_dims)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        return cls(**{**d, "hidden_dims": tuple(d["hidden_dims"])})
+
+
+def _mlp(sizes: list[int], negative_slope: float) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Linear(a, b), nn.LeakyReLU(negative_slope)]
+    return nn.Sequential(*layers)
+
+
+class VAE(nn.Module):
+    """encode → (μ, log σ²); z = μ + σ·ε; decode(z) → x̂ (in normalised units)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        h = list(config.hidden_dims)
+        self.encoder = _mlp([config.n_channels, *h], config.negative_slope)
+        self.to_mu = nn.Linear(h[-1] if h else config.n_channels, config.latent_dim)
+        self.to_logvar = nn.Linear(h[-1] if h else config.n_channels, config.latent_dim)
+        self.decoder = nn.Sequential(_mlp([config.latent_dim, *h[::-1]], config.negative_slope),
+                                     nn.Linear(h[0] if h else config.latent_dim, config.n_channels))
+        # Log noise variance of the Gaussian likelihood (that loss only): not trained by the
+        # optimiser but set to its maximum-likelihood value, a running mean of the squared
+        # residuals (a calibrated decoder, Rybkin et al. 2021).
+        self.register_buffer("log_noise_var", torch.zeros(config.n_channels))
+        self.noise_initialised = False
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.encoder(x)
+        return self.to_mu(h), self.to_logvar(h)
+
+    @staticmethod
+    def reparameterize(mu: torch.Tensor, logvar: torch.Tensor,
+                       generator: torch.Generator | None = None) -> torch.Tensor:
+        # logvar is log σ², so σ = exp(½·log σ²); the prototype used logvar as σ.
+        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        return mu + torch.exp(0.5 * logvar) * eps
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        out = self.decoder(z)
+        return torch.sigmoid(out) if self.config.output == "sigmoid" else out
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        mu, logvar = self.encode(x)
+        return self.decode(self.reparameterize(mu, logvar, generator)), mu, logvar
+
+    def noise_log_var(self) -> torch.Tensor:
+        return self.log_noise_var.clamp(min=LOG_NOISE_VAR_MIN)
+
+    @torch.no_grad()
+    def update_noise(self, x: torch.Tensor, x_hat: torch.Tensor, momentum: float = NOISE_MOMENTUM) -> None:
+        """Move the noise variance towards this batch's mean squared residual (per channel or shared)."""
+        sq = (x - x_hat).pow(2).mean(dim=0)
+        if self.config.noise == "shared":
+            sq = sq.mean().expand_as(sq)
+        target = sq.clamp(min=1e-12).log()
+        if not self.noise_initialised:
+            self.log_noise_var.copy_(target)
+            self.noise_initialised = True
+        else:
+            self.log_noise_var.copy_(torch.logaddexp(self.log_noise_var + math.log1p(-momentum),
+                                                     target + math.log(momentum)))

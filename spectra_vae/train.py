@@ -1,0 +1,242 @@
+"""The training loop: batches, per-epoch validation, early stopping, atomic checkpoints, history."""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .data import SpectralDataset
+from .errors import DataError, TrainingError
+from .loss import elbo_loss
+from .model import VAE
+from .normalise import Normaliser
+
+IN_MEMORY_BYTES = 2 * 1024**3  # datasets up to this size (float32, normalised) are held in memory
+STREAM_BLOCK = 16384  # pixels read per block when streaming from disk
+STREAM_BUFFER_BLOCKS = 16  # blocks (drawn across scans) shuffled together when streaming
+VALIDATION_SEED = 12345  # validation draws the same ε every epoch, so its curve is comparable
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """`auto` picks CUDA, then Apple MPS, then CPU."""
+    if str(device) != "auto":
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+class PixelBatches:
+    """Normalised pixel batches of a dataset as tensors on `device`.
+
+    Data that fit in `IN_MEMORY_BYTES` are read once and reshuffled in full every epoch.
+    Larger data are streamed: blocks of consecutive pixels are drawn in random order across all
+    scans, `STREAM_BUFFER_BLOCKS` blocks at a time are pooled, and the pool is shuffled pixel by
+    pixel, so every batch mixes pixels from up to that many places in the data set.
+    """
+
+    def __init__(self, data: SpectralDataset, normaliser: Normaliser, batch_size: int,
+                 device: torch.device, in_memory_bytes: int = IN_MEMORY_BYTES) -> None:
+        self.data, self.batch_size, self.device = data, batch_size, device
+        self.normaliser = normaliser
+        self.in_memory = len(data) * data.n_channels * 4 <= in_memory_bytes
+        self._tensor: torch.Tensor | None = None
+        if self.in_memory:
+            blocks = [torch.from_numpy(normaliser.transform(c)) for c in data.iter_chunks()]
+            self._tensor = torch.cat(blocks).to(device)
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.data) / self.batch_size)
+
+    def epoch(self, generator: torch.Generator | None) -> Iterator[torch.Tensor]:
+        """One pass in random order (`generator`) or in dataset order (None)."""
+        if self._tensor is not None:
+            n = self._tensor.shape[0]
+            if generator is None:
+                for s in range(0, n, self.batch_size):
+                    yield self._tensor[s : s + self.batch_size]
+                return
+            order = torch.randperm(n, generator=generator).to(self.device)
+            for s in range(0, n, self.batch_size):
+                yield self._tensor.index_select(0, order[s : s + self.batch_size])
+            return
+        yield from self._stream(generator)
+
+    def _stream(self, generator: torch.Generator | None) -> Iterator[torch.Tensor]:
+        n = len(self.data)
+        starts = np.arange(0, n, STREAM_BLOCK)
+        if generator is not None:
+            starts = starts[torch.randperm(len(starts), generator=generator).numpy()]
+        pin = self.device.type == "cuda"
+        carry = np.zeros((0, self.data.n_channels), np.float32)
+        for g in range(0, len(starts), STREAM_BUFFER_BLOCKS):
+            idx = np.concatenate([np.arange(s, min(s + STREAM_BLOCK, n)) for s in starts[g : g + STREAM_BUFFER_BLOCKS]])
+            pool = self.normaliser.transform(self.data.read(idx))
+            if generator is not None:
+                pool = pool[torch.randperm(len(pool), generator=generator).numpy()]
+            pool = np.concatenate([carry, pool])
+            full = len(pool) - len(pool) % self.batch_size
+            t = torch.from_numpy(pool[:full])
+            if pin:
+                t = t.pin_memory()
+            t = t.to(self.device, non_blocking=pin)
+            for s in range(0, full, self.batch_size):
+                yield t[s : s + self.batch_size]
+            carry = pool[full:]
+        if len(carry):
+            yield torch.from_numpy(carry).to(self.device)
+
+
+# -- checkpoints -----------------------------------------------------------------------------
+def save_checkpoint(payload: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Write atomically: a temporary file in the same directory, fsync, then rename over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        if isinstance(exc, OSError):
+            raise OSError(exc.errno, f"could not write checkpoint {path} ({exc.strerror}); "
+                          "the previous file there is unchanged") from exc
+        raise
+    try:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass  # some file systems cannot fsync a directory; the rename itself is atomic
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint with `weights_only=True`: tensors and plain containers, never pickled code."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such checkpoint file")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ... here
+        raise DataError(f"{path}: not a loadable spectra_vae checkpoint (refused or unreadable: "
+                        f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
+    if not isinstance(payload, dict) or payload.get("format") != "spectra_vae.checkpoint":
+        raise DataError(f"{path}: not a spectra_vae checkpoint")
+    return payload
+
+
+# -- the loop --------------------------------------------------------------------------------
+@dataclass
+class TrainState:
+    """What a resumed run needs besides weights and optimiser state."""
+
+    epoch: int = 0  # epochs completed
+    best_epoch: int = 0
+    best_loss: float = math.inf
+    bad_epochs: int = 0
+    stopped_early: bool = False
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_state: dict[str, torch.Tensor] | None = None
+
+
+def _evaluate(model: VAE, batches: PixelBatches, kind: str, beta: float,
+              scale: torch.Tensor) -> dict[str, float]:
+    """Loss terms with ε from a fixed seed, and RMSE of the latent-mean reconstruction (absorbance)."""
+    model.eval()
+    gen = torch.Generator(device=batches.device).manual_seed(VALIDATION_SEED)
+    sums = np.zeros(4)
+    n = 0
+    with torch.no_grad():
+        for x in batches.epoch(None):
+            x_hat, mu, logvar = model(x, generator=gen)
+            terms = elbo_loss(x, x_hat, mu, logvar, kind=kind, beta=beta, log_noise_var=model.noise_log_var())
+            sq = ((model.decode(mu) - x) * scale).pow(2).mean(dim=1).sum()
+            m = x.shape[0]
+            sums += [terms.total.item() * m, terms.reconstruction.item() * m, terms.kl.item() * m, sq.item()]
+            n += m
+    total, rec, kl, sq = sums / n
+    return {"loss": total, "reconstruction": rec, "kl": kl, "rmse": math.sqrt(sq)}
+
+
+def train_loop(model: VAE, optimizer: torch.optim.Optimizer, train: PixelBatches,
+               validation: PixelBatches | None, *, epochs: int, kind: str, beta: float,
+               patience: int | None, state: TrainState, generator: torch.Generator,
+               sample_generator: torch.Generator, scale: torch.Tensor,
+               on_epoch_end: Callable[[TrainState, bool], None] | None = None,
+               progress: bool = True) -> TrainState:
+    """Train until `epochs` epochs are complete or `patience` epochs pass without improvement.
+
+    The monitored loss is the validation loss when there is validation data, else the training
+    loss. `on_epoch_end(state, improved)` is called after every epoch (checkpoints go there).
+    """
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=epochs, initial=state.epoch, desc="training", unit="epoch", disable=not progress)
+    try:
+        while state.epoch < epochs and not state.stopped_early:
+            epoch = state.epoch + 1
+            t0 = time.perf_counter()
+            model.train()
+            sums, n = np.zeros(3), 0
+            for b, x in enumerate(train.epoch(generator), start=1):
+                x_hat, mu, logvar = model(x, generator=sample_generator)
+                if kind == "gaussian":
+                    model.update_noise(x, x_hat)
+                terms = elbo_loss(x, x_hat, mu, logvar, kind=kind, beta=beta,
+                                  log_noise_var=model.noise_log_var())
+                if not torch.isfinite(terms.total):
+                    raise TrainingError(f"loss became {terms.total.item()} at epoch {epoch}, batch {b} "
+                                        f"(reconstruction {terms.reconstruction.item():.4g}, kl {terms.kl.item():.4g}); "
+                                        "try a lower learning_rate; the best checkpoint so far is kept")
+                optimizer.zero_grad(set_to_none=True)
+                terms.total.backward()
+                optimizer.step()
+                m = x.shape[0]
+                sums += [terms.total.item() * m, terms.reconstruction.item() * m, terms.kl.item() * m]
+                n += m
+            row: dict[str, float] = {"epoch": epoch, "train_loss": sums[0] / n,
+                                     "train_reconstruction": sums[1] / n, "train_kl": sums[2] / n}
+            if validation is not None:
+                v = _evaluate(model, validation, kind, beta, scale)
+                row |= {"val_loss": v["loss"], "val_reconstruction": v["reconstruction"],
+                        "val_kl": v["kl"], "val_rmse": v["rmse"]}
+            row["seconds"] = time.perf_counter() - t0
+            monitored = row.get("val_loss", row["train_loss"])
+            improved = monitored < state.best_loss
+            if improved:
+                state.best_loss, state.best_epoch, state.bad_epochs = monitored, epoch, 0
+                state.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                state.bad_epochs += 1
+            state.epoch = epoch
+            state.history.append(row)
+            if patience and state.bad_epochs >= patience:
+                state.stopped_early = True
+            if on_epoch_end is not None:
+                on_epoch_end(state, improved)
+            bar.update(1)
+            bar.set_postfix({k: f"{row[k]:.4g}" for k in ("train_loss", "val_loss", "val_rmse") if k in row})
+    finally:
+        bar.close()
+    return state

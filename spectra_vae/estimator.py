@@ -257,15 +257,15 @@ class SpectraVAE:
             "format": "spectra_vae.checkpoint",
             "version": 1,
             "spectra_vae_version": __version__,
-            "torch_version": torch.__version__,
+            "torch_version": str(torch.__version__),
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.get_params().items()},
             "model_config": self.model_config_.to_dict(),
             "state_dict": {k: v.detach().cpu() for k, v in weights.items()},
             "normaliser": self.normaliser_.to_dict(),
-            "wavenumbers": torch.as_tensor(self.wavenumbers_, dtype=torch.float64),
+            "wavenumbers": torch.tensor(np.array(self.wavenumbers_, dtype=np.float64)),
             "wavenumbers_known": self.wavenumbers_known_,
-            "history": {k: [float(x) for x in v] for k, v in pd.DataFrame(state.history).items()},
+            "history": {k: v.tolist() for k, v in pd.DataFrame(state.history).items()},
             "best_epoch": state.best_epoch,
             "train_source": getattr(self, "train_source_", ""),
         }
@@ -278,7 +278,7 @@ class SpectraVAE:
                 else {k: v.detach().cpu() for k, v in state.best_state.items()},
                 "rng": {k: g.get_state() for k, g in self._generators.items()},
             }
-        return payload
+        return _plain(payload)
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the model (weights, config, normaliser, wavenumbers, history) to one file, atomically."""
@@ -343,6 +343,17 @@ class SpectraVAE:
         val = None if validation is None else as_dataset(validation)
         vae.train_source_ = train.source
         return vae._run(train, val, checkpoint_dir if checkpoint_dir is not None else checkpoint.parent)
+
+
+def _plain(obj: Any) -> Any:
+    """Numpy scalars and tuples → Python numbers and lists, so `weights_only=True` can load the file."""
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
 
 
 def _concat(parts: list[np.ndarray], width: int) -> np.ndarray:

@@ -1,0 +1,36 @@
+"""Shared fixtures: tiny demo datasets, made once per session."""
+
+from __future__ import annotations
+
+import os
+
+import matplotlib
+import pytest
+
+matplotlib.use("Agg")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+from spectra_vae import SpectraVAE, load_dataset, make_demo_dataset  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def demo_dir(tmp_path_factory):
+    """6 scans of 24×24 pixels × 442 channels: 2 normal train, 1 val, 1 test, 2 abnormal."""
+    return make_demo_dataset(tmp_path_factory.mktemp("demo") / "scans", n_scans=6, height=24, width=24, seed=0)
+
+
+@pytest.fixture(scope="session")
+def demo(demo_dir):
+    return load_dataset(demo_dir)
+
+
+@pytest.fixture(scope="session")
+def fitted(demo_dir, tmp_path_factory):
+    """A small VAE trained for a few epochs with checkpoints; (vae, train, val, test, checkpoint_dir)."""
+    train = load_dataset(demo_dir, split="normal_train")
+    val = load_dataset(demo_dir, split="normal_val")
+    test = load_dataset(demo_dir, split="normal_test")
+    ckpt = tmp_path_factory.mktemp("run")
+    vae = SpectraVAE(hidden_dims=(64, 32), epochs=4, batch_size=128, verbose=False).fit(
+        train, validation=val, checkpoint_dir=ckpt)
+    return vae, train, val, test, ckpt

@@ -1,0 +1,157 @@
+import os
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from spectra_vae import DataError, SpectraVAE, load_dataset, make_demo_dataset
+from spectra_vae.analysis import compare_with_pca
+from spectra_vae.train import resolve_device
+
+
+def test_fit_returns_self_with_history_of_each_term_per_epoch(fitted):
+    vae, *_ = fitted
+    h = vae.history
+    assert isinstance(h, pd.DataFrame) and list(h.epoch) == [1, 2, 3, 4]
+    for col in ("train_loss", "train_reconstruction", "train_kl", "val_loss", "val_reconstruction",
+                "val_kl", "val_rmse", "seconds"):
+        assert col in h and h[col].notna().all()
+    assert (h.train_kl > 0).all() and (h.val_kl > 0).all()
+    assert np.allclose(h.val_loss, h.val_reconstruction + vae.beta * h.val_kl, rtol=1e-4)
+    assert h.train_loss.iloc[-1] < h.train_loss.iloc[0]
+
+
+def test_transform_and_reconstruct_are_deterministic_and_shaped(fitted):
+    vae, _, _, test, _ = fitted
+    z1, z2 = vae.transform(test), vae.transform(test)
+    assert z1.shape == (len(test), 2) and np.array_equal(z1, z2)
+    r = vae.reconstruct(test)
+    assert r.shape == (len(test), 442) and np.array_equal(r, vae.reconstruct(test))
+
+
+def test_reconstructions_come_back_in_absorbance_units(fitted):
+    vae, _, _, test, _ = fitted
+    x, r = test.to_array(), vae.reconstruct(test)
+    assert abs(r.mean() - x.mean()) < 0.2 * x.std()
+    assert np.sqrt(np.mean((r - x) ** 2)) < x.std()
+
+
+def test_checkpoints_best_and_last_hold_everything_and_load_weights_only(fitted):
+    vae, _, _, test, ckpt = fitted
+    assert sorted(p.name for p in ckpt.iterdir()) == ["best.pt", "last.pt"]  # no temporary files left
+    for name in ("best.pt", "last.pt"):
+        payload = torch.load(ckpt / name, weights_only=True)
+        assert {"state_dict", "config", "model_config", "normaliser", "wavenumbers", "history"} <= set(payload)
+        assert payload["wavenumbers"].shape == (442,) and payload["config"]["latent_dim"] == 2
+        assert len(payload["history"]["epoch"]) >= 1
+    best = SpectraVAE.load(ckpt / "best.pt")
+    assert np.allclose(best.transform(test), vae.transform(test))  # fit ends on the best epoch
+
+
+def test_save_then_load_gives_the_same_model(fitted, tmp_path):
+    vae, _, _, test, _ = fitted
+    path = vae.save(tmp_path / "final.pt")
+    again = SpectraVAE.load(path)
+    assert again.get_params()["hidden_dims"] == (64, 32)
+    assert np.array_equal(again.transform(test), vae.transform(test))
+    assert np.array_equal(again.reconstruct(test), vae.reconstruct(test))
+    pd.testing.assert_frame_equal(again.history, vae.history)
+
+
+def test_arrays_are_accepted_wherever_a_dataset_is(fitted):
+    vae, _, _, test, _ = fitted
+    x = test.to_array()
+    assert np.array_equal(vae.transform(x), vae.transform(test))
+
+
+def test_same_seed_same_data_same_result_on_cpu(demo_dir):
+    train = load_dataset(demo_dir, split="normal_train")
+    kw = dict(hidden_dims=(32, 16), epochs=2, batch_size=256, seed=7, verbose=False)
+    a, b = SpectraVAE(**kw).fit(train), SpectraVAE(**kw).fit(train)
+    assert np.array_equal(a.transform(train), b.transform(train))
+    c = SpectraVAE(**{**kw, "seed": 8}).fit(train)
+    assert not np.array_equal(a.transform(train), c.transform(train))
+
+
+def test_early_stopping_stops_after_patience_epochs_without_improvement(demo_dir):
+    train = load_dataset(demo_dir, split="normal_train")
+    val = load_dataset(demo_dir, split="normal_val")
+    # A learning rate too small to improve by much leaves the best at an early epoch only by chance,
+    # so use a tiny rate and β large: loss plateaus quickly; patience=1 must stop before 40 epochs.
+    vae = SpectraVAE(hidden_dims=(16,), epochs=40, patience=1, learning_rate=0.05, batch_size=512,
+                     verbose=False).fit(train, validation=val)
+    h = vae.history
+    assert len(h) < 40
+    assert h.val_loss.iloc[-1] >= h.val_loss.iloc[-2]  # stopped on an epoch that did not improve
+    assert vae.best_epoch_ == int(h.epoch[h.val_loss.idxmin()])
+
+
+def test_resume_continues_history_and_matches_an_uninterrupted_run(demo_dir, tmp_path):
+    train = load_dataset(demo_dir, split="normal_train")
+    val = load_dataset(demo_dir, split="normal_val")
+    kw = dict(hidden_dims=(32, 16), batch_size=256, patience=None, seed=3, verbose=False)
+    full = SpectraVAE(epochs=4, **kw).fit(train, validation=val, checkpoint_dir=tmp_path / "full")
+    SpectraVAE(epochs=2, **kw).fit(train, validation=val, checkpoint_dir=tmp_path / "cut")
+    resumed = SpectraVAE.resume(tmp_path / "cut" / "last.pt", train, validation=val, epochs=4)
+    assert list(resumed.history.epoch) == [1, 2, 3, 4]
+    assert np.allclose(resumed.history.train_loss, full.history.train_loss, rtol=1e-5)
+    assert np.allclose(resumed.transform(val), full.transform(val), atol=1e-5)
+
+
+def test_applying_a_model_to_other_channels_or_axis_is_an_error(fitted):
+    vae, _, _, test, _ = fitted
+    with pytest.raises(DataError, match="has 100 channels but the model expects 442"):
+        vae.transform(np.ones((5, 100)))
+    shifted = load_dataset(test.to_array()[:10], wavenumbers=np.linspace(1000, 1850, 442))
+    with pytest.raises(DataError, match="does not match the model"):
+        vae.transform(shifted)
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (os.system, ("touch /tmp/spectra_vae_pwned",))
+
+
+def test_checkpoint_with_pickled_code_is_refused_and_not_run(tmp_path):
+    path = tmp_path / "evil.pt"
+    with open(path, "wb") as f:
+        pickle.dump({"format": "spectra_vae.checkpoint", "x": _Exploit()}, f)
+    if os.path.exists("/tmp/spectra_vae_pwned"):
+        os.remove("/tmp/spectra_vae_pwned")
+    with pytest.raises(DataError, match="evil.pt"):
+        SpectraVAE.load(path)
+    assert not os.path.exists("/tmp/spectra_vae_pwned")
+
+
+def test_auto_device_is_cpu_without_accelerators():
+    if not torch.cuda.is_available() and not torch.backends.mps.is_available():
+        assert resolve_device("auto").type == "cpu"
+    assert resolve_device("cpu").type == "cpu"
+
+
+def test_bad_parameters_are_named(demo_dir):
+    train = load_dataset(demo_dir, split="normal_train")
+    with pytest.raises(DataError, match="latent_dim"):
+        SpectraVAE(latent_dim=0).fit(train)
+    with pytest.raises(DataError, match="bce reconstruction needs"):
+        SpectraVAE(reconstruction="bce", normalisation="standard").fit(train)
+
+
+@pytest.fixture(scope="module")
+def demo48(tmp_path_factory):
+    return load_dataset(make_demo_dataset(tmp_path_factory.mktemp("d48"), n_scans=6, height=48, width=48, seed=0))
+
+
+@pytest.mark.parametrize("split_seed", [0, 1])
+def test_default_vae_reconstructs_held_out_scans_better_than_pca_with_as_many_components(demo48, split_seed):
+    """Requirement: with default settings, held-out RMSE (absorbance) ≤ PCA(latent_dim) fitted on the same pixels."""
+    train, val, test = demo48.split(by="scan", fractions=(0.8, 0.1, 0.1), seed=split_seed)
+    vae = SpectraVAE(epochs=30, verbose=False).fit(train, validation=val)
+    table = compare_with_pca(vae, train, test)
+    assert table.loc["PCA", "components"] == vae.latent_dim == 2
+    assert table.loc["VAE", "rmse"] <= table.loc["PCA", "rmse"], table
+    # and it is not the trivial model: far better than predicting the training mean spectrum
+    mean_rmse = np.sqrt(np.mean((test.to_array() - train.to_array().mean(0)) ** 2))
+    assert table.loc["VAE", "rmse"] < 0.2 * mean_rmse

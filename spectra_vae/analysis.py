@@ -102,3 +102,59 @@ def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
     mu1 = (m0[-1] - m0) / np.maximum(w1, 1)
     between = w0 * w1 * (mu0 - mu1) ** 2
     return float(centres[int(np.argmax(between[:-1]))])
+
+
+def dataset_overview(dataset: SpectralDataset) -> pd.DataFrame:
+    """The dataset in numbers: scans, pixels, channels, wavenumber range, value range, exclusions."""
+    summary = dataset.summary()
+    wn = dataset.wavenumbers
+    unit = "cm⁻¹" if dataset.wavenumbers_known else "(channel index)"
+    rows = {
+        "scans": len(dataset.scans),
+        "usable pixels": len(dataset),
+        "channels": dataset.n_channels,
+        "wavenumber range": f"{wn.min():.1f}–{wn.max():.1f} {unit}",
+        "channel spacing": f"{np.abs(np.diff(wn)).mean():.3f} {unit}" if len(wn) > 1 else "-",
+        "absorbance min": f"{summary['min'].min():.4f}",
+        "absorbance max": f"{summary['max'].max():.4f}",
+        "non-finite pixels excluded": int(summary["nonfinite_excluded"].sum()),
+    }
+    if dataset.labels is not None and dataset.label_names:
+        counts = np.bincount(dataset.labels[dataset.labels >= 0], minlength=len(dataset.label_names))
+        rows["ground-truth pixels"] = ", ".join(f"{n} {c}" for n, c in zip(dataset.label_names, counts))
+    return pd.DataFrame({"value": [str(v) for v in rows.values()]}, index=list(rows))
+
+
+def latent_grid(vae: SpectraVAE, span: float = 2.0, steps: int = 7) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Spectra decoded along each latent axis from −span to +span (other axes at 0, the prior mean)."""
+    values = np.linspace(-span, span, steps)
+    out = {}
+    for d in range(vae.latent_dim):
+        z = np.zeros((steps, vae.latent_dim), np.float32)
+        z[:, d] = values
+        out[f"z{d + 1}"] = (values, vae.decode(z))
+    return out
+
+
+def pick_pixels(errors: np.ndarray, mask: np.ndarray | None = None, n_worst: int = 3) -> dict[str, int]:
+    """Dataset positions of telling pixels: the median, 90th percentile and worst-reconstructed ones."""
+    idx = np.flatnonzero(mask) if mask is not None and mask.any() else np.arange(len(errors))
+    order = idx[np.argsort(errors[idx], kind="stable")]
+    picks = {"median pixel": int(order[len(order) // 2]), "90th percentile": int(order[int(0.9 * (len(order) - 1))])}
+    worst = np.argsort(-errors, kind="stable")[:n_worst]
+    picks |= {f"worst #{i + 1}": int(w) for i, w in enumerate(worst)}
+    return picks
+
+
+def embed(z: np.ndarray, method: str = "pca", max_points: int = 3000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """2-D PCA or t-SNE embedding of latent points; returns (embedding, indices of the points used)."""
+    rng = np.random.default_rng(seed)
+    idx = np.arange(len(z)) if len(z) <= max_points else np.sort(rng.choice(len(z), max_points, replace=False))
+    if method == "pca":
+        return PCA(n_components=2, random_state=seed).fit_transform(z[idx]) if z.shape[1] >= 2 else np.column_stack([z[idx, 0], np.zeros(len(idx))]), idx
+    if method == "tsne":
+        from sklearn.manifold import TSNE
+
+        perplexity = float(min(30, max(5, (len(idx) - 1) // 3)))
+        return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(z[idx]), idx
+    raise ValueError(f"method must be 'pca' or 'tsne'; got {method!r}")

@@ -1,0 +1,213 @@
+"""Figures. Each function returns a matplotlib Figure; spectra run high → low wavenumber."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from .data import SpectralDataset
+
+WN_LABEL = "wavenumber (cm⁻¹)"
+ABS_LABEL = "absorbance (a.u.)"
+
+
+def spectrum_axes(ax: plt.Axes, wavenumbers: np.ndarray, known: bool = True) -> None:
+    """Label an axis for spectra; wavenumbers decrease to the right, as spectroscopists read them."""
+    ax.set_xlabel(WN_LABEL if known else "channel")
+    ax.set_ylabel(ABS_LABEL)
+    lo, hi = float(np.min(wavenumbers)), float(np.max(wavenumbers))
+    ax.set_xlim(hi, lo) if known else ax.set_xlim(lo, hi)
+
+
+def mean_spectra(dataset: SpectralDataset, max_pixels: int = 20000, seed: int = 0) -> Figure:
+    """Mean ± one standard deviation spectrum of each scan (from up to `max_pixels` pixels each)."""
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    rng = np.random.default_rng(seed)
+    scan_of = dataset.scan_of()
+    for k, name in enumerate(dataset.scans):
+        idx = np.flatnonzero(scan_of == k)
+        if len(idx) > max_pixels:
+            idx = np.sort(rng.choice(idx, max_pixels, replace=False))
+        x = dataset.read(idx)
+        m, s = x.mean(0), x.std(0)
+        line, = ax.plot(dataset.wavenumbers, m, lw=1.2, label=name)
+        ax.fill_between(dataset.wavenumbers, m - s, m + s, color=line.get_color(), alpha=0.15)
+    spectrum_axes(ax, dataset.wavenumbers, dataset.wavenumbers_known)
+    ax.set_title("Mean ± 1 s.d. spectrum per scan (all pixels, tissue and background)")
+    ax.legend(fontsize="small", ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def spectra(wavenumbers: np.ndarray, curves: Mapping[str, np.ndarray], title: str,
+            known: bool = True) -> Figure:
+    """Several labelled spectra on one axis."""
+    fig, ax = plt.subplots(figsize=(9, 4))
+    for label, y in curves.items():
+        ax.plot(wavenumbers, y, lw=1, label=label)
+    spectrum_axes(ax, wavenumbers, known)
+    ax.set_title(title)
+    ax.legend(fontsize="small", ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def scan_images(images: Mapping[str, np.ndarray], title: str, colorbar_label: str,
+                cmap: str = "viridis", vmin: float | None = None, vmax: float | None = None,
+                ncols: int = 4, categorical_names: Sequence[str] | None = None) -> Figure:
+    """One panel per scan (NaN = no pixel), a shared colour scale, and a labelled colour bar."""
+    n = len(images)
+    ncols = min(ncols, n)
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols + 1, 3.0 * nrows + 0.6), squeeze=False)
+    finite = [v[np.isfinite(v)] for v in images.values() if np.isfinite(v).any()]
+    allv = np.concatenate(finite) if finite else np.zeros(1)
+    vmin = float(np.nanpercentile(allv, 1)) if vmin is None else vmin
+    vmax = float(np.nanpercentile(allv, 99)) if vmax is None else vmax
+    if categorical_names is not None:
+        cmap_obj = plt.get_cmap(cmap, len(categorical_names))
+        vmin, vmax = -0.5, len(categorical_names) - 0.5
+    else:
+        cmap_obj = plt.get_cmap(cmap)
+    im = None
+    for ax, (name, img) in zip(axes.flat, images.items()):
+        im = ax.imshow(img, cmap=cmap_obj, vmin=vmin, vmax=vmax, interpolation="nearest")
+        ax.set_title(name, fontsize="small")
+        ax.set_xlabel("col (pixel)")
+        ax.set_ylabel("row (pixel)")
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    if im is not None:
+        cb = fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8)
+        cb.set_label(colorbar_label)
+        if categorical_names is not None:
+            cb.set_ticks(range(len(categorical_names)))
+            cb.set_ticklabels(list(categorical_names))
+    fig.suptitle(title)
+    return fig
+
+
+def training_history(history: pd.DataFrame, best_epoch: int | None = None) -> Figure:
+    """Loss curves: reconstruction and KL apart (log scale where positive), validation RMSE."""
+    has_val = "val_loss" in history
+    fig, axes = plt.subplots(1, 3 if "val_rmse" in history else 2, figsize=(13, 3.8))
+    panels = [("reconstruction", "reconstruction term (NLL per pixel)"), ("kl", "KL term per pixel (nats)")]
+    for ax, (term, ylabel) in zip(axes, panels):
+        ax.plot(history.epoch, history[f"train_{term}"], marker=".", label="train")
+        if has_val:
+            ax.plot(history.epoch, history[f"val_{term}"], marker=".", label="validation")
+        cols = [history[f"train_{term}"]] + ([history[f"val_{term}"]] if has_val else [])
+        if all((c > 0).all() for c in cols):
+            ax.set_yscale("log")
+        else:
+            ax.set_yscale("symlog", linthresh=1.0)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        ax.set_title(term)
+    if "val_rmse" in history:
+        ax = axes[2]
+        ax.plot(history.epoch, history.val_rmse, marker=".", color="C1", label="validation")
+        ax.set_yscale("log")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(f"RMSE of reconstruction, {ABS_LABEL}")
+        ax.set_title("validation RMSE (latent mean)")
+    for ax in axes:
+        if best_epoch:
+            ax.axvline(best_epoch, color="grey", ls="--", lw=1, label=f"best epoch {best_epoch}")
+        ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def reconstructions(wavenumbers: np.ndarray, originals: np.ndarray, recons: np.ndarray,
+                    titles: Sequence[str], extra: Mapping[str, np.ndarray] | None = None,
+                    known: bool = True, ncols: int = 3) -> Figure:
+    """Original vs reconstruction, one panel per pixel, with the residual underneath."""
+    n = len(originals)
+    ncols = min(ncols, n)
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5 * ncols, 3.3 * nrows), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        if i >= n:
+            ax.axis("off")
+            continue
+        ax.plot(wavenumbers, originals[i], color="k", lw=1, label="original")
+        ax.plot(wavenumbers, recons[i], color="C3", lw=1, label="VAE")
+        for j, (name, arr) in enumerate((extra or {}).items()):
+            ax.plot(wavenumbers, arr[i], lw=0.8, ls="--", color=f"C{j}", label=name)
+        ax.plot(wavenumbers, originals[i] - recons[i], color="grey", lw=0.6, label="residual (VAE)")
+        spectrum_axes(ax, wavenumbers, known)
+        ax.set_title(titles[i], fontsize="small")
+        if i == 0:
+            ax.legend(fontsize="x-small")
+    fig.tight_layout()
+    return fig
+
+
+def error_histogram(errors: Mapping[str, np.ndarray], noise_level: float | None = None,
+                    title: str = "Per-pixel reconstruction RMSE") -> Figure:
+    """Distribution of per-pixel RMSE (log x), optionally with the known noise level marked."""
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    allv = np.concatenate([e[e > 0] for e in errors.values()])
+    bins = np.logspace(np.log10(allv.min()), np.log10(allv.max()), 60)
+    for name, e in errors.items():
+        ax.hist(e, bins=bins, histtype="step", lw=1.4, label=f"{name} (median {np.median(e):.2g})")
+    if noise_level:
+        ax.axvline(noise_level, color="k", ls=":", label=f"noise level {noise_level:g}")
+    ax.set_xscale("log")
+    ax.set_xlabel(f"per-pixel RMSE, {ABS_LABEL}")
+    ax.set_ylabel("pixels")
+    ax.set_title(title)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def method_comparison(table: pd.DataFrame, title: str) -> Figure:
+    """Bar chart of RMSE per method (the table of `analysis.compare_with_pca`)."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    ax.bar(table.index.astype(str), table["rmse"], color=["C3", "C0", "C2", "C4"][: len(table)])
+    for i, v in enumerate(table["rmse"]):
+        ax.text(i, v, f"{v:.3g}", ha="center", va="bottom", fontsize="small")
+    ax.set_ylabel(f"held-out RMSE, {ABS_LABEL}")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def latent_scatter(z: np.ndarray, groups: np.ndarray, group_names: Sequence[str], title: str,
+                   axis_names: tuple[str, str] = ("z₁", "z₂"), max_points: int = 20000, seed: int = 0) -> Figure:
+    """2-D scatter of latent points coloured by group (scan, label, …)."""
+    rng = np.random.default_rng(seed)
+    idx = np.arange(len(z)) if len(z) <= max_points else rng.choice(len(z), max_points, replace=False)
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    for g, name in enumerate(group_names):
+        sel = idx[groups[idx] == g]
+        if len(sel):
+            ax.scatter(z[sel, 0], z[sel, 1], s=3, alpha=0.5, label=f"{name} ({(groups == g).sum()})")
+    ax.set_xlabel(axis_names[0])
+    ax.set_ylabel(axis_names[1])
+    ax.set_title(title)
+    ax.legend(markerscale=4, fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def latent_traversal(wavenumbers: np.ndarray, spectra_by_dim: Mapping[str, tuple[np.ndarray, np.ndarray]],
+                     known: bool = True) -> Figure:
+    """Spectra decoded along each latent axis: {dim name: (values, spectra (n, C))}."""
+    n = len(spectra_by_dim)
+    fig, axes = plt.subplots(1, n, figsize=(6 * n, 4), squeeze=False)
+    for ax, (name, (values, curves)) in zip(axes.flat, spectra_by_dim.items()):
+        colours = plt.get_cmap("coolwarm")(np.linspace(0, 1, len(values)))
+        for v, y, c in zip(values, curves, colours):
+            ax.plot(wavenumbers, y, color=c, lw=1, label=f"{name} = {v:+.2f}")
+        spectrum_axes(ax, wavenumbers, known)
+        ax.set_title(f"decoded spectra along {name} (others at 0)")
+        ax.legend(fontsize="x-small")
+    fig.tight_layout()
+    return fig

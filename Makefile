@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 test: setup
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest --nbval-lax tests notebooks
 
 data: setup
 	$(BIN)/python -m spectra_vae demo-data --out data/demo

@@ -1,0 +1,78 @@
+import json
+import subprocess
+import sys
+
+import nbformat
+import numpy as np
+import pytest
+
+from spectra_vae import DataError, make_demo_dataset
+from spectra_vae import pipeline
+from spectra_vae.__main__ import main
+
+NOTEBOOKS = pipeline.project_root() / "notebooks"
+
+
+def test_every_notebook_has_exactly_one_parameters_cell_of_plain_literals():
+    import ast
+    for name in pipeline.NOTEBOOKS:
+        nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+        tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+        assert len(tagged) == 1, name
+        for node in ast.parse(tagged[0].source).body:
+            assert isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant), (name, ast.dump(node))
+        assert all(not c.get("outputs") or "NBVAL_CHECK_OUTPUT" in c.source
+                   for c in nb.cells if c.cell_type == "code"), f"{name} carries outputs"
+
+
+def test_parameter_checks_name_the_parameter():
+    with pytest.raises(DataError, match="parameter epochs: expected a whole number, got 'abc'"):
+        pipeline.check_int("epochs", "abc", 1)
+    with pytest.raises(DataError, match="parameter latent_dim: must be ≥ 1, got 0"):
+        pipeline.check_int("latent_dim", 0, 1)
+    with pytest.raises(DataError, match="parameter data_dir: .* does not exist"):
+        pipeline.resolve_data_dir("/no/such/dir")
+    assert pipeline.parse_hidden_dims("221, 110") == (221, 110)
+    assert [pipeline.parse_value(v) for v in ("50", "0.5", "true", "abc")] == [50, 0.5, True, "abc"]
+
+
+def test_pipeline_runs_all_notebooks_into_the_report_folder(tmp_path):
+    data = make_demo_dataset(tmp_path / "scans", n_scans=4, height=12, width=12, seed=1)
+    out = tmp_path / "report"
+    rc = main(["pipeline", "--data", str(data), "--out", str(out), "-p", "epochs", "2", "-p", "max_points", "50"])
+    assert rc == 0
+    for name in pipeline.NOTEBOOKS:
+        executed = nbformat.read(out / name, as_version=4)
+        injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
+        assert injected and str(data) in injected[0].source and str(out) in injected[0].source
+        assert (out / name).with_suffix(".html").stat().st_size > 10_000
+    nb02 = nbformat.read(out / "02_train.ipynb", as_version=4)
+    assert "epochs = 2" in [c for c in nb02.cells if "injected-parameters" in c.metadata.get("tags", [])][0].source
+    assert {"best.pt", "last.pt", "final.pt", "splits.json"} <= {p.name for p in (out / "model").iterdir()}
+    record = json.loads((out / "model" / "splits.json").read_text())
+    assert record["test"] == json.loads((data / "data_splits.json").read_text())["normal_test"]
+    assert record["data_dir"] == str(data.resolve())
+    figures = {p.name for p in (out / "figures").iterdir()}
+    assert {"01_mean_spectra.png", "02_loss_curves.png", "03_vae_vs_pca.png", "04_tsne.png"} <= figures
+
+
+def test_pipeline_stops_at_the_first_failing_notebook_and_names_it(tmp_path, capsys):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    np.save(bad / "a.npy", np.ones((4, 4, 10), np.float32))
+    np.save(bad / "b.npy", np.ones((4, 4, 12), np.float32))
+    rc = main(["pipeline", "--data", str(bad), "--out", str(tmp_path / "r"), "--no-html"])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert "01_data_exploration.ipynb failed in cell" in err and "DataError" in err and "b.npy" in err
+    assert not (tmp_path / "r" / "02_train.ipynb").exists()
+
+
+def test_train_command_trains_without_jupyter(tmp_path):
+    data = make_demo_dataset(tmp_path / "scans", n_scans=4, height=10, width=10, seed=2)
+    proc = subprocess.run([sys.executable, "-m", "spectra_vae", "train", "--data", str(data), "--epochs", "2",
+                           "--hidden-dims", "32,16", "--out", str(tmp_path / "run")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "trained 2 epochs" in proc.stdout and "PCA" in proc.stdout
+    assert (tmp_path / "run" / "model" / "final.pt").exists()

@@ -1,0 +1,239 @@
+"""Builds the numbered notebooks (thin cells calling spectra_vae)."""
+import nbformat as nbf
+from nbformat.v4 import new_notebook, new_markdown_cell, new_code_cell
+
+def nb(cells):
+    n = new_notebook()
+    n.metadata = {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+                  "language_info": {"name": "python"}}
+    out = []
+    for kind, src, *tags in cells:
+        c = new_markdown_cell(src.strip()) if kind == "md" else new_code_cell(src.strip())
+        if tags:
+            c.metadata["tags"] = tags
+        out.append(c)
+    n.cells = out
+    return n
+
+COMMON_PARAMS = '''data_dir = ""  # directory of .npy scans; empty: the embedded demo data, generated on first use
+run_dir = ""  # report folder for figures and the model; empty: reports/demo in the repository'''
+
+nb01 = nb([
+("md", """# 01 · Data exploration
+What is in the dataset before any model sees it: the numbers, the spectra, one image per scan,
+and which pixels are tissue. Run it on your own scans with
+`papermill 01_data_exploration.ipynb out.ipynb -p data_dir /path/to/scans`."""),
+("code", COMMON_PARAMS + '''
+max_pixels = 20000  # pixels per scan used for the mean spectra
+seed = 0''', "parameters"),
+("code", '''%matplotlib inline
+import numpy as np
+from spectra_vae import load_dataset, pipeline, plots, analysis
+
+data = pipeline.resolve_data_dir(data_dir)
+run = pipeline.resolve_run_dir(run_dir)
+max_pixels = pipeline.check_int("max_pixels", max_pixels, 1)
+seed = pipeline.check_int("seed", seed, 0)
+ds = load_dataset(data)
+print(f"data: {data}\\nreport: {run}")'''),
+("md", "## The dataset in numbers"),
+("code", '''# NBVAL_CHECK_OUTPUT
+print(analysis.dataset_overview(ds).to_string())'''),
+("code", '''ds.summary()'''),
+("md", "## Spectra\nMean ± one standard deviation per scan (tissue and background pooled), then single pixels."),
+("code", '''fig = plots.mean_spectra(ds, max_pixels=max_pixels, seed=seed)
+pipeline.save_figure(fig, run, "01_mean_spectra")'''),
+("code", '''tissue = analysis.tissue_mask(ds)
+rng = np.random.default_rng(seed)
+examples = {}
+for label, pool in (("tissue", np.flatnonzero(tissue)), ("background", np.flatnonzero(~tissue))):
+    for i in rng.choice(pool, size=min(2, len(pool)), replace=False):
+        k, r, c = ds.coords[i]
+        examples[f"{label}: {ds.scans[k]} ({r}, {c})"] = ds.read([i])[0]
+fig = plots.spectra(ds.wavenumbers, examples, "Example pixel spectra", ds.wavenumbers_known)
+pipeline.save_figure(fig, run, "01_example_spectra")'''),
+("md", "## One image per scan\nAmide I intensity (mean absorbance 1630–1680 cm⁻¹): tissue cores stand out from the noise-only background."),
+("code", '''amide = analysis.amide_i_intensity(ds)
+fig = plots.scan_images({n: ds.image(amide, k) for k, n in enumerate(ds.scans)},
+                        "Amide I intensity (1630–1680 cm⁻¹)", "mean absorbance (a.u.)")
+pipeline.save_figure(fig, run, "01_amide_i_images")'''),
+("md", "## Tissue and background\nThe mask comes from the spectra alone (Otsu threshold on amide I intensity), so it works on data without labels."),
+("code", '''threshold = analysis.otsu_threshold(amide)
+fractions = {n: float(tissue[ds.scan_of() == k].mean()) for k, n in enumerate(ds.scans)}
+print(f"amide I threshold: {threshold:.4f} absorbance; tissue fraction per scan:")
+print({n: round(f, 3) for n, f in fractions.items()})
+fig = plots.scan_images({n: ds.image(tissue.astype(float), k) for k, n in enumerate(ds.scans)},
+                        "Tissue mask (1 = tissue)", "tissue", cmap="gray", vmin=0, vmax=1)
+pipeline.save_figure(fig, run, "01_tissue_mask")'''),
+("code", '''if ds.labels is not None:
+    fig = plots.scan_images({n: ds.image(ds.labels.astype(float), k) for k, n in enumerate(ds.scans)},
+                            "Ground-truth label maps", "class", cmap="tab10", categorical_names=ds.label_names)
+    pipeline.save_figure(fig, run, "01_label_maps")
+    agree = (tissue == (ds.labels > 0)).mean()
+    print(f"tissue mask agrees with the ground truth on {agree:.1%} of pixels")
+else:
+    print("no label maps in this dataset")'''),
+])
+
+nb02 = nb([
+("md", """# 02 · Train the VAE
+Trains on the training split with per-epoch validation, early stopping and checkpoints
+(`best.pt`, `last.pt`, `final.pt` in `<run_dir>/model/`). On a server:
+`papermill 02_train.ipynb out.ipynb -p epochs 50 -p data_dir /data/scans`."""),
+("code", COMMON_PARAMS + '''
+epochs = 20
+latent_dim = 2
+hidden_dims = "221,110"  # encoder layer sizes; the decoder mirrors them
+reconstruction = "gaussian"  # gaussian | mse | mae | bce
+beta = 1.0
+batch_size = 256
+learning_rate = 0.001
+patience = 10  # epochs without validation improvement before stopping; 0 turns it off
+seed = 0
+device = "auto"  # auto | cpu | cuda | mps
+train_split = "normal_train"  # keys of data_splits.json; without them: 80/10/10 by scan
+val_split = "normal_val"
+test_split = "normal_test"''', "parameters"),
+("code", '''%matplotlib inline
+from spectra_vae import pipeline, plots
+from spectra_vae.loss import RECONSTRUCTIONS
+
+params = dict(
+    epochs=pipeline.check_int("epochs", epochs, 1),
+    latent_dim=pipeline.check_int("latent_dim", latent_dim, 1),
+    hidden_dims=pipeline.parse_hidden_dims(hidden_dims),
+    reconstruction=pipeline.check_choice("reconstruction", reconstruction, RECONSTRUCTIONS),
+    beta=pipeline.check_float("beta", beta, 0.0),
+    batch_size=pipeline.check_int("batch_size", batch_size, 1),
+    learning_rate=pipeline.check_float("learning_rate", learning_rate, 0.0, strict=True),
+    patience=pipeline.check_int("patience", patience, 0) or None,
+    seed=pipeline.check_int("seed", seed, 0),
+    device=str(device),
+)
+data = pipeline.resolve_data_dir(data_dir)
+run = pipeline.resolve_run_dir(run_dir)
+print(f"data: {data}\\nreport: {run}")
+params'''),
+("md", "## Training\nThe progress bar shows training loss, validation loss and validation RMSE (absorbance) per epoch."),
+("code", '''vae, splits, final = pipeline.train(data, run, train_split=train_split, val_split=val_split,
+                                    test_split=test_split, **params)
+print(splits.how)
+for name, part in (("train", splits.train), ("validation", splits.validation), ("test", splits.test)):
+    if part is not None:
+        print(f"{name:>10}: {len(part):>8} pixels from {part.scans}")'''),
+("code", '''vae.history.round(5)'''),
+("md", "## Loss curves\nReconstruction and KL apart (log scale where the values are positive; the Gaussian NLL can be negative, then symlog), and the validation RMSE in absorbance units. The dashed line marks the best epoch, whose weights the model keeps."),
+("code", '''fig = plots.training_history(vae.history, vae.best_epoch_)
+pipeline.save_figure(fig, run, "02_loss_curves")'''),
+("md", "## Where the model went"),
+("code", '''import os
+for f in sorted((run / "model").iterdir()):
+    print(f"{f}  ({os.path.getsize(f) / 1e6:.2f} MB)")
+print(f"\\nbest epoch {vae.best_epoch_} of {len(vae.history)}; load with SpectraVAE.load({str(final)!r})")'''),
+])
+
+nb03 = nb([
+("md", """# 03 · Reconstructions
+How well the trained VAE reproduces spectra it has not seen: single pixels, the error distribution,
+error maps per scan, the VAE against PCA with as many components, and a pixel browser.
+Uses the model that `02_train` wrote (parameter `checkpoint`), never retrains."""),
+("code", COMMON_PARAMS + '''
+checkpoint = ""  # model file; empty: run_dir/model/final.pt as written by 02_train
+noise_level = 0.002  # known noise s.d. of the data in absorbance, marked on the error histogram; 0 if unknown''', "parameters"),
+("code", '''%matplotlib inline
+import numpy as np
+from spectra_vae import load_dataset, pipeline, plots, analysis
+from spectra_vae.widgets import browse_reconstructions
+
+noise_level = pipeline.check_float("noise_level", noise_level, 0.0)
+vae, splits, data, ckpt = pipeline.open_run(run_dir, checkpoint, data_dir)
+run = pipeline.resolve_run_dir(run_dir)
+test = splits.test
+print(f"model: {ckpt}\\ndata: {data}\\n{splits.how}\\nheld-out (test) scans: {test.scans}")
+vae'''),
+("md", "## Original vs reconstruction on held-out pixels\nIn absorbance units; the grey line is the residual."),
+("code", '''x_test = test.to_array()
+r_test = vae.reconstruct(test)
+err_test = analysis.pixel_rmse(x_test, r_test)
+tissue_test = analysis.tissue_mask(test)
+picks = analysis.pick_pixels(err_test, tissue_test)
+titles = [f"{name}: {test.scans[test.coords[i][0]]} ({test.coords[i][1]}, {test.coords[i][2]}), RMSE {err_test[i]:.2g}"
+          for name, i in picks.items()]
+idx = list(picks.values())
+fig = plots.reconstructions(test.wavenumbers, x_test[idx], r_test[idx], titles, known=test.wavenumbers_known)
+pipeline.save_figure(fig, run, "03_reconstructions")'''),
+("md", "## Error distribution\nPer-pixel RMSE over channels; background pixels are noise only, so their error sits at the noise level."),
+("code", '''fig = plots.error_histogram({"tissue": err_test[tissue_test], "background": err_test[~tissue_test]},
+                           noise_level or None, "Per-pixel reconstruction RMSE, held-out scans")
+pipeline.save_figure(fig, run, "03_error_histogram")
+print(f"held-out RMSE: all pixels {np.sqrt(np.mean(err_test**2)):.4g}, tissue {np.sqrt(np.mean(err_test[tissue_test]**2)):.4g}")'''),
+("md", "## Error maps per scan\nEvery scan of the dataset; titles say whether the model trained on it."),
+("code", '''full = load_dataset(data)
+err_full = vae.reconstruction_error(full)
+role = {n: "train" for n in splits.train.scans} | {n: "test" for n in test.scans}
+role |= {n: "validation" for n in (splits.validation.scans if splits.validation is not None else [])}
+maps = {f"{n} ({role.get(n, 'unused')})": full.image(err_full, k) for k, n in enumerate(full.scans)}
+fig = plots.scan_images(maps, "Per-pixel reconstruction RMSE", "RMSE (absorbance)", cmap="magma", vmin=0)
+pipeline.save_figure(fig, run, "03_error_maps")'''),
+("md", "## The VAE against PCA\nPCA with as many components as latent dimensions, fitted on the same training pixels, scored on the same held-out pixels."),
+("code", '''table = analysis.compare_with_pca(vae, splits.train, test)
+winner = table["rmse"].idxmin()
+print(f"lower held-out RMSE: {winner} ({table.loc['VAE', 'rmse']:.4g} VAE vs {table.loc['PCA', 'rmse']:.4g} PCA)")
+table'''),
+("code", '''fig = plots.method_comparison(table, f"Held-out RMSE, {vae.latent_dim} components each")
+pipeline.save_figure(fig, run, "03_vae_vs_pca")'''),
+("md", "## Pixel browser\nWorst-reconstructed held-out pixels first; change the order with the drop-down. The cross marks the pixel on its scan's error map."),
+("code", '''browser = browse_reconstructions(vae, test)
+browser'''),
+])
+
+nb04 = nb([
+("md", """# 04 · Latent exploration
+Where pixels land in the latent space: coloured by scan and by ground truth, embedded with PCA and
+t-SNE, decoded along each latent axis, and drawn back as images."""),
+("code", COMMON_PARAMS + '''
+checkpoint = ""  # model file; empty: run_dir/model/final.pt as written by 02_train
+max_points = 3000  # pixels used for t-SNE
+seed = 0''', "parameters"),
+("code", '''%matplotlib inline
+import numpy as np
+from spectra_vae import load_dataset, pipeline, plots, analysis
+
+max_points = pipeline.check_int("max_points", max_points, 10)
+seed = pipeline.check_int("seed", seed, 0)
+vae, splits, data, ckpt = pipeline.open_run(run_dir, checkpoint, data_dir)
+run = pipeline.resolve_run_dir(run_dir)
+ds = load_dataset(data)
+z = vae.transform(ds)
+print(f"model: {ckpt}\\ndata: {data}\\n{len(ds)} pixels → latent means of shape {z.shape}")'''),
+("md", "## Latent means coloured by scan and by ground truth"),
+("code", '''axes = tuple(f"z{d + 1}" for d in range(2)) if vae.latent_dim >= 2 else ("z1", "-")
+z2 = z[:, :2] if vae.latent_dim >= 2 else np.column_stack([z[:, 0], np.zeros(len(z))])
+fig = plots.latent_scatter(z2, ds.scan_of(), ds.scans, "Latent means by scan", axes)
+pipeline.save_figure(fig, run, "04_latent_by_scan")'''),
+("code", '''if ds.labels is not None:
+    fig = plots.latent_scatter(z2, ds.labels, ds.label_names, "Latent means by ground-truth class", axes)
+    pipeline.save_figure(fig, run, "04_latent_by_label")
+else:
+    print("no label maps in this dataset")'''),
+("md", "## PCA and t-SNE of the latent means"),
+("code", '''groups = ds.labels if ds.labels is not None else ds.scan_of()
+names = ds.label_names if ds.labels is not None else ds.scans
+for method in ("pca", "tsne"):
+    emb, idx = analysis.embed(z, method, max_points=max_points, seed=seed)
+    fig = plots.latent_scatter(emb, groups[idx], names, f"{method.upper()} of latent means ({len(idx)} pixels)",
+                               (f"{method} 1", f"{method} 2"))
+    pipeline.save_figure(fig, run, f"04_{method}")'''),
+("md", "## Latent traversals\nSpectra decoded along each latent axis, the others held at 0 (the prior mean)."),
+("code", '''fig = plots.latent_traversal(ds.wavenumbers, analysis.latent_grid(vae), ds.wavenumbers_known)
+pipeline.save_figure(fig, run, "04_traversals")'''),
+("md", "## Latent coordinates as images"),
+("code", '''for d in range(vae.latent_dim):
+    fig = plots.scan_images({n: ds.image(z[:, d], k) for k, n in enumerate(ds.scans)},
+                            f"Latent mean z{d + 1} per pixel", f"z{d + 1}", cmap="coolwarm")
+    pipeline.save_figure(fig, run, f"04_latent_z{d + 1}_images")'''),
+])
+
+for name, n in (("01_data_exploration", nb01), ("02_train", nb02), ("03_reconstruction", nb03),
+                ("04_latent_exploration", nb04)):
+    nbf.write(n, f"notebooks/{name}.ipynb")

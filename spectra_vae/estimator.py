@@ -328,16 +328,22 @@ class SpectraVAE:
 
     @classmethod
     def resume(cls, checkpoint: str | os.PathLike, data: Any, validation: Any = None,
-               checkpoint_dir: str | os.PathLike | None = None, epochs: int | None = None) -> SpectraVAE:
+               checkpoint_dir: str | os.PathLike | None = None, epochs: int | None = None,
+               learning_rate: float | None = None) -> SpectraVAE:
         """Continue an interrupted run from its `last` checkpoint to its planned (or `epochs`) epochs.
 
         The history continues where it stopped, and optimiser and random-number states are
-        restored, so the result matches an uninterrupted run on the same device.
+        restored, so the result matches an uninterrupted run on the same device. A new
+        `learning_rate` (e.g. after a run diverged) replaces the optimiser's.
         """
         checkpoint = Path(checkpoint)
         vae = cls.load(checkpoint)
         if epochs is not None:
             vae.epochs = epochs
+        if learning_rate is not None:
+            vae.learning_rate = learning_rate
+            for group in vae.optimizer_.param_groups:
+                group["lr"] = learning_rate
         train = as_dataset(data)
         _check_compatible(vae.wavenumbers_, vae.model_config_.n_channels, train, train.source, "the checkpoint")
         val = None if validation is None else as_dataset(validation)

@@ -82,13 +82,26 @@ def amide_i_intensity(dataset: SpectralDataset) -> np.ndarray:
 def tissue_mask(dataset: SpectralDataset, threshold: float | None = None) -> np.ndarray:
     """Per-pixel True for tissue, from amide I intensity (not from labels).
 
-    Default threshold: Otsu's method on the amide I intensities, which splits the noise-only
-    background peak from the tissue peak without a hand-set absorbance.
+    Default threshold: `tissue_threshold` of the amide I intensities.
     """
     a = amide_i_intensity(dataset)
-    if threshold is None:
-        threshold = otsu_threshold(a)
-    return a > threshold
+    return a > (tissue_threshold(a) if threshold is None else threshold)
+
+
+def tissue_threshold(amide_i: np.ndarray, n_sigma: float = 10.0) -> float:
+    """Amide I level separating tissue from background.
+
+    Otsu's method splits the background peak from the tissue peak; thin tissue at a core's edge
+    can fall below that split, so the threshold is lowered to `n_sigma` robust standard
+    deviations (1.4826·MAD) above the background's median when that is lower.
+    """
+    otsu = otsu_threshold(amide_i)
+    bg = amide_i[amide_i <= otsu]
+    if bg.size < 10:
+        return otsu
+    med = float(np.median(bg))
+    sigma = 1.4826 * float(np.median(np.abs(bg - med)))
+    return min(otsu, med + n_sigma * sigma) if sigma > 0 else otsu
 
 
 def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:

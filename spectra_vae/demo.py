@@ -17,6 +17,7 @@ import numpy as np
 WAVENUMBER_RANGE = (950.0, 1800.0)
 N_CHANNELS = 442
 LABEL_NAMES = ("background", "stroma", "epithelium", "tumour")
+GENERATOR_VERSION = 2  # bump when the generated spectra change, so cached demo data are remade
 NOISE_SIGMA = 0.002  # absorbance units; background pixels are this noise only
 
 # (centre cm⁻¹, full width at half maximum cm⁻¹, peak height) per band, per pure component.
@@ -40,15 +41,17 @@ COMPONENTS = tuple(COMPONENT_BANDS)
 
 # Mean composition (fractions of each component) per tissue class.  The tumour class differs
 # from epithelium the way carcinoma is reported to: more nucleic acid (phosphate bands at 1240
-# and 1085 cm⁻¹ up relative to amide), less glycogen (1025 cm⁻¹), and an amide I band shifted
-# about 3 cm⁻¹ lower (altered protein secondary structure). It is the same molecules in
-# shifted proportions, not a new molecule.
+# and 1085 cm⁻¹ up by roughly a quarter relative to amide), less glycogen (1025 cm⁻¹), and an
+# amide I band about 2 cm⁻¹ lower (altered protein secondary structure). It is the same
+# molecules in shifted proportions, each shift within the pixel-to-pixel spread of normal
+# tissue, not a new molecule.
 CLASS_COMPOSITION: dict[str, dict[str, float]] = {
     "stroma": {"protein": 0.15, "collagen": 0.78, "nucleic_acid": 0.03, "glycogen": 0.02, "lipid": 0.02},
     "epithelium": {"protein": 0.64, "collagen": 0.04, "nucleic_acid": 0.14, "glycogen": 0.11, "lipid": 0.07},
-    "tumour": {"protein": 0.64, "collagen": 0.03, "nucleic_acid": 0.19, "glycogen": 0.06, "lipid": 0.08},
+    "tumour": {"protein": 0.64, "collagen": 0.03, "nucleic_acid": 0.18, "glycogen": 0.07, "lipid": 0.08},
 }
-TUMOUR_AMIDE_I_SHIFT = -3.0  # cm⁻¹
+TUMOUR_AMIDE_I_SHIFT = -2.0  # cm⁻¹, mean shift; normal pixels vary by AMIDE_I_SHIFT_SD around 0
+AMIDE_I_SHIFT_SD = 1.0  # cm⁻¹
 
 
 def demo_wavenumbers(n_channels: int = N_CHANNELS) -> np.ndarray:
@@ -64,14 +67,20 @@ def pseudo_voigt(wavenumbers: np.ndarray, centre: float, fwhm: float, eta: float
     return (1 - eta) * gauss + eta * lorentz
 
 
-def component_spectra(wavenumbers: np.ndarray, amide_i_shift: float = 0.0) -> np.ndarray:
-    """Pure-component spectra, shape (n_components, n_channels), in the order of COMPONENTS."""
+def component_spectra(wavenumbers: np.ndarray, amide_i_shift: float = 0.0,
+                      amide_i_only: bool = False) -> np.ndarray:
+    """Pure-component spectra, shape (n_components, n_channels), in the order of COMPONENTS.
+
+    `amide_i_shift` moves the amide I band (protein and collagen bands above 1600 cm⁻¹);
+    `amide_i_only` keeps only those bands.
+    """
     spectra = np.zeros((len(COMPONENTS), len(wavenumbers)))
     for k, name in enumerate(COMPONENTS):
         for centre, fwhm, height in COMPONENT_BANDS[name]:
-            if name in ("protein", "collagen") and centre > 1600:
-                centre += amide_i_shift
-            spectra[k] += height * pseudo_voigt(wavenumbers, centre, fwhm)
+            amide_i = name in ("protein", "collagen") and centre > 1600
+            if amide_i_only and not amide_i:
+                continue
+            spectra[k] += height * pseudo_voigt(wavenumbers, centre + (amide_i_shift if amide_i else 0.0), fwhm)
     return spectra
 
 
@@ -125,9 +134,9 @@ def make_demo_scan(
     fields = np.stack([smooth_field(rng, height, width, 0.05 * size) for _ in range(n_comp)], axis=-1)
     thickness = 0.55 * np.exp(0.18 * smooth_field(rng, height, width, 0.12 * size))
     thickness *= np.clip(1.2 * (1 - (r / radius) ** 8), 0.25, 1.0)  # thinner at the core's edge
-    # Amide I position varies a little from pixel to pixel (protein secondary structure).
-    amide_shift = 1.0 * smooth_field(rng, height, width, 0.04 * size)
-    d_spectra = np.gradient(normal_spectra, wn, axis=1)
+    # Amide I position varies from pixel to pixel (protein secondary structure), σ ≈ 1 cm⁻¹.
+    amide_shift = AMIDE_I_SHIFT_SD * smooth_field(rng, height, width, 0.04 * size)
+    d_amide_i = np.gradient(component_spectra(wn, amide_i_only=True), wn, axis=1)
 
     absorbance = np.zeros((height * width, len(wn)), dtype=np.float32)
     flat_labels = labels.ravel()
@@ -142,9 +151,10 @@ def make_demo_scan(
         frac /= frac.sum(axis=1, keepdims=True)
         spectra = tumour_spectra if name == "tumour" else normal_spectra
         pixel = frac @ spectra
-        # First-order band shift of the amide bands: S(ν - δ) ≈ S(ν) - δ·S'(ν).
+        # First-order shift of the amide I band: S(ν - δ) ≈ S(ν) - δ·S'(ν). The tumour's mean
+        # shift moves the same band, so it lies within the normal variation, not beside it.
         shift = amide_shift.ravel()[idx, None]
-        pixel -= shift * (frac[:, :2] @ d_spectra[:2])
+        pixel -= shift * (frac @ d_amide_i)
         pixel *= thickness.ravel()[idx, None] * (1 + 0.03 * rng.standard_normal((idx.size, 1)))
         absorbance[idx] = pixel
 
@@ -225,10 +235,10 @@ def make_demo_dataset(
     (out / "labels" / "label_names.json").write_text(json.dumps(list(LABEL_NAMES)))
     (out / "data_splits.json").write_text(json.dumps(demo_splits(n_scans, n_abnormal), indent=2))
     meta = {
-        "generator": "spectra_vae.make_demo_dataset", "n_scans": n_scans, "height": height,
+        "generator": "spectra_vae.make_demo_dataset", "version": GENERATOR_VERSION, "n_scans": n_scans, "height": height,
         "width": width, "seed": seed, "n_abnormal": n_abnormal, "noise_sigma": noise,
         "scatter": scatter, "label_names": list(LABEL_NAMES),
-        "tumour_differs_by": "nucleic acid 0.14→0.19, glycogen 0.11→0.06, amide I −3 cm⁻¹",
+        "tumour_differs_by": "nucleic acid 0.14→0.18, glycogen 0.11→0.07, amide I −2 cm⁻¹",
     }
     (out / "demo.json").write_text(json.dumps(meta, indent=2))
     return out

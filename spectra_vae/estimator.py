@@ -249,6 +249,25 @@ class SpectraVAE:
                              "reconstruction_nll": np.concatenate(nll),
                              "kl": np.concatenate(kl)})
 
+    ANOMALY_SCORES = ("elbo", "reconstruction", "kl")
+
+    def anomaly_score(self, data: Any, method: str = "elbo") -> np.ndarray:
+        """One number per pixel, higher = more anomalous; deterministic, streamed in batches.
+
+        `elbo` (default): the negative ELBO at the latent mean, reconstruction NLL + β·KL: how
+        badly the decoder explains the spectrum plus how far from the prior its code lies, the
+        model's own measure of how unlikely a pixel is. `reconstruction`: RMSE in absorbance.
+        `kl`: the KL term alone.
+        """
+        if method not in self.ANOMALY_SCORES:
+            raise ValueError(f"method must be one of {self.ANOMALY_SCORES}; got {method!r}")
+        s = self.score_samples(data)
+        if method == "reconstruction":
+            return s["reconstruction_error"].to_numpy()
+        if method == "kl":
+            return s["kl"].to_numpy()
+        return (s["reconstruction_nll"] + self.beta * s["kl"]).to_numpy()
+
     # -- checkpoints ---------------------------------------------------------------------
     def _payload(self, weights: dict[str, torch.Tensor] | None = None, training: bool = False) -> dict[str, Any]:
         state = self._state

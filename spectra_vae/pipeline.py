@@ -11,12 +11,12 @@ from typing import Any
 import numpy as np
 
 from .data import SpectralDataset, available_splits, load_dataset
-from .demo import make_demo_dataset
-from .errors import DataError
+from .demo import GENERATOR_VERSION, make_demo_dataset
+from .errors import DataError  # noqa: F401  (notebooks raise it through here)
 from .estimator import SpectraVAE
 
 NOTEBOOKS = ("01_data_exploration.ipynb", "02_train.ipynb", "03_reconstruction.ipynb",
-             "04_latent_exploration.ipynb")
+             "04_latent_exploration.ipynb", "05_anomaly_detection.ipynb")
 DEMO = {"n_scans": 6, "height": 64, "width": 64, "seed": 0}  # the notebooks' default data
 MODEL_DIR, FINAL, SPLITS_RECORD = "model", "final.pt", "splits.json"
 
@@ -41,7 +41,9 @@ def resolve_data_dir(data_dir: str | os.PathLike = "") -> Path:
     if str(data_dir) == "":
         path = project_root() / "data" / "demo"
         meta = path / "demo.json"
-        if not meta.exists() or json.loads(meta.read_text()).get("height") != DEMO["height"]:
+        wanted = {**DEMO, "version": GENERATOR_VERSION}
+        recorded = json.loads(meta.read_text()) if meta.exists() else {}
+        if any(recorded.get(k) != v for k, v in wanted.items()):
             make_demo_dataset(path, **DEMO)
         return path
     path = Path(data_dir).expanduser()

@@ -211,3 +211,35 @@ def latent_traversal(wavenumbers: np.ndarray, spectra_by_dim: Mapping[str, tuple
         ax.legend(fontsize="x-small")
     fig.tight_layout()
     return fig
+
+
+def score_scatter(groups: Mapping[str, tuple[np.ndarray, np.ndarray]], xlabel: str, ylabel: str,
+                  title: str, max_points: int = 20000, seed: int = 0) -> Figure:
+    """Scatter of two per-pixel scores (log axes), one colour per pixel group."""
+    rng = np.random.default_rng(seed)
+    fig, ax = plt.subplots(figsize=(7, 5.5))
+    for name, (x, y) in groups.items():
+        idx = np.arange(len(x)) if len(x) <= max_points else rng.choice(len(x), max_points, replace=False)
+        ax.scatter(np.maximum(x[idx], 1e-12), np.maximum(y[idx], 1e-12), s=3, alpha=0.4, label=f"{name} ({len(x)})")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(markerscale=4, fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def roc(curves: Mapping[str, tuple[np.ndarray, np.ndarray, float]], title: str) -> Figure:
+    """ROC curves with their AUROC in the legend."""
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    for name, (fpr, tpr, auc) in curves.items():
+        ax.plot(fpr, tpr, lw=1.5, label=f"{name}: AUROC {auc:.3f}")
+    ax.plot([0, 1], [0, 1], color="grey", ls=":", lw=1, label="chance")
+    ax.set_xlabel("false-positive rate (normal tissue pixels flagged)")
+    ax.set_ylabel("true-positive rate (tumour pixels flagged)")
+    ax.set_title(title)
+    ax.legend(fontsize="small", loc="lower right")
+    fig.tight_layout()
+    return fig

@@ -29,7 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--hidden-dims", default="221,110")
     tr.add_argument("--reconstruction", default="gaussian", choices=("gaussian", "mse", "mae", "bce"))
     tr.add_argument("--beta", type=float, default=1.0)
-    tr.add_argument("--batch-size", type=int, default=256)
+    tr.add_argument("--batch-size", type=int, default=512)
     tr.add_argument("--learning-rate", type=float, default=1e-3)
     tr.add_argument("--patience", type=int, default=10, help="0 turns early stopping off")
     tr.add_argument("--seed", type=int, default=0)
@@ -66,10 +66,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 patience=args.patience or None, seed=args.seed, device=args.device,
                 train_split=args.train_split, val_split=args.val_split, test_split=args.test_split)
             from .analysis import compare_with_pca
+            from .train import dist_info
 
-            print(splits.how)
-            print(f"trained {len(vae.history)} epochs (best {vae.best_epoch_}); model: {final}")
-            print(compare_with_pca(vae, splits.train, splits.test).to_string())
+            rank, world = dist_info()
+            if world > 1:
+                torch_dist = __import__("torch").distributed
+                torch_dist.barrier()
+                torch_dist.destroy_process_group()
+            if rank == 0:
+                print(splits.how)
+                print(f"trained {len(vae.history)} epochs (best {vae.best_epoch_}) in {world} process(es); model: {final}")
+                print(compare_with_pca(vae, splits.train, splits.test).to_string())
         elif args.command == "demo-data":
             from .demo import make_demo_dataset
 

@@ -249,6 +249,15 @@ class SpectralDataset:
         index = [self._index[k][positions[scan_k == k] - self._offsets[k]] for k in range(len(self._scans))]
         return self._replace(list(self._scans), index)
 
+    def shard(self, rank: int, world: int, block: int = 8192) -> SpectralDataset:
+        """This process's share of the pixels: blocks of `block` consecutive pixels dealt round-robin."""
+        if world <= 1:
+            return self
+        block = max(1, min(block, len(self) // (8 * world)))  # small data: still several blocks each
+        starts = np.arange(0, len(self), block)[rank::world]
+        positions = np.concatenate([np.arange(s, min(s + block, len(self))) for s in starts]) if len(starts) else np.zeros(0, np.int64)
+        return self.select_pixels(positions)
+
     def split(self, by: str = "scan", fractions: Sequence[float] = (0.8, 0.1, 0.1),
               seed: int = 0) -> tuple[SpectralDataset, ...]:
         """Random split into `len(fractions)` parts, by whole scans (default) or by pixel.

@@ -18,8 +18,9 @@ from .data import SpectralDataset, as_dataset
 from .errors import DataError
 from .loss import RECONSTRUCTIONS, kl_divergence, reconstruction_nll
 from .model import VAE, ModelConfig
-from .normalise import METHODS, Normaliser
-from .train import PixelBatches, TrainState, load_checkpoint, resolve_device, save_checkpoint, train_loop
+from .normalise import METHODS, Normaliser, merge_stats, pixel_stats
+from .train import (PixelBatches, TrainState, all_reduce, dist_info, init_distributed, load_checkpoint,
+                    resolve_device, save_checkpoint, train_loop)
 
 PREDICT_BATCH = 8192
 BEST, LAST = "best.pt", "last.pt"
@@ -36,7 +37,7 @@ class SpectraVAE:
     def __init__(self, latent_dim: int = 2, hidden_dims: tuple[int, ...] = (221, 110), *,
                  reconstruction: str = "gaussian", beta: float = 1.0, normalisation: str = "auto",
                  noise: str = "shared",
-                 epochs: int = 50, batch_size: int = 256, learning_rate: float = 1e-3,
+                 epochs: int = 50, batch_size: int = 512, learning_rate: float = 1e-3,
                  patience: int | None = 10, seed: int = 0, device: str = "auto",
                  verbose: bool = True) -> None:
         self.latent_dim = latent_dim
@@ -111,10 +112,18 @@ class SpectraVAE:
         if val is not None:
             _check_compatible(train.wavenumbers, train.n_channels, val, "validation data", "the training data")
         torch.manual_seed(self.seed)
+        rank, world = init_distributed()
         self.device_ = resolve_device(self.device)
         self.wavenumbers_ = np.asarray(train.wavenumbers, dtype=float)
         self.wavenumbers_known_ = bool(train.wavenumbers_known)
-        self.normaliser_ = Normaliser(self.normalisation_method()).fit(train.iter_chunks())
+        stats = pixel_stats(train.shard(rank, world).iter_chunks())
+        if world > 1:  # every process reads only its shard; statistics are merged
+            gathered: list[Any] = [None] * world
+            torch.distributed.all_gather_object(gathered, stats)
+            stats = None
+            for st in gathered:
+                stats = merge_stats(stats, st)
+        self.normaliser_ = Normaliser(self.normalisation_method()).fit_stats(stats)
         output = "sigmoid" if self.normalisation_method() in ("minmax", "global_minmax") else "linear"
         self.model_config_ = ModelConfig(train.n_channels, self.latent_dim, self.hidden_dims, output,
                                          noise=self.noise)
@@ -127,22 +136,32 @@ class SpectraVAE:
 
     def _new_generators(self) -> dict[str, torch.Generator]:
         # Shuffling runs on the CPU; ε is drawn on the model's device.
-        return {"shuffle": torch.Generator().manual_seed(self.seed),
-                "sample": torch.Generator(device=self.device_).manual_seed(self.seed + 1)}
+        rank = dist_info()[0]
+        return {"shuffle": torch.Generator().manual_seed(self.seed + 1000 * rank),
+                "sample": torch.Generator(device=self.device_).manual_seed(self.seed + 1 + 1000 * rank)}
 
     def _run(self, train: SpectralDataset, val: SpectralDataset | None,
              checkpoint_dir: str | os.PathLike | None) -> SpectraVAE:
         self.checkpoint_dir_ = None if checkpoint_dir is None else Path(checkpoint_dir)
         if len(train) == 0:
             raise DataError(f"{train.source}: no training pixels")
+        rank, world = init_distributed()
+        train = train.shard(rank, world)
+        val = None if val is None else val.shard(rank, world)
         batches = PixelBatches(train, self.normaliser_, self.batch_size, self.device_)
+        forward: torch.nn.Module = self.model_
+        if world > 1:
+            # DDP needs the same number of steps in every process: take the smallest shard's.
+            batches.max_batches = int(all_reduce(np.array([len(batches)]), op="min")[0])
+            forward = torch.nn.parallel.DistributedDataParallel(
+                self.model_, device_ids=[self.device_.index] if self.device_.type == "cuda" else None)
         val_batches = None
         if val is not None and len(val):
             val_batches = PixelBatches(val, self.normaliser_, max(self.batch_size, PREDICT_BATCH), self.device_)
         scale = torch.as_tensor(self.normaliser_.scale_, dtype=torch.float32, device=self.device_)
 
         def on_epoch_end(state: TrainState, improved: bool) -> None:
-            if self.checkpoint_dir_ is None:
+            if self.checkpoint_dir_ is None or rank != 0:  # only the first process writes
                 return
             if improved:
                 save_checkpoint(self._payload(weights=state.best_state, training=False), self.checkpoint_dir_ / BEST)
@@ -153,7 +172,7 @@ class SpectraVAE:
                        kind=self.reconstruction, beta=float(self.beta), patience=self.patience,
                        state=self._state, generator=self._generators["shuffle"],
                        sample_generator=self._generators["sample"], scale=scale,
-                       on_epoch_end=on_epoch_end, progress=self.verbose)
+                       on_epoch_end=on_epoch_end, progress=self.verbose, forward=forward)
         finally:
             self.history_ = pd.DataFrame(self._state.history)
         if self._state.best_state is not None:

@@ -10,6 +10,35 @@ import numpy as np
 
 from .errors import DataError
 
+PixelStats = tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # n, mean, M2, min, max
+
+
+def merge_stats(a: PixelStats | None, b: PixelStats | None) -> PixelStats | None:
+    """Combine per-channel count, mean, sum of squared deviations, min and max of two pixel sets."""
+    if a is None or b is None:
+        return a if b is None else b
+    na, ma, m2a, loa, hia = a
+    nb, mb, m2b, lob, hib = b
+    # Chan, Golub & LeVeque (1979): pairwise update of mean and sum of squared deviations.
+    n = na + nb
+    delta = mb - ma
+    return (n, ma + delta * nb / n, m2a + m2b + delta**2 * na * nb / n, np.minimum(loa, lob), np.maximum(hia, hib))
+
+
+def pixel_stats(chunks: Iterable[np.ndarray] | np.ndarray) -> PixelStats | None:
+    """One streamed pass of per-channel statistics over `(n, C)` chunks; None for no pixels."""
+    if isinstance(chunks, np.ndarray):
+        chunks = [chunks]
+    stats: PixelStats | None = None
+    for block in chunks:
+        b = np.asarray(block, dtype=np.float64)
+        if b.shape[0] == 0:
+            continue
+        mean = b.mean(axis=0)
+        stats = merge_stats(stats, (b.shape[0], mean, ((b - mean) ** 2).sum(axis=0), b.min(axis=0), b.max(axis=0)))
+    return stats
+
+
 METHODS = ("standard", "global_standard", "minmax", "global_minmax", "none")
 
 
@@ -35,27 +64,13 @@ class Normaliser:
 
     def fit(self, chunks: Iterable[np.ndarray] | np.ndarray) -> Normaliser:
         """Fit from an `(n_pixels, C)` array or an iterable of such chunks (streamed, one pass)."""
-        if isinstance(chunks, np.ndarray):
-            chunks = [chunks]
-        n, mean, m2 = 0, None, None
-        lo = hi = None
-        for block in chunks:
-            b = np.asarray(block, dtype=np.float64)
-            if b.shape[0] == 0:
-                continue
-            bn, bmean = b.shape[0], b.mean(axis=0)
-            bm2 = ((b - bmean) ** 2).sum(axis=0)
-            if mean is None:
-                n, mean, m2, lo, hi = bn, bmean, bm2, b.min(axis=0), b.max(axis=0)
-                continue
-            # Chan et al. (1979) pairwise update of mean and sum of squared deviations.
-            delta, total = bmean - mean, n + bn
-            mean = mean + delta * bn / total
-            m2 = m2 + bm2 + delta**2 * n * bn / total
-            n = total
-            lo, hi = np.minimum(lo, b.min(axis=0)), np.maximum(hi, b.max(axis=0))
-        if mean is None:
+        return self.fit_stats(pixel_stats(chunks))
+
+    def fit_stats(self, stats: PixelStats | None) -> Normaliser:
+        """Fit from accumulated statistics (e.g. merged across the processes of a distributed run)."""
+        if stats is None:
             raise DataError("cannot fit a normaliser on zero pixels")
+        n, mean, m2, lo, hi = stats
         if float(hi.max()) == float(lo.min()):
             raise DataError(f"the training data are constant (every value is {float(lo.min()):g}); "
                             "they cannot be normalised or learned from")
@@ -81,12 +96,17 @@ class Normaliser:
             raise DataError(f"data have {x.shape[-1]} channels; the normaliser was fitted on {self.offset_.shape[0]}")
 
     def transform(self, x: np.ndarray) -> np.ndarray:
+        """(x − offset) / scale as float32 (computed in float32: no float64 copy of large chunks)."""
         self._check(x)
-        return ((x - self.offset_) / self.scale_).astype(np.float32)
+        out = np.subtract(x, self.offset_.astype(np.float32), dtype=np.float32)
+        out *= (1.0 / self.scale_).astype(np.float32)
+        return out
 
     def inverse_transform(self, x: np.ndarray) -> np.ndarray:
         self._check(x)
-        return (x * self.scale_ + self.offset_).astype(np.float32)
+        out = np.multiply(x, self.scale_.astype(np.float32), dtype=np.float32)
+        out += self.offset_.astype(np.float32)
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         """Plain content for a checkpoint (lists and numbers, safe for weights_only loading)."""

@@ -145,7 +145,7 @@ def make_splits(data_dir: Path, train_split: str = "normal_train", val_split: st
 
 def train(data_dir: str | os.PathLike, out: str | os.PathLike, *, epochs: int = 50, latent_dim: int = 2,
           hidden_dims: tuple[int, ...] = (221, 110), reconstruction: str = "gaussian", beta: float = 1.0,
-          batch_size: int = 256, learning_rate: float = 1e-3, patience: int | None = 10, seed: int = 0,
+          batch_size: int = 512, learning_rate: float = 1e-3, patience: int | None = 10, seed: int = 0,
           device: str = "auto", train_split: str = "normal_train", val_split: str = "normal_val",
           test_split: str = "normal_test", verbose: bool = True) -> tuple[SpectraVAE, Splits, Path]:
     """Train on the training split with checkpoints in `out/model/`; writes `out/model/final.pt`."""
@@ -155,14 +155,20 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, *, epochs: int = 
     vae = SpectraVAE(latent_dim=latent_dim, hidden_dims=hidden_dims, reconstruction=reconstruction,
                      beta=beta, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                      patience=patience, seed=seed, device=device, verbose=verbose)
+    from .train import dist_info, init_distributed
+
+    rank = init_distributed()[0]
     model_dir.mkdir(parents=True, exist_ok=True)
     record = {"data_dir": str(data.resolve()), "train_split": train_split, "val_split": val_split,
               "test_split": test_split, "seed": seed, "how": splits.how, "train": splits.train.scans,
               "validation": splits.validation.scans if splits.validation is not None else [],
               "test": splits.test.scans}
-    (model_dir / SPLITS_RECORD).write_text(json.dumps(record, indent=2))
+    if rank == 0:
+        (model_dir / SPLITS_RECORD).write_text(json.dumps(record, indent=2))
     vae.fit(splits.train, validation=splits.validation, checkpoint_dir=model_dir)
-    final = vae.save(model_dir / FINAL)
+    final = model_dir / FINAL
+    if dist_info()[0] == 0:  # in a distributed run only the first process writes
+        vae.save(final)
     return vae, splits, final
 
 

@@ -21,9 +21,38 @@ from .model import VAE
 from .normalise import Normaliser
 
 IN_MEMORY_BYTES = 2 * 1024**3  # datasets up to this size (float32, normalised) are held in memory
-STREAM_BLOCK = 16384  # pixels read per block when streaming from disk
+STREAM_BLOCK = 8192  # pixels read per block when streaming from disk
 STREAM_BUFFER_BLOCKS = 16  # blocks (drawn across scans) shuffled together when streaming
 VALIDATION_SEED = 12345  # validation draws the same ε every epoch, so its curve is comparable
+
+
+def dist_info() -> tuple[int, int]:
+    """(rank, world size) of the distributed run this process belongs to; (0, 1) when alone."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def init_distributed() -> tuple[int, int]:
+    """Join the process group that `torchrun` describes in the environment (gloo on CPU, NCCL on GPU)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and torch.distributed.is_available() and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        torch.distributed.init_process_group(backend)
+    return dist_info()
+
+
+def all_reduce(values: np.ndarray, op: str = "sum") -> np.ndarray:
+    """Sum (or min) an array over the processes of a distributed run; identity when alone."""
+    if dist_info()[1] == 1:
+        return values
+    t = torch.as_tensor(np.asarray(values, dtype=np.float64))
+    if torch.distributed.get_backend() == "nccl":
+        t = t.cuda()
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MIN if op == "min" else torch.distributed.ReduceOp.SUM)
+    return t.cpu().numpy()
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -31,7 +60,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if str(device) != "auto":
         return torch.device(device)
     if torch.cuda.is_available():
-        return torch.device("cuda")
+        return torch.device("cuda", torch.cuda.current_device() if dist_info()[1] > 1 else 0)
     mps = getattr(torch.backends, "mps", None)
     if mps is not None and mps.is_available():
         return torch.device("mps")
@@ -48,20 +77,29 @@ class PixelBatches:
     """
 
     def __init__(self, data: SpectralDataset, normaliser: Normaliser, batch_size: int,
-                 device: torch.device, in_memory_bytes: int = IN_MEMORY_BYTES) -> None:
+                 device: torch.device, in_memory_bytes: int = IN_MEMORY_BYTES,
+                 max_batches: int | None = None) -> None:
         self.data, self.batch_size, self.device = data, batch_size, device
+        self.max_batches = max_batches  # a distributed run makes every process take as many steps
         self.normaliser = normaliser
         self.in_memory = len(data) * data.n_channels * 4 <= in_memory_bytes
         self._tensor: torch.Tensor | None = None
         if self.in_memory:
             blocks = [torch.from_numpy(normaliser.transform(c)) for c in data.iter_chunks()]
-            self._tensor = torch.cat(blocks).to(device)
+            self._tensor = (torch.cat(blocks) if blocks else torch.zeros(0, data.n_channels)).to(device)
 
     def __len__(self) -> int:
-        return math.ceil(len(self.data) / self.batch_size)
+        n = math.ceil(len(self.data) / self.batch_size)
+        return n if self.max_batches is None else min(n, self.max_batches)
 
     def epoch(self, generator: torch.Generator | None) -> Iterator[torch.Tensor]:
         """One pass in random order (`generator`) or in dataset order (None)."""
+        for b, x in enumerate(self._epoch(generator)):
+            if self.max_batches is not None and b >= self.max_batches:
+                return
+            yield x
+
+    def _epoch(self, generator: torch.Generator | None) -> Iterator[torch.Tensor]:
         if self._tensor is not None:
             n = self._tensor.shape[0]
             if generator is None:
@@ -164,21 +202,29 @@ class TrainState:
 
 def _evaluate(model: VAE, batches: PixelBatches, kind: str, beta: float,
               scale: torch.Tensor) -> dict[str, float]:
+    """Validation terms; in a distributed run each process scores its shard and the sums are combined."""
+    return _finish_eval(all_reduce(_eval_sums(model, batches, kind, beta, scale)))
+
+
+def _finish_eval(sums: np.ndarray) -> dict[str, float]:
+    total, rec, kl, sq = sums[:4] / max(sums[4], 1)
+    return {"loss": total, "reconstruction": rec, "kl": kl, "rmse": math.sqrt(sq)}
+
+
+def _eval_sums(model: VAE, batches: PixelBatches, kind: str, beta: float,
+               scale: torch.Tensor) -> np.ndarray:
     """Loss terms with ε from a fixed seed, and RMSE of the latent-mean reconstruction (absorbance)."""
     model.eval()
-    gen = torch.Generator(device=batches.device).manual_seed(VALIDATION_SEED)
-    sums = np.zeros(4)
-    n = 0
+    gen = torch.Generator(device=batches.device).manual_seed(VALIDATION_SEED + dist_info()[0])
+    sums = np.zeros(5)
     with torch.no_grad():
         for x in batches.epoch(None):
             x_hat, mu, logvar = model(x, generator=gen)
             terms = elbo_loss(x, x_hat, mu, logvar, kind=kind, beta=beta, log_noise_var=model.noise_log_var())
             sq = ((model.decode(mu) - x) * scale).pow(2).mean(dim=1).sum()
             m = x.shape[0]
-            sums += [terms.total.item() * m, terms.reconstruction.item() * m, terms.kl.item() * m, sq.item()]
-            n += m
-    total, rec, kl, sq = sums / n
-    return {"loss": total, "reconstruction": rec, "kl": kl, "rmse": math.sqrt(sq)}
+            sums += [terms.total.item() * m, terms.reconstruction.item() * m, terms.kl.item() * m, sq.item(), m]
+    return sums
 
 
 def train_loop(model: VAE, optimizer: torch.optim.Optimizer, train: PixelBatches,
@@ -186,23 +232,27 @@ def train_loop(model: VAE, optimizer: torch.optim.Optimizer, train: PixelBatches
                patience: int | None, state: TrainState, generator: torch.Generator,
                sample_generator: torch.Generator, scale: torch.Tensor,
                on_epoch_end: Callable[[TrainState, bool], None] | None = None,
-               progress: bool = True) -> TrainState:
+               progress: bool = True, forward: torch.nn.Module | None = None) -> TrainState:
     """Train until `epochs` epochs are complete or `patience` epochs pass without improvement.
 
     The monitored loss is the validation loss when there is validation data, else the training
     loss. `on_epoch_end(state, improved)` is called after every epoch (checkpoints go there).
+    `forward` is the module to call (a DistributedDataParallel wrapper of `model` in a
+    distributed run); sums are combined over processes so every process sees the same history.
     """
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=epochs, initial=state.epoch, desc="training", unit="epoch", disable=not progress)
+    forward = model if forward is None else forward
+    bar = tqdm(total=epochs, initial=state.epoch, desc="training", unit="epoch",
+               disable=not progress or dist_info()[0] != 0)
     try:
         while state.epoch < epochs and not state.stopped_early:
             epoch = state.epoch + 1
             t0 = time.perf_counter()
             model.train()
-            sums, n = np.zeros(3), 0
+            sums = np.zeros(4)
             for b, x in enumerate(train.epoch(generator), start=1):
-                x_hat, mu, logvar = model(x, generator=sample_generator)
+                x_hat, mu, logvar = forward(x, generator=sample_generator)
                 if kind == "gaussian":
                     model.update_noise(x, x_hat)
                 terms = elbo_loss(x, x_hat, mu, logvar, kind=kind, beta=beta,
@@ -215,8 +265,9 @@ def train_loop(model: VAE, optimizer: torch.optim.Optimizer, train: PixelBatches
                 terms.total.backward()
                 optimizer.step()
                 m = x.shape[0]
-                sums += [terms.total.item() * m, terms.reconstruction.item() * m, terms.kl.item() * m]
-                n += m
+                sums += [terms.total.item() * m, terms.reconstruction.item() * m, terms.kl.item() * m, m]
+            sums = all_reduce(sums)
+            n = max(sums[3], 1)
             row: dict[str, float] = {"epoch": epoch, "train_loss": sums[0] / n,
                                      "train_reconstruction": sums[1] / n, "train_kl": sums[2] / n}
             if validation is not None:

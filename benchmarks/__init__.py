@@ -1,0 +1,1 @@
+"""Speed, memory and quality benchmarks. They print figures; tests never time anything."""

@@ -1,0 +1,61 @@
+"""Shared by the benchmark scripts: data on disk, memory readings, the seed-style loop."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from spectra_vae import make_demo_dataset
+
+BENCH_DATA = Path(os.environ.get("SPECTRA_VAE_BENCH_DATA", "data/bench"))
+
+
+def demo_data(name: str, n_scans: int, size: int, seed: int = 0) -> Path:
+    """Demo scans for a benchmark, generated once and reused."""
+    path = BENCH_DATA / name
+    meta = path / "demo.json"
+    if not (meta.exists() and json.loads(meta.read_text()).get("height") == size
+            and json.loads(meta.read_text()).get("n_scans") == n_scans):
+        t = time.perf_counter()
+        make_demo_dataset(path, n_scans=n_scans, height=size, width=size, seed=seed)
+        print(f"generated {n_scans} scans of {size}×{size} in {time.perf_counter() - t:.1f} s → {path}")
+    return path
+
+
+def anon_memory_mb() -> float:
+    """Resident anonymous memory of this process (excludes memory-mapped file pages), in MB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), {gpu}"
+
+
+class SeedStylePixels(torch.utils.data.Dataset):
+    """The prototype's feeding: one pixel per __getitem__, converted with torch.tensor."""
+
+    def __init__(self, x: np.ndarray) -> None:
+        self.x = x
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return torch.tensor(self.x[i])

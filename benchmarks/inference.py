@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
 
 from benchmarks.common import anon_memory_mb, demo_data, machine
 from benchmarks.out_of_core import PeakMemory

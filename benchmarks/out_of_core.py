@@ -45,7 +45,6 @@ def throughput(ds, norm: Normaliser, batch_size: int, steps: int, in_memory_byte
     batches = PixelBatches(ds, norm, batch_size, torch.device("cpu"), in_memory_bytes=in_memory_bytes)
     g = torch.Generator().manual_seed(0)
     n, t = 0, time.perf_counter()
-    scans_seen: set[int] = set()
     for b, x in enumerate(batches.epoch(g)):
         step(model, opt, x)
         n += len(x)
@@ -57,7 +56,6 @@ def throughput(ds, norm: Normaliser, batch_size: int, steps: int, in_memory_byte
 def batch_mixing(ds, norm: Normaliser, batch_size: int, n_batches: int) -> float:
     """Mean number of distinct scans per batch in the streamed order (how well shuffling mixes)."""
     scan_of = ds.scan_of()
-    batches = PixelBatches(ds, norm, batch_size, torch.device("cpu"), in_memory_bytes=0)
     # Follow dataset positions through the same shuffle by streaming the scan index as the "spectrum".
     from spectra_vae.train import STREAM_BLOCK, STREAM_BUFFER_BLOCKS
     rng_gen = torch.Generator().manual_seed(0)

@@ -48,7 +48,7 @@ def compare_with_pca(vae: SpectraVAE, train: Any, test: Any, n_components: int |
     pca = fit_pca(train, k, seed=vae.seed)
     x = test.to_array()
     rows = []
-    for name, recon in (("VAE", vae.reconstruct(test)), (f"PCA", pca_reconstruct(pca, test))):
+    for name, recon in (("VAE", vae.reconstruct(test)), ("PCA", pca_reconstruct(pca, test))):
         err = pixel_rmse(x, recon)
         rows.append({"method": name, "components": k, "rmse": float(np.sqrt(np.mean(err**2))),
                      "median_pixel_rmse": float(np.median(err)), "pixels": len(x)})

@@ -30,13 +30,18 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--reconstruction", default="gaussian", choices=("gaussian", "mse", "mae", "bce"))
     tr.add_argument("--beta", type=float, default=1.0)
     tr.add_argument("--batch-size", type=int, default=512)
-    tr.add_argument("--learning-rate", type=float, default=1e-3)
+    tr.add_argument("--learning-rate", type=float, default=2e-3)
     tr.add_argument("--patience", type=int, default=10, help="0 turns early stopping off")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--device", default="auto")
+    tr.add_argument("--preprocess", default="", help='a pipeline such as "cut(950,1800)|snv" (see spectra_vae.preprocessing)')
     tr.add_argument("--train-split", default="normal_train")
     tr.add_argument("--val-split", default="normal_val")
     tr.add_argument("--test-split", default="normal_test")
+
+    cv = sub.add_parser("convert", help="write any supported format as .npy scans + wavenumbers.npy")
+    cv.add_argument("source", help="a file or directory (.npy, .csv, .mat, .h5, ENVI .hdr, Agilent .dat/.seq/.dmt)")
+    cv.add_argument("destination", help="output directory")
 
     dd = sub.add_parser("demo-data", help="write demo scans")
     dd.add_argument("--out", required=True)
@@ -64,7 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 hidden_dims=pipeline.parse_hidden_dims(args.hidden_dims), reconstruction=args.reconstruction,
                 beta=args.beta, batch_size=args.batch_size, learning_rate=args.learning_rate,
                 patience=args.patience or None, seed=args.seed, device=args.device,
-                train_split=args.train_split, val_split=args.val_split, test_split=args.test_split)
+                train_split=args.train_split, val_split=args.val_split, test_split=args.test_split,
+                preprocess=args.preprocess)
             from .analysis import compare_with_pca
             from .train import dist_info
 
@@ -77,6 +83,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(splits.how)
                 print(f"trained {len(vae.history)} epochs (best {vae.best_epoch_}) in {world} process(es); model: {final}")
                 print(compare_with_pca(vae, splits.train, splits.test).to_string())
+        elif args.command == "convert":
+            from .formats import convert
+
+            written = convert(args.source, args.destination)
+            print(f"wrote {len(written)} files to {args.destination}")
         elif args.command == "demo-data":
             from .demo import make_demo_dataset
 

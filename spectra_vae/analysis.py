@@ -43,7 +43,7 @@ def compare_with_pca(vae: SpectraVAE, train: Any, test: Any, n_components: int |
     PCA is fitted on `train` (the VAE's training pixels); both are scored on `test` as RMSE in
     absorbance units, over all test pixels and over the median pixel.
     """
-    train, test = as_dataset(train), as_dataset(test)
+    train, test = vae.prepare(train), vae.prepare(test)  # PCA sees what the VAE sees
     k = n_components or vae.latent_dim
     pca = fit_pca(train, k, seed=vae.seed)
     x = test.to_array()

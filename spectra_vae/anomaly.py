@@ -54,7 +54,7 @@ class RXDetector:
 
 def baseline_scores(vae: SpectraVAE, normal_train: Any, data: Any) -> dict[str, np.ndarray]:
     """VAE, PCA and RX scores of the pixels of `data`, the baselines fitted on `normal_train`."""
-    train, ds = as_dataset(normal_train), as_dataset(data)
+    train, ds = vae.prepare(normal_train), vae.prepare(data)  # baselines see what the VAE sees
     pca = fit_pca(train, vae.latent_dim, seed=vae.seed)
     pca_err = np.concatenate([pixel_rmse(c, pca.inverse_transform(pca.transform(c))) for c in ds.iter_chunks()])
     return {

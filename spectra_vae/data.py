@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -111,6 +112,8 @@ class SpectralDataset:
     label_names: list[str] | None = None
     source: str = ""
     wavenumbers_known: bool = True
+    preprocessor: Any = None  # a fitted spectra_vae.preprocessing.Preprocessor applied on reading
+    raw_wavenumbers: np.ndarray | None = None  # the scans' own axis when a preprocessor changes it
     _offsets: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -187,13 +190,17 @@ class SpectralDataset:
                     block = scan.pixels[sel[0] : sel[-1] + 1]
                 else:
                     block = scan.pixels[sel]
-                yield np.asarray(block, dtype=dtype)
+                block = np.asarray(block, dtype=dtype)
+                yield block if self.preprocessor is None else self.preprocessor.transform(block).astype(dtype, copy=False)
 
     def read(self, indices: np.ndarray | Sequence[int], dtype: type = np.float32) -> np.ndarray:
         """Pixels at dataset positions `indices`, `(len(indices), C)`, in the order given."""
         indices = np.asarray(indices, dtype=np.int64)
         if indices.size and (indices.min() < 0 or indices.max() >= len(self)):
             raise IndexError(f"pixel index out of range 0..{len(self) - 1}")
+        if self.preprocessor is not None:
+            raw = self._replace(self._scans, self._index, preprocessor=None).read(indices, dtype)
+            return self.preprocessor.transform(raw).astype(dtype, copy=False)
         out = np.empty((indices.size, self.n_channels), dtype=dtype)
         scan_k = np.searchsorted(self._offsets, indices, side="right") - 1
         for k in np.unique(scan_k):
@@ -224,9 +231,23 @@ class SpectralDataset:
         return img.reshape((s.height, s.width) + values.shape[1:])
 
     # -- subsets and splits --------------------------------------------------------------
-    def _replace(self, scans: list[Scan], index: list[np.ndarray]) -> SpectralDataset:
-        return SpectralDataset(scans, index, self.wavenumbers, self.label_names, self.source,
-                               self.wavenumbers_known)
+    def _replace(self, scans: list[Scan], index: list[np.ndarray], **changes: Any) -> SpectralDataset:
+        kw: dict[str, Any] = {"wavenumbers": self.wavenumbers, "preprocessor": self.preprocessor,
+                              "raw_wavenumbers": self.raw_wavenumbers}
+        if "preprocessor" in changes and changes["preprocessor"] is None and self.raw_wavenumbers is not None:
+            kw |= {"wavenumbers": self.raw_wavenumbers, "raw_wavenumbers": None}
+        kw |= changes
+        return SpectralDataset(scans, index, kw["wavenumbers"], self.label_names, self.source,
+                               self.wavenumbers_known, kw["preprocessor"], kw["raw_wavenumbers"])
+
+    def preprocessed(self, preprocessor: Any) -> SpectralDataset:
+        """A view whose pixels pass through a fitted preprocessing pipeline when read."""
+        if self.preprocessor is not None:
+            raise DataError(f"{self.source}: the dataset is already preprocessed")
+        if not preprocessor:
+            return self
+        return self._replace(self._scans, self._index, preprocessor=preprocessor,
+                             wavenumbers=preprocessor.output_wavenumbers_, raw_wavenumbers=self.wavenumbers)
 
     def select_scans(self, names: Sequence[str | int]) -> SpectralDataset:
         """The dataset restricted to the scans named (or numbered) in `names`, in that order."""
@@ -334,11 +355,27 @@ def _load_directory(directory: Path, wavenumbers: np.ndarray | None,
                     split: str | Sequence[str] | None) -> SpectralDataset:
     if not directory.is_dir():
         raise DataError(f"{directory}: no such directory")
+    from .formats import SCAN_SUFFIXES, SIDECAR_SUFFIXES
+
     files, skipped = [], []
-    for entry in sorted(directory.iterdir(), key=lambda p: _natural_key(p.name)):
+    entries = sorted(directory.iterdir(), key=lambda p: _natural_key(p.name))
+    # One scan per stem: a .dmt/.seq/.hdr owns the files of the same name (its data and headers).
+    owners: dict[str, Path] = {}
+    for entry in entries:
+        suffix = entry.suffix.lower()
+        if suffix in (".dmt", ".seq", ".hdr") and entry.is_file():
+            key = entry.stem.lower()
+            if key not in owners or (".dmt", ".seq", ".hdr").index(suffix) < (".dmt", ".seq", ".hdr").index(owners[key].suffix.lower()):
+                owners[key] = entry
+    for entry in entries:
         if entry.name in _IGNORED_FILES or entry.name.startswith(".") or entry.is_dir():
             continue
-        (files if entry.suffix.lower() == ".npy" else skipped).append(entry)
+        suffix, key = entry.suffix.lower(), entry.stem.lower()
+        if key in owners and owners[key] != entry:
+            continue  # part of another file's scan
+        if suffix in SIDECAR_SUFFIXES and (suffix != ".dat" or any(k.startswith(key.split("_0000")[0]) for k in owners)):
+            continue
+        (files if suffix in SCAN_SUFFIXES else skipped).append(entry)
     if skipped:
         warnings.warn(f"{directory}: skipped {len(skipped)} file(s) that are not .npy scans: "
                       + ", ".join(p.name for p in skipped[:10]), stacklevel=3)
@@ -357,7 +394,7 @@ def _load_directory(directory: Path, wavenumbers: np.ndarray | None,
                             f"{directory}: {missing[:5]}")
         files = [by_name[w] for w in wanted]
     if not files:
-        raise DataError(f"{directory}: the directory holds no .npy scans")
+        raise DataError(f"{directory}: the directory holds no scans (.npy or another supported format)")
 
     label_names = None
     names_path = directory / LABELS_DIR / LABEL_NAMES_FILE
@@ -365,9 +402,20 @@ def _load_directory(directory: Path, wavenumbers: np.ndarray | None,
         label_names = [str(n) for n in json.loads(names_path.read_text())]
 
     scans, index, channels = [], [], None
+    file_axis: tuple[Path, np.ndarray] | None = None
     for path in files:
-        arr = _open_npy(path)
-        label_path = directory / LABELS_DIR / path.name
+        if path.suffix.lower() == ".npy":
+            arr = _open_npy(path)
+        else:
+            arr, own_wn = _read_other(path)
+            if own_wn is not None:
+                if file_axis is None:
+                    file_axis = (path, own_wn)
+                elif len(own_wn) != len(file_axis[1]) or not np.allclose(own_wn, file_axis[1], atol=1e-3):
+                    raise DataError(f"{path}: its wavenumber axis ({own_wn[0]:g}…{own_wn[-1]:g} cm⁻¹, {len(own_wn)} "
+                                    f"channels) differs from {file_axis[0].name}'s ({file_axis[1][0]:g}…"
+                                    f"{file_axis[1][-1]:g} cm⁻¹, {len(file_axis[1])}); resample them first")
+        label_path = directory / LABELS_DIR / (path.stem + ".npy")
         labels = _open_npy(label_path) if label_path.exists() else None
         scan, finite = _make_scan(path.name, arr, str(path), path, labels)
         if channels is None:
@@ -384,6 +432,8 @@ def _load_directory(directory: Path, wavenumbers: np.ndarray | None,
     elif (directory / WAVENUMBERS_FILE).exists():
         wn = check_wavenumbers(np.asarray(_open_npy(directory / WAVENUMBERS_FILE)), n_channels,
                                str(directory / WAVENUMBERS_FILE))
+    elif file_axis is not None:
+        wn = check_wavenumbers(file_axis[1], n_channels, str(file_axis[0]))
     else:
         wn, known = np.arange(n_channels, dtype=float), False
     return SpectralDataset(scans, index, wn, label_names, str(directory), known)
@@ -417,6 +467,22 @@ def _from_frame(df: pd.DataFrame, name: str, where: str, wavenumbers: np.ndarray
     return _from_array(np.ascontiguousarray(values), name, where, wn)
 
 
+def _read_other(path: Path, variable: str | None = None,
+                wavenumbers_variable: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """A non-numpy scan as (cube or table, its wavenumbers), channels last."""
+    from .formats import read_file
+
+    if path.suffix.lower() in (".csv", ".tsv"):
+        ds = load_dataset(path)
+        return ds.scan_objects[0].pixels, ds.wavenumbers if ds.wavenumbers_known else None
+    arr, wn = read_file(path, variable, wavenumbers_variable)
+    if wn is not None and arr.shape[-1] != len(wn) and arr.shape[0] == len(wn):
+        arr = np.moveaxis(arr, 0, -1)  # channels first → last
+    if wn is not None and len(wn) > 1 and wn[0] > wn[-1]:
+        arr, wn = arr[..., ::-1], wn[::-1]  # every dataset reads low → high
+    return np.ascontiguousarray(arr), wn
+
+
 def _is_number(x: object) -> bool:
     try:
         float(x)  # type: ignore[arg-type]
@@ -427,13 +493,17 @@ def _is_number(x: object) -> bool:
 
 def load_dataset(source: str | os.PathLike | np.ndarray | pd.DataFrame | SpectralDataset, *,
                  wavenumbers: Sequence[float] | np.ndarray | None = None,
-                 split: str | Sequence[str] | None = None) -> SpectralDataset:
+                 split: str | Sequence[str] | None = None, variable: str | None = None,
+                 wavenumbers_variable: str | None = None) -> SpectralDataset:
     """Open scans as a `SpectralDataset`.
 
     `source`: a directory of `.npy` scans (with optional `wavenumbers.npy`, `labels/` and
     `data_splits.json`), one `.npy` file `(H, W, C)` or `(N, C)`, a CSV whose header row holds
     the wavenumbers, a numpy array, or a DataFrame with wavenumber columns. `split` selects the
-    files listed under that key (or keys) of the directory's `data_splits.json`.
+    files listed under that key (or keys) of the directory's `data_splits.json`. Also reads
+    MATLAB `.mat`, HDF5, ENVI `.hdr` and Agilent `.dat`/`.seq`/`.dmt` (see `spectra_vae.formats`);
+    in `.mat`/HDF5 files `variable` and `wavenumbers_variable` name the arrays when the common
+    names are not used.
     """
     wn = None if wavenumbers is None else np.asarray(wavenumbers, dtype=float)
     if isinstance(source, SpectralDataset):
@@ -452,13 +522,17 @@ def load_dataset(source: str | os.PathLike | np.ndarray | pd.DataFrame | Spectra
     suffix = path.suffix.lower()
     if suffix == ".npy":
         return _from_array(_open_npy(path), path.name, str(path), wn, path)
+    if suffix in (".mat", ".h5", ".hdf5", ".hdr", ".dmt", ".seq", ".dat"):
+        arr, own = _read_other(path, variable, wavenumbers_variable)
+        return _from_array(arr, path.name, str(path), wn if wn is not None else own, path)
     if suffix in (".csv", ".tsv", ".txt"):
         try:
             df = pd.read_csv(path, sep=None, engine="python")
         except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
             raise DataError(f"{path}: not a readable table ({exc})") from exc
         return _from_frame(df, path.name, str(path), wn)
-    raise DataError(f"{path}: unsupported file type {suffix!r}; expected a directory, .npy or .csv")
+    raise DataError(f"{path}: unsupported file type {suffix!r}; expected a directory, .npy, .csv, .mat, "
+                    ".h5/.hdf5, ENVI .hdr, or Agilent .dat/.seq/.dmt")
 
 
 def as_dataset(data: object) -> SpectralDataset:

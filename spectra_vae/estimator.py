@@ -19,6 +19,7 @@ from .errors import DataError
 from .loss import RECONSTRUCTIONS, kl_divergence, reconstruction_nll
 from .model import VAE, ModelConfig
 from .normalise import METHODS, Normaliser, merge_stats, pixel_stats
+from .preprocessing import Preprocessor
 from .train import (PixelBatches, TrainState, all_reduce, dist_info, init_distributed, load_checkpoint,
                     resolve_device, save_checkpoint, train_loop)
 
@@ -36,8 +37,8 @@ class SpectraVAE:
 
     def __init__(self, latent_dim: int = 2, hidden_dims: tuple[int, ...] = (221, 110), *,
                  reconstruction: str = "gaussian", beta: float = 1.0, normalisation: str = "auto",
-                 noise: str = "shared",
-                 epochs: int = 50, batch_size: int = 512, learning_rate: float = 1e-3,
+                 noise: str = "shared", preprocess: str = "",
+                 epochs: int = 50, batch_size: int = 512, learning_rate: float = 2e-3,
                  patience: int | None = 10, seed: int = 0, device: str = "auto",
                  verbose: bool = True) -> None:
         self.latent_dim = latent_dim
@@ -46,6 +47,7 @@ class SpectraVAE:
         self.beta = beta
         self.normalisation = normalisation
         self.noise = noise
+        self.preprocess = preprocess
         self.epochs = epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
@@ -55,7 +57,7 @@ class SpectraVAE:
         self.verbose = verbose
 
     # -- configuration -------------------------------------------------------------------
-    _PARAMS = ("latent_dim", "hidden_dims", "reconstruction", "beta", "normalisation", "noise", "epochs",
+    _PARAMS = ("latent_dim", "hidden_dims", "reconstruction", "beta", "normalisation", "noise", "preprocess", "epochs",
                "batch_size", "learning_rate", "patience", "seed", "device", "verbose")
 
     def get_params(self) -> dict[str, Any]:
@@ -107,6 +109,7 @@ class SpectraVAE:
             checkpoint_dir: str | os.PathLike | None = None) -> SpectraVAE:
         """Fit the normaliser on `data` and train; keeps the best epoch's weights. Returns self."""
         self._check_params()
+        Preprocessor(self.preprocess)  # a bad pipeline fails before any work
         train = as_dataset(data)
         val = None if validation is None else as_dataset(validation)
         if val is not None:
@@ -116,6 +119,10 @@ class SpectraVAE:
         self.device_ = resolve_device(self.device)
         self.wavenumbers_ = np.asarray(train.wavenumbers, dtype=float)
         self.wavenumbers_known_ = bool(train.wavenumbers_known)
+        self.preprocessor_ = Preprocessor(self.preprocess).fit(self.wavenumbers_)
+        train = train.preprocessed(self.preprocessor_)
+        if val is not None:
+            val = val.preprocessed(self.preprocessor_)
         stats = pixel_stats(train.shard(rank, world).iter_chunks())
         if world > 1:  # every process reads only its shard; statistics are merged
             gathered: list[Any] = [None] * world
@@ -196,12 +203,19 @@ class SpectraVAE:
         if not hasattr(self, "model_"):
             raise RuntimeError("this SpectraVAE is not fitted yet; call fit() or SpectraVAE.load()")
 
-    def _batches(self, data: Any) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
-        """(original pixels, normalised tensor on device) in batches, streaming from disk."""
+    def prepare(self, data: Any) -> SpectralDataset:
+        """The data as the model sees them: checked against the model's axis, preprocessed if it is."""
         self._check_fitted()
         ds = as_dataset(data)
-        _check_compatible(self.wavenumbers_, self.model_config_.n_channels, ds, ds.source or "data",
+        if ds.preprocessor is not None:
+            return ds
+        _check_compatible(self.wavenumbers_, len(self.wavenumbers_), ds, ds.source or "data",
                           "the model", self.wavenumbers_known_)
+        return ds.preprocessed(self.preprocessor_)
+
+    def _batches(self, data: Any) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+        """(pixels as the model sees them, normalised tensor on device) in batches, streaming from disk."""
+        ds = self.prepare(data)
         self.model_.eval()
         for chunk in ds.iter_chunks(PREDICT_BATCH):
             yield chunk, torch.from_numpy(self.normaliser_.transform(chunk)).to(self.device_)
@@ -232,13 +246,33 @@ class SpectraVAE:
             x = self.model_.decode(zt).cpu().numpy()
         return self.normaliser_.inverse_transform(x)
 
-    def reconstruct(self, data: Any) -> np.ndarray:
-        """Reconstructions decode(μ) in the input's absorbance units, `(n_pixels, n_channels)`."""
+    def reconstruct(self, data: Any, original_units: bool = False) -> np.ndarray:
+        """Reconstructions decode(μ) in the input's absorbance units, `(n_pixels, n_channels)`.
+
+        With a preprocessing pipeline they are in the preprocessed space (on its axis);
+        `original_units=True` undoes the pipeline for each pixel where it is invertible.
+        """
+        if original_units and self.preprocessor_:
+            return self._reconstruct_original(data)
         out = []
         with torch.no_grad():
             for _, x in self._batches(data):
                 out.append(self.normaliser_.inverse_transform(self.model_.decode(self.model_.encode(x)[0]).cpu().numpy()))
         return _concat(out, self.model_config_.n_channels)
+
+    def _reconstruct_original(self, data: Any) -> np.ndarray:
+        pre = self.preprocessor_
+        if not pre.invertible:
+            raise DataError(f"preprocess {pre.spec!r} cannot be undone; reconstructions exist only in the preprocessed space")
+        self.prepare(data)  # checks the axis
+        out = []
+        with torch.no_grad():
+            for raw in as_dataset(data).iter_chunks(PREDICT_BATCH):
+                y, undo = pre.transform(raw, return_inverse=True)
+                x = torch.from_numpy(self.normaliser_.transform(y)).to(self.device_)
+                r = self.normaliser_.inverse_transform(self.model_.decode(self.model_.encode(x)[0]).cpu().numpy())
+                out.append(pre.inverse_transform(r, undo))
+        return _concat(out, len(self.wavenumbers_))
 
     def reconstruction_error(self, data: Any) -> np.ndarray:
         """Per-pixel RMSE over channels between each spectrum and its reconstruction (absorbance)."""
@@ -251,7 +285,7 @@ class SpectraVAE:
 
     def score_samples(self, data: Any) -> pd.DataFrame:
         """Per pixel: reconstruction RMSE (absorbance), reconstruction NLL of decode(μ), KL; with (scan, row, col)."""
-        ds = as_dataset(data)
+        ds = self.prepare(data)
         rmse, nll, kl = [], [], []
         with torch.no_grad():
             for chunk, x in self._batches(ds):
@@ -341,6 +375,7 @@ class SpectraVAE:
             vae.normaliser_ = Normaliser.from_dict(payload["normaliser"])
             vae.wavenumbers_ = payload["wavenumbers"].numpy()
             vae.wavenumbers_known_ = bool(payload.get("wavenumbers_known", True))
+            vae.preprocessor_ = Preprocessor(config.get("preprocess", "")).fit(vae.wavenumbers_)
             vae.train_source_ = payload.get("train_source", "")
         except (KeyError, TypeError, RuntimeError, ValueError) as exc:
             raise DataError(f"{path}: checkpoint content is incomplete or does not match the model ({exc})") from exc
@@ -383,8 +418,9 @@ class SpectraVAE:
             for group in vae.optimizer_.param_groups:
                 group["lr"] = learning_rate
         train = as_dataset(data)
-        _check_compatible(vae.wavenumbers_, vae.model_config_.n_channels, train, train.source, "the checkpoint")
-        val = None if validation is None else as_dataset(validation)
+        _check_compatible(vae.wavenumbers_, len(vae.wavenumbers_), train, train.source, "the checkpoint")
+        train = train.preprocessed(vae.preprocessor_)
+        val = None if validation is None else as_dataset(validation).preprocessed(vae.preprocessor_)
         vae.train_source_ = train.source
         return vae._run(train, val, checkpoint_dir if checkpoint_dir is not None else checkpoint.parent)
 

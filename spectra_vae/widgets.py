@@ -10,7 +10,7 @@ import numpy as np
 from IPython.display import display
 from matplotlib.figure import Figure
 
-from .data import SpectralDataset, as_dataset
+from .data import SpectralDataset
 from .estimator import SpectraVAE
 from .plots import ABS_LABEL, spectrum_axes
 
@@ -31,7 +31,7 @@ class PixelBrowser(widgets.VBox):
 
     def __init__(self, vae: SpectraVAE, dataset: Any, order: str = "error_desc", seed: int = 0) -> None:
         self.vae = vae
-        self.dataset: SpectralDataset = as_dataset(dataset)
+        self.dataset: SpectralDataset = vae.prepare(dataset)  # what the model sees (preprocessed if it is)
         if len(self.dataset) == 0:
             raise ValueError("the dataset holds no pixels to browse")
         self.errors = vae.reconstruction_error(self.dataset)
@@ -99,7 +99,7 @@ class PixelBrowser(widgets.VBox):
         i = int(self._order_index[rank])
         self.current = i
         x = self.dataset.read([i])[0]
-        r = self.vae.reconstruct(x[None, :])[0] if np.isfinite(x).all() else np.full_like(x, np.nan)
+        r = self.vae.reconstruct(self.dataset.select_pixels(np.array([i])))[0]
         self._line_orig.set_ydata(x)
         self._line_rec.set_ydata(r)
         self._line_res.set_ydata(x - r)

@@ -82,12 +82,13 @@ Trains on the training split with per-epoch validation, early stopping and check
 `papermill 02_train.ipynb out.ipynb -p epochs 50 -p data_dir /data/scans`."""),
 ("code", COMMON_PARAMS + '''
 epochs = 20
+preprocess = ""  # e.g. cut(950,1800)|snv ; see spectra_vae.preprocessing; empty: none
 latent_dim = 2
 hidden_dims = "221,110"  # encoder layer sizes; the decoder mirrors them
 reconstruction = "gaussian"  # gaussian | mse | mae | bce
 beta = 1.0
 batch_size = 512
-learning_rate = 0.001
+learning_rate = 0.002
 patience = 10  # epochs without validation improvement before stopping; 0 turns it off
 seed = 0
 device = "auto"  # auto | cpu | cuda | mps
@@ -97,6 +98,7 @@ test_split = "normal_test"''', "parameters"),
 ("code", '''%matplotlib inline
 from spectra_vae import pipeline, plots
 from spectra_vae.loss import RECONSTRUCTIONS
+from spectra_vae.preprocessing import Preprocessor
 
 params = dict(
     epochs=pipeline.check_int("epochs", epochs, 1),
@@ -109,7 +111,9 @@ params = dict(
     patience=pipeline.check_int("patience", patience, 0) or None,
     seed=pipeline.check_int("seed", seed, 0),
     device=str(device),
+    preprocess=str(preprocess),
 )
+Preprocessor(params["preprocess"])  # a bad pipeline fails here, naming the step
 data = pipeline.resolve_data_dir(data_dir)
 run = pipeline.resolve_run_dir(run_dir)
 print(f"data: {data}\\nreport: {run}")
@@ -152,7 +156,10 @@ test = splits.test
 print(f"model: {ckpt}\\ndata: {data}\\n{splits.how}\\nheld-out (test) scans: {test.scans}")
 vae'''),
 ("md", "## Original vs reconstruction on held-out pixels\nIn absorbance units; the grey line is the residual."),
-("code", '''x_test = test.to_array()
+("code", '''seen = vae.prepare(test)  # the test pixels as the model sees them (after any preprocessing)
+if vae.preprocess:
+    print(f"preprocessing {vae.preprocess!r}: spectra below are in the preprocessed space")
+x_test = seen.to_array()
 r_test = vae.reconstruct(test)
 err_test = analysis.pixel_rmse(x_test, r_test)
 tissue_test = analysis.tissue_mask(test)
@@ -160,7 +167,7 @@ picks = analysis.pick_pixels(err_test, tissue_test)
 titles = [f"{name}: {test.scans[test.coords[i][0]]} ({test.coords[i][1]}, {test.coords[i][2]}), RMSE {err_test[i]:.2g}"
           for name, i in picks.items()]
 idx = list(picks.values())
-fig = plots.reconstructions(test.wavenumbers, x_test[idx], r_test[idx], titles, known=test.wavenumbers_known)
+fig = plots.reconstructions(seen.wavenumbers, x_test[idx], r_test[idx], titles, known=test.wavenumbers_known)
 pipeline.save_figure(fig, run, "03_reconstructions")'''),
 ("md", "## Error distribution\nPer-pixel RMSE over channels; background pixels are noise only, so their error sits at the noise level."),
 ("code", '''fig = plots.error_histogram({"tissue": err_test[tissue_test], "background": err_test[~tissue_test]},

@@ -1,0 +1,182 @@
+"""Spectral preprocessing: a pipeline of standard steps, written as text and stored with the model.
+
+A pipeline is written `"cut(950,1800)|snv"`: steps separated by `|`, arguments in parentheses.
+
+| step | what it does |
+| --- | --- |
+| `cut(lo, hi)` | keep channels with lo ≤ wavenumber ≤ hi |
+| `resample(lo, hi, step)` | linear interpolation onto the grid lo, lo+step, … ≤ hi (instruments line up) |
+| `baseline(degree, iterations)` | modified polynomial baseline removal (Lieber & Mahadevan-Jansen 2003), default (2, 50) |
+| `savgol(window, polyorder, deriv)` | Savitzky–Golay smoothing (deriv 0) or derivative, default (9, 2, 0) |
+| `snv` | standard normal variate: each spectrum minus its mean, divided by its standard deviation |
+| `vector` | vector (L2) normalisation: each spectrum divided by its Euclidean norm |
+| `amide1` | each spectrum divided by its maximum in 1600–1700 cm⁻¹ (amide I) |
+
+Every step acts on each spectrum alone, so a pipeline is applied identically in training,
+scoring and reconstruction and needs no fitting beyond the wavenumber axis. `snv`, `vector`
+and `amide1` are per-spectrum affine maps and are undone exactly for a known spectrum;
+`baseline` is undone by adding the removed baseline back; `cut`, `resample` and `savgol` are
+not invertible (reconstructions stay on the processed axis).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import DataError
+
+STEPS = ("cut", "resample", "baseline", "savgol", "snv", "vector", "amide1")
+_DEFAULTS: dict[str, tuple[float, ...]] = {"baseline": (2, 50), "savgol": (9, 2, 0)}
+_NARGS = {"cut": (2, 2), "resample": (3, 3), "baseline": (0, 2), "savgol": (0, 3),
+          "snv": (0, 0), "vector": (0, 0), "amide1": (0, 0)}
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    args: tuple[float, ...] = ()
+
+    def __str__(self) -> str:
+        return self.name + (f"({','.join(f'{a:g}' for a in self.args)})" if self.args else "")
+
+
+def parse(spec: str) -> list[Step]:
+    """`"cut(950,1800)|snv"` → [Step('cut', (950, 1800)), Step('snv')]; a clear error otherwise."""
+    steps = []
+    for part in [p.strip() for p in spec.split("|") if p.strip()]:
+        m = re.fullmatch(r"([a-z0-9_]+)\s*(?:\((.*)\))?", part.lower())
+        if not m or m.group(1) not in STEPS:
+            raise DataError(f"preprocess: unknown step {part!r}; steps are {', '.join(STEPS)}")
+        name = m.group(1)
+        try:
+            args = tuple(float(a) for a in m.group(2).split(",") if a.strip()) if m.group(2) else ()
+        except ValueError:
+            raise DataError(f"preprocess: step {part!r} takes numbers as arguments") from None
+        lo, hi = _NARGS[name]
+        if not lo <= len(args) <= hi:
+            raise DataError(f"preprocess: step {name} takes {lo}–{hi} arguments, got {len(args)} in {part!r}")
+        args = args + _DEFAULTS.get(name, ())[len(args):]
+        steps.append(Step(name, args))
+    return steps
+
+
+@dataclass
+class Preprocessor:
+    """A fitted pipeline: input axis → output axis, and the per-channel maps that need it."""
+
+    spec: str = ""
+    steps: list[Step] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.steps = parse(self.spec)
+        self.spec = "|".join(str(s) for s in self.steps)
+
+    def __bool__(self) -> bool:
+        return bool(self.steps)
+
+    @property
+    def invertible(self) -> bool:
+        """Whether a processed spectrum maps back to original units (given the original spectrum)."""
+        return all(s.name in ("snv", "vector", "amide1", "baseline") for s in self.steps)
+
+    def fit(self, wavenumbers: np.ndarray) -> Preprocessor:
+        """Prepare the axis-dependent maps for input spectra on `wavenumbers`."""
+        wn = np.asarray(wavenumbers, dtype=float)
+        self.input_wavenumbers_ = wn
+        self._plan: list[tuple[Step, object]] = []
+        for s in self.steps:
+            if s.name == "cut":
+                lo, hi = sorted(s.args)
+                keep = np.flatnonzero((wn >= lo) & (wn <= hi))
+                if keep.size < 2:
+                    raise DataError(f"preprocess: {s} keeps {keep.size} channels of {wn.min():g}–{wn.max():g} cm⁻¹")
+                self._plan.append((s, keep))
+                wn = wn[keep]
+            elif s.name == "resample":
+                lo, hi, step = s.args
+                if step <= 0 or hi <= lo:
+                    raise DataError(f"preprocess: {s} needs lo < hi and step > 0")
+                grid = np.arange(lo, hi + step / 2, step)
+                if grid.min() < wn.min() - 1e-9 or grid.max() > wn.max() + 1e-9:
+                    raise DataError(f"preprocess: {s} reaches outside the data's {wn.min():g}–{wn.max():g} cm⁻¹")
+                self._plan.append((s, _interp_matrix(wn, grid)))
+                wn = grid
+            elif s.name == "baseline":
+                degree = int(s.args[0])
+                x = (wn - wn.mean()) / (np.ptp(wn) or 1.0)
+                v = np.vander(x, degree + 1)
+                self._plan.append((s, v @ np.linalg.pinv(v)))  # projection onto polynomials
+            elif s.name == "savgol":
+                from scipy.signal import savgol_coeffs
+
+                window, order, deriv = (int(a) for a in s.args)
+                if window % 2 == 0 or window <= order or window > len(wn):
+                    raise DataError(f"preprocess: {s} needs an odd window > polyorder and ≤ {len(wn)} channels")
+                delta = float(np.abs(np.diff(wn)).mean()) if len(wn) > 1 else 1.0
+                self._plan.append((s, savgol_coeffs(window, order, deriv=deriv, delta=delta, use="conv")))
+            elif s.name == "amide1":
+                band = np.flatnonzero((wn >= 1600) & (wn <= 1700))
+                if band.size == 0:
+                    raise DataError("preprocess: amide1 needs the 1600–1700 cm⁻¹ range in the data")
+                self._plan.append((s, band))
+            else:
+                self._plan.append((s, None))
+        self.output_wavenumbers_ = wn
+        return self
+
+    def transform(self, x: np.ndarray, return_inverse: bool = False
+                  ) -> np.ndarray | tuple[np.ndarray, list[tuple[str, np.ndarray]]]:
+        """Apply the pipeline to `(n, C)` spectra. With `return_inverse`, also what undoes each step."""
+        y = np.asarray(x, dtype=np.float32)
+        undo: list[tuple[str, np.ndarray]] = []
+        for s, p in self._plan:
+            if s.name == "cut":
+                y = y[:, p]
+            elif s.name == "resample":
+                y = (y @ p).astype(np.float32)
+            elif s.name == "baseline":
+                base = y.astype(np.float64)
+                for _ in range(int(s.args[1])):
+                    base = np.minimum(base, base @ p.T)  # clip peaks above the fitted polynomial
+                base = (base @ p.T).astype(np.float32)
+                undo.append(("add", base))
+                y = y - base
+            elif s.name == "savgol":
+                from scipy.ndimage import convolve1d
+
+                y = convolve1d(y, p, axis=1, mode="nearest").astype(np.float32)
+            else:
+                if s.name == "snv":
+                    offset, scale = y.mean(axis=1, keepdims=True), y.std(axis=1, keepdims=True)
+                elif s.name == "vector":
+                    offset, scale = np.zeros((len(y), 1), np.float32), np.linalg.norm(y, axis=1, keepdims=True)
+                else:  # amide1
+                    offset, scale = np.zeros((len(y), 1), np.float32), y[:, p].max(axis=1, keepdims=True)
+                scale = np.where(np.abs(scale) > 1e-12, scale, 1.0).astype(np.float32)
+                undo.append(("affine", np.concatenate([offset, scale], axis=1)))
+                y = (y - offset) / scale
+        return (y, undo) if return_inverse else y
+
+    def inverse_transform(self, y: np.ndarray, undo: list[tuple[str, np.ndarray]]) -> np.ndarray:
+        """Map processed spectra back to original units with what `transform(..., return_inverse=True)` gave."""
+        if not self.invertible:
+            raise DataError(f"preprocess {self.spec!r} cannot be undone (cut, resample and savgol are not invertible)")
+        out = np.asarray(y, dtype=np.float32)
+        for kind, v in reversed(undo):
+            out = out + v if kind == "add" else out * v[:, 1:2] + v[:, 0:1]
+        return out
+
+
+def _interp_matrix(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """`(len(src), len(dst))` matrix M with x @ M = linear interpolation of x (on src) at dst."""
+    order = np.argsort(src)
+    s = src[order]
+    j = np.clip(np.searchsorted(s, dst) - 1, 0, len(s) - 2)
+    w = (dst - s[j]) / (s[j + 1] - s[j])
+    m = np.zeros((len(src), len(dst)))
+    m[order[j], np.arange(len(dst))] += 1 - w
+    m[order[j + 1], np.arange(len(dst))] += w
+    return m

@@ -85,10 +85,13 @@ def test_model_stores_preprocessing_and_applies_it_identically_after_loading(dem
 
 
 def test_invertible_preprocessing_reconstructs_in_original_units(demo_dir):
-    train = load_dataset(demo_dir, split="normal_train")
-    vae = SpectraVAE(hidden_dims=(32, 16), epochs=3, verbose=False, preprocess="vector").fit(train)
-    x = train.to_array()
-    r = vae.reconstruct(train, original_units=True)
-    assert r.shape == x.shape and np.sqrt(np.mean((r - x) ** 2)) < x.std()
-    tissue = train.labels > 0  # background spectra are noise: after vector normalisation, random directions
-    assert np.median(np.linalg.norm(vae.reconstruct(train)[tissue], axis=1)) > 0.8
+    ds = load_dataset(demo_dir, split="normal_train")
+    # Vector normalisation turns noise-only background into unit vectors in random directions,
+    # which nothing can reconstruct: as in practice, train on tissue pixels.
+    tissue = ds.select_pixels(np.flatnonzero(ds.labels > 0))
+    vae = SpectraVAE(hidden_dims=(64, 32), epochs=15, verbose=False, preprocess="vector").fit(tissue)
+    x = tissue.to_array()
+    r = vae.reconstruct(tissue, original_units=True)
+    assert r.shape == x.shape
+    assert np.sqrt(np.mean((r - x) ** 2)) < 0.2 * x.std()
+    assert np.median(np.linalg.norm(vae.reconstruct(tissue), axis=1)) > 0.9

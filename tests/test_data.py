@@ -106,7 +106,7 @@ def test_nonfinite_pixels_are_excluded_counted_and_reported(tmp_path, demo_dir):
 
 
 def test_bad_input_raises_data_error_naming_the_file(tmp_path, demo_dir):
-    with pytest.raises(DataError, match="holds no .npy scans"):
+    with pytest.raises(DataError, match="holds no scans"):
         load_dataset(tmp_path)
     np.save(tmp_path / "a.npy", np.zeros((4, 4, 10), np.float32) + 1)
     np.save(tmp_path / "b.npy", np.zeros((4, 4, 12), np.float32))

@@ -7,7 +7,7 @@ TORCH ?= torch==2.13.0
 RUN ?= demo
 export MPLBACKEND := Agg
 
-.PHONY: setup test demo data train bench lab clean
+.PHONY: setup test demo data train bench lab clean browser-test
 
 setup: $(VENV)/.installed
 
@@ -26,6 +26,13 @@ data: setup
 
 demo: setup
 	$(BIN)/python -m spectra_vae pipeline --out reports/$(RUN)
+
+# Real-browser test: Debian's chromium driven by Playwright (browsers are never downloaded).
+browser-test: setup
+	$(BIN)/python -m pip install --quiet "playwright>=1.40"
+	@test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+		|| echo "could not install Debian's chromium (the test will say it skipped)"
+	$(BIN)/python tools/browser_test.py
 
 bench: setup
 	$(BIN)/python -m benchmarks

@@ -1,0 +1,189 @@
+"""Real-browser test of the notebooks in JupyterLab (`make browser-test`).
+
+Starts JupyterLab on localhost with a temporary token over a scratch copy of the notebooks,
+drives the system Chromium with Playwright: opens 03_reconstruction, runs all cells, finds the
+pixel browser, moves its slider with the keyboard as a user would, and checks that the pixel
+label and the drawn figure change; then opens 04_latent_exploration, runs it, and checks the
+browser console has no JavaScript errors. Screenshots go to reports/screenshots/. JupyterLab
+and the browser are stopped at the end, on success or failure. Exit 0 = passed, 1 = failed,
+0 with a "SKIPPED:" line = Chromium or Playwright is not available (the reason is printed).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SHOTS = ROOT / "reports" / "screenshots"
+CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
+# JupyterLab itself logs these in a sandbox without internet; they are not our notebooks' errors.
+BENIGN = ("favicon", "Failed to load resource", "net::ERR_", "announcements", "news", "lsp", "LSP")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"JupyterLab exited with code {proc.returncode} before answering")
+        try:
+            with urllib.request.urlopen(url, timeout=3):
+                return
+        except Exception:
+            time.sleep(0.5)
+    raise RuntimeError(f"JupyterLab did not answer at {url} within {timeout:.0f} s")
+
+
+def poll(check, what: str, timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if check():
+                return
+        except Exception:
+            pass  # the element is being replaced this moment
+        time.sleep(0.25)
+    raise TimeoutError(f"waited {timeout:.0f} s for {what}")
+
+
+def run_all(page, name: str, timeout_ms: int) -> None:
+    """Open a notebook, wait for its kernel, and run all cells from the Run menu."""
+    page.get_by_role("menuitem", name="Run", exact=True).click()
+    page.get_by_text("Run All Cells", exact=True).click()
+    # Wait until no cell shows the busy marker "[*]".
+    page.wait_for_function(
+        """() => {
+            const prompts = [...document.querySelectorAll('.jp-InputArea-prompt')].map(p => p.textContent);
+            return prompts.length > 0 && prompts.every(t => !t.includes('*')) && prompts.some(t => /\\d/.test(t));
+        }""", timeout=timeout_ms)
+
+
+def main() -> int:
+    chromium = os.environ.get("CHROMIUM") or next((c for c in CHROMIUM_CANDIDATES if Path(c).exists()), None)
+    if chromium is None:
+        print("browser test SKIPPED: no Chromium found (tried " + ", ".join(CHROMIUM_CANDIDATES)
+              + "); install Debian's 'chromium' package")
+        return 0
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        print("browser test SKIPPED: the Python package 'playwright' is not installed")
+        return 0
+
+    python = sys.executable
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="spectra_vae_browser_"))
+    for nb in ("03_reconstruction.ipynb", "04_latent_exploration.ipynb"):
+        shutil.copy(ROOT / "notebooks" / nb, scratch / nb)
+    run_dir = scratch / "run"
+    print("training the model the notebooks read (02_train through papermill) …", flush=True)
+    subprocess.run([python, "-m", "papermill", str(ROOT / "notebooks" / "02_train.ipynb"), str(scratch / "02_out.ipynb"),
+                    "-p", "run_dir", str(run_dir), "-p", "epochs", "5", "--cwd", str(ROOT / "notebooks")],
+                   check=True, capture_output=True)
+    for nb in ("03_reconstruction.ipynb", "04_latent_exploration.ipynb"):
+        # point the scratch copies at that run (a papermill-style parameter edit, nothing else)
+        subprocess.run([python, "-m", "papermill", "--prepare-only", str(scratch / nb), str(scratch / nb),
+                        "-p", "run_dir", str(run_dir)], check=True, capture_output=True)
+
+    port, token = free_port(), secrets.token_hex(16)
+    lab = subprocess.Popen(
+        [python, "-m", "jupyter", "lab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
+         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={scratch}",
+         "--LabApp.news_url=", "--ServerApp.open_browser=False"]
+        + (["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []),
+        stdout=subprocess.DEVNULL, stderr=open(scratch / "jupyterlab.log", "w"), start_new_session=True)
+    errors: list[str] = []
+    failed = None
+    try:
+        wait_http(f"http://127.0.0.1:{port}/api/status?token={token}", lab)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=chromium, headless=True,
+                                         args=["--no-sandbox", "--disable-dev-shm-usage"])
+            try:
+                page = browser.new_page(viewport={"width": 1500, "height": 1100})
+                page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+                page.on("pageerror", lambda e: errors.append(f"uncaught: {e}"))
+
+                page.goto(f"http://127.0.0.1:{port}/lab/tree/03_reconstruction.ipynb?token={token}")
+                page.wait_for_selector(".jp-Notebook", timeout=60_000)
+                page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle'], .jp-KernelStatus", timeout=60_000)
+                time.sleep(2)
+                run_all(page, "03", 300_000)
+                slider = page.locator(".widget-slider").last
+                slider.wait_for(state="visible", timeout=60_000)
+                browser_box = slider.locator("xpath=ancestor::div[contains(@class,'widget-vbox')][1]")
+                browser_box.scroll_into_view_if_needed()
+                label = browser_box.locator(".widget-html-content").first
+                image = browser_box.locator(".jp-OutputArea-output img").last
+                image.wait_for(state="visible", timeout=60_000)
+                before_label, before_src = label.inner_text(), image.get_attribute("src")
+                browser_box.screenshot(path=str(SHOTS / "03_pixel_browser_before.png"))
+
+                handle = slider.locator(".noUi-handle").first
+                box = handle.bounding_box()
+                # Drag the handle 60 px to the right, as a user would with the mouse.
+                page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+                page.mouse.down()
+                for dx in range(10, 70, 10):
+                    page.mouse.move(box["x"] + box["width"] / 2 + dx, box["y"] + box["height"] / 2)
+                page.mouse.up()
+                # The output widget replaces its <img> on redraw: poll through locators, which re-query.
+                poll(lambda: label.inner_text() != before_label, "the pixel label to change")
+                poll(lambda: browser_box.locator(".jp-OutputArea-output img").last.get_attribute("src") != before_src,
+                     "the figure to be redrawn")
+                after_label = label.inner_text()
+                after_src = browser_box.locator(".jp-OutputArea-output img").last.get_attribute("src")
+                browser_box.screenshot(path=str(SHOTS / "03_pixel_browser_after.png"))
+                page.screenshot(path=str(SHOTS / "03_notebook.png"))
+                assert after_label != before_label, "the label naming the pixel did not change"
+                assert after_src != before_src, "the drawn figure did not change"
+                print(f"03: slider moved; pixel label changed\n  before: {before_label}\n  after:  {after_label}")
+                errors_03 = [e for e in errors if not any(b in e for b in BENIGN)]
+
+                errors.clear()
+                page.goto(f"http://127.0.0.1:{port}/lab/tree/04_latent_exploration.ipynb?token={token}")
+                page.wait_for_selector(".jp-Notebook", timeout=60_000)
+                time.sleep(2)
+                run_all(page, "04", 300_000)
+                page.wait_for_selector(".jp-OutputArea-output img", timeout=60_000)
+                page.screenshot(path=str(SHOTS / "04_notebook.png"))
+                n_fig = page.locator(".jp-OutputArea-output img").count()
+                js_errors = [e for e in errors if not any(b in e for b in BENIGN)]
+                print(f"04: ran, {n_fig} figures rendered, {len(js_errors)} JavaScript console errors")
+                assert not js_errors, f"JavaScript errors in 04: {js_errors[:5]}"
+                assert not errors_03, f"JavaScript errors in 03: {errors_03[:5]}"
+                assert n_fig >= 5, f"04 rendered only {n_fig} figures"
+            finally:
+                browser.close()
+    except Exception as exc:  # report, then clean up; the exit code says it failed
+        failed = f"{type(exc).__name__}: {exc}"
+    finally:
+        os.killpg(lab.pid, 15)
+        try:
+            lab.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(lab.pid, 9)
+    if failed:
+        print(f"browser test FAILED: {failed}\n  JupyterLab log: {scratch / 'jupyterlab.log'}\n  screenshots: {SHOTS}")
+        return 1
+    shutil.rmtree(scratch, ignore_errors=True)
+    print(f"browser test passed; screenshots in {SHOTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -7,6 +7,7 @@ A pipeline is written `"cut(950,1800)|snv"`: steps separated by `|`, arguments i
 | `cut(lo, hi)` | keep channels with lo ≤ wavenumber ≤ hi |
 | `resample(lo, hi, step)` | linear interpolation onto the grid lo, lo+step, … ≤ hi (instruments line up) |
 | `baseline(degree, iterations)` | modified polynomial baseline removal (Lieber & Mahadevan-Jansen 2003), default (2, 50) |
+| `rubberband` | rubber-band baseline removal: subtract the lower convex hull of each spectrum |
 | `savgol(window, polyorder, deriv)` | Savitzky–Golay smoothing (deriv 0) or derivative, default (9, 2, 0) |
 | `snv` | standard normal variate: each spectrum minus its mean, divided by its standard deviation |
 | `vector` | vector (L2) normalisation: each spectrum divided by its Euclidean norm |
@@ -15,7 +16,7 @@ A pipeline is written `"cut(950,1800)|snv"`: steps separated by `|`, arguments i
 Every step acts on each spectrum alone, so a pipeline is applied identically in training,
 scoring and reconstruction and needs no fitting beyond the wavenumber axis. `snv`, `vector`
 and `amide1` are per-spectrum affine maps and are undone exactly for a known spectrum;
-`baseline` is undone by adding the removed baseline back; `cut`, `resample` and `savgol` are
+`baseline` and `rubberband` are undone by adding the removed baseline back; `cut`, `resample` and `savgol` are
 not invertible (reconstructions stay on the processed axis).
 """
 
@@ -28,10 +29,10 @@ import numpy as np
 
 from .errors import DataError
 
-STEPS = ("cut", "resample", "baseline", "savgol", "snv", "vector", "amide1")
+STEPS = ("cut", "resample", "baseline", "rubberband", "savgol", "snv", "vector", "amide1")
 _DEFAULTS: dict[str, tuple[float, ...]] = {"baseline": (2, 50), "savgol": (9, 2, 0)}
 _NARGS = {"cut": (2, 2), "resample": (3, 3), "baseline": (0, 2), "savgol": (0, 3),
-          "snv": (0, 0), "vector": (0, 0), "amide1": (0, 0)}
+          "rubberband": (0, 0), "snv": (0, 0), "vector": (0, 0), "amide1": (0, 0)}
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ class Preprocessor:
     @property
     def invertible(self) -> bool:
         """Whether a processed spectrum maps back to original units (given the original spectrum)."""
-        return all(s.name in ("snv", "vector", "amide1", "baseline") for s in self.steps)
+        return all(s.name in ("snv", "vector", "amide1", "baseline", "rubberband") for s in self.steps)
 
     def fit(self, wavenumbers: np.ndarray) -> Preprocessor:
         """Prepare the axis-dependent maps for input spectra on `wavenumbers`."""
@@ -117,6 +118,8 @@ class Preprocessor:
                     raise DataError(f"preprocess: {s} needs an odd window > polyorder and ≤ {len(wn)} channels")
                 delta = float(np.abs(np.diff(wn)).mean()) if len(wn) > 1 else 1.0
                 self._plan.append((s, savgol_coeffs(window, order, deriv=deriv, delta=delta, use="conv")))
+            elif s.name == "rubberband":
+                self._plan.append((s, wn))
             elif s.name == "amide1":
                 band = np.flatnonzero((wn >= 1600) & (wn <= 1700))
                 if band.size == 0:
@@ -142,6 +145,10 @@ class Preprocessor:
                 for _ in range(int(s.args[1])):
                     base = np.minimum(base, base @ p.T)  # clip peaks above the fitted polynomial
                 base = (base @ p.T).astype(np.float32)
+                undo.append(("add", base))
+                y = y - base
+            elif s.name == "rubberband":
+                base = np.stack([_lower_hull(p, row) for row in y]).astype(np.float32) if len(y) else y
                 undo.append(("add", base))
                 y = y - base
             elif s.name == "savgol":
@@ -180,3 +187,21 @@ def _interp_matrix(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     m[order[j], np.arange(len(dst))] += 1 - w
     m[order[j + 1], np.arange(len(dst))] += w
     return m
+
+
+def _lower_hull(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The lower convex hull of the points (x, y), evaluated at every x (the "rubber band")."""
+    order = np.argsort(x)
+    xs, ys = x[order], y[order].astype(np.float64)
+    hull: list[int] = []
+    for i in range(len(xs)):  # Andrew's monotone chain, lower half
+        while len(hull) >= 2:
+            a, b = hull[-2], hull[-1]
+            if (xs[b] - xs[a]) * (ys[i] - ys[a]) - (ys[b] - ys[a]) * (xs[i] - xs[a]) <= 0:
+                hull.pop()
+            else:
+                break
+        hull.append(i)
+    out = np.empty_like(ys)
+    out[order] = np.interp(xs, xs[hull], ys[hull])
+    return out

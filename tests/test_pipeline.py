@@ -39,6 +39,7 @@ def test_parameter_checks_name_the_parameter():
 def test_pipeline_runs_all_notebooks_into_the_report_folder(tmp_path):
     data = make_demo_dataset(tmp_path / "scans", n_scans=4, height=12, width=12, seed=1)
     out = tmp_path / "report"
+    before = sorted((p.relative_to(data), p.stat().st_mtime_ns) for p in data.rglob("*"))
     rc = main(["pipeline", "--data", str(data), "--out", str(out), "-p", "epochs", "2", "-p", "max_points", "50"])
     assert rc == 0
     for name in pipeline.NOTEBOOKS:
@@ -52,6 +53,8 @@ def test_pipeline_runs_all_notebooks_into_the_report_folder(tmp_path):
     record = json.loads((out / "model" / "splits.json").read_text())
     assert record["test"] == json.loads((data / "data_splits.json").read_text())["normal_test"]
     assert record["data_dir"] == str(data.resolve())
+    # nothing is written next to the data: the data directory is exactly as it was
+    assert sorted((p.relative_to(data), p.stat().st_mtime_ns) for p in data.rglob("*")) == before
     figures = {p.name for p in (out / "figures").iterdir()}
     assert {"01_mean_spectra.png", "02_loss_curves.png", "03_vae_vs_pca.png", "04_tsne.png"} <= figures
 

@@ -60,8 +60,20 @@ def test_baseline_removes_a_polynomial_under_a_peak():
     assert np.abs(out - peak).max() < 0.03 and abs(out[np.argmax(peak)] - 1) < 0.03
 
 
+def test_rubberband_subtracts_the_lower_convex_hull():
+    x = np.linspace(0, 1, 9)
+    y = np.array([1.0, 0.5, 0.8, 0.2, 0.9, 0.3, 0.4, 0.6, 1.2])
+    out = Preprocessor("rubberband").fit(x).transform(y[None, :].astype(np.float32))[0]
+    # lower hull by hand: (0.25, 0.8) and (0.5, 0.9) lie above it; every other point is a vertex
+    hull = np.interp(x, [0, 0.125, 0.375, 0.625, 0.75, 0.875, 1.0], [1.0, 0.5, 0.2, 0.3, 0.4, 0.6, 1.2])
+    assert np.allclose(out, y - hull, atol=1e-6) and (out >= -1e-6).all()
+    peak = np.exp(-0.5 * ((WN - 1650) / 15) ** 2) + 0.2 + 0.3 * (WN - 950) / 850
+    flat = Preprocessor("rubberband").fit(WN).transform(peak[None, :].astype(np.float32))[0]
+    assert abs(flat.max() - 1) < 0.02 and abs(flat[0]) < 1e-6 and abs(flat[-1]) < 1e-6
+
+
 def test_affine_and_baseline_steps_are_undone_exactly_others_refuse():
-    p = Preprocessor("baseline|snv|vector").fit(WN)
+    p = Preprocessor("baseline|rubberband|snv|vector").fit(WN)
     y, undo = p.transform(X, return_inverse=True)
     assert p.invertible and np.allclose(p.inverse_transform(y, undo), X, atol=1e-4)
     q = Preprocessor("cut(1000,1700)").fit(WN)

@@ -40,7 +40,7 @@ class PeakMemory:
         self._t.join()
 
 
-def throughput(ds, norm: Normaliser, batch_size: int, steps: int, in_memory_bytes: int) -> tuple[float, bool, float]:
+def throughput(ds, norm: Normaliser, batch_size: int, steps: int, in_memory_bytes: int) -> tuple[float, bool]:
     model, opt = new_model()
     batches = PixelBatches(ds, norm, batch_size, torch.device("cpu"), in_memory_bytes=in_memory_bytes)
     g = torch.Generator().manual_seed(0)
@@ -50,21 +50,16 @@ def throughput(ds, norm: Normaliser, batch_size: int, steps: int, in_memory_byte
         n += len(x)
         if b + 1 >= steps:
             break
-    return n / (time.perf_counter() - t), batches.in_memory, 0.0
+    return n / (time.perf_counter() - t), batches.in_memory
 
 
 def batch_mixing(ds, norm: Normaliser, batch_size: int, n_batches: int) -> float:
     """Mean number of distinct scans per batch in the streamed order (how well shuffling mixes)."""
     scan_of = ds.scan_of()
-    # Follow dataset positions through the same shuffle by streaming the scan index as the "spectrum".
-    from spectra_vae.train import STREAM_BLOCK, STREAM_BUFFER_BLOCKS
-    rng_gen = torch.Generator().manual_seed(0)
-    starts = np.arange(0, len(ds), STREAM_BLOCK)[torch.randperm(len(np.arange(0, len(ds), STREAM_BLOCK)), generator=rng_gen).numpy()]
-    counts = []
-    for g in range(0, min(len(starts), STREAM_BUFFER_BLOCKS * 4), STREAM_BUFFER_BLOCKS):
-        idx = np.concatenate([np.arange(s, min(s + STREAM_BLOCK, len(ds))) for s in starts[g:g + STREAM_BUFFER_BLOCKS]])
-        idx = idx[torch.randperm(len(idx), generator=rng_gen).numpy()]
-        for s in range(0, len(idx) - batch_size, batch_size):
+    batches = PixelBatches(ds, norm, batch_size, torch.device("cpu"), in_memory_bytes=0)
+    counts: list[int] = []
+    for idx in batches.stream_pools(torch.Generator().manual_seed(0)):
+        for s in range(0, len(idx) - batch_size + 1, batch_size):
             counts.append(len(np.unique(scan_of[idx[s:s + batch_size]])))
             if len(counts) >= n_batches:
                 return float(np.mean(counts))
@@ -81,7 +76,7 @@ def main() -> None:
     print(f"machine: {machine()}")
     small = load_dataset(demo_data("seed278", 6, 278))
     norm = Normaliser("global_standard").fit(small.iter_chunks())
-    small_tp, small_mem, _ = throughput(small, norm, a.batch_size, a.steps, 2 * 1024**3)
+    small_tp, small_mem = throughput(small, norm, a.batch_size, a.steps, 2 * 1024**3)
     print(f"small ({len(small)} px, in memory: {small_mem}): {small_tp:,.0f} px/s")
 
     big_path = demo_data(f"big{a.size}x{a.scans}", a.scans, a.size)
@@ -92,7 +87,7 @@ def main() -> None:
           f"opened (finite check over every pixel) in {time.perf_counter() - t:.0f} s, "
           f"+{anon_memory_mb() - base:.0f} MB anonymous")
     with PeakMemory() as mem:
-        big_tp, big_mem, _ = throughput(big, norm, a.batch_size, a.steps, 2 * 1024**3)
+        big_tp, big_mem = throughput(big, norm, a.batch_size, a.steps, 2 * 1024**3)
     print(f"large streamed (in memory: {big_mem}): {big_tp:,.0f} px/s = {big_tp / small_tp:.0%} of small; "
           f"peak extra anonymous memory {mem.peak - base:.0f} MB")
     print(f"shuffle: a streamed batch of {a.batch_size} mixes pixels from {batch_mixing(big, norm, a.batch_size, 200):.1f} "

@@ -76,9 +76,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             rank, world = dist_info()
             if world > 1:
-                torch_dist = __import__("torch").distributed
-                torch_dist.barrier()
-                torch_dist.destroy_process_group()
+                import torch
+
+                torch.distributed.barrier()
+                torch.distributed.destroy_process_group()
             if rank == 0:
                 print(splits.how)
                 print(f"trained {len(vae.history)} epochs (best {vae.best_epoch_}) in {world} process(es); model: {final}")

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
-from .analysis import fit_pca, pixel_rmse, tissue_mask
+from .analysis import fit_pca, pixel_rmse
 from .data import SpectralDataset, as_dataset
 from .estimator import SpectraVAE
 
@@ -52,13 +52,17 @@ class RXDetector:
         return np.concatenate(out) if out else np.zeros(0)
 
 
-def baseline_scores(vae: SpectraVAE, normal_train: Any, data: Any) -> dict[str, np.ndarray]:
-    """VAE, PCA and RX scores of the pixels of `data`, the baselines fitted on `normal_train`."""
+def baseline_scores(vae: SpectraVAE, normal_train: Any, data: Any,
+                    vae_scores: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """VAE, PCA and RX scores of the pixels of `data`, the baselines fitted on `normal_train`.
+
+    `vae_scores`: the VAE's anomaly scores of `data` when already computed.
+    """
     train, ds = vae.prepare(normal_train), vae.prepare(data)  # baselines see what the VAE sees
     pca = fit_pca(train, vae.latent_dim, seed=vae.seed)
     pca_err = np.concatenate([pixel_rmse(c, pca.inverse_transform(pca.transform(c))) for c in ds.iter_chunks()])
     return {
-        "VAE": vae.anomaly_score(ds),
+        "VAE": vae.anomaly_score(ds) if vae_scores is None else vae_scores,
         f"PCA ({vae.latent_dim} comp.) error": pca_err,
         "RX (Mahalanobis)": RXDetector().fit(train).score_samples(ds),
     }
@@ -127,10 +131,6 @@ def score_statistics(groups: dict[str, pd.DataFrame], columns: tuple[str, ...]) 
             stats[(col, group)] = d.drop("count")
     return pd.DataFrame(stats)
 
-
-def tissue_only(dataset: SpectralDataset) -> np.ndarray:
-    """The spectral tissue mask (amide I, Otsu) used to drop background pixels from anomaly statistics."""
-    return tissue_mask(dataset)
 
 
 def verdict(table: pd.DataFrame, vae_name: str = "VAE") -> str:

@@ -373,8 +373,8 @@ def _load_directory(directory: Path, wavenumbers: np.ndarray | None,
         suffix, key = entry.suffix.lower(), entry.stem.lower()
         if key in owners and owners[key] != entry:
             continue  # part of another file's scan
-        if suffix in SIDECAR_SUFFIXES and (suffix != ".dat" or any(k.startswith(key.split("_0000")[0]) for k in owners)):
-            continue
+        if suffix in SIDECAR_SUFFIXES and suffix != ".dat":
+            continue  # mosaic tiles and backgrounds; an unowned .dat is reported as skipped
         (files if suffix in SCAN_SUFFIXES else skipped).append(entry)
     if skipped:
         warnings.warn(f"{directory}: skipped {len(skipped)} file(s) that are not .npy scans: "

@@ -284,7 +284,8 @@ class SpectraVAE:
         return np.concatenate(out) if out else np.zeros(0)
 
     def score_samples(self, data: Any) -> pd.DataFrame:
-        """Per pixel: reconstruction RMSE (absorbance), reconstruction NLL of decode(μ), KL; with (scan, row, col)."""
+        """Per pixel: reconstruction RMSE (absorbance), reconstruction NLL of decode(μ), KL and the
+        default anomaly score (NLL + β·KL); with (scan, row, col)."""
         ds = self.prepare(data)
         rmse, nll, kl = [], [], []
         with torch.no_grad():
@@ -296,11 +297,13 @@ class SpectraVAE:
                 r = self.normaliser_.inverse_transform(x_hat.cpu().numpy())
                 rmse.append(np.sqrt(np.mean((r - chunk) ** 2, axis=1)))
         coords = ds.coords
-        return pd.DataFrame({"scan": np.asarray(ds.scans, dtype=object)[coords[:, 0]] if len(ds) else [],
-                             "row": coords[:, 1], "col": coords[:, 2],
-                             "reconstruction_error": np.concatenate(rmse),
-                             "reconstruction_nll": np.concatenate(nll),
-                             "kl": np.concatenate(kl)})
+        frame = pd.DataFrame({"scan": np.asarray(ds.scans, dtype=object)[coords[:, 0]] if len(ds) else [],
+                              "row": coords[:, 1], "col": coords[:, 2],
+                              "reconstruction_error": np.concatenate(rmse),
+                              "reconstruction_nll": np.concatenate(nll),
+                              "kl": np.concatenate(kl)})
+        frame["anomaly_score"] = frame["reconstruction_nll"] + self.beta * frame["kl"]
+        return frame
 
     ANOMALY_SCORES = ("elbo", "reconstruction", "kl")
 
@@ -314,12 +317,8 @@ class SpectraVAE:
         """
         if method not in self.ANOMALY_SCORES:
             raise ValueError(f"method must be one of {self.ANOMALY_SCORES}; got {method!r}")
-        s = self.score_samples(data)
-        if method == "reconstruction":
-            return s["reconstruction_error"].to_numpy()
-        if method == "kl":
-            return s["kl"].to_numpy()
-        return (s["reconstruction_nll"] + self.beta * s["kl"]).to_numpy()
+        column = {"elbo": "anomaly_score", "reconstruction": "reconstruction_error", "kl": "kl"}[method]
+        return self.score_samples(data)[column].to_numpy()
 
     # -- checkpoints ---------------------------------------------------------------------
     def _payload(self, weights: dict[str, torch.Tensor] | None = None, training: bool = False) -> dict[str, Any]:

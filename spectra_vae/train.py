@@ -112,19 +112,21 @@ class PixelBatches:
             return
         yield from self._stream(generator)
 
-    def _stream(self, generator: torch.Generator | None) -> Iterator[torch.Tensor]:
+    def stream_pools(self, generator: torch.Generator | None) -> Iterator[np.ndarray]:
+        """Dataset positions of each pool, in the order streaming reads them (shuffled with `generator`)."""
         n = len(self.data)
         starts = np.arange(0, n, STREAM_BLOCK)
         if generator is not None:
             starts = starts[torch.randperm(len(starts), generator=generator).numpy()]
-        pin = self.device.type == "cuda"
-        carry = np.zeros((0, self.data.n_channels), np.float32)
         for g in range(0, len(starts), STREAM_BUFFER_BLOCKS):
             idx = np.concatenate([np.arange(s, min(s + STREAM_BLOCK, n)) for s in starts[g : g + STREAM_BUFFER_BLOCKS]])
-            pool = self.normaliser.transform(self.data.read(idx))
-            if generator is not None:
-                pool = pool[torch.randperm(len(pool), generator=generator).numpy()]
-            pool = np.concatenate([carry, pool])
+            yield idx if generator is None else idx[torch.randperm(len(idx), generator=generator).numpy()]
+
+    def _stream(self, generator: torch.Generator | None) -> Iterator[torch.Tensor]:
+        pin = self.device.type == "cuda"
+        carry = np.zeros((0, self.data.n_channels), np.float32)
+        for idx in self.stream_pools(generator):
+            pool = np.concatenate([carry, self.normaliser.transform(self.data.read(idx))])
             full = len(pool) - len(pool) % self.batch_size
             t = torch.from_numpy(pool[:full])
             if pin:

@@ -43,7 +43,9 @@ print(analysis.dataset_overview(ds).to_string())'''),
 ("md", "## Spectra\nMean ± one standard deviation per scan (tissue and background pooled), then single pixels."),
 ("code", '''fig = plots.mean_spectra(ds, max_pixels=max_pixels, seed=seed)
 pipeline.save_figure(fig, run, "01_mean_spectra")'''),
-("code", '''tissue = analysis.tissue_mask(ds)
+("code", '''amide = analysis.amide_i_intensity(ds)
+threshold = analysis.tissue_threshold(amide)
+tissue = amide > threshold  # the same rule as analysis.tissue_mask, without reading the data twice
 rng = np.random.default_rng(seed)
 examples = {}
 for label, pool in (("tissue", np.flatnonzero(tissue)), ("background", np.flatnonzero(~tissue))):
@@ -53,13 +55,11 @@ for label, pool in (("tissue", np.flatnonzero(tissue)), ("background", np.flatno
 fig = plots.spectra(ds.wavenumbers, examples, "Example pixel spectra", ds.wavenumbers_known)
 pipeline.save_figure(fig, run, "01_example_spectra")'''),
 ("md", "## One image per scan\nAmide I intensity (mean absorbance 1630–1680 cm⁻¹): tissue cores stand out from the noise-only background."),
-("code", '''amide = analysis.amide_i_intensity(ds)
-fig = plots.scan_images({n: ds.image(amide, k) for k, n in enumerate(ds.scans)},
+("code", '''fig = plots.scan_images({n: ds.image(amide, k) for k, n in enumerate(ds.scans)},
                         "Amide I intensity (1630–1680 cm⁻¹)", "mean absorbance (a.u.)")
 pipeline.save_figure(fig, run, "01_amide_i_images")'''),
 ("md", "## Tissue and background\nThe mask comes from the spectra alone (amide I intensity: Otsu split, lowered to 10 noise s.d. above the background), so it works on data without labels."),
-("code", '''threshold = analysis.tissue_threshold(amide)
-fractions = {n: float(tissue[ds.scan_of() == k].mean()) for k, n in enumerate(ds.scans)}
+("code", '''fractions = {n: float(tissue[ds.scan_of() == k].mean()) for k, n in enumerate(ds.scans)}
 print(f"amide I threshold: {threshold:.4f} absorbance; tissue fraction per scan:")
 print({n: round(f, 3) for n, f in fractions.items()})
 fig = plots.scan_images({n: ds.image(tissue.astype(float), k) for k, n in enumerate(ds.scans)},
@@ -260,6 +260,7 @@ seed = 0''', "parameters"),
 import numpy as np
 import pandas as pd
 from spectra_vae import load_dataset, available_splits, pipeline, plots, anomaly
+from spectra_vae.analysis import tissue_mask
 
 threshold_quantile = pipeline.check_float("threshold_quantile", threshold_quantile, 0.0, strict=True)
 if threshold_quantile >= 1:
@@ -279,8 +280,7 @@ print(f"threshold chosen on: {threshold_set.scans if threshold_set is not None e
 ("code", '''frames, masks = {}, {}
 for name, ds in sets.items():
     f = vae.score_samples(ds)
-    f["anomaly_score"] = vae.anomaly_score(ds)
-    masks[name] = anomaly.tissue_only(ds)
+    masks[name] = tissue_mask(ds)
     frames[name] = f
 groups = {"normal scans": frames["normal"][masks["normal"]]}
 if "abnormal" in sets:
@@ -299,7 +299,7 @@ pipeline.save_figure(fig, run, "05_error_vs_kl")'''),
 ("code", '''anomaly.score_statistics(groups, ("reconstruction_error", "kl", "anomaly_score")).round(4)'''),
 ("md", "## Threshold and flagged fraction per scan\nThe threshold is a quantile of the anomaly score on normal validation tissue pixels, so about 1 − quantile of normal tissue is flagged by construction."),
 ("code", '''if threshold_set is not None and len(threshold_set):
-    t_mask = anomaly.tissue_only(threshold_set)
+    t_mask = tissue_mask(threshold_set)
     threshold = anomaly.threshold_from_normal(vae.anomaly_score(threshold_set)[t_mask], threshold_quantile)
 else:
     threshold = anomaly.threshold_from_normal(frames["normal"]["anomaly_score"][masks["normal"]].to_numpy(), threshold_quantile)
@@ -325,7 +325,7 @@ if truth is None or not ((truth[masks["abnormal"]] == 1).any() and (truth[masks[
     table = None
     print("no ground truth with both tumour and normal tissue pixels: ROC cannot be computed")
 else:
-    scores = anomaly.baseline_scores(vae, splits.train, ab)
+    scores = anomaly.baseline_scores(vae, splits.train, ab, frames["abnormal"]["anomaly_score"].to_numpy())
     table = anomaly.evaluate(scores, truth, masks["abnormal"])
     fig = plots.roc(anomaly.roc_curves(scores, truth, masks["abnormal"]), "Tumour vs normal tissue, abnormal scans")
     pipeline.save_figure(fig, run, "05_roc")

@@ -34,6 +34,8 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--patience", type=int, default=10, help="0 turns early stopping off")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--device", default="auto")
+    tr.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
+                    help="bf16: train under bfloat16 autocast (output layer and loss in float32)")
     tr.add_argument("--preprocess", default="", help='a pipeline such as "cut(950,1800)|snv" (see spectra_vae.preprocessing)')
     tr.add_argument("--train-split", default="normal_train")
     tr.add_argument("--val-split", default="normal_val")
@@ -68,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.data, args.out, epochs=args.epochs, latent_dim=args.latent_dim,
                 hidden_dims=pipeline.parse_hidden_dims(args.hidden_dims), reconstruction=args.reconstruction,
                 beta=args.beta, batch_size=args.batch_size, learning_rate=args.learning_rate,
-                patience=args.patience or None, seed=args.seed, device=args.device,
+                patience=args.patience or None, seed=args.seed, device=args.device, precision=args.precision,
                 train_split=args.train_split, val_split=args.val_split, test_split=args.test_split,
                 preprocess=args.preprocess)
             from .analysis import compare_with_pca

@@ -20,8 +20,8 @@ from .loss import RECONSTRUCTIONS, kl_divergence, reconstruction_nll
 from .model import VAE, ModelConfig
 from .normalise import METHODS, Normaliser, merge_stats, pixel_stats
 from .preprocessing import Preprocessor
-from .train import (PixelBatches, TrainState, all_reduce, dist_info, init_distributed, load_checkpoint,
-                    resolve_device, save_checkpoint, train_loop)
+from .train import (PRECISIONS, PixelBatches, TrainState, all_reduce, dist_info, init_distributed,
+                    load_checkpoint, make_optimizer, resolve_device, save_checkpoint, train_loop)
 
 PREDICT_BATCH = 8192
 BEST, LAST = "best.pt", "last.pt"
@@ -30,9 +30,11 @@ BEST, LAST = "best.pt", "last.pt"
 class SpectraVAE:
     """A variational autoencoder of per-pixel spectra.
 
-    Defaults: the prototype's 442→221→110→2 shape (LeakyReLU 0.2), per-channel standardisation
-    fitted on the training pixels, and a Gaussian likelihood with a learned per-channel noise
-    level, β = 1. Learned state ends in `_` (`model_`, `normaliser_`, `wavenumbers_`, `history_`).
+    Defaults: the prototype's 442→221→110→2 shape (LeakyReLU 0.2), standardisation with one mean
+    and one standard deviation fitted on the training pixels (`global_standard`), and a Gaussian
+    likelihood with one calibrated noise level (`noise="shared"`), β = 1, float32 arithmetic
+    (`precision="bf16"` trains under bfloat16 autocast). Learned state ends in `_` (`model_`,
+    `normaliser_`, `wavenumbers_`, `history_`).
     """
 
     def __init__(self, latent_dim: int = 2, hidden_dims: tuple[int, ...] = (221, 110), *,
@@ -40,7 +42,7 @@ class SpectraVAE:
                  noise: str = "shared", preprocess: str = "",
                  epochs: int = 50, batch_size: int = 512, learning_rate: float = 2e-3,
                  patience: int | None = 10, seed: int = 0, device: str = "auto",
-                 verbose: bool = True) -> None:
+                 precision: str = "fp32", verbose: bool = True) -> None:
         self.latent_dim = latent_dim
         self.hidden_dims = tuple(hidden_dims)
         self.reconstruction = reconstruction
@@ -54,11 +56,12 @@ class SpectraVAE:
         self.patience = patience
         self.seed = seed
         self.device = device
+        self.precision = precision
         self.verbose = verbose
 
     # -- configuration -------------------------------------------------------------------
     _PARAMS = ("latent_dim", "hidden_dims", "reconstruction", "beta", "normalisation", "noise", "preprocess", "epochs",
-               "batch_size", "learning_rate", "patience", "seed", "device", "verbose")
+               "batch_size", "learning_rate", "patience", "seed", "device", "precision", "verbose")
 
     def get_params(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self._PARAMS}
@@ -97,6 +100,8 @@ class SpectraVAE:
             raise bad("learning_rate", "must be > 0")
         if not (isinstance(self.beta, (int, float)) and self.beta >= 0):
             raise bad("beta", "must be ≥ 0")
+        if self.precision not in PRECISIONS:
+            raise bad("precision", f"must be one of {PRECISIONS}")
 
     def normalisation_method(self) -> str:
         """The normalisation in use: `auto` is min–max for `bce`, `global_standard` otherwise."""
@@ -135,7 +140,7 @@ class SpectraVAE:
         self.model_config_ = ModelConfig(train.n_channels, self.latent_dim, self.hidden_dims, output,
                                          noise=self.noise)
         self.model_ = VAE(self.model_config_).to(self.device_)
-        self.optimizer_ = torch.optim.Adam(self.model_.parameters(), lr=self.learning_rate)
+        self.optimizer_ = make_optimizer(self.model_, self.learning_rate, self.device_)
         self._state = TrainState()
         self._generators = self._new_generators()
         self.train_source_ = train.source
@@ -179,7 +184,8 @@ class SpectraVAE:
                        kind=self.reconstruction, beta=float(self.beta), patience=self.patience,
                        state=self._state, generator=self._generators["shuffle"],
                        sample_generator=self._generators["sample"], scale=scale,
-                       on_epoch_end=on_epoch_end, progress=self.verbose, forward=forward)
+                       on_epoch_end=on_epoch_end, progress=self.verbose, forward=forward,
+                       precision=self.precision)
         finally:
             self.history_ = pd.DataFrame(self._state.history)
         if self._state.best_state is not None:
@@ -378,7 +384,7 @@ class SpectraVAE:
             vae.train_source_ = payload.get("train_source", "")
         except (KeyError, TypeError, RuntimeError, ValueError) as exc:
             raise DataError(f"{path}: checkpoint content is incomplete or does not match the model ({exc})") from exc
-        vae.optimizer_ = torch.optim.Adam(vae.model_.parameters(), lr=vae.learning_rate)
+        vae.optimizer_ = make_optimizer(vae.model_, vae.learning_rate, vae.device_)
         history = [dict(zip(payload["history"], row)) for row in zip(*payload["history"].values())]
         vae._state = TrainState(history=history, best_epoch=int(payload.get("best_epoch", 0)))
         vae._generators = vae._new_generators()

@@ -71,7 +71,14 @@ class VAE(nn.Module):
         return mu + torch.exp(0.5 * logvar) * eps
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        out = self.decoder(z)
+        h = self.decoder[0](z)
+        if torch.is_autocast_enabled(h.device.type):
+            # Under mixed precision the output layer still runs in float32, so the residuals that
+            # the loss and the calibrated noise level see are not rounded to bfloat16's 8 bits.
+            with torch.autocast(h.device.type, enabled=False):
+                out = self.decoder[1](h.float())
+        else:
+            out = self.decoder[1](h)
         return torch.sigmoid(out) if self.config.output == "sigmoid" else out
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None

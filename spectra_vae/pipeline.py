@@ -146,7 +146,7 @@ def make_splits(data_dir: Path, train_split: str = "normal_train", val_split: st
 def train(data_dir: str | os.PathLike, out: str | os.PathLike, *, epochs: int = 50, latent_dim: int = 2,
           hidden_dims: tuple[int, ...] = (221, 110), reconstruction: str = "gaussian", beta: float = 1.0,
           batch_size: int = 512, learning_rate: float = 2e-3, patience: int | None = 10, seed: int = 0,
-          device: str = "auto", train_split: str = "normal_train", val_split: str = "normal_val",
+          device: str = "auto", precision: str = "fp32", train_split: str = "normal_train", val_split: str = "normal_val",
           test_split: str = "normal_test", preprocess: str = "", verbose: bool = True
           ) -> tuple[SpectraVAE, Splits, Path]:
     """Train on the training split with checkpoints in `out/model/`; writes `out/model/final.pt`."""
@@ -155,7 +155,8 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, *, epochs: int = 
     model_dir = Path(out) / MODEL_DIR
     vae = SpectraVAE(latent_dim=latent_dim, hidden_dims=hidden_dims, reconstruction=reconstruction,
                      beta=beta, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                     patience=patience, seed=seed, device=device, preprocess=preprocess, verbose=verbose)
+                     patience=patience, seed=seed, device=device, precision=precision, preprocess=preprocess,
+                     verbose=verbose)
     from .train import dist_info, init_distributed
 
     rank = init_distributed()[0]

@@ -21,9 +21,12 @@ from .model import VAE
 from .normalise import Normaliser
 
 IN_MEMORY_BYTES = 2 * 1024**3  # datasets up to this size (float32, normalised) are held in memory
+GPU_MEMORY_FRACTION = 0.5  # on CUDA: up to this fraction of the free device memory
 STREAM_BLOCK = 8192  # pixels read per block when streaming from disk
 STREAM_BUFFER_BLOCKS = 16  # blocks (drawn across scans) shuffled together when streaming
 VALIDATION_SEED = 12345  # validation draws the same ε every epoch, so its curve is comparable
+SYNC_EVERY = 64  # on an accelerator, the loss is checked for divergence every this many batches
+PRECISIONS = ("fp32", "bf16")
 
 
 def dist_info() -> tuple[int, int]:
@@ -67,26 +70,45 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device("cpu")
 
 
+def in_memory_budget(device: torch.device) -> int:
+    """Bytes of normalised data held on `device` rather than streamed: `IN_MEMORY_BYTES` of host
+    memory, or on CUDA `GPU_MEMORY_FRACTION` of the device memory that is free."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free * GPU_MEMORY_FRACTION)
+    return IN_MEMORY_BYTES
+
+
+def make_optimizer(model: torch.nn.Module, learning_rate: float, device: torch.device) -> torch.optim.Adam:
+    """Adam; on CUDA the fused kernel (one launch per step instead of one per parameter)."""
+    return torch.optim.Adam(model.parameters(), lr=learning_rate, fused=device.type == "cuda" or None)
+
+
 class PixelBatches:
     """Normalised pixel batches of a dataset as tensors on `device`.
 
-    Data that fit in `IN_MEMORY_BYTES` are read once and reshuffled in full every epoch.
+    Data that fit in `in_memory_bytes` (default `in_memory_budget(device)`) are read once,
+    chunk by chunk, into one tensor on the device and reshuffled there in full every epoch.
     Larger data are streamed: blocks of consecutive pixels are drawn in random order across all
     scans, `STREAM_BUFFER_BLOCKS` blocks at a time are pooled, and the pool is shuffled pixel by
     pixel, so every batch mixes pixels from up to that many places in the data set.
     """
 
     def __init__(self, data: SpectralDataset, normaliser: Normaliser, batch_size: int,
-                 device: torch.device, in_memory_bytes: int = IN_MEMORY_BYTES,
+                 device: torch.device, in_memory_bytes: int | None = None,
                  max_batches: int | None = None) -> None:
         self.data, self.batch_size, self.device = data, batch_size, device
         self.max_batches = max_batches  # a distributed run makes every process take as many steps
         self.normaliser = normaliser
-        self.in_memory = len(data) * data.n_channels * 4 <= in_memory_bytes
+        budget = in_memory_budget(device) if in_memory_bytes is None else in_memory_bytes
+        self.in_memory = len(data) * data.n_channels * 4 <= budget
         self._tensor: torch.Tensor | None = None
         if self.in_memory:
-            blocks = [torch.from_numpy(normaliser.transform(c)) for c in data.iter_chunks()]
-            self._tensor = (torch.cat(blocks) if blocks else torch.zeros(0, data.n_channels)).to(device)
+            self._tensor = torch.empty((len(data), data.n_channels), dtype=torch.float32, device=device)
+            s = 0
+            for c in data.iter_chunks():  # one chunk at a time: no second copy of the data on the host
+                self._tensor[s : s + len(c)] = torch.from_numpy(normaliser.transform(c))
+                s += len(c)
 
     def __len__(self) -> int:
         n = math.ceil(len(self.data) / self.batch_size)
@@ -215,18 +237,23 @@ def _finish_eval(sums: np.ndarray) -> dict[str, float]:
 
 def _eval_sums(model: VAE, batches: PixelBatches, kind: str, beta: float,
                scale: torch.Tensor) -> np.ndarray:
-    """Loss terms with ε from a fixed seed, and RMSE of the latent-mean reconstruction (absorbance)."""
+    """Loss terms with ε from a fixed seed, and RMSE of the latent-mean reconstruction (absorbance).
+
+    Sums stay on the device until the end, so an accelerator is not stopped after every batch.
+    """
     model.eval()
     gen = torch.Generator(device=batches.device).manual_seed(VALIDATION_SEED + dist_info()[0])
-    sums = np.zeros(5)
+    sums = torch.zeros(4, dtype=torch.float64, device=batches.device)
+    n = 0
     with torch.no_grad():
         for x in batches.epoch(None):
             x_hat, mu, logvar = model(x, generator=gen)
             terms = elbo_loss(x, x_hat, mu, logvar, kind=kind, beta=beta, log_noise_var=model.noise_log_var())
             sq = ((model.decode(mu) - x) * scale).pow(2).mean(dim=1).sum()
             m = x.shape[0]
-            sums += [terms.total.item() * m, terms.reconstruction.item() * m, terms.kl.item() * m, sq.item(), m]
-    return sums
+            sums += torch.stack([terms.total * m, terms.reconstruction * m, terms.kl * m, sq]).double()
+            n += m
+    return np.append(sums.cpu().numpy(), n)
 
 
 def train_loop(model: VAE, optimizer: torch.optim.Optimizer, train: PixelBatches,
@@ -234,14 +261,22 @@ def train_loop(model: VAE, optimizer: torch.optim.Optimizer, train: PixelBatches
                patience: int | None, state: TrainState, generator: torch.Generator,
                sample_generator: torch.Generator, scale: torch.Tensor,
                on_epoch_end: Callable[[TrainState, bool], None] | None = None,
-               progress: bool = True, forward: torch.nn.Module | None = None) -> TrainState:
+               progress: bool = True, forward: torch.nn.Module | None = None,
+               precision: str = "fp32") -> TrainState:
     """Train until `epochs` epochs are complete or `patience` epochs pass without improvement.
 
     The monitored loss is the validation loss when there is validation data, else the training
     loss. `on_epoch_end(state, improved)` is called after every epoch (checkpoints go there).
     `forward` is the module to call (a DistributedDataParallel wrapper of `model` in a
     distributed run); sums are combined over processes so every process sees the same history.
+    `precision="bf16"` runs the forward pass under bfloat16 autocast (the output layer and
+    the loss stay float32); "fp32" is plain float32.
     """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}; got {precision!r}")
+    amp = precision == "bf16"
+    check_every = 1 if train.device.type == "cpu" else SYNC_EVERY
+    n_batches = len(train)
     from tqdm.auto import tqdm
 
     forward = model if forward is None else forward
@@ -252,23 +287,35 @@ def train_loop(model: VAE, optimizer: torch.optim.Optimizer, train: PixelBatches
             epoch = state.epoch + 1
             t0 = time.perf_counter()
             model.train()
-            sums = np.zeros(4)
+            sums = torch.zeros(3, dtype=torch.float64, device=train.device)
+            n_seen = 0
             for b, x in enumerate(train.epoch(generator), start=1):
-                x_hat, mu, logvar = forward(x, generator=sample_generator)
+                with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+                    x_hat, mu, logvar = forward(x, generator=sample_generator)
+                x_hat, mu, logvar = x_hat.float(), mu.float(), logvar.float()  # the loss in float32
                 if kind == "gaussian":
                     model.update_noise(x, x_hat)
                 terms = elbo_loss(x, x_hat, mu, logvar, kind=kind, beta=beta,
                                   log_noise_var=model.noise_log_var())
-                if not torch.isfinite(terms.total):
-                    raise TrainingError(f"loss became {terms.total.item()} at epoch {epoch}, batch {b} "
+                m = x.shape[0]
+                sums += torch.stack([terms.total.detach() * m, terms.reconstruction.detach() * m,
+                                     terms.kl.detach() * m]).double()
+                n_seen += m
+                # Reading a value back waits for the device: on CPU that is free, so every batch
+                # is checked; on an accelerator every SYNC_EVERY batches (the sum turns non-finite
+                # with the first bad batch, and the best checkpoint is kept either way).
+                if (b % check_every == 0 or b == n_batches) and not torch.isfinite(sums[0]):
+                    where = f"batch {b}" if check_every == 1 else f"batch {b} (checked every {check_every})"
+                    raise TrainingError(f"loss became {terms.total.item()} at epoch {epoch}, {where} "
                                         f"(reconstruction {terms.reconstruction.item():.4g}, kl {terms.kl.item():.4g}); "
                                         "try a lower learning_rate; the best checkpoint so far is kept")
                 optimizer.zero_grad(set_to_none=True)
                 terms.total.backward()
                 optimizer.step()
-                m = x.shape[0]
-                sums += [terms.total.item() * m, terms.reconstruction.item() * m, terms.kl.item() * m, m]
-            sums = all_reduce(sums)
+            if not torch.isfinite(sums[0]):  # a batch after the last check
+                raise TrainingError(f"loss became non-finite at epoch {epoch}, after batch {b - b % check_every}; "
+                                    "try a lower learning_rate; the best checkpoint so far is kept")
+            sums = all_reduce(np.append(sums.cpu().numpy(), n_seen))
             n = max(sums[3], 1)
             row: dict[str, float] = {"epoch": epoch, "train_loss": sums[0] / n,
                                      "train_reconstruction": sums[1] / n, "train_kl": sums[2] / n}

@@ -1,0 +1,78 @@
+"""Mixed precision and the device-minded training paths, exercised on CPU (and on CUDA when present)."""
+
+import numpy as np
+import pytest
+import torch
+
+from spectra_vae import DataError, SpectraVAE, load_dataset
+from spectra_vae.model import VAE, ModelConfig
+from spectra_vae.normalise import Normaliser
+from spectra_vae.train import IN_MEMORY_BYTES, PixelBatches, in_memory_budget
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_under_bf16_autocast_hidden_layers_are_bf16_and_the_output_layer_float32(device):
+    model = VAE(ModelConfig(442, hidden_dims=(64, 32))).to(device)
+    x = torch.randn(16, 442, device=device)
+    with torch.autocast(torch.device(device).type, dtype=torch.bfloat16):
+        mu, _ = model.encode(x)
+        x_hat = model.decode(mu)
+    assert mu.dtype == torch.bfloat16  # the autocast really ran
+    assert x_hat.dtype == torch.float32
+    # without autocast the same weights give float32 everywhere, close to the mixed result
+    with torch.no_grad():
+        ref = model.decode(model.encode(x)[0])
+    assert ref.dtype == torch.float32
+    assert torch.allclose(x_hat.detach(), ref, atol=0.05)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_bf16_training_reaches_about_the_float32_held_out_error(demo_dir, device, tmp_path):
+    train = load_dataset(demo_dir, split="normal_train")
+    val = load_dataset(demo_dir, split="normal_val")
+    test = load_dataset(demo_dir, split="normal_test")
+    errors = {}
+    for precision in ("fp32", "bf16"):
+        vae = SpectraVAE(hidden_dims=(64, 32), epochs=8, batch_size=128, patience=None, device=device,
+                         precision=precision, verbose=False).fit(train, validation=val, checkpoint_dir=tmp_path / precision)
+        assert np.isfinite(vae.history[["train_loss", "val_loss", "val_rmse"]].to_numpy()).all()
+        errors[precision] = vae.reconstruction_error(test).mean()
+        loaded = SpectraVAE.load(tmp_path / precision / "last.pt", device="cpu")
+        assert loaded.precision == precision  # the checkpoint records how it was trained
+    assert errors["bf16"] <= 1.25 * errors["fp32"], errors
+
+
+def test_unknown_precision_is_named(demo_dir):
+    with pytest.raises(DataError, match="precision"):
+        SpectraVAE(precision="fp16").fit(load_dataset(demo_dir, split="normal_train"))
+
+
+def test_in_memory_batches_are_filled_chunk_by_chunk_with_the_normalised_pixels(demo_dir):
+    ds = load_dataset(demo_dir)
+    norm = Normaliser("global_standard").fit(ds.iter_chunks())
+    batches = PixelBatches(ds, norm, 100, torch.device("cpu"))
+    assert batches.in_memory and in_memory_budget(torch.device("cpu")) == IN_MEMORY_BYTES
+    ordered = torch.cat(list(batches.epoch(None))).numpy()
+    np.testing.assert_array_equal(ordered, norm.transform(ds.to_array()))
+    streamed = PixelBatches(ds, norm, 100, torch.device("cpu"), in_memory_bytes=0)
+    assert not streamed.in_memory
+    np.testing.assert_array_equal(torch.cat(list(streamed.epoch(None))).numpy(), ordered)
+
+
+def test_training_steps_run_under_autocast_only_when_asked(demo_dir, monkeypatch):
+    seen: list[bool] = []
+    encode = VAE.encode
+
+    def spy(self, x):
+        if self.training:
+            seen.append(torch.is_autocast_enabled(x.device.type))
+        return encode(self, x)
+
+    monkeypatch.setattr(VAE, "encode", spy)
+    train = load_dataset(demo_dir, split="normal_train")
+    for precision, expected in (("fp32", False), ("bf16", True)):
+        seen.clear()
+        SpectraVAE(hidden_dims=(16,), epochs=1, batch_size=256, precision=precision, verbose=False).fit(train)
+        assert seen and set(seen) == {expected}

@@ -14,7 +14,7 @@ import time
 import numpy as np
 import torch
 
-from benchmarks.common import anon_memory_mb, demo_data, machine
+from benchmarks.common import anon_memory_mb, demo_data, evict_from_page_cache, machine
 from benchmarks.epoch_speed import new_model, step
 from spectra_vae import load_dataset
 from spectra_vae.normalise import Normaliser
@@ -41,7 +41,7 @@ class PeakMemory:
 
 
 def throughput(ds, norm: Normaliser, batch_size: int, steps: int, in_memory_bytes: int) -> tuple[float, bool]:
-    model, opt = new_model()
+    model, opt = new_model(torch.device("cpu"))
     batches = PixelBatches(ds, norm, batch_size, torch.device("cpu"), in_memory_bytes=in_memory_bytes)
     g = torch.Generator().manual_seed(0)
     n, t = 0, time.perf_counter()
@@ -72,6 +72,8 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=540)
     ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--batch-size", type=int, default=512)
+    ap.add_argument("--cold", action="store_true",
+                    help="also measure with the large dataset evicted from the page cache (reads from disk)")
     a = ap.parse_args()
     print(f"machine: {machine()}")
     small = load_dataset(demo_data("seed278", 6, 278))
@@ -86,10 +88,13 @@ def main() -> None:
     print(f"large: {len(big)} px × {big.n_channels} ch = {len(big) * big.n_channels * 4 / 1e9:.1f} GB float32; "
           f"opened (finite check over every pixel) in {time.perf_counter() - t:.0f} s, "
           f"+{anon_memory_mb() - base:.0f} MB anonymous")
-    with PeakMemory() as mem:
-        big_tp, big_mem = throughput(big, norm, a.batch_size, a.steps, 2 * 1024**3)
-    print(f"large streamed (in memory: {big_mem}): {big_tp:,.0f} px/s = {big_tp / small_tp:.0%} of small; "
-          f"peak extra anonymous memory {mem.peak - base:.0f} MB")
+    for cache in ("warm", "cold") if a.cold else ("warm",):
+        if cache == "cold":
+            print(f"evicted {evict_from_page_cache(big):,.0f} MB of the large dataset from the page cache")
+        with PeakMemory() as mem:
+            big_tp, big_mem = throughput(big, norm, a.batch_size, a.steps, 2 * 1024**3)
+        print(f"large streamed, {cache} page cache (in memory: {big_mem}): {big_tp:,.0f} px/s = "
+              f"{big_tp / small_tp:.0%} of small; peak extra anonymous memory {mem.peak - base:.0f} MB")
     print(f"shuffle: a streamed batch of {a.batch_size} mixes pixels from {batch_mixing(big, norm, a.batch_size, 200):.1f} "
           f"of {len(big.scans)} scans on average")
 

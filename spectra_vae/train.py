@@ -7,6 +7,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,30 +136,52 @@ class PixelBatches:
         yield from self._stream(generator)
 
     def stream_pools(self, generator: torch.Generator | None) -> Iterator[np.ndarray]:
-        """Dataset positions of each pool, in the order streaming reads them (shuffled with `generator`)."""
+        """Dataset positions of each pool, in the order streaming reads them (shuffled with `generator`).
+
+        `generator` is drawn from once per epoch, on the first pool (the block order and a seed
+        for the pools' own shuffles), however many pools are then read.
+        """
         n = len(self.data)
         starts = np.arange(0, n, STREAM_BLOCK)
+        seed = 0
         if generator is not None:
             starts = starts[torch.randperm(len(starts), generator=generator).numpy()]
-        for g in range(0, len(starts), STREAM_BUFFER_BLOCKS):
+            seed = int(torch.randint(2**62, (1,), generator=generator))
+        for k, g in enumerate(range(0, len(starts), STREAM_BUFFER_BLOCKS)):
             idx = np.concatenate([np.arange(s, min(s + STREAM_BLOCK, n)) for s in starts[g : g + STREAM_BUFFER_BLOCKS]])
-            yield idx if generator is None else idx[torch.randperm(len(idx), generator=generator).numpy()]
+            yield idx if generator is None else idx[np.random.default_rng((seed, k)).permutation(len(idx))]
+
+    def _load_pool(self, idx: np.ndarray) -> torch.Tensor:
+        """Read and normalise one pool (in a worker thread); in pinned memory when bound for CUDA."""
+        t = torch.from_numpy(self.normaliser.transform(self.data.read(idx)))
+        return t.pin_memory() if self.device.type == "cuda" else t
 
     def _stream(self, generator: torch.Generator | None) -> Iterator[torch.Tensor]:
-        pin = self.device.type == "cuda"
-        carry = np.zeros((0, self.data.n_channels), np.float32)
-        for idx in self.stream_pools(generator):
-            pool = np.concatenate([carry, self.normaliser.transform(self.data.read(idx))])
-            full = len(pool) - len(pool) % self.batch_size
-            t = torch.from_numpy(pool[:full])
-            if pin:
-                t = t.pin_memory()
-            t = t.to(self.device, non_blocking=pin)
-            for s in range(0, full, self.batch_size):
-                yield t[s : s + self.batch_size]
-            carry = pool[full:]
-        if len(carry):
-            yield torch.from_numpy(carry).to(self.device)
+        # The next pool is read from disk and normalised in a worker thread while this one
+        # trains: disk reads and page faults (numpy releases the GIL) overlap the model's work.
+        pools = self.stream_pools(generator)
+        carry: torch.Tensor | None = None  # the last pool's pixels short of a whole batch
+        bs = self.batch_size
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="spectra-vae-read") as reader:
+            pending = reader.submit(self._load_pool, next(pools)) if len(self.data) else None
+            while pending is not None:
+                pool = pending.result()
+                idx = next(pools, None)
+                pending = None if idx is None else reader.submit(self._load_pool, idx)
+                pool = pool.to(self.device, non_blocking=pool.is_pinned())
+                s = 0
+                if carry is not None:
+                    if len(carry) + len(pool) < bs:
+                        carry = torch.cat([carry, pool])
+                        continue
+                    s = bs - len(carry)
+                    yield torch.cat([carry, pool[:s]])
+                full = s + (len(pool) - s) // bs * bs
+                for i in range(s, full, bs):
+                    yield pool[i : i + bs]
+                carry = pool[full:] if full < len(pool) else None
+        if carry is not None:
+            yield carry
 
 
 # -- checkpoints -----------------------------------------------------------------------------

@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
-for name in ("epoch_speed", "inference", "anomaly", "out_of_core"):
-    print(f"\n===== benchmarks.{name} =====", flush=True)
-    subprocess.run([sys.executable, "-m", f"benchmarks.{name}"], check=True)
+RUNS = (["epoch_speed"], ["inference"], ["anomaly"], ["out_of_core", "--cold"], ["data_parallel"])
+
+for name, *args in RUNS:
+    print(f"\n===== benchmarks.{name} {' '.join(args)} =====", flush=True)
+    subprocess.run([sys.executable, "-m", f"benchmarks.{name}", *args], check=True)

@@ -70,7 +70,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--scans", type=int, default=24)
     ap.add_argument("--size", type=int, default=540)
-    ap.add_argument("--steps", type=int, default=400)
+    ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--batch-size", type=int, default=512)
     ap.add_argument("--cold", action="store_true",
                     help="also measure with the large dataset evicted from the page cache (reads from disk)")

@@ -1,4 +1,6 @@
 """Builds the numbered notebooks (thin cells calling spectra_vae)."""
+import hashlib
+
 import nbformat as nbf
 from nbformat.v4 import new_notebook, new_markdown_cell, new_code_cell
 
@@ -7,8 +9,9 @@ def nb(cells):
     n.metadata = {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
                   "language_info": {"name": "python"}}
     out = []
-    for kind, src, *tags in cells:
+    for i, (kind, src, *tags) in enumerate(cells):
         c = new_markdown_cell(src.strip()) if kind == "md" else new_code_cell(src.strip())
+        c.id = hashlib.sha1(f"{i}:{src.strip()}".encode()).hexdigest()[:8]  # stable across rebuilds
         if tags:
             c.metadata["tags"] = tags
         out.append(c)
@@ -92,6 +95,7 @@ learning_rate = 0.002
 patience = 10  # epochs without validation improvement before stopping; 0 turns it off
 seed = 0
 device = "auto"  # auto | cpu | cuda | mps
+precision = "fp32"  # fp32 | bf16 (mixed precision for GPUs; see the README)
 train_split = "normal_train"  # keys of data_splits.json; without them: 80/10/10 by scan
 val_split = "normal_val"
 test_split = "normal_test"''', "parameters"),
@@ -99,6 +103,7 @@ test_split = "normal_test"''', "parameters"),
 from spectra_vae import pipeline, plots
 from spectra_vae.loss import RECONSTRUCTIONS
 from spectra_vae.preprocessing import Preprocessor
+from spectra_vae.train import PRECISIONS
 
 params = dict(
     epochs=pipeline.check_int("epochs", epochs, 1),
@@ -111,6 +116,7 @@ params = dict(
     patience=pipeline.check_int("patience", patience, 0) or None,
     seed=pipeline.check_int("seed", seed, 0),
     device=str(device),
+    precision=pipeline.check_choice("precision", precision, PRECISIONS),
     preprocess=str(preprocess),
 )
 Preprocessor(params["preprocess"])  # a bad pipeline fails here, naming the step

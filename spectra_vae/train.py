@@ -162,7 +162,11 @@ class PixelBatches:
         pools = self.stream_pools(generator)
         carry: torch.Tensor | None = None  # the last pool's pixels short of a whole batch
         bs = self.batch_size
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="spectra-vae-read") as reader:
+        init: dict[str, Any] = {}
+        if self.device.type == "cuda":  # pin in the training process's own GPU context, not GPU 0's
+            index = self.device.index if self.device.index is not None else torch.cuda.current_device()
+            init = {"initializer": torch.cuda.set_device, "initargs": (index,)}
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="spectra-vae-read", **init) as reader:
             pending = reader.submit(self._load_pool, next(pools)) if len(self.data) else None
             while pending is not None:
                 pool = pending.result()

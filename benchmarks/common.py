@@ -29,22 +29,23 @@ def demo_data(name: str, n_scans: int, size: int, seed: int = 0) -> Path:
     return path
 
 
-def anon_memory_mb() -> float:
-    """Resident anonymous memory of this process (excludes memory-mapped file pages), in MB."""
-    with open("/proc/self/status") as f:
+def _proc_kb_as_mb(path: str, field: str) -> float:
+    """A `Field:  123 kB` line of a /proc file, in MB (NaN where there is none)."""
+    with open(path) as f:
         for line in f:
-            if line.startswith("RssAnon:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def anon_memory_mb() -> float:
+    """Resident anonymous memory of this process (excludes memory-mapped file pages), in MB."""
+    return _proc_kb_as_mb("/proc/self/status", "RssAnon")
 
 
 def page_cache_mb() -> float:
     """The kernel's page cache (`Cached` in /proc/meminfo), in MB."""
-    with open("/proc/meminfo") as f:
-        for line in f:
-            if line.startswith("Cached:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+    return _proc_kb_as_mb("/proc/meminfo", "Cached")
 
 
 def evict_from_page_cache(ds) -> float:

@@ -8,6 +8,7 @@ a whole directory into memory; `.npy` files are opened memory-mapped and read in
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -87,6 +88,45 @@ def _finite_pixels(pixels: np.ndarray) -> np.ndarray:
     keep = [np.flatnonzero(np.isfinite(pixels[s : s + CHUNK_PIXELS]).all(axis=1)) + s
             for s in range(0, pixels.shape[0], CHUNK_PIXELS)]
     return np.concatenate(keep)
+
+
+def cache_dir() -> Path:
+    """Where results of reading every pixel are kept between sessions: `$SPECTRA_VAE_CACHE`, else
+    `$XDG_CACHE_HOME/spectra_vae`, else `~/.cache/spectra_vae`. Never beside the data."""
+    if os.environ.get("SPECTRA_VAE_CACHE"):
+        return Path(os.environ["SPECTRA_VAE_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "spectra_vae"
+
+
+def _finite_pixels_cached(pixels: np.ndarray, path: Path | None) -> np.ndarray:
+    """`_finite_pixels`, remembered per file: checking every pixel reads the whole file, which for
+    data larger than RAM means a pass over the disk each time a dataset is opened. The record
+    (the non-finite pixels, usually none) is keyed by the file's path, size, modification time
+    and inode, so a changed file is checked again; an unwritable cache only costs the re-check."""
+    if path is None or not isinstance(pixels, np.memmap) or pixels.dtype.kind in "iu":
+        return _finite_pixels(pixels)
+    try:
+        st = path.stat()
+        key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}|{pixels.shape}|{pixels.dtype.str}"
+        record = cache_dir() / "finite" / (hashlib.sha1(key.encode()).hexdigest() + ".npy")
+        if record.is_file():
+            bad = np.load(record, allow_pickle=False)
+            if bad.ndim == 1 and bad.dtype.kind == "i" and (bad.size == 0 or (0 <= bad.min() and bad.max() < len(pixels))):
+                return np.setdiff1d(np.arange(len(pixels)), bad, assume_unique=True)
+    except (OSError, ValueError):
+        record = None
+    finite = _finite_pixels(pixels)
+    if record is not None:
+        try:
+            record.parent.mkdir(parents=True, exist_ok=True)
+            bad = np.setdiff1d(np.arange(len(pixels)), finite, assume_unique=True).astype(np.int64)
+            tmp = record.with_name(f".{record.name}.{os.getpid()}.tmp")
+            with open(tmp, "wb") as f:
+                np.save(f, bad)
+            os.replace(tmp, record)
+        except OSError:
+            pass
+    return finite
 
 
 def check_wavenumbers(wavenumbers: Sequence[float] | np.ndarray, n_channels: int, where: str) -> np.ndarray:
@@ -317,7 +357,7 @@ class SpectralDataset:
 def _make_scan(name: str, arr: np.ndarray, where: str, path: Path | None = None,
                labels: np.ndarray | None = None) -> tuple[Scan, np.ndarray]:
     pixels, h, w, image = _as_pixels(arr, where)
-    finite = _finite_pixels(pixels)
+    finite = _finite_pixels_cached(pixels, path)
     n_bad = pixels.shape[0] - len(finite)
     if len(finite) == 0:
         raise DataError(f"{where}: no pixel has a finite spectrum (all {pixels.shape[0]} contain NaN or inf)")

@@ -13,6 +13,18 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 from spectra_vae import SpectraVAE, load_dataset, make_demo_dataset  # noqa: E402
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    """Records of the finite-pixel check go to a temporary folder, not the user's cache."""
+    old = os.environ.get("SPECTRA_VAE_CACHE")
+    os.environ["SPECTRA_VAE_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if old is None:
+        os.environ.pop("SPECTRA_VAE_CACHE", None)
+    else:
+        os.environ["SPECTRA_VAE_CACHE"] = old
+
+
 @pytest.fixture(scope="session")
 def demo_dir(tmp_path_factory):
     """6 scans of 24×24 pixels × 442 channels: 2 normal train, 1 val, 1 test, 2 abnormal."""

@@ -135,3 +135,47 @@ def test_read_returns_pixels_in_the_order_asked(demo):
     x = demo.to_array()
     idx = np.array([3000, 5, 1200, 5])
     assert np.array_equal(demo.read(idx), x[idx])
+
+
+def test_the_finite_pixel_check_is_remembered_per_file_and_redone_when_the_file_changes(tmp_path, monkeypatch):
+    from spectra_vae import data as data_module
+
+    monkeypatch.setenv("SPECTRA_VAE_CACHE", str(tmp_path / "cache"))
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    cube = np.random.default_rng(0).random((5, 6, 8)).astype(np.float32)
+    cube[1, 2, 3] = np.nan
+    np.save(scans / "a.npy", cube)
+    with pytest.warns(UserWarning, match="excluded 1 of 30"):
+        first = load_dataset(scans)
+    assert len(first) == 29 and list((tmp_path / "cache" / "finite").iterdir())
+    assert sorted(p.name for p in scans.iterdir()) == ["a.npy"]  # nothing written beside the data
+
+    def no_second_pass(pixels):
+        raise AssertionError("the file was checked again")
+
+    real = data_module._finite_pixels
+    monkeypatch.setattr(data_module, "_finite_pixels", no_second_pass)
+    with pytest.warns(UserWarning, match="excluded 1 of 30"):
+        again = load_dataset(scans)  # from the record: no pass over the pixels
+    np.testing.assert_array_equal(again.coords, first.coords)
+
+    monkeypatch.setattr(data_module, "_finite_pixels", real)
+    cube[1, 2, 3] = 0.5
+    cube[4, 0, 0] = np.inf
+    np.save(scans / "a.npy", cube)
+    import os
+    os.utime(scans / "a.npy", ns=(1, 1))  # a different modification time, as a rewrite gives
+    with pytest.warns(UserWarning, match="excluded 1 of 30"):
+        changed = load_dataset(scans)
+    assert (4, 0) not in {tuple(c[1:]) for c in changed.coords} and (1, 2) in {tuple(c[1:]) for c in changed.coords}
+
+
+def test_an_unwritable_cache_only_costs_the_check(tmp_path, monkeypatch):
+    blocker = tmp_path / "not_a_dir"
+    blocker.write_text("")
+    monkeypatch.setenv("SPECTRA_VAE_CACHE", str(blocker))
+    (tmp_path / "scans").mkdir()
+    np.save(tmp_path / "scans" / "a.npy", np.ones((3, 3, 4), np.float32))
+    assert len(load_dataset(tmp_path / "scans")) == 9
+    assert blocker.read_text() == ""

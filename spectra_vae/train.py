@@ -283,6 +283,23 @@ def _eval_sums(model: VAE, batches: PixelBatches, kind: str, beta: float,
     return np.append(sums.cpu().numpy(), n)
 
 
+def _check_every(device: torch.device) -> int:
+    """Batches between divergence checks: reading the loss back waits for the device, which on
+    CPU costs nothing, so every batch; on an accelerator every `SYNC_EVERY`."""
+    return 1 if device.type == "cpu" else SYNC_EVERY
+
+
+def _diverged(epoch: int, batch: int, check_every: int, terms: Any) -> TrainingError:
+    """The error for a loss that stopped being finite, found when batch `batch` was checked."""
+    if check_every == 1:
+        where = f"loss became {terms.total.item()} at epoch {epoch}, batch {batch}"
+    else:
+        where = (f"loss became non-finite at epoch {epoch}, in one of batches "
+                 f"{max(1, (batch - 1) // check_every * check_every + 1)}–{batch}")
+    return TrainingError(f"{where} (last batch: reconstruction {terms.reconstruction.item():.4g}, "
+                         f"kl {terms.kl.item():.4g}); try a lower learning_rate; the best checkpoint so far is kept")
+
+
 def train_loop(model: VAE, optimizer: torch.optim.Optimizer, train: PixelBatches,
                validation: PixelBatches | None, *, epochs: int, kind: str, beta: float,
                patience: int | None, state: TrainState, generator: torch.Generator,
@@ -302,7 +319,7 @@ def train_loop(model: VAE, optimizer: torch.optim.Optimizer, train: PixelBatches
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}; got {precision!r}")
     amp = precision == "bf16"
-    check_every = 1 if train.device.type == "cpu" else SYNC_EVERY
+    check_every = _check_every(train.device)
     n_batches = len(train)
     from tqdm.auto import tqdm
 
@@ -328,20 +345,12 @@ def train_loop(model: VAE, optimizer: torch.optim.Optimizer, train: PixelBatches
                 sums += torch.stack([terms.total.detach() * m, terms.reconstruction.detach() * m,
                                      terms.kl.detach() * m]).double()
                 n_seen += m
-                # Reading a value back waits for the device: on CPU that is free, so every batch
-                # is checked; on an accelerator every SYNC_EVERY batches (the sum turns non-finite
-                # with the first bad batch, and the best checkpoint is kept either way).
+                # The sum turns non-finite with the first bad batch; the best checkpoint is kept.
                 if (b % check_every == 0 or b == n_batches) and not torch.isfinite(sums[0]):
-                    where = f"batch {b}" if check_every == 1 else f"batch {b} (checked every {check_every})"
-                    raise TrainingError(f"loss became {terms.total.item()} at epoch {epoch}, {where} "
-                                        f"(reconstruction {terms.reconstruction.item():.4g}, kl {terms.kl.item():.4g}); "
-                                        "try a lower learning_rate; the best checkpoint so far is kept")
+                    raise _diverged(epoch, b, check_every, terms)
                 optimizer.zero_grad(set_to_none=True)
                 terms.total.backward()
                 optimizer.step()
-            if not torch.isfinite(sums[0]):  # a batch after the last check
-                raise TrainingError(f"loss became non-finite at epoch {epoch}, after batch {b - b % check_every}; "
-                                    "try a lower learning_rate; the best checkpoint so far is kept")
             sums = all_reduce(np.append(sums.cpu().numpy(), n_seen))
             n = max(sums[3], 1)
             row: dict[str, float] = {"epoch": epoch, "train_loss": sums[0] / n,

@@ -1,6 +1,7 @@
 """Faults: killed runs, diverging runs, full disks, bad notebook parameters, unreadable scans."""
 
 import errno
+import re
 import signal
 import subprocess
 import sys
@@ -106,3 +107,14 @@ def test_bad_notebook_parameters_fail_the_first_cell_naming_the_parameter(tmp_pa
         pipeline.run_pipeline("", tmp_path / "b", {"latent_dim": 0}, notebooks=("02_train.ipynb",), html=False)
     with pytest.raises(DataError, match="does not exist"):
         pipeline.run_pipeline(tmp_path / "missing", tmp_path / "c", notebooks=("02_train.ipynb",))
+
+
+def test_divergence_checked_every_few_batches_as_on_a_gpu_names_the_range(demo_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(train_module, "_check_every", lambda device: 3)  # the accelerator rule, on CPU
+    train = load_dataset(demo_dir, split="normal_train")
+    SpectraVAE(hidden_dims=(32,), epochs=1, batch_size=64, verbose=False).fit(train, checkpoint_dir=tmp_path)
+    with pytest.raises(TrainingError, match=r"non-finite at epoch 2, in one of batches (\d+)–(\d+) ") as err:
+        SpectraVAE.resume(tmp_path / "last.pt", train, epochs=3, learning_rate=1e6)
+    first, last = map(int, re.search(r"batches (\d+)–(\d+)", str(err.value)).groups())
+    assert first % 3 == 1 and (last - first == 2 or last == -(-len(train) // 64))
+    assert np.isfinite(SpectraVAE.load(tmp_path / "best.pt").transform(train)).all()

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
-from .analysis import fit_pca, pixel_rmse
+from .analysis import fit_pca, pca_errors
 from .data import SpectralDataset, as_dataset
 from .estimator import SpectraVAE
 
@@ -60,7 +60,7 @@ def baseline_scores(vae: SpectraVAE, normal_train: Any, data: Any,
     """
     train, ds = vae.prepare(normal_train), vae.prepare(data)  # baselines see what the VAE sees
     pca = fit_pca(train, vae.latent_dim, seed=vae.seed)
-    pca_err = np.concatenate([pixel_rmse(c, pca.inverse_transform(pca.transform(c))) for c in ds.iter_chunks()])
+    pca_err = pca_errors(pca, ds)
     return {
         "VAE": vae.anomaly_score(ds) if vae_scores is None else vae_scores,
         f"PCA ({vae.latent_dim} comp.) error": pca_err,

@@ -155,3 +155,17 @@ def test_default_vae_reconstructs_held_out_scans_better_than_pca_with_as_many_co
     # and it is not the trivial model: far better than predicting the training mean spectrum
     mean_rmse = np.sqrt(np.mean((test.to_array() - train.to_array().mean(0)) ** 2))
     assert table.loc["VAE", "rmse"] < 0.2 * mean_rmse
+
+
+def test_compare_with_pca_streams_but_gives_the_rmse_over_all_pixels_and_channels(fitted):
+    from sklearn.decomposition import PCA
+
+    from spectra_vae.estimator import rmse
+
+    vae, train, _, test, _ = fitted
+    table = compare_with_pca(vae, train, test)
+    x = test.to_array()
+    assert table.loc["VAE", "rmse"] == pytest.approx(rmse(x, vae.reconstruct(test)), rel=1e-6)
+    pca = PCA(n_components=vae.latent_dim).fit(train.to_array())
+    assert table.loc["PCA", "rmse"] == pytest.approx(rmse(x, pca.inverse_transform(pca.transform(x))), rel=1e-4)
+    assert table.loc["VAE", "pixels"] == len(test)

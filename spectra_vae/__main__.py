@@ -37,6 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
                     help="bf16: train under bfloat16 autocast (output layer and loss in float32)")
     tr.add_argument("--preprocess", default="", help='a pipeline such as "cut(950,1800)|snv" (see spectra_vae.preprocessing)')
+    tr.add_argument("--tissue-only", action="store_true",
+                    help="train and validate on tissue pixels only (amide I above the background)")
     tr.add_argument("--train-split", default="normal_train")
     tr.add_argument("--val-split", default="normal_val")
     tr.add_argument("--test-split", default="normal_test")
@@ -72,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 beta=args.beta, batch_size=args.batch_size, learning_rate=args.learning_rate,
                 patience=args.patience or None, seed=args.seed, device=args.device, precision=args.precision,
                 train_split=args.train_split, val_split=args.val_split, test_split=args.test_split,
-                preprocess=args.preprocess)
+                preprocess=args.preprocess, tissue_only=args.tissue_only)
             from .analysis import compare_with_pca
             from .train import dist_info
 

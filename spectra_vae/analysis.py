@@ -93,6 +93,14 @@ def tissue_mask(dataset: SpectralDataset, threshold: float | None = None) -> np.
     return a > (tissue_threshold(a) if threshold is None else threshold)
 
 
+def tissue_pixels(dataset: SpectralDataset, threshold: float | None = None) -> tuple[SpectralDataset, float]:
+    """The dataset restricted to its tissue pixels, and the amide I threshold used (default:
+    `tissue_threshold` of this dataset's pixels; pass the training data's to apply the same rule)."""
+    a = amide_i_intensity(dataset)
+    threshold = tissue_threshold(a) if threshold is None else float(threshold)
+    return dataset.select_pixels(np.flatnonzero(a > threshold)), threshold
+
+
 def tissue_threshold(amide_i: np.ndarray, n_sigma: float = 10.0) -> float:
     """Amide I level separating tissue from background.
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from .data import SpectralDataset, available_splits, load_dataset
 from .demo import GENERATOR_VERSION, make_demo_dataset
 from .errors import DataError  # noqa: F401  (notebooks raise it through here)
 from .estimator import SpectraVAE
+from .preprocessing import parse as parse_preprocess
 
 NOTEBOOKS = ("01_data_exploration.ipynb", "02_train.ipynb", "03_reconstruction.ipynb",
              "04_latent_exploration.ipynb", "05_anomaly_detection.ipynb")
@@ -101,6 +103,14 @@ def check_float(name: str, value: Any, minimum: float | None = None, strict: boo
     return out
 
 
+def check_bool(name: str, value: Any) -> bool:
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise DataError(f"parameter {name}: expected True or False, got {value!r}")
+
+
 def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise DataError(f"parameter {name}: must be one of {choices}, got {value!r}")
@@ -123,11 +133,36 @@ class Splits:
     validation: SpectralDataset | None
     test: SpectralDataset
     how: str  # one line saying where the split came from
+    tissue_threshold: float | None = None  # amide I level when training was on tissue pixels only
 
 
 def make_splits(data_dir: Path, train_split: str = "normal_train", val_split: str = "normal_val",
-                test_split: str = "normal_test", seed: int = 0) -> Splits:
-    """Named splits from `data_splits.json` when it has them, else a seeded 80/10/10 split by scan."""
+                test_split: str = "normal_test", seed: int = 0, tissue_only: bool = False,
+                tissue_threshold: float | None = None) -> Splits:
+    """Named splits from `data_splits.json` when it has them, else a seeded 80/10/10 split by scan.
+
+    `tissue_only`: training and validation keep only tissue pixels (amide I above
+    `tissue_threshold`, by default the threshold found on the training pixels); the test split
+    stays whole, so held-out errors can be read for tissue and background alike.
+    """
+    splits = _named_or_random_splits(data_dir, train_split, val_split, test_split, seed)
+    if not tissue_only:
+        return splits
+    from .analysis import tissue_pixels
+
+    n_train = len(splits.train)
+    train, threshold = tissue_pixels(splits.train, tissue_threshold)
+    val = None if splits.validation is None else tissue_pixels(splits.validation, threshold)[0]
+    if len(train) == 0:
+        raise DataError(f"{data_dir}: no training pixel has amide I above {threshold:.4g}; "
+                        "nothing looks like tissue (train on all pixels instead)")
+    how = (f"{splits.how}; training and validation on tissue pixels only (amide I > {threshold:.4g} "
+           f"absorbance: {len(train)} of {n_train} training pixels)")
+    return Splits(train, val, splits.test, how, threshold)
+
+
+def _named_or_random_splits(data_dir: Path, train_split: str, val_split: str, test_split: str,
+                            seed: int) -> Splits:
     named = available_splits(data_dir) if data_dir.is_dir() else {}
     if train_split in named and test_split in named:
         val = load_dataset(data_dir, split=val_split) if named.get(val_split) else None
@@ -147,11 +182,18 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, *, epochs: int = 
           hidden_dims: tuple[int, ...] = (221, 110), reconstruction: str = "gaussian", beta: float = 1.0,
           batch_size: int = 512, learning_rate: float = 2e-3, patience: int | None = 10, seed: int = 0,
           device: str = "auto", precision: str = "fp32", train_split: str = "normal_train", val_split: str = "normal_val",
-          test_split: str = "normal_test", preprocess: str = "", verbose: bool = True
-          ) -> tuple[SpectraVAE, Splits, Path]:
-    """Train on the training split with checkpoints in `out/model/`; writes `out/model/final.pt`."""
+          test_split: str = "normal_test", preprocess: str = "", tissue_only: bool = False,
+          verbose: bool = True) -> tuple[SpectraVAE, Splits, Path]:
+    """Train on the training split with checkpoints in `out/model/`; writes `out/model/final.pt`.
+
+    `tissue_only=True` trains (and validates) on tissue pixels only; see `make_splits`.
+    """
     data = resolve_data_dir(data_dir)
-    splits = make_splits(data, train_split, val_split, test_split, seed)
+    if not tissue_only and any(step.name in ("snv", "vector") for step in parse_preprocess(preprocess)):
+        warnings.warn(f"preprocess {preprocess!r} scales every spectrum to unit size, noise-only background "
+                      "included, which can make the VAE collapse onto the background: train with "
+                      "tissue_only=True", UserWarning, stacklevel=2)
+    splits = make_splits(data, train_split, val_split, test_split, seed, tissue_only)
     model_dir = Path(out) / MODEL_DIR
     vae = SpectraVAE(latent_dim=latent_dim, hidden_dims=hidden_dims, reconstruction=reconstruction,
                      beta=beta, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
@@ -162,7 +204,8 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, *, epochs: int = 
     rank = init_distributed()[0]
     model_dir.mkdir(parents=True, exist_ok=True)
     record = {"data_dir": str(data.resolve()), "train_split": train_split, "val_split": val_split,
-              "test_split": test_split, "seed": seed, "how": splits.how, "train": splits.train.scans,
+              "test_split": test_split, "seed": seed, "how": splits.how,
+              "tissue_only": tissue_only, "tissue_threshold": splits.tissue_threshold, "train": splits.train.scans,
               "validation": splits.validation.scans if splits.validation is not None else [],
               "test": splits.test.scans}
     if rank == 0:
@@ -191,7 +234,8 @@ def open_run(run_dir: str | os.PathLike = "", checkpoint: str = "", data_dir: st
     else:
         data = resolve_data_dir(data_dir)
     splits = make_splits(data, record.get("train_split", "normal_train"), record.get("val_split", "normal_val"),
-                         record.get("test_split", "normal_test"), int(record.get("seed", 0)))
+                         record.get("test_split", "normal_test"), int(record.get("seed", 0)),
+                         bool(record.get("tissue_only", False)), record.get("tissue_threshold"))
     return vae, splits, data, ckpt
 
 

@@ -86,6 +86,7 @@ Trains on the training split with per-epoch validation, early stopping and check
 ("code", COMMON_PARAMS + '''
 epochs = 20
 preprocess = ""  # e.g. cut(950,1800)|snv ; see spectra_vae.preprocessing; empty: none
+tissue_only = False  # True: train and validate on tissue pixels only (amide I mask); needed with snv or vector
 latent_dim = 2
 hidden_dims = "221,110"  # encoder layer sizes; the decoder mirrors them
 reconstruction = "gaussian"  # gaussian | mse | mae | bce
@@ -118,6 +119,7 @@ params = dict(
     device=str(device),
     precision=pipeline.check_choice("precision", precision, PRECISIONS),
     preprocess=str(preprocess),
+    tissue_only=pipeline.check_bool("tissue_only", tissue_only),
 )
 Preprocessor(params["preprocess"])  # a bad pipeline fails here, naming the step
 data = pipeline.resolve_data_dir(data_dir)

@@ -167,15 +167,15 @@ vae'''),
 ("code", '''seen = vae.prepare(test)  # the test pixels as the model sees them (after any preprocessing)
 if vae.preprocess:
     print(f"preprocessing {vae.preprocess!r}: spectra below are in the preprocessed space")
-x_test = seen.to_array()
-r_test = vae.reconstruct(test)
-err_test = analysis.pixel_rmse(x_test, r_test)
+err_test = vae.reconstruction_error(seen)  # per pixel, streamed: the spectra are not all held in memory
 tissue_test = analysis.tissue_mask(test)
 picks = analysis.pick_pixels(err_test, tissue_test)
 titles = [f"{name}: {test.scans[test.coords[i][0]]} ({test.coords[i][1]}, {test.coords[i][2]}), RMSE {err_test[i]:.2g}"
           for name, i in picks.items()]
 idx = list(picks.values())
-fig = plots.reconstructions(seen.wavenumbers, x_test[idx], r_test[idx], titles, known=test.wavenumbers_known)
+x_picked = seen.read(idx)
+r_picked = np.stack([vae.reconstruct(seen.select_pixels(np.array([i])))[0] for i in idx])
+fig = plots.reconstructions(seen.wavenumbers, x_picked, r_picked, titles, known=test.wavenumbers_known)
 pipeline.save_figure(fig, run, "03_reconstructions")'''),
 ("md", "## Error distribution\nPer-pixel RMSE over channels; background pixels are noise only, so their error sits at the noise level."),
 ("code", '''fig = plots.error_histogram({"tissue": err_test[tissue_test], "background": err_test[~tissue_test]},

@@ -9,7 +9,7 @@ import pandas as pd
 from sklearn.decomposition import PCA, IncrementalPCA
 
 from .data import SpectralDataset, as_dataset
-from .estimator import SpectraVAE
+from .estimator import SpectraVAE, pixel_rmse
 
 PCA_IN_MEMORY_PIXELS = 2_000_000
 
@@ -36,11 +36,6 @@ def pca_errors(pca: PCA | IncrementalPCA, data: Any) -> np.ndarray:
     """Per-pixel RMSE of the PCA reconstructions of `data`, `(n_pixels,)`, streamed in chunks."""
     parts = [pixel_rmse(c, pca.inverse_transform(pca.transform(c))) for c in as_dataset(data).iter_chunks()]
     return np.concatenate(parts) if parts else np.zeros(0)
-
-
-def pixel_rmse(original: np.ndarray, reconstruction: np.ndarray) -> np.ndarray:
-    """Per-pixel RMSE over channels, `(n_pixels,)`."""
-    return np.sqrt(np.mean((np.asarray(original, np.float64) - reconstruction) ** 2, axis=1))
 
 
 def compare_with_pca(vae: SpectraVAE, train: Any, test: Any, n_components: int | None = None) -> pd.DataFrame:

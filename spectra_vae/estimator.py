@@ -286,7 +286,7 @@ class SpectraVAE:
         with torch.no_grad():
             for chunk, x in self._batches(data):
                 r = self.normaliser_.inverse_transform(self.model_.decode(self.model_.encode(x)[0]).cpu().numpy())
-                out.append(np.sqrt(np.mean((r - chunk) ** 2, axis=1)))
+                out.append(pixel_rmse(chunk, r))
         return np.concatenate(out) if out else np.zeros(0)
 
     def score_samples(self, data: Any) -> pd.DataFrame:
@@ -301,7 +301,7 @@ class SpectraVAE:
                 nll.append(reconstruction_nll(x_hat, x, self.reconstruction, self.model_.noise_log_var()).cpu().numpy())
                 kl.append(kl_divergence(mu, logvar).cpu().numpy())
                 r = self.normaliser_.inverse_transform(x_hat.cpu().numpy())
-                rmse.append(np.sqrt(np.mean((r - chunk) ** 2, axis=1)))
+                rmse.append(pixel_rmse(chunk, r))
         coords = ds.coords
         frame = pd.DataFrame({"scan": np.asarray(ds.scans, dtype=object)[coords[:, 0]] if len(ds) else [],
                               "row": coords[:, 1], "col": coords[:, 2],
@@ -452,6 +452,11 @@ def _check_compatible(wavenumbers: np.ndarray, n_channels: int, ds: SpectralData
     if known and ds.wavenumbers_known and not np.allclose(ds.wavenumbers, wavenumbers, rtol=0, atol=1e-3):
         raise DataError(f"{what}: wavenumber axis {ds.wavenumbers[0]:g}…{ds.wavenumbers[-1]:g} cm⁻¹ "
                         f"does not match {against}'s {wavenumbers[0]:g}…{wavenumbers[-1]:g} cm⁻¹")
+
+
+def pixel_rmse(original: np.ndarray, reconstruction: np.ndarray) -> np.ndarray:
+    """Per-pixel RMSE over channels, `(n_pixels,)` (differences in float64)."""
+    return np.sqrt(np.mean((np.asarray(original, np.float64) - reconstruction) ** 2, axis=1))
 
 
 def rmse(a: np.ndarray, b: np.ndarray) -> float:

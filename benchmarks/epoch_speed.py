@@ -65,11 +65,14 @@ def seed_style_epoch(xn: np.ndarray, device: torch.device, max_seconds: float | 
     return time.perf_counter() - t, n
 
 
-def our_epoch(ds, norm: Normaliser, batch_size: int, device: torch.device,
-              precision: str = "fp32") -> tuple[float, int, float, bool]:
+def our_epoch(ds, norm: Normaliser, batch_size: int, device: torch.device, precision: str = "fp32",
+              max_steps: int | None = None, in_memory_bytes: int | None = None) -> tuple[float, int, float, bool]:
+    """Our feeding: (seconds of training, pixels seen, seconds to read and normalise, held in memory).
+
+    `max_steps` stops early; `in_memory_bytes` overrides the in-memory budget (0: stream)."""
     model, opt = new_model(device)
     t0 = time.perf_counter()
-    batches = PixelBatches(ds, norm, batch_size, device)
+    batches = PixelBatches(ds, norm, batch_size, device, in_memory_bytes=in_memory_bytes, max_batches=max_steps)
     sync(device)
     load = time.perf_counter() - t0
     g = torch.Generator().manual_seed(0)

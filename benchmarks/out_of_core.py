@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from benchmarks.common import anon_memory_mb, demo_data, evict_from_page_cache, machine
-from benchmarks.epoch_speed import new_model, step
+from benchmarks.epoch_speed import our_epoch
 from spectra_vae import load_dataset
 from spectra_vae.normalise import Normaliser
 from spectra_vae.train import PixelBatches
@@ -41,16 +41,10 @@ class PeakMemory:
 
 
 def throughput(ds, norm: Normaliser, batch_size: int, steps: int, in_memory_bytes: int) -> tuple[float, bool]:
-    model, opt = new_model(torch.device("cpu"))
-    batches = PixelBatches(ds, norm, batch_size, torch.device("cpu"), in_memory_bytes=in_memory_bytes)
-    g = torch.Generator().manual_seed(0)
-    n, t = 0, time.perf_counter()
-    for b, x in enumerate(batches.epoch(g)):
-        step(model, opt, x)
-        n += len(x)
-        if b + 1 >= steps:
-            break
-    return n / (time.perf_counter() - t), batches.in_memory
+    """Pixels per second over the first `steps` training steps, and whether the data were held in memory."""
+    seconds, n, _, held = our_epoch(ds, norm, batch_size, torch.device("cpu"), max_steps=steps,
+                                    in_memory_bytes=in_memory_bytes)
+    return n / seconds, held
 
 
 def batch_mixing(ds, norm: Normaliser, batch_size: int, n_batches: int) -> float:

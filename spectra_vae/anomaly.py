@@ -132,7 +132,6 @@ def score_statistics(groups: dict[str, pd.DataFrame], columns: tuple[str, ...]) 
     return pd.DataFrame(stats)
 
 
-
 def verdict(table: pd.DataFrame, vae_name: str = "VAE") -> str:
     """One plain sentence: does the VAE separate best, or which baseline beats it and by how much."""
     best = table["AUROC"].idxmax()

@@ -28,6 +28,7 @@ WAVENUMBERS_FILE = "wavenumbers.npy"
 LABELS_DIR = "labels"
 LABEL_NAMES_FILE = "label_names.json"
 CHUNK_PIXELS = 65536
+OWNER_SUFFIXES = (".dmt", ".seq", ".hdr")  # a file with one of these owns same-named files
 _IGNORED_FILES = {SPLITS_FILE, WAVENUMBERS_FILE, "demo.json", "README.md", "README.txt", ".DS_Store"}
 
 
@@ -399,13 +400,14 @@ def _load_directory(directory: Path, wavenumbers: np.ndarray | None,
 
     files, skipped = [], []
     entries = sorted(directory.iterdir(), key=lambda p: _natural_key(p.name))
-    # One scan per stem: a .dmt/.seq/.hdr owns the files of the same name (its data and headers).
+    # One scan per stem: a .dmt/.seq/.hdr owns the files of the same name (its data and headers);
+    # where several share a stem, the first in OWNER_SUFFIXES wins (a mosaic over its tiles).
     owners: dict[str, Path] = {}
     for entry in entries:
         suffix = entry.suffix.lower()
-        if suffix in (".dmt", ".seq", ".hdr") and entry.is_file():
+        if suffix in OWNER_SUFFIXES and entry.is_file():
             key = entry.stem.lower()
-            if key not in owners or (".dmt", ".seq", ".hdr").index(suffix) < (".dmt", ".seq", ".hdr").index(owners[key].suffix.lower()):
+            if key not in owners or OWNER_SUFFIXES.index(suffix) < OWNER_SUFFIXES.index(owners[key].suffix.lower()):
                 owners[key] = entry
     for entry in entries:
         if entry.name in _IGNORED_FILES or entry.name.startswith(".") or entry.is_dir():

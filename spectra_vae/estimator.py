@@ -226,6 +226,10 @@ class SpectraVAE:
         for chunk in ds.iter_chunks(PREDICT_BATCH):
             yield chunk, torch.from_numpy(self.normaliser_.transform(chunk)).to(self.device_)
 
+    def _decode_mean(self, x: torch.Tensor) -> np.ndarray:
+        """decode(μ) of a normalised batch, back in absorbance (the data's units)."""
+        return self.normaliser_.inverse_transform(self.model_.decode(self.model_.encode(x)[0]).cpu().numpy())
+
     def transform(self, data: Any) -> np.ndarray:
         """Latent means μ, `(n_pixels, latent_dim)`; deterministic."""
         out = []
@@ -263,7 +267,7 @@ class SpectraVAE:
         out = []
         with torch.no_grad():
             for _, x in self._batches(data):
-                out.append(self.normaliser_.inverse_transform(self.model_.decode(self.model_.encode(x)[0]).cpu().numpy()))
+                out.append(self._decode_mean(x))
         return _concat(out, self.model_config_.n_channels)
 
     def _reconstruct_original(self, data: Any) -> np.ndarray:
@@ -276,7 +280,7 @@ class SpectraVAE:
             for raw in as_dataset(data).iter_chunks(PREDICT_BATCH):
                 y, undo = pre.transform(raw, return_inverse=True)
                 x = torch.from_numpy(self.normaliser_.transform(y)).to(self.device_)
-                r = self.normaliser_.inverse_transform(self.model_.decode(self.model_.encode(x)[0]).cpu().numpy())
+                r = self._decode_mean(x)
                 out.append(pre.inverse_transform(r, undo))
         return _concat(out, len(self.wavenumbers_))
 
@@ -285,7 +289,7 @@ class SpectraVAE:
         out = []
         with torch.no_grad():
             for chunk, x in self._batches(data):
-                r = self.normaliser_.inverse_transform(self.model_.decode(self.model_.encode(x)[0]).cpu().numpy())
+                r = self._decode_mean(x)
                 out.append(pixel_rmse(chunk, r))
         return np.concatenate(out) if out else np.zeros(0)
 

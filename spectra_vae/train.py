@@ -254,10 +254,7 @@ class TrainState:
 def _evaluate(model: VAE, batches: PixelBatches, kind: str, beta: float,
               scale: torch.Tensor) -> dict[str, float]:
     """Validation terms; in a distributed run each process scores its shard and the sums are combined."""
-    return _finish_eval(all_reduce(_eval_sums(model, batches, kind, beta, scale)))
-
-
-def _finish_eval(sums: np.ndarray) -> dict[str, float]:
+    sums = all_reduce(_eval_sums(model, batches, kind, beta, scale))
     total, rec, kl, sq = sums[:4] / max(sums[4], 1)
     return {"loss": total, "reconstruction": rec, "kl": kl, "rmse": math.sqrt(sq)}
 

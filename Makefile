@@ -7,7 +7,7 @@ TORCH ?= torch==2.13.0
 RUN ?= demo
 export MPLBACKEND := Agg
 
-.PHONY: setup test demo data train bench lab clean browser-test
+.PHONY: setup test lint notebooks checked-outputs demo data train bench lab clean browser-test
 
 setup: $(VENV)/.installed
 
@@ -20,6 +20,19 @@ $(VENV)/.installed: pyproject.toml
 
 test: setup
 	$(BIN)/python -m pytest --nbval-lax tests notebooks
+
+# ruff over the package, tests, benchmarks, tools and the notebooks' paired scripts (pyproject.toml).
+lint: setup
+	$(BIN)/ruff check spectra_vae tests benchmarks tools notebooks
+
+# After editing a notebook's .py outside JupyterLab (or its .ipynb without the jupytext extension):
+# bring each pair in step from whichever file is newer.
+notebooks: setup
+	$(BIN)/jupytext --sync notebooks/[0-9][0-9]_*.ipynb
+
+# After a deliberate change to what a `# NBVAL_CHECK_OUTPUT` cell prints (e.g. the demo generator).
+checked-outputs: setup
+	$(BIN)/python tools/store_checked_outputs.py
 
 data: setup
 	$(BIN)/python -m spectra_vae demo-data --out data/demo

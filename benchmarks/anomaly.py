@@ -12,8 +12,7 @@ import argparse
 import pandas as pd
 
 from benchmarks.common import demo_data, machine
-from spectra_vae import SpectraVAE, load_dataset
-from spectra_vae import anomaly
+from spectra_vae import SpectraVAE, anomaly, load_dataset
 from spectra_vae.analysis import tissue_mask
 
 

@@ -142,7 +142,7 @@ def profile(fn, *args) -> str:
     pr.disable()
     s = io.StringIO()
     pstats.Stats(pr, stream=s).sort_stats("tottime").print_stats(8)
-    return "\n".join(l for l in s.getvalue().splitlines() if l.strip())[:2500]
+    return "\n".join(line for line in s.getvalue().splitlines() if line.strip())[:2500]
 
 
 def main() -> None:
@@ -175,7 +175,8 @@ def main() -> None:
         print(f"speed-up over seed-style: {seed_t / ours_t:.2f}×   ours / floor: {ours_t / floor_t:.2f}×")
         if a.profile:
             print("\n-- profile: seed-style, 20 s --\n" + profile(seed_style_epoch, xn, device, 20.0))
-            print("\n-- profile: ours, one epoch --\n" + profile(our_epoch, ds, norm, a.batch_size, device, a.precision))
+            report = profile(our_epoch, ds, norm, a.batch_size, device, a.precision)
+            print("\n-- profile: ours, one epoch --\n" + report)
         del xn
 
     if a.budget > 0:

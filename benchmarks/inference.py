@@ -6,7 +6,6 @@ import argparse
 import time
 import tracemalloc
 
-
 from benchmarks.common import anon_memory_mb, demo_data, machine
 from benchmarks.out_of_core import PeakMemory
 from spectra_vae import SpectraVAE, load_dataset

@@ -93,7 +93,8 @@ def main() -> None:
             big_tp, big_mem = throughput(big, norm, a.batch_size, a.steps, 2 * 1024**3)
         print(f"large streamed, {cache} page cache (in memory: {big_mem}): {big_tp:,.0f} px/s = "
               f"{big_tp / small_tp:.0%} of small; peak extra anonymous memory {mem.peak - base:.0f} MB")
-    print(f"shuffle: a streamed batch of {a.batch_size} mixes pixels from {batch_mixing(big, norm, a.batch_size, 200):.1f} "
+    mixing = batch_mixing(big, norm, a.batch_size, 200)
+    print(f"shuffle: a streamed batch of {a.batch_size} mixes pixels from {mixing:.1f} "
           f"of {len(big.scans)} scans on average")
 
 

@@ -36,7 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--device", default="auto")
     tr.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
                     help="bf16: train under bfloat16 autocast (output layer and loss in float32)")
-    tr.add_argument("--preprocess", default="", help='a pipeline such as "cut(950,1800)|snv" (see spectra_vae.preprocessing)')
+    tr.add_argument("--preprocess", default="",
+                    help='a pipeline such as "cut(950,1800)|snv" (see spectra_vae.preprocessing)')
     tr.add_argument("--tissue-only", action="store_true",
                     help="train and validate on tissue pixels only (amide I above the background)")
     tr.add_argument("--train-split", default="normal_train")
@@ -86,7 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 torch.distributed.destroy_process_group()
             if rank == 0:
                 print(splits.how)
-                print(f"trained {len(vae.history)} epochs (best {vae.best_epoch_}) in {world} process(es); model: {final}")
+                print(f"trained {len(vae.history)} epochs (best {vae.best_epoch_}) in {world} process(es); "
+                      f"model: {final}")
                 print(compare_with_pca(vae, splits.train, splits.test).to_string())
         elif args.command == "convert":
             from .formats import convert

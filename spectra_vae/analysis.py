@@ -142,7 +142,7 @@ def dataset_overview(dataset: SpectralDataset) -> pd.DataFrame:
     }
     if dataset.labels is not None and dataset.label_names:
         counts = np.bincount(dataset.labels[dataset.labels >= 0], minlength=len(dataset.label_names))
-        rows["ground-truth pixels"] = ", ".join(f"{n} {c}" for n, c in zip(dataset.label_names, counts))
+        rows["ground-truth pixels"] = ", ".join(f"{n} {c}" for n, c in zip(dataset.label_names, counts, strict=False))
     return pd.DataFrame({"value": [str(v) for v in rows.values()]}, index=list(rows))
 
 
@@ -167,12 +167,35 @@ def pick_pixels(errors: np.ndarray, mask: np.ndarray | None = None, n_worst: int
     return picks
 
 
+def pixel_name(dataset: SpectralDataset, position: int) -> str:
+    """Where a pixel came from, as people say it: `data3.npy (row 12, col 40)`."""
+    k, row, col = (int(v) for v in dataset.coords[position])
+    return f"{dataset.scans[k]} (row {row}, col {col})"
+
+
+def reconstruct_pixels(vae: SpectraVAE, data: Any, positions: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The spectra at dataset `positions` and their reconstructions, both as the model sees them.
+
+    Reads only those pixels, in the order given (`(len(positions), n_channels)` each), with one
+    pass of the model; `data` may be raw or already prepared by `vae.prepare`.
+    """
+    seen = vae.prepare(data)
+    positions = np.asarray(positions, dtype=np.int64)
+    originals = seen.read(positions)
+    recons = np.empty_like(originals)
+    # select_pixels returns the pixels sorted by position; put them back in the order asked for
+    recons[np.argsort(positions, kind="stable")] = vae.reconstruct(seen.select_pixels(positions))
+    return originals, recons
+
+
 def embed(z: np.ndarray, method: str = "pca", max_points: int = 3000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """2-D PCA or t-SNE embedding of latent points; returns (embedding, indices of the points used)."""
     rng = np.random.default_rng(seed)
     idx = np.arange(len(z)) if len(z) <= max_points else np.sort(rng.choice(len(z), max_points, replace=False))
     if method == "pca":
-        return PCA(n_components=2, random_state=seed).fit_transform(z[idx]) if z.shape[1] >= 2 else np.column_stack([z[idx, 0], np.zeros(len(idx))]), idx
+        if z.shape[1] < 2:
+            return np.column_stack([z[idx, 0], np.zeros(len(idx))]), idx
+        return PCA(n_components=2, random_state=seed).fit_transform(z[idx]), idx
     if method == "tsne":
         from sklearn.manifold import TSNE
 

@@ -85,7 +85,8 @@ def evaluate(scores: dict[str, np.ndarray], truth: np.ndarray, mask: np.ndarray 
     y = truth[keep]
     if y.min() == y.max():
         raise ValueError("ground truth holds only one class among the pixels evaluated")
-    rows = [{"score": name, "AUROC": roc_auc_score(y, s[keep]), "average precision": average_precision_score(y, s[keep]),
+    rows = [{"score": name, "AUROC": roc_auc_score(y, s[keep]),
+             "average precision": average_precision_score(y, s[keep]),
              "anomalous pixels": int(y.sum()), "normal pixels": int((y == 0).sum())} for name, s in scores.items()]
     return pd.DataFrame(rows).set_index("score").sort_values("AUROC", ascending=False)
 

@@ -112,7 +112,8 @@ def _finite_pixels_cached(pixels: np.ndarray, path: Path | None) -> np.ndarray:
         record = cache_dir() / "finite" / (hashlib.sha1(key.encode()).hexdigest() + ".npy")
         if record.is_file():
             bad = np.load(record, allow_pickle=False)
-            if bad.ndim == 1 and bad.dtype.kind == "i" and (bad.size == 0 or (0 <= bad.min() and bad.max() < len(pixels))):
+            in_range = bad.size == 0 or (0 <= bad.min() and bad.max() < len(pixels))
+            if bad.ndim == 1 and bad.dtype.kind == "i" and in_range:
                 return np.setdiff1d(np.arange(len(pixels)), bad, assume_unique=True)
     except (OSError, ValueError):
         record = None
@@ -134,7 +135,8 @@ def check_wavenumbers(wavenumbers: Sequence[float] | np.ndarray, n_channels: int
     """Validate a wavenumber axis: one finite, strictly monotonic value per channel."""
     wn = np.asarray(wavenumbers, dtype=float)
     if wn.ndim != 1 or wn.shape[0] != n_channels:
-        raise DataError(f"{where}: wavenumber axis has shape {wn.shape}; expected ({n_channels},) to match the channels")
+        raise DataError(f"{where}: wavenumber axis has shape {wn.shape}; expected ({n_channels},) "
+                        "to match the channels")
     if not np.isfinite(wn).all():
         raise DataError(f"{where}: wavenumber axis has non-finite values")
     d = np.diff(wn)
@@ -189,7 +191,7 @@ class SpectralDataset:
     def coords(self) -> np.ndarray:
         """`(n_pixels, 3)` int array of (scan index in `scans`, row, col) per pixel."""
         parts = []
-        for k, (scan, idx) in enumerate(zip(self._scans, self._index)):
+        for k, (scan, idx) in enumerate(zip(self._scans, self._index, strict=False)):
             rows, cols = np.divmod(idx, scan.width)
             parts.append(np.column_stack([np.full(len(idx), k), rows, cols]))
         return np.concatenate(parts).astype(np.int64) if parts else np.zeros((0, 3), np.int64)
@@ -201,7 +203,7 @@ class SpectralDataset:
             return None
         return np.concatenate([np.asarray(s.labels[idx], dtype=np.int64) if s.labels is not None
                                else np.full(len(idx), -1, np.int64)
-                               for s, idx in zip(self._scans, self._index)])
+                               for s, idx in zip(self._scans, self._index, strict=False)])
 
     def scan_of(self) -> np.ndarray:
         """Per pixel, the index of its scan in `scans`."""
@@ -210,7 +212,7 @@ class SpectralDataset:
     def summary(self) -> pd.DataFrame:
         """One row per scan: geometry, usable and excluded pixels, value range (read in chunks)."""
         rows = []
-        for scan, idx in zip(self._scans, self._index):
+        for scan, idx in zip(self._scans, self._index, strict=False):
             lo, hi = np.inf, -np.inf
             for s in range(0, len(idx), CHUNK_PIXELS):
                 block = scan.pixels[idx[s : s + CHUNK_PIXELS]]
@@ -223,7 +225,7 @@ class SpectralDataset:
     # -- reading pixels ------------------------------------------------------------------
     def iter_chunks(self, chunk_pixels: int = CHUNK_PIXELS, dtype: type = np.float32) -> Iterator[np.ndarray]:
         """The pixels in dataset order, `chunk_pixels` at a time, each `(m, C)` array in memory."""
-        for scan, idx in zip(self._scans, self._index):
+        for scan, idx in zip(self._scans, self._index, strict=False):
             for s in range(0, len(idx), chunk_pixels):
                 sel = idx[s : s + chunk_pixels]
                 # A contiguous run reads as a slice, which is much faster than fancy indexing.
@@ -232,7 +234,9 @@ class SpectralDataset:
                 else:
                     block = scan.pixels[sel]
                 block = np.asarray(block, dtype=dtype)
-                yield block if self.preprocessor is None else self.preprocessor.transform(block).astype(dtype, copy=False)
+                if self.preprocessor is not None:
+                    block = self.preprocessor.transform(block).astype(dtype, copy=False)
+                yield block
 
     def read(self, indices: np.ndarray | Sequence[int], dtype: type = np.float32) -> np.ndarray:
         """Pixels at dataset positions `indices`, `(len(indices), C)`, in the order given."""
@@ -317,7 +321,9 @@ class SpectralDataset:
             return self
         block = max(1, min(block, len(self) // (8 * world)))  # small data: still several blocks each
         starts = np.arange(0, len(self), block)[rank::world]
-        positions = np.concatenate([np.arange(s, min(s + block, len(self))) for s in starts]) if len(starts) else np.zeros(0, np.int64)
+        if not len(starts):
+            return self.select_pixels(np.zeros(0, np.int64))
+        positions = np.concatenate([np.arange(s, min(s + block, len(self))) for s in starts])
         return self.select_pixels(positions)
 
     def split(self, by: str = "scan", fractions: Sequence[float] = (0.8, 0.1, 0.1),
@@ -345,12 +351,12 @@ class SpectralDataset:
             order = rng.permutation(n)
             bounds = np.cumsum([0] + counts)
             return tuple(self.select_scans([int(k) for k in sorted(order[a:b])])
-                         for a, b in zip(bounds[:-1], bounds[1:]))
+                         for a, b in zip(bounds[:-1], bounds[1:], strict=False))
         if by == "pixel":
             n = len(self)
             order = rng.permutation(n)
             bounds = np.round(np.cumsum(np.concatenate([[0], fr])) * n).astype(int)
-            return tuple(self.select_pixels(order[a:b]) for a, b in zip(bounds[:-1], bounds[1:]))
+            return tuple(self.select_pixels(order[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=False))
         raise DataError(f"split by must be 'scan' or 'pixel'; got {by!r}")
 
 

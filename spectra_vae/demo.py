@@ -235,7 +235,8 @@ def make_demo_dataset(
     (out / "labels" / "label_names.json").write_text(json.dumps(list(LABEL_NAMES)))
     (out / "data_splits.json").write_text(json.dumps(demo_splits(n_scans, n_abnormal), indent=2))
     meta = {
-        "generator": "spectra_vae.make_demo_dataset", "version": GENERATOR_VERSION, "n_scans": n_scans, "height": height,
+        "generator": "spectra_vae.make_demo_dataset", "version": GENERATOR_VERSION, "n_scans": n_scans,
+        "height": height,
         "width": width, "seed": seed, "n_abnormal": n_abnormal, "noise_sigma": noise,
         "scatter": scatter, "label_names": list(LABEL_NAMES),
         "tumour_differs_by": "nucleic acid 0.14→0.18, glycogen 0.11→0.07, amide I −2 cm⁻¹",

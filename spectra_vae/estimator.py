@@ -20,8 +20,19 @@ from .loss import RECONSTRUCTIONS, kl_divergence, reconstruction_nll
 from .model import VAE, ModelConfig
 from .normalise import METHODS, Normaliser, merge_stats, pixel_stats
 from .preprocessing import Preprocessor
-from .train import (PRECISIONS, PixelBatches, TrainState, all_reduce, dist_info, init_distributed,
-                    load_checkpoint, make_optimizer, resolve_device, save_checkpoint, train_loop)
+from .train import (
+    PRECISIONS,
+    PixelBatches,
+    TrainState,
+    all_reduce,
+    dist_info,
+    init_distributed,
+    load_checkpoint,
+    make_optimizer,
+    resolve_device,
+    save_checkpoint,
+    train_loop,
+)
 
 PREDICT_BATCH = 8192
 BEST, LAST = "best.pt", "last.pt"
@@ -273,7 +284,8 @@ class SpectraVAE:
     def _reconstruct_original(self, data: Any) -> np.ndarray:
         pre = self.preprocessor_
         if not pre.invertible:
-            raise DataError(f"preprocess {pre.spec!r} cannot be undone; reconstructions exist only in the preprocessed space")
+            raise DataError(f"preprocess {pre.spec!r} cannot be undone; reconstructions exist only in the "
+                            "preprocessed space")
         self.prepare(data)  # checks the axis
         out = []
         with torch.no_grad():
@@ -389,7 +401,8 @@ class SpectraVAE:
         except (KeyError, TypeError, RuntimeError, ValueError) as exc:
             raise DataError(f"{path}: checkpoint content is incomplete or does not match the model ({exc})") from exc
         vae.optimizer_ = make_optimizer(vae.model_, vae.learning_rate, vae.device_)
-        history = [dict(zip(payload["history"], row)) for row in zip(*payload["history"].values())]
+        columns = payload["history"]
+        history = [dict(zip(columns, row, strict=True)) for row in zip(*columns.values(), strict=True)]
         vae._state = TrainState(history=history, best_epoch=int(payload.get("best_epoch", 0)))
         vae._generators = vae._new_generators()
         training = payload.get("training")
@@ -399,7 +412,8 @@ class SpectraVAE:
             vae._state = TrainState(epoch=int(training["epoch"]), best_epoch=int(training["best_epoch"]),
                                     best_loss=float(training["best_loss"]), bad_epochs=int(training["bad_epochs"]),
                                     stopped_early=bool(training["stopped_early"]), history=history,
-                                    best_state=None if best is None else {k: v.to(vae.device_) for k, v in best.items()})
+                                    best_state=None if best is None
+                                    else {k: v.to(vae.device_) for k, v in best.items()})
             for k, g in vae._generators.items():
                 if k in training["rng"] and vae.device_.type == "cpu":
                     g.set_state(training["rng"][k])

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 import math
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -36,7 +36,7 @@ class ModelConfig:
 
 def _mlp(sizes: list[int], negative_slope: float) -> nn.Sequential:
     layers: list[nn.Module] = []
-    for a, b in zip(sizes[:-1], sizes[1:]):
+    for a, b in zip(sizes[:-1], sizes[1:], strict=False):
         layers += [nn.Linear(a, b), nn.LeakyReLU(negative_slope)]
     return nn.Sequential(*layers)
 

@@ -181,7 +181,8 @@ def _named_or_random_splits(data_dir: Path, train_split: str, val_split: str, te
 def train(data_dir: str | os.PathLike, out: str | os.PathLike, *, epochs: int = 50, latent_dim: int = 2,
           hidden_dims: tuple[int, ...] = (221, 110), reconstruction: str = "gaussian", beta: float = 1.0,
           batch_size: int = 512, learning_rate: float = 2e-3, patience: int | None = 10, seed: int = 0,
-          device: str = "auto", precision: str = "fp32", train_split: str = "normal_train", val_split: str = "normal_val",
+          device: str = "auto", precision: str = "fp32", train_split: str = "normal_train",
+          val_split: str = "normal_val",
           test_split: str = "normal_test", preprocess: str = "", tissue_only: bool = False,
           verbose: bool = True) -> tuple[SpectraVAE, Splits, Path]:
     """Train on the training split with checkpoints in `out/model/`; writes `out/model/final.pt`.

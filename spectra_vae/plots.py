@@ -74,7 +74,7 @@ def scan_images(images: Mapping[str, np.ndarray], title: str, colorbar_label: st
     else:
         cmap_obj = plt.get_cmap(cmap)
     im = None
-    for ax, (name, img) in zip(axes.flat, images.items()):
+    for ax, (name, img) in zip(axes.flat, images.items(), strict=False):
         im = ax.imshow(img, cmap=cmap_obj, vmin=vmin, vmax=vmax, interpolation="nearest")
         ax.set_title(name, fontsize="small")
         ax.set_xlabel("col (pixel)")
@@ -96,7 +96,7 @@ def training_history(history: pd.DataFrame, best_epoch: int | None = None) -> Fi
     has_val = "val_loss" in history
     fig, axes = plt.subplots(1, 3 if "val_rmse" in history else 2, figsize=(13, 3.8))
     panels = [("reconstruction", "reconstruction term (NLL per pixel)"), ("kl", "KL term per pixel (nats)")]
-    for ax, (term, ylabel) in zip(axes, panels):
+    for ax, (term, ylabel) in zip(axes, panels, strict=False):
         ax.plot(history.epoch, history[f"train_{term}"], marker=".", label="train")
         if has_val:
             ax.plot(history.epoch, history[f"val_{term}"], marker=".", label="validation")
@@ -202,9 +202,9 @@ def latent_traversal(wavenumbers: np.ndarray, spectra_by_dim: Mapping[str, tuple
     """Spectra decoded along each latent axis: {dim name: (values, spectra (n, C))}."""
     n = len(spectra_by_dim)
     fig, axes = plt.subplots(1, n, figsize=(6 * n, 4), squeeze=False)
-    for ax, (name, (values, curves)) in zip(axes.flat, spectra_by_dim.items()):
+    for ax, (name, (values, curves)) in zip(axes.flat, spectra_by_dim.items(), strict=False):
         colours = plt.get_cmap("coolwarm")(np.linspace(0, 1, len(values)))
-        for v, y, c in zip(values, curves, colours):
+        for v, y, c in zip(values, curves, colours, strict=False):
             ax.plot(wavenumbers, y, color=c, lw=1, label=f"{name} = {v:+.2f}")
         spectrum_axes(ax, wavenumbers, known)
         ax.set_title(f"decoded spectra along {name} (others at 0)")

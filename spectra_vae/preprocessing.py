@@ -6,7 +6,7 @@ A pipeline is written `"cut(950,1800)|snv"`: steps separated by `|`, arguments i
 | --- | --- |
 | `cut(lo, hi)` | keep channels with lo ≤ wavenumber ≤ hi |
 | `resample(lo, hi, step)` | linear interpolation onto the grid lo, lo+step, … ≤ hi (instruments line up) |
-| `baseline(degree, iterations)` | modified polynomial baseline removal (Lieber & Mahadevan-Jansen 2003), default (2, 50) |
+| `baseline(degree, iterations)` | modified polynomial baseline (Lieber & Mahadevan-Jansen 2003), default (2, 50) |
 | `rubberband` | rubber-band baseline removal: subtract the lower convex hull of each spectrum |
 | `savgol(window, polyorder, deriv)` | Savitzky–Golay smoothing (deriv 0) or derivative, default (9, 2, 0) |
 | `snv` | standard normal variate: each spectrum minus its mean, divided by its standard deviation |

@@ -55,7 +55,8 @@ def all_reduce(values: np.ndarray, op: str = "sum") -> np.ndarray:
     t = torch.as_tensor(np.asarray(values, dtype=np.float64))
     if torch.distributed.get_backend() == "nccl":
         t = t.cuda()
-    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MIN if op == "min" else torch.distributed.ReduceOp.SUM)
+    reduce_op = torch.distributed.ReduceOp.MIN if op == "min" else torch.distributed.ReduceOp.SUM
+    torch.distributed.all_reduce(t, op=reduce_op)
     return t.cpu().numpy()
 
 

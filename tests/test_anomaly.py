@@ -2,8 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spectra_vae import SpectraVAE, load_dataset
-from spectra_vae import anomaly
+from spectra_vae import SpectraVAE, anomaly, load_dataset
 from spectra_vae.analysis import tissue_mask
 
 

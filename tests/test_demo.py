@@ -21,8 +21,8 @@ def test_demo_scans_have_lab_layout(demo_dir):
 def test_background_is_noise_of_the_stated_level_and_tissue_absorbs(demo_dir):
     scans = [np.load(demo_dir / f"data{i}.npy") for i in range(6)]
     labels = [np.load(demo_dir / "labels" / f"data{i}.npy") for i in range(6)]
-    bg = np.concatenate([s[l == 0] for s, l in zip(scans, labels)])
-    tissue = np.concatenate([s[l > 0] for s, l in zip(scans, labels)])
+    bg = np.concatenate([s[lab == 0] for s, lab in zip(scans, labels, strict=True)])
+    tissue = np.concatenate([s[lab > 0] for s, lab in zip(scans, labels, strict=True)])
     assert abs(bg.mean()) < 3e-4
     assert np.isclose(bg.std(), NOISE_SIGMA, rtol=0.05)
     amide_i = np.argmin(np.abs(demo_wavenumbers() - 1655))

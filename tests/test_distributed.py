@@ -30,7 +30,8 @@ def test_torchrun_two_processes_trains_one_model_written_by_rank_zero(tmp_path):
     # the normaliser merged from both shards equals one fitted on all training pixels
     assert np.allclose(ddp.normaliser_.offset_, train.to_array().astype(np.float64).mean(0), atol=1e-6)
     assert ddp.normaliser_.n_samples_ == len(train)
-    single = SpectraVAE(epochs=6, patience=None, verbose=False).fit(train, validation=load_dataset(data, split="normal_val"))
+    val = load_dataset(data, split="normal_val")
+    single = SpectraVAE(epochs=6, patience=None, verbose=False).fit(train, validation=val)
     rmse_ddp = compare_with_pca(ddp, train, test).loc["VAE", "rmse"]
     rmse_one = compare_with_pca(single, train, test).loc["VAE", "rmse"]
     assert rmse_ddp < 1.5 * rmse_one, (rmse_ddp, rmse_one)

@@ -169,3 +169,13 @@ def test_compare_with_pca_streams_but_gives_the_rmse_over_all_pixels_and_channel
     pca = PCA(n_components=vae.latent_dim).fit(train.to_array())
     assert table.loc["PCA", "rmse"] == pytest.approx(rmse(x, pca.inverse_transform(pca.transform(x))), rel=1e-4)
     assert table.loc["VAE", "pixels"] == len(test)
+
+
+def test_reconstruct_pixels_returns_the_pixels_asked_for_in_their_order(fitted):
+    from spectra_vae.analysis import reconstruct_pixels
+
+    vae, _, _, test, _ = fitted
+    positions = [40, 3, 40, 17]  # unsorted, with a repeat
+    originals, recons = reconstruct_pixels(vae, test, positions)
+    assert np.array_equal(originals, test.read(positions))
+    assert np.allclose(recons, vae.reconstruct(test)[positions], atol=1e-6)

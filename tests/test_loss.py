@@ -58,10 +58,10 @@ def test_elbo_weights_kl_by_beta_and_reports_terms_apart():
 
 def test_default_architecture_is_the_prototypes_shape():
     m = VAE(ModelConfig(n_channels=442))
-    linears = [l for l in m.encoder if isinstance(l, torch.nn.Linear)]
-    assert [(l.in_features, l.out_features) for l in linears] == [(442, 221), (221, 110)]
+    linears = [layer for layer in m.encoder if isinstance(layer, torch.nn.Linear)]
+    assert [(layer.in_features, layer.out_features) for layer in linears] == [(442, 221), (221, 110)]
     assert m.to_mu.out_features == 2 and m.decoder[-1].out_features == 442
-    assert all(l.negative_slope == 0.2 for l in m.encoder if isinstance(l, torch.nn.LeakyReLU))
+    assert all(layer.negative_slope == 0.2 for layer in m.encoder if isinstance(layer, torch.nn.LeakyReLU))
     mu, logvar = m.encode(torch.randn(3, 442))
     assert mu.shape == logvar.shape == (3, 2)
     assert m.decode(mu).shape == (3, 442)

@@ -6,8 +6,7 @@ import nbformat
 import numpy as np
 import pytest
 
-from spectra_vae import DataError, make_demo_dataset
-from spectra_vae import pipeline
+from spectra_vae import DataError, make_demo_dataset, pipeline
 from spectra_vae.__main__ import main
 
 NOTEBOOKS = pipeline.project_root() / "notebooks"

@@ -36,7 +36,8 @@ def test_bf16_training_reaches_about_the_float32_held_out_error(demo_dir, device
     errors = {}
     for precision in ("fp32", "bf16"):
         vae = SpectraVAE(hidden_dims=(64, 32), epochs=8, batch_size=128, patience=None, device=device,
-                         precision=precision, verbose=False).fit(train, validation=val, checkpoint_dir=tmp_path / precision)
+                         precision=precision, verbose=False).fit(train, validation=val,
+                                                                 checkpoint_dir=tmp_path / precision)
         assert np.isfinite(vae.history[["train_loss", "val_loss", "val_rmse"]].to_numpy()).all()
         errors[precision] = vae.reconstruction_error(test).mean()
         loaded = SpectraVAE.load(tmp_path / precision / "last.pt", device="cpu")

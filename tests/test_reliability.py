@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from spectra_vae import DataError, SpectraVAE, TrainingError, load_dataset
-from spectra_vae import pipeline, train as train_module
+from spectra_vae import DataError, SpectraVAE, TrainingError, load_dataset, pipeline
+from spectra_vae import train as train_module
 
 
 def test_a_scan_without_any_finite_pixel_is_an_error(tmp_path):
@@ -100,7 +100,8 @@ def test_sigkill_mid_epoch_leaves_last_loadable_and_resume_matches_an_uninterrup
 
 
 def test_bad_notebook_parameters_fail_the_first_cell_naming_the_parameter(tmp_path):
-    with pytest.raises(pipeline.PipelineError, match=r"02_train.ipynb failed in cell \d+ \(DataError: parameter epochs: "
+    with pytest.raises(pipeline.PipelineError,
+                       match=r"02_train.ipynb failed in cell \d+ \(DataError: parameter epochs: "
                                                      r"expected a whole number, got 'abc'\)"):
         pipeline.run_pipeline("", tmp_path / "a", {"epochs": "abc"}, notebooks=("02_train.ipynb",), html=False)
     with pytest.raises(pipeline.PipelineError, match=r"parameter latent_dim: must be ≥ 1, got 0"):

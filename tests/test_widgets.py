@@ -1,5 +1,5 @@
-import numpy as np
 import ipywidgets as widgets
+import numpy as np
 
 from spectra_vae.widgets import browse_reconstructions
 

@@ -91,8 +91,9 @@ def main() -> int:
         shutil.copy(ROOT / "notebooks" / nb, scratch / nb)
     run_dir = scratch / "run"
     print("training the model the notebooks read (02_train through papermill) …", flush=True)
-    subprocess.run([python, "-m", "papermill", str(ROOT / "notebooks" / "02_train.ipynb"), str(scratch / "02_out.ipynb"),
-                    "-p", "run_dir", str(run_dir), "-p", "epochs", "5", "--cwd", str(ROOT / "notebooks")],
+    subprocess.run([python, "-m", "papermill", str(ROOT / "notebooks" / "02_train.ipynb"),
+                    str(scratch / "02_out.ipynb"), "-p", "run_dir", str(run_dir), "-p", "epochs", "5",
+                    "--cwd", str(ROOT / "notebooks")],
                    check=True, capture_output=True)
     for nb in ("03_reconstruction.ipynb", "04_latent_exploration.ipynb"):
         # point the scratch copies at that run (a papermill-style parameter edit, nothing else)
@@ -120,7 +121,8 @@ def main() -> int:
 
                 page.goto(f"http://127.0.0.1:{port}/lab/tree/03_reconstruction.ipynb?token={token}")
                 page.wait_for_selector(".jp-Notebook", timeout=60_000)
-                page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle'], .jp-KernelStatus", timeout=60_000)
+                page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle'], .jp-KernelStatus",
+                                       timeout=60_000)
                 time.sleep(2)
                 run_all(page, "03", 300_000)
                 slider = page.locator(".widget-slider").last

@@ -1,0 +1,96 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 02 · Train the VAE
+# Trains on the training split with per-epoch validation, early stopping and checkpoints
+# (`best.pt`, `last.pt`, `final.pt` in `<run_dir>/model/`). On a server:
+# `papermill 02_train.ipynb out.ipynb -p epochs 50 -p data_dir /data/scans`.
+
+# %% tags=["parameters"]
+data_dir = ""  # directory of .npy scans; empty: the embedded demo data, generated on first use
+run_dir = ""  # report folder for figures and the model; empty: reports/demo in the repository
+epochs = 20
+preprocess = ""  # e.g. cut(950,1800)|snv ; see spectra_vae.preprocessing; empty: none
+tissue_only = False  # True: train and validate on tissue pixels only (amide I mask); needed with snv or vector
+latent_dim = 2
+hidden_dims = "221,110"  # encoder layer sizes; the decoder mirrors them
+reconstruction = "gaussian"  # gaussian | mse | mae | bce
+beta = 1.0
+batch_size = 512
+learning_rate = 0.002
+patience = 10  # epochs without validation improvement before stopping; 0 turns it off
+seed = 0
+device = "auto"  # auto | cpu | cuda | mps
+precision = "fp32"  # fp32 | bf16 (mixed precision for GPUs; see the README)
+train_split = "normal_train"  # keys of data_splits.json; without them: 80/10/10 by scan
+val_split = "normal_val"
+test_split = "normal_test"
+
+# %%
+# %matplotlib inline
+from spectra_vae import pipeline, plots
+from spectra_vae.loss import RECONSTRUCTIONS
+from spectra_vae.preprocessing import Preprocessor
+from spectra_vae.train import PRECISIONS
+
+params = dict(
+    epochs=pipeline.check_int("epochs", epochs, 1),
+    latent_dim=pipeline.check_int("latent_dim", latent_dim, 1),
+    hidden_dims=pipeline.parse_hidden_dims(hidden_dims),
+    reconstruction=pipeline.check_choice("reconstruction", reconstruction, RECONSTRUCTIONS),
+    beta=pipeline.check_float("beta", beta, 0.0),
+    batch_size=pipeline.check_int("batch_size", batch_size, 1),
+    learning_rate=pipeline.check_float("learning_rate", learning_rate, 0.0, strict=True),
+    patience=pipeline.check_int("patience", patience, 0) or None,
+    seed=pipeline.check_int("seed", seed, 0),
+    device=str(device),
+    precision=pipeline.check_choice("precision", precision, PRECISIONS),
+    preprocess=str(preprocess),
+    tissue_only=pipeline.check_bool("tissue_only", tissue_only),
+)
+Preprocessor(params["preprocess"])  # a bad pipeline fails here, naming the step
+data = pipeline.resolve_data_dir(data_dir)
+run = pipeline.resolve_run_dir(run_dir)
+print(f"data: {data}\nreport: {run}")
+params
+
+# %% [markdown]
+# ## Training
+# The progress bar shows training loss, validation loss and validation RMSE (absorbance) per epoch.
+
+# %%
+vae, splits, final = pipeline.train(data, run, train_split=train_split, val_split=val_split,
+                                    test_split=test_split, **params)
+print(splits.how)
+for name, part in (("train", splits.train), ("validation", splits.validation), ("test", splits.test)):
+    if part is not None:
+        print(f"{name:>10}: {len(part):>8} pixels from {part.scans}")
+
+# %%
+vae.history.round(5)
+
+# %% [markdown]
+# ## Loss curves
+# Reconstruction and KL apart (log scale where the values are positive; the Gaussian NLL can be negative,
+# then symlog), and the validation RMSE in absorbance units. The dashed line marks the best epoch, whose
+# weights the model keeps.
+
+# %%
+fig = plots.training_history(vae.history, vae.best_epoch_)
+pipeline.save_figure(fig, run, "02_loss_curves")
+
+# %% [markdown]
+# ## Where the model went
+
+# %%
+import os
+
+for f in sorted((run / "model").iterdir()):
+    print(f"{f}  ({os.path.getsize(f) / 1e6:.2f} MB)")
+print(f"\nbest epoch {vae.best_epoch_} of {len(vae.history)}; load with SpectraVAE.load({str(final)!r})")

@@ -1,0 +1,97 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 03 · Reconstructions
+# How well the trained VAE reproduces spectra it has not seen: single pixels, the error distribution,
+# error maps per scan, the VAE against PCA with as many components, and a pixel browser.
+# Uses the model that `02_train` wrote (parameter `checkpoint`), never retrains.
+
+# %% tags=["parameters"]
+data_dir = ""  # directory of .npy scans; empty: the embedded demo data, generated on first use
+run_dir = ""  # report folder for figures and the model; empty: reports/demo in the repository
+checkpoint = ""  # model file; empty: run_dir/model/final.pt as written by 02_train
+noise_level = 0.002  # known noise s.d. of the data in absorbance, marked on the error histogram; 0 if unknown
+
+# %%
+# %matplotlib inline
+import numpy as np
+
+from spectra_vae import analysis, load_dataset, pipeline, plots
+from spectra_vae.widgets import browse_reconstructions
+
+noise_level = pipeline.check_float("noise_level", noise_level, 0.0)
+vae, splits, data, ckpt = pipeline.open_run(run_dir, checkpoint, data_dir)
+run = pipeline.resolve_run_dir(run_dir)
+test = splits.test
+print(f"model: {ckpt}\ndata: {data}\n{splits.how}\nheld-out (test) scans: {test.scans}")
+vae
+
+# %% [markdown]
+# ## Original vs reconstruction on held-out pixels
+# In absorbance units; the grey line is the residual.
+
+# %%
+seen = vae.prepare(test)  # the test pixels as the model sees them (after any preprocessing)
+if vae.preprocess:
+    print(f"preprocessing {vae.preprocess!r}: spectra below are in the preprocessed space")
+err_test = vae.reconstruction_error(seen)  # per pixel, streamed: the spectra are not all held in memory
+tissue_test = analysis.tissue_mask(test)
+picks = analysis.pick_pixels(err_test, tissue_test)
+titles = [f"{name}: {analysis.pixel_name(test, i)}, RMSE {err_test[i]:.2g}" for name, i in picks.items()]
+x_picked, r_picked = analysis.reconstruct_pixels(vae, seen, list(picks.values()))
+fig = plots.reconstructions(seen.wavenumbers, x_picked, r_picked, titles, known=test.wavenumbers_known)
+pipeline.save_figure(fig, run, "03_reconstructions")
+
+# %% [markdown]
+# ## Error distribution
+# Per-pixel RMSE over channels; background pixels are noise only, so their error sits at the noise level.
+
+# %%
+fig = plots.error_histogram({"tissue": err_test[tissue_test], "background": err_test[~tissue_test]},
+                           noise_level or None, "Per-pixel reconstruction RMSE, held-out scans")
+pipeline.save_figure(fig, run, "03_error_histogram")
+rmse_all, rmse_tissue = np.sqrt(np.mean(err_test**2)), np.sqrt(np.mean(err_test[tissue_test] ** 2))
+print(f"held-out RMSE: all pixels {rmse_all:.4g}, tissue {rmse_tissue:.4g}")
+
+# %% [markdown]
+# ## Error maps per scan
+# Every scan of the dataset; titles say whether the model trained on it.
+
+# %%
+full = load_dataset(data)
+err_full = vae.reconstruction_error(full)
+role = {n: "train" for n in splits.train.scans} | {n: "test" for n in test.scans}
+role |= {n: "validation" for n in (splits.validation.scans if splits.validation is not None else [])}
+maps = {f"{n} ({role.get(n, 'unused')})": full.image(err_full, k) for k, n in enumerate(full.scans)}
+fig = plots.scan_images(maps, "Per-pixel reconstruction RMSE", "RMSE (absorbance)", cmap="magma", vmin=0)
+pipeline.save_figure(fig, run, "03_error_maps")
+
+# %% [markdown]
+# ## The VAE against PCA
+# PCA with as many components as latent dimensions, fitted on the same training pixels, scored on the same
+# held-out pixels.
+
+# %%
+table = analysis.compare_with_pca(vae, splits.train, test)
+winner = table["rmse"].idxmin()
+print(f"lower held-out RMSE: {winner} ({table.loc['VAE', 'rmse']:.4g} VAE vs {table.loc['PCA', 'rmse']:.4g} PCA)")
+table
+
+# %%
+fig = plots.method_comparison(table, f"Held-out RMSE, {vae.latent_dim} components each")
+pipeline.save_figure(fig, run, "03_vae_vs_pca")
+
+# %% [markdown]
+# ## Pixel browser
+# Worst-reconstructed held-out pixels first; change the order with the drop-down. The cross marks the pixel on
+# its scan's error map.
+
+# %%
+browser = browse_reconstructions(vae, test)
+browser

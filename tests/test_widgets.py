@@ -4,7 +4,7 @@ import ipywidgets as widgets
 import numpy as np
 import pytest
 
-from spectra_vae import analysis, load_dataset
+from spectra_vae import SpectraVAE, analysis, load_dataset
 from spectra_vae.explorer import outline_segments
 from spectra_vae.widgets import browse_reconstructions, explore
 
@@ -148,7 +148,8 @@ def test_explorer_brush_outlines_counts_and_averages_the_scan_pixels_inside_the_
     lo, hi = np.percentile(z[:, :2], [30, 70], axis=0)
     drag_latent(ex, (lo[0], hi[1]), (hi[0], lo[1]))  # from the top-left corner down to the bottom-right
     assert ex.brush_box == pytest.approx((lo[0], hi[0], lo[1], hi[1]), abs=1e-6)
-    inside = np.flatnonzero(((z[:, :2] >= lo - 1e-9) & (z[:, :2] <= hi + 1e-9)).all(axis=1))
+    x0, x1, y0, y1 = ex.brush_box
+    inside = np.flatnonzero((z[:, 0] >= x0) & (z[:, 0] <= x1) & (z[:, 1] >= y0) & (z[:, 1] <= y1))
     offset = int(np.flatnonzero(demo.scan_of() == 4)[0])
     assert 0 < len(inside) < len(z)
     assert np.array_equal(ex.brushed, offset + inside)
@@ -167,6 +168,10 @@ def test_explorer_brush_outlines_counts_and_averages_the_scan_pixels_inside_the_
     outline = ex.figure_map.axes[0].collections[0]
     drawn = {tuple(map(tuple, np.round(seg, 6))) for seg in outline.get_segments()}
     assert drawn == boundary and len(outline.get_segments()) == len(boundary)
+    # the box's edges belong to it: a box whose corners are two pixels' latent points holds both
+    a, b = np.argmin(z[:, 0]), np.argmax(z[:, 0])
+    ex.brush((z[a, 0], z[b, 0], min(z[a, 1], z[b, 1]), max(z[a, 1], z[b, 1])))
+    assert {offset + a, offset + b} <= set(ex.brushed.tolist())
 
 
 def test_explorer_click_without_drag_clears_the_brush_and_clear_button_too(explorer):
@@ -240,3 +245,13 @@ def test_outline_segments_trace_the_boundary_of_a_mask_exactly():
     assert {tuple(map(tuple, s)) for s in segments} == {e for e, n in edges.items() if n == 1}
     assert len(segments) == sum(n == 1 for n in edges.values())
     assert outline_segments(np.zeros((3, 3), bool)).shape == (0, 2, 2)
+
+
+def test_explorer_never_reads_channel_indices_as_wavenumbers():
+    cube = np.random.default_rng(0).random((4, 4, 1700)).astype(np.float32)  # channels 1630–1680 exist
+    ds = load_dataset(cube)
+    vae = SpectraVAE(hidden_dims=(8,), epochs=1, batch_size=16, verbose=False).fit(ds)
+    ex = explore(vae, ds)
+    assert ex.map_names[0] == "total absorbance (no wavenumber axis)"
+    image = np.asarray(ex.figure_map.axes[0].images[0].get_array(), dtype=float)
+    assert np.allclose(image, cube.sum(axis=2, dtype=np.float64), rtol=1e-5)

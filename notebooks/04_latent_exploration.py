@@ -9,7 +9,7 @@
 # %% [markdown]
 # # 04 · Latent exploration
 # Where pixels land in the latent space: coloured by scan and by ground truth, embedded with PCA and
-# t-SNE, decoded along each latent axis, and drawn back as images.
+# t-SNE, decoded along each latent axis, drawn back as images, and explored scan by scan with linked views.
 
 # %% tags=["parameters"]
 data_dir = ""  # directory of .npy scans; empty: the embedded demo data, generated on first use
@@ -23,6 +23,7 @@ seed = 0
 import numpy as np
 
 from spectra_vae import analysis, load_dataset, pipeline, plots
+from spectra_vae.widgets import explore
 
 max_points = pipeline.check_int("max_points", max_points, 10)
 seed = pipeline.check_int("seed", seed, 0)
@@ -76,3 +77,13 @@ for d in range(vae.latent_dim):
     fig = plots.scan_images({n: ds.image(z[:, d], k) for k, n in enumerate(ds.scans)},
                             f"Latent mean z{d + 1} per pixel", f"z{d + 1}", cmap="coolwarm")
     pipeline.save_figure(fig, run, f"04_latent_z{d + 1}_images")
+
+# %% [markdown]
+# ## Explore a scan: click a pixel, brush the latent space
+# Interactive in JupyterLab; the figures above stay inline for the report. Pick a scan and a map (amide I,
+# reconstruction error, anomaly score, a latent coordinate, the labels) and click a pixel: its spectrum,
+# reconstruction and residual appear below and a cross marks it in the latent scatter. Drag a box over the
+# scatter to outline those pixels on the map, with their count and mean spectrum; a click there clears it.
+
+# %%
+explore(vae, ds)

@@ -14,39 +14,72 @@ shows at most `max_points` pixels of the scan (a seeded sample: Agg draws 77 000
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 from typing import Any
 
 import ipywidgets as widgets
 import numpy as np
+from ipympl.backend_nbagg import Canvas, FigureManager  # ships its JupyterLab extension
 from matplotlib import colormaps, patheffects
 from matplotlib.backend_bases import DrawEvent, MouseEvent
 from matplotlib.collections import LineCollection
 from matplotlib.colors import BoundaryNorm, Colormap, ListedColormap, Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+from PIL import Image
 
 from .data import SpectralDataset, as_dataset
 from .estimator import SpectraVAE, pixel_rmse
 from .plots import ABS_LABEL, spectrum_axes
 
 MAX_SCATTER_POINTS = 20_000
-SPECTRUM_FILL = 0.4  # the spectrum's y range is kept while the curves span at least this fraction of it
+MAP_AXES = (0.12, 0.1, 0.58, 0.8)  # the map's place in its figure (left, bottom, width, height), as a browser clicks it
 AMIDE_I = (1630.0, 1680.0)  # cm⁻¹, the band of analysis.amide_i_intensity
 RECONSTRUCTION_ERROR, ANOMALY_SCORE, LABELS = "reconstruction error", "anomaly score", "labels"
 _OUTLINE = [patheffects.withStroke(linewidth=3, foreground="black")]  # readable on any colour map
 
 
+class ExplorerCanvas(Canvas):
+    """ipympl's canvas widget, sending its frames compressed at zlib level 1.
+
+    After a click most of a frame is unchanged, and webagg sends those pixels as zeros: at level 1
+    such frames encode about twice as fast as at the default level and stay a few kB.
+    """
+
+    def get_diff_image(self) -> bytes | None:  # matplotlib's webagg (3.7–3.11), but for the zlib level
+        if not self._png_is_old:
+            return None
+        pixels = np.asarray(self.get_renderer().buffer_rgba())
+        buff = pixels.view(np.uint32).squeeze(2)  # one uint32 per pixel: compared in one pass
+        if self._force_full or buff.shape != self._last_buff.shape or (pixels[:, :, 3] != 255).any():
+            self.set_image_mode("full")  # a diff cannot carry transparency: send the whole frame
+            output = buff
+        else:
+            self.set_image_mode("diff")
+            output = np.where(buff != self._last_buff, buff, 0)
+        self._last_buff = buff.copy()
+        self._force_full = False
+        self._png_is_old = False
+        with io.BytesIO() as png:
+            Image.fromarray(output.view(np.uint8).reshape((*output.shape, 4))).save(png, format="png", compress_level=1)
+            return png.getvalue()
+
+
 def interactive_figure(figsize: tuple[float, float]) -> Figure:
     """A Figure on its own ipympl canvas widget (`figure.canvas`), outside pyplot's figure registry."""
-    from ipympl.backend_nbagg import Canvas, FigureManager  # the JupyterLab extension ships with it
-
     figure = Figure(figsize=figsize)
-    canvas = Canvas(figure)
+    canvas = ExplorerCanvas(figure)
     FigureManager(canvas, 0)  # webagg routes messages through a manager; the number is not used
+    # A frame drawn before a browser view exists is kept as the widget's still image (`_data_url`).
+    # With ipympl 0.10 in JupyterLab 4 a canvas inside a box that has one never appears (the view
+    # fails on a "broken" image, seen in the browser test). The view asks for a fresh frame when
+    # it appears, so keep none.
+    canvas.syncing_data_url = False
     canvas.header_visible = False
     canvas.footer_visible = False
     canvas.resizable = False
+    canvas.toolbar_position = "right"  # over the figures' right margins, clear of axis labels
     return figure
 
 
@@ -183,7 +216,7 @@ class Explorer(widgets.VBox):
     # -- the figures -------------------------------------------------------------------------
     def _build_map(self) -> None:
         self.figure_map = interactive_figure((5.2, 4.2))
-        self._ax_map = self.figure_map.add_axes((0.12, 0.1, 0.58, 0.8))
+        self._ax_map = self.figure_map.add_axes(MAP_AXES)
         self._cax = self.figure_map.add_axes((0.72, 0.1, 0.03, 0.8))
         self._image = self._ax_map.imshow(np.zeros((2, 2)), interpolation="nearest")
         self._colorbar = self.figure_map.colorbar(self._image, cax=self._cax)  # follows the image's norm
@@ -197,8 +230,8 @@ class Explorer(widgets.VBox):
         self.figure_map.canvas.mpl_connect("button_press_event", self._on_map_press)
 
     def _build_latent(self) -> None:
-        self.figure_latent = interactive_figure((4.6, 4.2))
-        self._ax_latent = self.figure_latent.add_axes((0.16, 0.1, 0.8, 0.8))
+        self.figure_latent = interactive_figure((4.8, 4.2))
+        self._ax_latent = self.figure_latent.add_axes((0.16, 0.1, 0.74, 0.8))
         self._scatter = self._ax_latent.scatter(np.zeros(1), np.zeros(1), s=3, linewidths=0)
         one_d = self.vae.latent_dim == 1
         self._ax_latent.set_xlabel(f"z{self.latent_axes[0] + 1} (latent mean)")
@@ -215,24 +248,25 @@ class Explorer(widgets.VBox):
         canvas.mpl_connect("button_release_event", self._on_latent_release)
 
     def _build_spectrum(self) -> None:
-        self.figure_spectrum = interactive_figure((9.8, 3.7))
-        ax = self._ax_spec = self.figure_spectrum.add_axes((0.075, 0.14, 0.72, 0.76))
+        self.figure_spectrum = interactive_figure((10.0, 3.7))
+        ax = self._ax_spec = self.figure_spectrum.add_axes((0.075, 0.14, 0.7, 0.76))
         wn = self.dataset.wavenumbers
         zeros = np.zeros_like(wn, dtype=float)
-        # the curves and the title change with each click: animated, blitted over the axes
+        # what changes with a click (the curves and their y axis) is animated: blitted over
+        # a background of what does not (x axis, frame, legend), so no click redraws the figure
         self._line_orig, = ax.plot(wn, zeros, color="k", lw=1, label="spectrum", animated=True)
         self._line_rec, = ax.plot(wn, zeros, color="C3", lw=1, label="reconstruction", animated=True)
         self._line_res, = ax.plot(wn, zeros, color="grey", lw=0.7, label="residual", animated=True)
         self._line_mean, = ax.plot(wn, zeros, color="C0", lw=1.2, visible=False, animated=True)
-        self._title = ax.set_title("", loc="left", fontsize="medium")
-        self._title.set_animated(True)
+        zero = ax.axhline(0, color="0.8", lw=0.6, zorder=0, animated=True)
+        ax.set_title("the selected pixel (named above)", loc="left", fontsize="medium")
         spectrum_axes(ax, wn, self.dataset.wavenumbers_known)
-        if self.vae.preprocess:
-            ax.set_ylabel(f"after {self.vae.preprocess}")
-        ax.axhline(0, color="0.8", lw=0.6, zorder=0)
-        self._spectrum_blit = Blitter(self.figure_spectrum, [self._line_mean, self._line_res, self._line_rec,
-                                                             self._line_orig, self._title])
-        self._spectrum_rescaled = True
+        ylabel = f"after {self.vae.preprocess}" if self.vae.preprocess else ax.get_ylabel()
+        ax.set_ylabel("")  # drawn once, beside the animated y axis rather than with it
+        self.figure_spectrum.text(0.01, 0.52, ylabel, rotation=90, va="center", ha="left")
+        ax.yaxis.set_animated(True)
+        self._spectrum_blit = Blitter(self.figure_spectrum, [ax.yaxis, zero, self._line_mean, self._line_res,
+                                                             self._line_rec, self._line_orig])
 
     # -- what is drawn -----------------------------------------------------------------------
     def _intensity_kind(self) -> tuple[str, str, np.ndarray | None]:
@@ -343,7 +377,6 @@ class Explorer(widgets.VBox):
         self._show_pixel()
         self.figure_map.canvas.draw()
         self.figure_latent.canvas.draw()
-        self._spectrum_rescaled = False
         self.figure_spectrum.canvas.draw()
 
     def show_map(self, name: str) -> None:
@@ -372,7 +405,7 @@ class Explorer(widgets.VBox):
         self._show_pixel()
         self._map_blit.update()
         self._latent_blit.update()
-        self._redraw_spectrum()
+        self._spectrum_blit.update()
         return True
 
     def brush(self, box: tuple[float, float, float, float] | None) -> None:
@@ -384,7 +417,6 @@ class Explorer(widgets.VBox):
         self._set_brush(box)
         self._map_blit.update()
         self._latent_blit.update()
-        self._spectrum_rescaled = False
         self.figure_spectrum.canvas.draw()  # the legend names the brushed pixels
 
     # -- behind the scenes --------------------------------------------------------------------
@@ -463,32 +495,18 @@ class Explorer(widgets.VBox):
             f" · {self.map_name} {value:.4g}"
         self.info.value = (f"<b>{scan}</b> row {row}, col {col}{shown} · RMSE {self._pixel_rmse:.4g} "
                            f"· z = ({z}){truth}")
-        self._title.set_text(f"{scan} row {row}, col {col}: RMSE {self._pixel_rmse:.3g}{truth}")
 
     def _update_spectrum_axes(self) -> None:
-        """Fit the y range to the curves shown, keeping it while they still fill most of it: a click
-        whose curves fit redraws only them (blitted), not the axes."""
         lines = [ln for ln in (self._line_orig, self._line_rec, self._line_res, self._line_mean) if ln.get_visible()]
         lo = min(float(np.min(ln.get_ydata())) for ln in lines)
         hi = max(float(np.max(ln.get_ydata())) for ln in lines)
-        y0, y1 = self._ax_spec.get_ylim()
-        if not (y0 <= lo and hi <= y1 and hi - lo >= SPECTRUM_FILL * (y1 - y0)):
-            pad = 0.05 * (hi - lo or 1.0)
-            self._ax_spec.set_ylim(lo - pad, hi + pad)
-            self._spectrum_rescaled = True
+        pad = 0.05 * (hi - lo or 1.0)
+        self._ax_spec.set_ylim(lo - pad, hi + pad)
 
     def _update_legend(self) -> None:
         lines = [self._line_orig, self._line_rec, self._line_res] + [self._line_mean] * self._line_mean.get_visible()
         self._ax_spec.legend(handles=lines, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small",
                              frameon=False)
-
-    def _redraw_spectrum(self) -> None:
-        """The spectrum figure: in full when its axes changed, else its curves and title only."""
-        if self._spectrum_rescaled:
-            self._spectrum_rescaled = False
-            self.figure_spectrum.canvas.draw()
-        else:
-            self._spectrum_blit.update()
 
     # show_scan and show_map set .scan and .map_name before their selector: a choice made in code
     # comes back through these observers as already done

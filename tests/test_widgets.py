@@ -116,10 +116,10 @@ def test_explorer_click_on_the_map_shows_that_pixels_spectrum_reconstruction_and
         assert f"ground truth: {label}" in ex.info.value
 
 
-def test_explorer_click_blits_markers_into_the_rendered_map_and_never_redraws_map_or_scatter_in_full(explorer):
+def test_explorer_click_blits_markers_and_curves_into_the_rendered_canvases_and_never_redraws_in_full(explorer):
     _, _, ex = explorer
     full_draws = []
-    for fig in (ex.figure_map, ex.figure_latent):
+    for fig in (ex.figure_map, ex.figure_latent, ex.figure_spectrum):
         fig.canvas.mpl_connect("draw_event", lambda e, fig=fig: full_draws.append(fig))
     ax = ex.figure_map.axes[0]
     cyan = np.array([0, 255, 255])

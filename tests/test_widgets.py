@@ -1,8 +1,10 @@
+import io
 from collections import Counter
 
 import ipywidgets as widgets
 import numpy as np
 import pytest
+from PIL import Image
 
 from spectra_vae import SpectraVAE, analysis, load_dataset
 from spectra_vae.explorer import outline_segments
@@ -139,6 +141,28 @@ def test_explorer_click_blits_markers_and_curves_into_the_rendered_canvases_and_
     assert cyan_near(18, 20) and not cyan_near(3, 4)
     assert not (np.asarray(ex.figure_spectrum.canvas.buffer_rgba()) == spectrum_before).all()
     assert full_draws == []
+
+
+def test_explorer_frames_sent_to_the_browser_rebuild_exactly_what_is_drawn(explorer):
+    _, _, ex = explorer
+    canvases = [fig.canvas for fig in (ex.figure_map, ex.figure_latent, ex.figure_spectrum)]
+    frames = {id(c): [] for c in canvases}
+    for c in canvases:  # what the browser receives: a full frame, then diffs whose unchanged pixels are 0
+        c.send_binary = lambda png, c=c: frames[id(c)].append((c._current_image_mode, png))
+        c._force_full = True
+        c.draw()
+    click_map(ex, 6, 7)
+    click_map(ex, 15, 12)
+    ex.brush((-10, 10, -10, 10))
+    click_map(ex, 9, 20)
+    for c in canvases:
+        modes = [mode for mode, _ in frames[id(c)]]
+        assert modes[0] == "full" and "diff" in modes and len(modes) >= 4
+        shown = None
+        for mode, png in frames[id(c)]:
+            image = np.asarray(Image.open(io.BytesIO(png)).convert("RGBA"))
+            shown = image if mode == "full" else np.where(image[:, :, 3:] > 0, image, shown)
+        assert np.array_equal(shown, np.asarray(c.buffer_rgba()))
 
 
 def test_explorer_brush_outlines_counts_and_averages_the_scan_pixels_inside_the_latent_box(explorer):

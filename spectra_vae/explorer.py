@@ -14,13 +14,14 @@ shows at most `max_points` pixels of the scan (a seeded sample: Agg draws 77 000
 
 from __future__ import annotations
 
+import functools
 import io
 from dataclasses import dataclass, field
 from typing import Any
 
 import ipywidgets as widgets
+import matplotlib
 import numpy as np
-from ipympl.backend_nbagg import Canvas, FigureManager  # ships its JupyterLab extension
 from matplotlib import colormaps, patheffects
 from matplotlib.backend_bases import DrawEvent, MouseEvent
 from matplotlib.collections import LineCollection
@@ -40,37 +41,52 @@ RECONSTRUCTION_ERROR, ANOMALY_SCORE, LABELS = "reconstruction error", "anomaly s
 _OUTLINE = [patheffects.withStroke(linewidth=3, foreground="black")]  # readable on any colour map
 
 
-class ExplorerCanvas(Canvas):
-    """ipympl's canvas widget, sending its frames compressed at zlib level 1.
+@functools.cache
+def canvas_classes() -> tuple[type, type]:
+    """ipympl's canvas widget (sending frames at zlib level 1) and figure manager.
 
-    After a click most of a frame is unchanged, and webagg sends those pixels as zeros: at level 1
-    such frames encode about twice as fast as at the default level and stay a few kB.
+    `import ipympl` switches pyplot to ipympl (its `__init__` calls `matplotlib.use`), which would
+    turn a notebook's inline figures into widgets; the explorer makes its canvases directly, so
+    the backend in use before is put back (both switches close pyplot's open figures, once, at the
+    first explorer of a session).
     """
+    backend = matplotlib.get_backend()
+    from ipympl.backend_nbagg import Canvas, FigureManager  # ships its JupyterLab extension
 
-    def get_diff_image(self) -> bytes | None:  # matplotlib's webagg (3.7–3.11), but for the zlib level
-        if not self._png_is_old:
-            return None
-        pixels = np.asarray(self.get_renderer().buffer_rgba())
-        buff = pixels.view(np.uint32).squeeze(2)  # one uint32 per pixel: compared in one pass
-        if self._force_full or buff.shape != self._last_buff.shape or (pixels[:, :, 3] != 255).any():
-            self.set_image_mode("full")  # a diff cannot carry transparency: send the whole frame
-            output = buff
-        else:
-            self.set_image_mode("diff")
-            output = np.where(buff != self._last_buff, buff, 0)
-        self._last_buff = buff.copy()
-        self._force_full = False
-        self._png_is_old = False
-        with io.BytesIO() as png:
-            Image.fromarray(output.view(np.uint8).reshape((*output.shape, 4))).save(png, format="png", compress_level=1)
-            return png.getvalue()
+    if matplotlib.get_backend() != backend:
+        matplotlib.use(backend)
+
+    class ExplorerCanvas(Canvas):
+        # After a click most of a frame is unchanged, and webagg sends those pixels as zeros: at
+        # zlib level 1 such frames encode about twice as fast as at the default level, a few kB each.
+        def get_diff_image(self) -> bytes | None:  # matplotlib's webagg (3.7–3.11) but for the level
+            if not self._png_is_old:
+                return None
+            pixels = np.asarray(self.get_renderer().buffer_rgba())
+            buff = pixels.view(np.uint32).squeeze(2)  # one uint32 per pixel: compared in one pass
+            if self._force_full or buff.shape != self._last_buff.shape or (pixels[:, :, 3] != 255).any():
+                self.set_image_mode("full")  # a diff cannot carry transparency: send the whole frame
+                output = buff
+            else:
+                self.set_image_mode("diff")
+                output = np.where(buff != self._last_buff, buff, 0)
+            self._last_buff = buff.copy()
+            self._force_full = False
+            self._png_is_old = False
+            with io.BytesIO() as png:
+                rgba = output.view(np.uint8).reshape((*output.shape, 4))
+                Image.fromarray(rgba).save(png, format="png", compress_level=1)
+                return png.getvalue()
+
+    return ExplorerCanvas, FigureManager
 
 
 def interactive_figure(figsize: tuple[float, float]) -> Figure:
     """A Figure on its own ipympl canvas widget (`figure.canvas`), outside pyplot's figure registry."""
+    canvas_class, manager_class = canvas_classes()
     figure = Figure(figsize=figsize)
-    canvas = ExplorerCanvas(figure)
-    FigureManager(canvas, 0)  # webagg routes messages through a manager; the number is not used
+    canvas = canvas_class(figure)
+    manager_class(canvas, 0)  # webagg routes messages through a manager; the number is not used
     # A frame drawn before a browser view exists is kept as the widget's still image (`_data_url`).
     # With ipympl 0.10 in JupyterLab 4 a canvas inside a box that has one never appears (the view
     # fails on a "broken" image, seen in the browser test). The view asks for a fresh frame when

@@ -1,5 +1,9 @@
 import io
+import os
+import subprocess
+import sys
 from collections import Counter
+from pathlib import Path
 
 import ipywidgets as widgets
 import numpy as np
@@ -9,6 +13,8 @@ from PIL import Image
 from spectra_vae import SpectraVAE, analysis, load_dataset
 from spectra_vae.explorer import outline_segments
 from spectra_vae.widgets import browse_reconstructions, explore
+
+ROOT = str(Path(__file__).resolve().parent.parent)
 
 
 def test_browser_starts_on_the_worst_reconstructed_pixel_and_redraws_on_slider_move(fitted):
@@ -279,3 +285,14 @@ def test_explorer_never_reads_channel_indices_as_wavenumbers():
     assert ex.map_names[0] == "total absorbance (no wavenumber axis)"
     image = np.asarray(ex.figure_map.axes[0].images[0].get_array(), dtype=float)
     assert np.allclose(image, cube.sum(axis=2, dtype=np.float64), rtol=1e-5)
+
+
+def test_explorer_leaves_pyplots_backend_as_it_was():
+    # importing ipympl switches pyplot's backend to it: a notebook's inline figures would become widgets
+    code = ("import matplotlib; matplotlib.use('agg'); import matplotlib.pyplot as plt; "
+            "from spectra_vae.explorer import interactive_figure; fig = interactive_figure((2, 2)); "
+            "print(matplotlib.get_backend(), type(plt.figure().canvas).__name__, type(fig.canvas).__name__)")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))}
+    env.pop("MPLBACKEND", None)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert out.stdout.split() == ["agg", "FigureCanvasAgg", "ExplorerCanvas"]

@@ -148,6 +148,7 @@ class ScanData:
     rows: np.ndarray
     cols: np.ndarray
     shape: tuple[int, int]
+    labels: np.ndarray | None  # ground-truth class per pixel (-1: none), or None
     latent: np.ndarray  # (n_pixels, latent_dim) latent means
     shown: np.ndarray  # indices (into the scan's pixels) drawn in the scatter
     maps: dict[str, np.ndarray] = field(default_factory=dict)  # per-pixel values by map name
@@ -186,16 +187,19 @@ class Explorer(widgets.VBox):
         self.latent_axes = latent_axes
         self.max_points = int(max_points)
         self._seed = seed
-        self.coords = self.dataset.coords
-        self.labels = self.dataset.labels if self.dataset.label_names else None
+        # per scan, never per dataset: a dataset may hold millions of pixels in hundreds of scans
+        sizes = [len(self.dataset.select_scans([k])) for k in range(len(self.dataset.scans))]
+        self._offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        has_labels = bool(self.dataset.label_names) and any(s.labels is not None for s in self.dataset.scan_objects)
         self.intensity_name, self._intensity_label, self._band = self._intensity_kind()
         self.map_names = [self.intensity_name, RECONSTRUCTION_ERROR, ANOMALY_SCORE]
         self.map_names += [f"z{d + 1}" for d in range(vae.latent_dim)]
-        self.map_names += [LABELS] if self.labels is not None else []
+        self.map_names += [LABELS] if has_labels else []
         self._scans: dict[int, ScanData] = {}
         self.scan = -1
         self.map_name = self.intensity_name
-        self.current = -1
+        self.current = -1  # dataset position of the selected pixel
+        self._j = -1  # and its index among the scan's pixels
         self.brushed = np.zeros(0, np.int64)
         self.brush_box: tuple[float, float, float, float] | None = None
         self._drag: tuple[float, float] | None = None  # where a brush drag started
@@ -297,14 +301,16 @@ class Explorer(widgets.VBox):
     def scan_data(self, k: int) -> ScanData:
         """The kept data of scan `k`, computed on first use (latent means: one pass over the scan)."""
         if k not in self._scans:
-            offsets = np.flatnonzero(self.dataset.scan_of() == k)
+            one = self.dataset.select_scans([k])
+            coords = one.coords
             scan = self.dataset.scan_objects[k]
-            latent = self.vae.transform(self.dataset.select_scans([k]))
+            latent = self.vae.transform(one)
             rng = np.random.default_rng(self._seed)
-            n = len(offsets)
+            n = len(one)
             shown = np.arange(n) if n <= self.max_points else np.sort(rng.choice(n, self.max_points, replace=False))
-            self._scans[k] = ScanData(offsets, self.coords[offsets, 1], self.coords[offsets, 2],
-                                      (scan.height, scan.width), latent, shown)
+            labels = one.labels if self.dataset.label_names else None
+            self._scans[k] = ScanData(np.arange(self._offsets[k], self._offsets[k + 1]), coords[:, 1], coords[:, 2],
+                                      (scan.height, scan.width), labels, latent, shown)
         return self._scans[k]
 
     def map_values(self, name: str, k: int) -> np.ndarray:
@@ -328,8 +334,7 @@ class Explorer(widgets.VBox):
         if name == ANOMALY_SCORE:
             return np.asarray(self.vae.anomaly_score(self.dataset.select_scans([k])), dtype=float)
         if name == LABELS:
-            assert self.labels is not None
-            labels = self.labels[sd.positions].astype(float)
+            labels = sd.labels.astype(float) if sd.labels is not None else np.full(len(sd.positions), -1.0)
             labels[labels < 0] = np.nan
             return labels
         return sd.latent[:, int(name[1:]) - 1].astype(float)
@@ -369,7 +374,8 @@ class Explorer(widgets.VBox):
     def show_scan(self, scan: int | str) -> None:
         """Show scan `scan` (index or name): its map, its latent scatter, the brush applied to it."""
         k = self.dataset.scans.index(scan) if isinstance(scan, str) else int(scan)
-        previous = self.coords[self.current, 1:] if self.current >= 0 else None
+        old = self._scans.get(self.scan)
+        previous = (old.rows[self._j], old.cols[self._j]) if old is not None and self._j >= 0 else None
         self.scan = k
         self.scan_selector.value = k
         sd = self.scan_data(k)
@@ -389,6 +395,7 @@ class Explorer(widgets.VBox):
         row, col = previous if previous is not None else (h // 2, w // 2)
         nearest = int(np.argmin((sd.rows - row) ** 2 + (sd.cols - col) ** 2))
         self._set_brush(self.brush_box)
+        self._j = nearest
         self.current = int(sd.positions[nearest])
         self._show_pixel()
         self.figure_map.canvas.draw()
@@ -417,6 +424,7 @@ class Explorer(widgets.VBox):
             self.info.value = (f"no pixel at row {row}, col {col} of {self.dataset.scans[self.scan]} "
                                "(outside the scan, or left out for non-finite values)")
             return False
+        self._j = j
         self.current = int(sd.positions[j])
         self._show_pixel()
         self._map_blit.update()
@@ -481,30 +489,27 @@ class Explorer(widgets.VBox):
 
     def _show_pixel(self) -> None:
         """Put the selected pixel's spectrum, reconstruction, residual and markers in place (no drawing)."""
-        i = self.current
+        i, j = self.current, self._j
         sd = self.scan_data(self.scan)
-        j = int(np.searchsorted(sd.positions, i))
         x = self.dataset.read([i])[0]
         r = self.vae.decode(sd.latent[j][None])[0]  # decode(μ), μ kept from the scan's one pass: vae.reconstruct
         self._pixel_rmse = float(pixel_rmse(x[None], r[None])[0])
         self._line_orig.set_ydata(x)
         self._line_rec.set_ydata(r)
         self._line_res.set_ydata(x - r)
-        _, row, col = (int(v) for v in self.coords[i])
-        self._map_marker.set_data([col], [row])
+        self._map_marker.set_data([sd.cols[j]], [sd.rows[j]])
         self._latent_marker.set_data(*([v] for v in self._latent_xy(sd)[j]))
         self._update_spectrum_axes()
         self._describe_pixel()
 
     def _describe_pixel(self) -> None:
-        i = self.current
         sd = self.scan_data(self.scan)
-        j = int(np.searchsorted(sd.positions, i))
-        _, row, col = (int(v) for v in self.coords[i])
+        j = self._j
+        row, col = int(sd.rows[j]), int(sd.cols[j])
         scan = self.dataset.scans[self.scan]
         truth = ""
-        if self.labels is not None and self.labels[i] >= 0:
-            truth = f" · ground truth: {(self.dataset.label_names or [])[self.labels[i]]}"
+        if sd.labels is not None and sd.labels[j] >= 0:
+            truth = f" · ground truth: {(self.dataset.label_names or [])[sd.labels[j]]}"
         z = ", ".join(f"{v:.3g}" for v in sd.latent[j])
         value = self.map_values(self.map_name, self.scan)[j]
         shown = "" if self.map_name in (RECONSTRUCTION_ERROR, LABELS) or self.map_name.startswith("z") else \

@@ -296,3 +296,23 @@ def test_explorer_leaves_pyplots_backend_as_it_was():
     env.pop("MPLBACKEND", None)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert out.stdout.split() == ["agg", "FigureCanvasAgg", "ExplorerCanvas"]
+
+
+def test_explorer_of_a_preprocessed_model_shows_spectra_as_the_model_sees_them_and_amide_i_from_the_raw_data(
+        fitted, demo):
+    train = fitted[1]
+    vae = SpectraVAE(hidden_dims=(16,), epochs=1, batch_size=256, preprocess="cut(1000,1750)|snv",
+                     verbose=False).fit(train)
+    ex = explore(vae, demo, scan=1)
+    scan = demo.select_scans([1])
+    image = np.asarray(ex.figure_map.axes[0].images[0].get_array(), dtype=float)
+    assert np.allclose(image, scan.image(analysis.amide_i_intensity(scan), 0), rtol=1e-5)
+    click_map(ex, 10, 14)
+    i = position_of(demo, 1, 10, 14)
+    seen = vae.prepare(demo)
+    line = spectrum_lines(ex)["spectrum"]
+    assert np.allclose(line.get_xdata(), seen.wavenumbers) and seen.wavenumbers.max() <= 1750
+    assert np.allclose(line.get_ydata(), seen.read([i])[0], atol=1e-6)
+    assert np.allclose(spectrum_lines(ex)["reconstruction"].get_ydata(), vae.reconstruct(demo.select_pixels([i]))[0],
+                       atol=1e-5)
+    assert "snv" in ex.figure_spectrum.texts[0].get_text()

@@ -15,7 +15,8 @@ shows at most `max_points` pixels of the scan (a seeded sample: Agg draws 77 000
 from __future__ import annotations
 
 import functools
-import io
+import struct
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,22 +29,41 @@ from matplotlib.collections import LineCollection
 from matplotlib.colors import BoundaryNorm, Colormap, ListedColormap, Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
-from PIL import Image
 
 from .data import SpectralDataset, as_dataset
 from .estimator import SpectraVAE, pixel_rmse
 from .plots import ABS_LABEL, spectrum_axes
 
 MAX_SCATTER_POINTS = 20_000
-MAP_AXES = (0.12, 0.1, 0.58, 0.8)  # the map's place in its figure (left, bottom, width, height), as a browser clicks it
+# where the map and the scatter sit in their figures (left, bottom, width, height): the browser test aims with them
+MAP_AXES = (0.12, 0.1, 0.58, 0.8)
+LATENT_AXES = (0.16, 0.1, 0.74, 0.8)
 AMIDE_I = (1630.0, 1680.0)  # cm⁻¹, the band of analysis.amide_i_intensity
 RECONSTRUCTION_ERROR, ANOMALY_SCORE, LABELS = "reconstruction error", "anomaly score", "labels"
 _OUTLINE = [patheffects.withStroke(linewidth=3, foreground="black")]  # readable on any colour map
 
 
+def png_rgba(rgba: np.ndarray, level: int = 1) -> bytes:
+    """An `(H, W, 4)` uint8 RGBA image as PNG: rows unfiltered, deflated at zlib `level`.
+
+    A frame after a click is mostly zeros (the pixels that did not change): unfiltered rows at
+    level 1 encode several times faster than Pillow's adaptively filtered ones, and stay small.
+    """
+    h, w, _ = rgba.shape
+    rows = np.zeros((h, 1 + 4 * w), np.uint8)  # each row: filter type 0 (none), then its pixels
+    rows[:, 1:] = rgba.reshape(h, 4 * w)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", w, h, 8, 6, 0, 0, 0)  # 8 bits per sample, RGBA, no interlace
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows.tobytes(), level))
+            + chunk(b"IEND", b""))
+
+
 @functools.cache
 def canvas_classes() -> tuple[type, type]:
-    """ipympl's canvas widget (sending frames at zlib level 1) and figure manager.
+    """ipympl's canvas widget (sending frames encoded by `png_rgba`) and figure manager.
 
     `import ipympl` switches pyplot to ipympl (its `__init__` calls `matplotlib.use`), which would
     turn a notebook's inline figures into widgets; the explorer makes its canvases directly, so
@@ -57,9 +77,7 @@ def canvas_classes() -> tuple[type, type]:
         matplotlib.use(backend)
 
     class ExplorerCanvas(Canvas):
-        # After a click most of a frame is unchanged, and webagg sends those pixels as zeros: at
-        # zlib level 1 such frames encode about twice as fast as at the default level, a few kB each.
-        def get_diff_image(self) -> bytes | None:  # matplotlib's webagg (3.7–3.11) but for the level
+        def get_diff_image(self) -> bytes | None:  # matplotlib's webagg (3.7–3.11) but for the encoder
             if not self._png_is_old:
                 return None
             pixels = np.asarray(self.get_renderer().buffer_rgba())
@@ -73,10 +91,7 @@ def canvas_classes() -> tuple[type, type]:
             self._last_buff = buff.copy()
             self._force_full = False
             self._png_is_old = False
-            with io.BytesIO() as png:
-                rgba = output.view(np.uint8).reshape((*output.shape, 4))
-                Image.fromarray(rgba).save(png, format="png", compress_level=1)
-                return png.getvalue()
+            return png_rgba(output.view(np.uint8).reshape((*output.shape, 4)))
 
     return ExplorerCanvas, FigureManager
 
@@ -244,14 +259,18 @@ class Explorer(widgets.VBox):
         self._ax_map.set_ylabel("row (pixel)")
         self._map_marker, = self._ax_map.plot([], [], marker="+", ms=16, mew=2.5, color="cyan", ls="none",
                                               animated=True, path_effects=_OUTLINE)
-        self._outline = LineCollection([], colors="white", linewidths=1.2, animated=True, path_effects=_OUTLINE)
-        self._ax_map.add_collection(self._outline, autolim=False)
-        self._map_blit = Blitter(self.figure_map, [self._outline, self._map_marker])
+        # the brushed pixels' outline: white over a black halo (readable on any colour map), drawn with
+        # the map, so a click blits only the marker over it (per-segment path effects would be slow)
+        self._outline = LineCollection([], colors="white", linewidths=1.0, zorder=3)
+        self._outline_halo = LineCollection([], colors="black", linewidths=2.6, zorder=2.9)
+        for lines in (self._outline, self._outline_halo):
+            self._ax_map.add_collection(lines, autolim=False)
+        self._map_blit = Blitter(self.figure_map, [self._map_marker])
         self.figure_map.canvas.mpl_connect("button_press_event", self._on_map_press)
 
     def _build_latent(self) -> None:
         self.figure_latent = interactive_figure((4.8, 4.2))
-        self._ax_latent = self.figure_latent.add_axes((0.16, 0.1, 0.74, 0.8))
+        self._ax_latent = self.figure_latent.add_axes(LATENT_AXES)
         self._scatter = self._ax_latent.scatter(np.zeros(1), np.zeros(1), s=3, linewidths=0)
         one_d = self.vae.latent_dim == 1
         self._ax_latent.set_xlabel(f"z{self.latent_axes[0] + 1} (latent mean)")
@@ -439,7 +458,7 @@ class Explorer(widgets.VBox):
         map; their count and mean spectrum are shown.
         """
         self._set_brush(box)
-        self._map_blit.update()
+        self.figure_map.canvas.draw()  # the outline is part of the map
         self._latent_blit.update()
         self.figure_spectrum.canvas.draw()  # the legend names the brushed pixels
 
@@ -455,7 +474,7 @@ class Explorer(widgets.VBox):
         if box is None:
             self.brush_box, self.brushed = None, np.zeros(0, np.int64)
             self._box.set_visible(False)
-            self._outline.set_segments([])
+            self._set_outline(np.zeros((0, 2, 2)))
             self._line_mean.set_visible(False)
             self.brush_info.value = "drag a box over the latent scatter to outline its pixels on the map"
             self._update_legend()
@@ -470,7 +489,7 @@ class Explorer(widgets.VBox):
         self.brushed = sd.positions[inside]
         mask = np.zeros(sd.shape, bool)
         mask[sd.rows[inside], sd.cols[inside]] = True
-        self._outline.set_segments(outline_segments(mask))
+        self._set_outline(outline_segments(mask))
         n = len(self.brushed)
         names = (self._ax_latent.get_xlabel().split()[0], self._ax_latent.get_ylabel().split()[0])
         where = f"{names[0]} in [{x0:.3g}, {x1:.3g}], {names[1]} in [{y0:.3g}, {y1:.3g}]"
@@ -486,6 +505,10 @@ class Explorer(widgets.VBox):
                                      "(outlined on the map; their mean spectrum in blue)")
         self._update_legend()
         self._update_spectrum_axes()
+
+    def _set_outline(self, segments: np.ndarray) -> None:
+        self._outline.set_segments(segments)
+        self._outline_halo.set_segments(segments)
 
     def _show_pixel(self) -> None:
         """Put the selected pixel's spectrum, reconstruction, residual and markers in place (no drawing)."""

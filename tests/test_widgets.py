@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from spectra_vae import SpectraVAE, analysis, load_dataset
-from spectra_vae.explorer import outline_segments
+from spectra_vae.explorer import outline_segments, png_rgba
 from spectra_vae.widgets import browse_reconstructions, explore
 
 ROOT = str(Path(__file__).resolve().parent.parent)
@@ -147,6 +147,10 @@ def test_explorer_click_blits_markers_and_curves_into_the_rendered_canvases_and_
     assert cyan_near(18, 20) and not cyan_near(3, 4)
     assert not (np.asarray(ex.figure_spectrum.canvas.buffer_rgba()) == spectrum_before).all()
     assert full_draws == []
+    ex.brush((-10, 10, -10, 10))  # an outline on the map is drawn with it, once
+    full_draws.clear()
+    click_map(ex, 8, 9)
+    assert cyan_near(8, 9) and full_draws == []
 
 
 def test_explorer_frames_sent_to_the_browser_rebuild_exactly_what_is_drawn(explorer):
@@ -316,3 +320,9 @@ def test_explorer_of_a_preprocessed_model_shows_spectra_as_the_model_sees_them_a
     assert np.allclose(spectrum_lines(ex)["reconstruction"].get_ydata(), vae.reconstruct(demo.select_pixels([i]))[0],
                        atol=1e-5)
     assert "snv" in ex.figure_spectrum.texts[0].get_text()
+
+
+def test_png_frames_decode_to_the_same_pixels():
+    rgba = np.random.default_rng(1).integers(0, 256, (7, 13, 4), dtype=np.uint8)
+    rgba[2:5] = 0  # a diff frame's unchanged pixels
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(png_rgba(rgba))).convert("RGBA")), rgba)

@@ -4,8 +4,9 @@ Starts JupyterLab on localhost with a temporary token over a scratch copy of the
 drives the system Chromium with Playwright: opens 03_reconstruction, runs all cells, finds the
 pixel browser, drags its slider as a user would, and checks that the pixel label and the drawn
 figure change; then opens 04_latent_exploration on demo scans of 278×278 pixels, runs it, clicks
-pixels on the explorer's map, checks that the spectrum panel changes, and times each redraw from
-the mouse press to the last canvas drawn in the page (goal: median under 200 ms); and checks the
+pixels on the explorer's map, checks that the spectrum panel changes, times each redraw from the
+mouse press to the last canvas drawn in the page (goal: median under 200 ms), and brushes the
+latent scatter (its pixels are counted and every panel is repainted); and checks the
 browser console has no JavaScript errors. The kernels import the package of this checkout
 (PYTHONPATH). Screenshots go to reports/screenshots/. JupyterLab and the browser are stopped at
 the end, on success or failure. Exit 0 = passed, 1 = failed, 0 with a "SKIPPED:" line = Chromium
@@ -28,7 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # this checkout's package (the explorer's layout), not an installed one
-from spectra_vae.explorer import MAP_AXES  # noqa: E402
+from spectra_vae.explorer import LATENT_AXES, MAP_AXES  # noqa: E402
 
 SHOTS = ROOT / "reports" / "screenshots"
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
@@ -158,11 +159,32 @@ def check_explorer(page) -> list[float]:
             time.sleep(1.0)
             box.screenshot(path=str(SHOTS / "explore_after.png"))
         time.sleep(0.6)  # not a double click
+    # brush: drag a box over the middle of the latent scatter; its pixels are counted and outlined
+    brush_info = box.locator(".widget-html-content").nth(1)
+    before = brush_info.inner_text()
+    scatter = box.locator(".explorer-latent canvas").last
+    frame = scatter.bounding_box()
+    left, bottom, width, height = LATENT_AXES
+    page.evaluate("() => { window.__explorer.draws = []; }")
+    for k, (u, v) in enumerate([(0.35, 0.3)] + [(0.35 + 0.05 * i, 0.3 + 0.06 * i) for i in range(1, 6)]):
+        page.mouse.move(frame["x"] + (left + u * width) * frame["width"],
+                        frame["y"] + (1 - bottom - height + v * height) * frame["height"])
+        if k == 0:
+            page.mouse.down()
+    page.mouse.up()
+    poll(lambda: brush_info.inner_text() != before, "the brush to be reported", timeout=30)
+    time.sleep(1.0)
+    page.mouse.move(1, 1)
+    time.sleep(0.5)
+    brushed = brush_info.inner_text()
+    painted = {d["panel"] for d in page.evaluate("() => window.__explorer.draws")}
+    assert " pixels of " in brushed and painted == {"map", "latent", "spectrum"}, (brushed, painted)
+    box.screenshot(path=str(SHOTS / "explore_brushed.png"))
     print(f"04 explorer ({EXPLORE_SIZE}×{EXPLORE_SIZE} pixels per scan): {len(timings)} clicks, each a new pixel "
           f"and a new spectrum\n  first: {labels[1]}\n  second: {labels[2]}\n"
           f"  redraw from mouse press to last canvas painted: median {statistics.median(timings):.0f} ms, "
           f"min {min(timings):.0f}, max {max(timings):.0f} (goal: median under {REDRAW_GOAL_MS:.0f} ms)\n"
-          f"  each (ms): {', '.join(f'{t:.0f}' for t in timings)}")
+          f"  each (ms): {', '.join(f'{t:.0f}' for t in timings)}\n  brushed: {brushed}")
     return timings
 
 

@@ -1,9 +1,5 @@
 import io
-import os
-import subprocess
-import sys
 from collections import Counter
-from pathlib import Path
 
 import ipywidgets as widgets
 import numpy as np
@@ -11,10 +7,8 @@ import pytest
 from PIL import Image
 
 from spectra_vae import SpectraVAE, analysis, load_dataset
-from spectra_vae.explorer import outline_segments, png_rgba
+from spectra_vae.explorer import outline_segments
 from spectra_vae.widgets import browse_reconstructions, explore
-
-ROOT = str(Path(__file__).resolve().parent.parent)
 
 
 def test_browser_starts_on_the_worst_reconstructed_pixel_and_redraws_on_slider_move(fitted):
@@ -291,17 +285,6 @@ def test_explorer_never_reads_channel_indices_as_wavenumbers():
     assert np.allclose(image, cube.sum(axis=2, dtype=np.float64), rtol=1e-5)
 
 
-def test_explorer_leaves_pyplots_backend_as_it_was():
-    # importing ipympl switches pyplot's backend to it: a notebook's inline figures would become widgets
-    code = ("import matplotlib; matplotlib.use('agg'); import matplotlib.pyplot as plt; "
-            "from spectra_vae.explorer import interactive_figure; fig = interactive_figure((2, 2)); "
-            "print(matplotlib.get_backend(), type(plt.figure().canvas).__name__, type(fig.canvas).__name__)")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))}
-    env.pop("MPLBACKEND", None)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
-    assert out.stdout.split() == ["agg", "FigureCanvasAgg", "ExplorerCanvas"]
-
-
 def test_explorer_of_a_preprocessed_model_shows_spectra_as_the_model_sees_them_and_amide_i_from_the_raw_data(
         fitted, demo):
     train = fitted[1]
@@ -320,9 +303,3 @@ def test_explorer_of_a_preprocessed_model_shows_spectra_as_the_model_sees_them_a
     assert np.allclose(spectrum_lines(ex)["reconstruction"].get_ydata(), vae.reconstruct(demo.select_pixels([i]))[0],
                        atol=1e-5)
     assert "snv" in ex.figure_spectrum.texts[0].get_text()
-
-
-def test_png_frames_decode_to_the_same_pixels():
-    rgba = np.random.default_rng(1).integers(0, 256, (7, 13, 4), dtype=np.uint8)
-    rgba[2:5] = 0  # a diff frame's unchanged pixels
-    assert np.array_equal(np.asarray(Image.open(io.BytesIO(png_rgba(rgba))).convert("RGBA")), rgba)

@@ -18,6 +18,7 @@ run_dir = ""  # report folder for figures and the model; empty: reports/demo in 
 epochs = 20
 preprocess = ""  # e.g. cut(950,1800)|snv ; see spectra_vae.preprocessing; empty: none
 tissue_only = False  # True: train and validate on tissue pixels only (amide I mask); needed with snv or vector
+tissue_threshold = "auto"  # tissue rule: "auto" finds the background level, a number sets it, "none" = no mask
 latent_dim = 2
 hidden_dims = "221,110"  # encoder layer sizes; the decoder mirrors them
 reconstruction = "gaussian"  # gaussian | mse | mae | bce
@@ -37,6 +38,7 @@ test_split = "normal_test"
 from spectra_vae import pipeline, plots
 from spectra_vae.loss import RECONSTRUCTIONS
 from spectra_vae.preprocessing import Preprocessor
+from spectra_vae.tissue import parse_tissue_threshold
 from spectra_vae.train import PRECISIONS
 
 params = dict(
@@ -53,6 +55,7 @@ params = dict(
     precision=pipeline.check_choice("precision", precision, PRECISIONS),
     preprocess=str(preprocess),
     tissue_only=pipeline.check_bool("tissue_only", tissue_only),
+    tissue_threshold=parse_tissue_threshold(tissue_threshold),
 )
 Preprocessor(params["preprocess"])  # a bad pipeline fails here, naming the step
 data = pipeline.resolve_data_dir(data_dir)
@@ -68,6 +71,7 @@ params
 vae, splits, final = pipeline.train(data, run, train_split=train_split, val_split=val_split,
                                     test_split=test_split, **params)
 print(splits.how)
+print(f"tissue rule of this model: {vae.tissue_rule_} ({vae.tissue_rule_.how})")
 for name, part in (("train", splits.train), ("validation", splits.validation), ("test", splits.test)):
     if part is not None:
         print(f"{name:>10}: {len(part):>8} pixels from {part.scans}")

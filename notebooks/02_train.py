@@ -68,7 +68,6 @@ data = pipeline.resolve_data_dir(data_dir)
 overwrite, resume = pipeline.check_bool("overwrite", overwrite), pipeline.check_bool("resume", resume)
 run, replace = runs.training_run_dir(run_dir, data_dir, overwrite)
 print(f"data: {data}\nrun: {run}")
-pipeline.warn_if_no_axis(data)
 params
 
 # %% [markdown]

@@ -125,8 +125,10 @@ def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
 
 
 def parse_hidden_dims(value: Any) -> tuple[int, ...]:
-    """`"221,110"` (or a list) → (221, 110)."""
-    parts = value.split(",") if isinstance(value, str) else [value] if isinstance(value, (int, np.integer)) else list(value)
+    """`"221,110"` (or a list, or one number as `-p hidden_dims 64` gives it) → (221, 110)."""
+    if isinstance(value, (int, np.integer)):
+        value = [value]
+    parts = value.split(",") if isinstance(value, str) else list(value)
     dims = tuple(check_int("hidden_dims", p.strip() if isinstance(p, str) else p, 1) for p in parts if str(p).strip())
     if not dims:
         raise DataError(f"parameter hidden_dims: expected sizes such as '221,110', got {value!r}")
@@ -256,12 +258,13 @@ def run_pipeline(data: str | os.PathLike = "", out: str | os.PathLike = "",
         runs.claim_run_dir(out, replace, notebooks=notebooks)
         parameters["overwrite"] = True  # this pipeline has claimed the folder for its run
     out.mkdir(parents=True, exist_ok=True)
-    try:
-        note = axis_warning(load_dataset(resolve_data_dir(data_dir)))
-    except DataError:
-        note = ""  # the first notebook names what is wrong with the data
-    if note:
-        log(f"warning: {note}")
+    if not live:  # live, notebook 01's own warning shows as it runs
+        try:
+            note = axis_warning(load_dataset(resolve_data_dir(data_dir)))
+        except DataError:
+            note = ""  # the first notebook names what is wrong with the data
+        if note:
+            log(f"warning: {note}")
     known: set[str] = set()
     written = []
     for name in notebooks:

@@ -163,3 +163,28 @@ def test_unit_scaling_preprocessing_on_all_pixels_warns_to_train_on_tissue(tmp_p
     with pytest.warns(UserWarning, match="tissue_only=True"):
         pipeline.train(data, tmp_path / "run", epochs=1, hidden_dims=(8,), preprocess="cut(950,1800)|vector",
                        verbose=False)
+
+
+def test_make_lab_leaves_the_kernels_matplotlib_backend_alone_and_headless_verbs_set_agg(tmp_path):
+    import os
+    import shutil
+
+    if shutil.which("make") is None:
+        pytest.skip("no make on this machine")
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / ".installed").touch()  # newer than pyproject.toml: `make setup` counts as done
+    for tool in ("jupyter", "python"):  # stand-ins that say which backend they were given
+        (venv / "bin" / tool).write_text('#!/bin/sh\necho "MPLBACKEND=${MPLBACKEND-unset}"\n')
+        (venv / "bin" / tool).chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
+    root = pipeline.project_root()
+
+    def make(target: str) -> str:
+        proc = subprocess.run(["make", "-s", target, f"VENV={venv}"], cwd=root, env=env, capture_output=True,
+                              text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    assert "MPLBACKEND=unset" in make("lab")
+    assert "MPLBACKEND=Agg" in make("bench")

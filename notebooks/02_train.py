@@ -72,7 +72,7 @@ params
 
 # %% [markdown]
 # ## Training
-# The progress bar shows training loss, validation loss and validation RMSE (absorbance) per epoch.
+# The progress bar shows training loss, validation loss and validation RMSE (in the model's units) per epoch.
 
 # %%
 if resume:
@@ -98,7 +98,7 @@ vae.history.round(5)
 # weights the model keeps.
 
 # %%
-fig = plots.training_history(vae.history, vae.best_epoch_)
+fig = plots.training_history(vae.history, vae.best_epoch_, plots.value_label(vae.preprocess))
 pipeline.save_figure(fig, run, "02_loss_curves")
 
 # %% [markdown]

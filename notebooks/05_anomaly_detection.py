@@ -74,7 +74,7 @@ if "abnormal" in sets:
 
 # %%
 fig = plots.score_scatter({n: (g["reconstruction_error"].to_numpy(), g["kl"].to_numpy()) for n, g in groups.items()},
-                          "reconstruction RMSE (absorbance)", "KL term (nats)",
+                          f"reconstruction RMSE, {plots.value_label(vae.preprocess)}", "KL term (nats)",
                           "Reconstruction error vs KL, tissue pixels", seed=seed)
 pipeline.save_figure(fig, run, "05_error_vs_kl")
 

@@ -252,6 +252,7 @@ def run_pipeline(data: str | os.PathLike = "", out: str | os.PathLike = "",
     if data_dir and not Path(data_dir).exists():
         raise DataError(f"--data: {data_dir} does not exist")
     parameters = dict(parameters or {})
+    overwrite = overwrite or parameters.get("overwrite") is True or str(parameters.get("overwrite")).lower() == "true"
     run, replace = runs.training_run_dir(out, data_dir, overwrite)
     out = run.expanduser().resolve()
     if "02_train.ipynb" in notebooks and not parameters.get("resume"):

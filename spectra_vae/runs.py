@@ -367,7 +367,9 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike = "", *, overwrite
     from .train import dist_info, init_distributed
 
     data = resolve_data_dir(data_dir)
-    rank = init_distributed()[0]
+    rank, world = init_distributed()
+    if world > 1 and str(out) == "":
+        raise DataError("a distributed run needs --out: every process must write to and read from the same folder")
     run, replace = training_run_dir(out, data_dir, overwrite)
     names = {"train_split": train_split, "val_split": val_split, "test_split": test_split,
              "abnormal_split": abnormal_split}

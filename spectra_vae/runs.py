@@ -370,7 +370,6 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike = "", *, overwrite
     rank, world = init_distributed()
     if world > 1 and str(out) == "":
         raise DataError("a distributed run needs --out: every process must write to and read from the same folder")
-    run, replace = training_run_dir(out, data_dir, overwrite)
     names = {"train_split": train_split, "val_split": val_split, "test_split": test_split,
              "abnormal_split": abnormal_split}
     check_split_names(data, names)
@@ -378,7 +377,8 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike = "", *, overwrite
     named = available_splits(data) if data.is_dir() else {}
     abnormal = load_dataset(data, split=abnormal_split) if named.get(abnormal_split) else None
     vae = SpectraVAE(verbose=verbose, **model)
-    vae._check_params()
+    vae._check_params()  # bad data, split names or parameters fail before any folder is touched
+    run, replace = training_run_dir(out, data_dir, overwrite)
     if rank == 0:
         claim_run_dir(run, replace)
         params = {"data_dir": str(data.resolve()), **names, "normal_labels": _parse_labels(normal_labels),

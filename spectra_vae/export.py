@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from . import __version__, compare, runs
+from .errors import DataError
 
 MAPS, PIXELS = "maps.h5", "pixels.csv"
 GAP = 2  # columns between scans in the pixel table's map coordinates
@@ -37,7 +38,11 @@ GAP = 2  # columns between scans in the pixel table's map coordinates
 
 def export_run(run_dir: str | os.PathLike, out: str | os.PathLike) -> list[Path]:
     """Write `out/maps.h5`, `out/pixels.csv` and the run's figures (PNG and SVG) to `out/figures`."""
-    import h5py
+    try:
+        import h5py
+    except ImportError:
+        raise DataError("export writes HDF5 with h5py, which is not installed: "
+                        "pip install 'spectra_vae[export]'") from None
 
     run = runs.open_run(run_dir)
     vae = run.vae

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import os
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.exceptions import NotFittedError
 
 from . import __version__
 from .data import SpectralDataset, as_dataset
@@ -20,6 +23,7 @@ from .loss import RECONSTRUCTIONS, kl_divergence, reconstruction_nll
 from .model import VAE, ModelConfig
 from .normalise import METHODS, Normaliser, merge_stats, pixel_stats
 from .preprocessing import Preprocessor
+from .tissue import TissueRule, parse_tissue_threshold
 from .train import (
     PRECISIONS,
     PixelBatches,
@@ -38,8 +42,15 @@ PREDICT_BATCH = 8192
 BEST, LAST = "best.pt", "last.pt"
 
 
-class SpectraVAE:
-    """A variational autoencoder of per-pixel spectra.
+class SpectraVAE(TransformerMixin, BaseEstimator):
+    """A variational autoencoder of per-pixel spectra, and a scikit-learn transformer (`clone`, pipelines,
+    `GridSearchCV`): `fit(X)` → `transform(X)` gives latent means, `score(X)` the negative RMSE in
+    absorbance units (higher is better).
+
+    `X` is a `SpectralDataset`, a path, or an array/DataFrame of pixels `(n_pixels, n_channels)`
+    (a DataFrame's column names are its wavenumbers). For arrays and DataFrames, pixels with a
+    non-finite value are left out of fitting and come back as NaN rows, so outputs keep one row
+    per input row; for datasets, outputs hold the usable pixels (`dataset.coords`).
 
     Defaults: the prototype's 442→221→110→2 shape (LeakyReLU 0.2), standardisation with one mean
     and one standard deviation fitted on the training pixels (`global_standard`), and a Gaussian
@@ -53,9 +64,10 @@ class SpectraVAE:
                  noise: str = "shared", preprocess: str = "",
                  epochs: int = 50, batch_size: int = 512, learning_rate: float = 2e-3,
                  patience: int | None = 10, seed: int = 0, device: str = "auto",
-                 precision: str = "fp32", verbose: bool = True) -> None:
+                 precision: str = "fp32", tissue_threshold: float | str = "auto", tissue_only: bool = False,
+                 verbose: bool = True) -> None:
         self.latent_dim = latent_dim
-        self.hidden_dims = tuple(hidden_dims)
+        self.hidden_dims = tuple(hidden_dims) if isinstance(hidden_dims, (list, tuple)) else hidden_dims
         self.reconstruction = reconstruction
         self.beta = beta
         self.normalisation = normalisation
@@ -68,21 +80,37 @@ class SpectraVAE:
         self.seed = seed
         self.device = device
         self.precision = precision
+        self.tissue_threshold = tissue_threshold
+        self.tissue_only = tissue_only
         self.verbose = verbose
 
     # -- configuration -------------------------------------------------------------------
     _PARAMS = ("latent_dim", "hidden_dims", "reconstruction", "beta", "normalisation", "noise", "preprocess", "epochs",
-               "batch_size", "learning_rate", "patience", "seed", "device", "precision", "verbose")
-
-    def get_params(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self._PARAMS}
+               "batch_size", "learning_rate", "patience", "seed", "device", "precision", "tissue_threshold",
+               "tissue_only", "verbose")  # the constructor's arguments, as scikit-learn's get_params finds them
 
     def set_params(self, **params: Any) -> SpectraVAE:
-        for k, v in params.items():
-            if k not in self._PARAMS:
-                raise ValueError(f"unknown parameter {k!r}; have {self._PARAMS}")
-            setattr(self, k, tuple(v) if k == "hidden_dims" else v)
+        """Set constructor arguments (scikit-learn's `set_params`); `hidden_dims` is kept as a tuple."""
+        super().set_params(**params)
+        if isinstance(self.hidden_dims, list):
+            self.hidden_dims = tuple(self.hidden_dims)
         return self
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # pixels with NaN/inf are left out (NaN rows out), not an error
+        tags.transformer_tags.preserves_dtype = ["float32"]  # the network computes in float32
+        return tags
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "model_")
+
+    @property
+    def n_features_in_(self) -> int:
+        """Channels of the input spectra (scikit-learn's name)."""
+        if not hasattr(self, "wavenumbers_"):
+            raise AttributeError("n_features_in_: the model is not fitted")
+        return len(self.wavenumbers_)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={getattr(self, k)!r}" for k in self._PARAMS)
@@ -113,6 +141,9 @@ class SpectraVAE:
             raise bad("beta", "must be ≥ 0")
         if self.precision not in PRECISIONS:
             raise bad("precision", f"must be one of {PRECISIONS}")
+        if not isinstance(self.tissue_only, (bool, np.bool_)):
+            raise bad("tissue_only", "must be True or False")
+        parse_tissue_threshold(self.tissue_threshold)
 
     def normalisation_method(self) -> str:
         """The normalisation in use: `auto` is min–max for `bce`, `global_standard` otherwise."""
@@ -121,9 +152,12 @@ class SpectraVAE:
         return "minmax" if self.reconstruction == "bce" else "global_standard"
 
     # -- fitting -------------------------------------------------------------------------
-    def fit(self, data: Any, validation: Any = None,
+    def fit(self, data: Any, y: Any = None, *, validation: Any = None,
             checkpoint_dir: str | os.PathLike | None = None) -> SpectraVAE:
-        """Fit the normaliser on `data` and train; keeps the best epoch's weights. Returns self."""
+        """Fit the normaliser on `data` and train; keeps the best epoch's weights. Returns self.
+
+        `y` is ignored (scikit-learn passes it); `validation` data drive early stopping.
+        """
         self._check_params()
         Preprocessor(self.preprocess)  # a bad pipeline fails before any work
         train = as_dataset(data)
@@ -135,10 +169,17 @@ class SpectraVAE:
         self.device_ = resolve_device(self.device)
         self.wavenumbers_ = np.asarray(train.wavenumbers, dtype=float)
         self.wavenumbers_known_ = bool(train.wavenumbers_known)
+        # The one tissue rule of this model: fitted on the raw training pixels, stored in the
+        # checkpoint, and used by training on tissue, calibration, baselines and the notebooks.
+        self.tissue_rule_ = TissueRule.fit(train, self.tissue_threshold)
         self.preprocessor_ = Preprocessor(self.preprocess).fit(self.wavenumbers_)
-        train = train.preprocessed(self.preprocessor_)
+        if not self.tissue_only and any(s.name in ("snv", "vector") for s in self.preprocessor_.steps):
+            warnings.warn(f"preprocess {self.preprocess!r} scales every spectrum to unit size, noise-only background "
+                          "included, which can make the VAE collapse onto the background: train with "
+                          "tissue_only=True", UserWarning, stacklevel=2)
+        train = self._training_pixels(train.preprocessed(self.preprocessor_))
         if val is not None:
-            val = val.preprocessed(self.preprocessor_)
+            val = self._training_pixels(val.preprocessed(self.preprocessor_))
         stats = pixel_stats(train.shard(rank, world).iter_chunks())
         if world > 1:  # every process reads only its shard; statistics are merged
             gathered: list[Any] = [None] * world
@@ -156,6 +197,25 @@ class SpectraVAE:
         self._generators = self._new_generators()
         self.train_source_ = train.source
         return self._run(train, val, checkpoint_dir)
+
+    def _training_pixels(self, data: SpectralDataset) -> SpectralDataset:
+        """Training and validation pixels: the tissue pixels by the model's rule when `tissue_only`."""
+        if not self.tissue_only:
+            return data
+        selected = self.tissue_rule_.select(data)
+        if len(selected) == 0:
+            raise DataError(f"{data.source or 'data'}: no pixel is tissue by the rule {self.tissue_rule_} "
+                            f"({self.tissue_rule_.how}); train with tissue_only=False or set tissue_threshold")
+        return selected
+
+    def tissue_mask(self, data: Any) -> np.ndarray:
+        """Per pixel of `data`, True where it is tissue by the model's own rule (`tissue_rule_`)."""
+        self._check_fitted()
+        if self.tissue_rule_ is None:
+            raise DataError("this model was saved before tissue rules were stored with models; set "
+                            "vae.tissue_rule_ = spectra_vae.tissue.TissueRule.fit(training_data) or retrain")
+        ds = as_dataset(data)
+        return self.tissue_rule_.mask(ds)
 
     def _new_generators(self) -> dict[str, torch.Generator]:
         # Shuffling runs on the CPU; ε is drawn on the model's device.
@@ -218,7 +278,7 @@ class SpectraVAE:
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):
-            raise RuntimeError("this SpectraVAE is not fitted yet; call fit() or SpectraVAE.load()")
+            raise NotFittedError("this SpectraVAE is not fitted yet; call fit() or SpectraVAE.load()")
 
     def prepare(self, data: Any) -> SpectralDataset:
         """The data as the model sees them: checked against the model's axis, preprocessed if it is."""
@@ -242,22 +302,66 @@ class SpectraVAE:
         return self.normaliser_.inverse_transform(self.model_.decode(self.model_.encode(x)[0]).cpu().numpy())
 
     def transform(self, data: Any) -> np.ndarray:
-        """Latent means μ, `(n_pixels, latent_dim)`; deterministic."""
-        out = []
+        """Latent means μ, `(n_pixels, latent_dim)`; deterministic (NaN rows for excluded array rows)."""
+        ds, out = as_dataset(data), []
         with torch.no_grad():
-            for _, x in self._batches(data):
+            for _, x in self._batches(ds):
                 out.append(self.model_.encode(x)[0].cpu().numpy())
-        return _concat(out, self.latent_dim)
+        return _every_row(data, ds, _concat(out, self.latent_dim))
 
     def encode(self, data: Any) -> tuple[np.ndarray, np.ndarray]:
         """Latent means and log-variances, each `(n_pixels, latent_dim)`."""
-        mus, logvars = [], []
+        ds, mus, logvars = as_dataset(data), [], []
         with torch.no_grad():
-            for _, x in self._batches(data):
+            for _, x in self._batches(ds):
                 mu, logvar = self.model_.encode(x)
                 mus.append(mu.cpu().numpy())
                 logvars.append(logvar.cpu().numpy())
-        return _concat(mus, self.latent_dim), _concat(logvars, self.latent_dim)
+        return (_every_row(data, ds, _concat(mus, self.latent_dim)),
+                _every_row(data, ds, _concat(logvars, self.latent_dim)))
+
+    def score(self, data: Any, y: Any = None) -> float:
+        """Negative RMSE in absorbance units of the reconstructions decode(μ), over all pixels and the
+        channels the model keeps; higher is better, and comparable across preprocessing, normalisation
+        and β (scikit-learn's `score`, used by `GridSearchCV` and `cross_val_score`).
+
+        Per-spectrum normalisations and baselines (`snv`, `vector`, `amide1`, `baseline`,
+        `rubberband`) are undone pixel by pixel; a leading `cut` compares on its channels. Steps
+        that cannot be undone (`resample`, `savgol`, a `cut` after another step) raise `DataError`.
+        """
+        self._check_fitted()
+        ds = as_dataset(data)
+        self.prepare(ds)  # checks the axis
+        ds = ds.raw()
+        parts = [p.strip() for p in self.preprocess.split("|") if p.strip()]
+        lead = 0
+        while lead < len(parts) and parts[lead].lower().startswith("cut"):
+            lead += 1
+        if lead == 0:
+            if self.preprocessor_ and not self.preprocessor_.invertible:
+                raise DataError(f"score: preprocess {self.preprocess!r} cannot be undone, so there is no RMSE in "
+                                "absorbance units; compare such models by reconstruction_error in their own space")
+            total, count = 0.0, 0
+            for raw in ds.iter_chunks(PREDICT_BATCH, dtype=np.float64):
+                one = as_dataset(raw.astype(np.float32))
+                back = self.reconstruct(one, original_units=True)
+                total, count = total + float(((back - raw) ** 2).sum()), count + raw.size
+            return -math.sqrt(total / max(count, 1))
+        cut = Preprocessor("|".join(parts[:lead])).fit(self.wavenumbers_)
+        rest = Preprocessor("|".join(parts[lead:])).fit(cut.output_wavenumbers_)
+        if not rest.invertible:
+            raise DataError(f"score: preprocess {self.preprocess!r} cannot be undone after its cut, so there is no "
+                            "RMSE in absorbance units; compare such models by reconstruction_error in their own space")
+        total, count = 0.0, 0
+        with torch.no_grad():
+            for raw in ds.iter_chunks(PREDICT_BATCH):
+                a = cut.transform(raw)
+                processed, undo = rest.transform(a, return_inverse=True)
+                x = torch.from_numpy(self.normaliser_.transform(processed)).to(self.device_)
+                back = rest.inverse_transform(self._decode_mean(x), undo)
+                total += float(((back.astype(np.float64) - a) ** 2).sum())
+                count += a.size
+        return -math.sqrt(total / max(count, 1))
 
     def decode(self, z: np.ndarray) -> np.ndarray:
         """Spectra (absorbance, original units) decoded from latent points `(n, latent_dim)`."""
@@ -273,13 +377,14 @@ class SpectraVAE:
         With a preprocessing pipeline they are in the preprocessed space (on its axis);
         `original_units=True` undoes the pipeline for each pixel where it is invertible.
         """
+        ds = as_dataset(data)
         if original_units and self.preprocessor_:
-            return self._reconstruct_original(data)
+            return _every_row(data, ds, self._reconstruct_original(ds))
         out = []
         with torch.no_grad():
-            for _, x in self._batches(data):
+            for _, x in self._batches(ds):
                 out.append(self._decode_mean(x))
-        return _concat(out, self.model_config_.n_channels)
+        return _every_row(data, ds, _concat(out, self.model_config_.n_channels))
 
     def _reconstruct_original(self, data: Any) -> np.ndarray:
         pre = self.preprocessor_
@@ -298,12 +403,12 @@ class SpectraVAE:
 
     def reconstruction_error(self, data: Any) -> np.ndarray:
         """Per-pixel RMSE over channels between each spectrum and its reconstruction (absorbance)."""
-        out = []
+        ds, out = as_dataset(data), []
         with torch.no_grad():
-            for chunk, x in self._batches(data):
+            for chunk, x in self._batches(ds):
                 r = self._decode_mean(x)
                 out.append(pixel_rmse(chunk, r))
-        return np.concatenate(out) if out else np.zeros(0)
+        return _every_row(data, ds, np.concatenate(out) if out else np.zeros(0))
 
     def score_samples(self, data: Any) -> pd.DataFrame:
         """Per pixel: reconstruction RMSE (absorbance), reconstruction NLL of decode(μ), KL and the
@@ -362,6 +467,8 @@ class SpectraVAE:
             "best_epoch": state.best_epoch,
             "train_source": getattr(self, "train_source_", ""),
         }
+        if getattr(self, "tissue_rule_", None) is not None:
+            payload["tissue_rule"] = self.tissue_rule_.to_dict()
         if training:
             payload["training"] = {
                 "epoch": state.epoch, "best_epoch": state.best_epoch, "best_loss": state.best_loss,
@@ -398,6 +505,8 @@ class SpectraVAE:
             vae.wavenumbers_known_ = bool(payload.get("wavenumbers_known", True))
             vae.preprocessor_ = Preprocessor(config.get("preprocess", "")).fit(vae.wavenumbers_)
             vae.train_source_ = payload.get("train_source", "")
+            rule = payload.get("tissue_rule")
+            vae.tissue_rule_ = None if rule is None else TissueRule.from_dict(rule)
         except (KeyError, TypeError, RuntimeError, ValueError) as exc:
             raise DataError(f"{path}: checkpoint content is incomplete or does not match the model ({exc})") from exc
         vae.optimizer_ = make_optimizer(vae.model_, vae.learning_rate, vae.device_)
@@ -442,8 +551,9 @@ class SpectraVAE:
                 group["lr"] = learning_rate
         train = as_dataset(data)
         _check_compatible(vae.wavenumbers_, len(vae.wavenumbers_), train, train.source, "the checkpoint")
-        train = train.preprocessed(vae.preprocessor_)
+        train = vae._training_pixels(train.preprocessed(vae.preprocessor_))
         val = None if validation is None else as_dataset(validation).preprocessed(vae.preprocessor_)
+        val = None if val is None else vae._training_pixels(val)
         vae.train_source_ = train.source
         return vae._run(train, val, checkpoint_dir if checkpoint_dir is not None else checkpoint.parent)
 
@@ -457,6 +567,14 @@ def _plain(obj: Any) -> Any:
     if isinstance(obj, np.generic):
         return obj.item()
     return obj
+
+
+def _every_row(data: Any, ds: SpectralDataset, values: np.ndarray) -> np.ndarray:
+    """For array or DataFrame input, `values` of the usable pixels put back on every input row, NaN
+    where a row was excluded (non-finite values), so outputs line up with the input in a pipeline."""
+    if not isinstance(data, (np.ndarray, pd.DataFrame)) or len(ds.scans) != 1:
+        return values
+    return ds.image(values, 0).reshape((-1,) + values.shape[1:]).astype(values.dtype, copy=False)
 
 
 def _concat(parts: list[np.ndarray], width: int) -> np.ndarray:

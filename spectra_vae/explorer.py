@@ -24,8 +24,9 @@ from matplotlib.collections import LineCollection
 from matplotlib.colors import BoundaryNorm, Colormap, ListedColormap, Normalize
 from matplotlib.patches import Rectangle
 
+from . import tissue
 from .canvas import Blitter, interactive_figure
-from .data import SpectralDataset, as_dataset
+from .data import SpectralDataset
 from .estimator import SpectraVAE, pixel_rmse
 from .plots import ABS_LABEL, spectrum_axes
 
@@ -33,7 +34,6 @@ MAX_SCATTER_POINTS = 20_000
 # where the map and the scatter sit in their figures (left, bottom, width, height): the browser test aims with them
 MAP_AXES = (0.12, 0.1, 0.58, 0.8)
 LATENT_AXES = (0.16, 0.1, 0.74, 0.8)
-AMIDE_I = (1630.0, 1680.0)  # cm⁻¹, the band of analysis.amide_i_intensity
 RECONSTRUCTION_ERROR, ANOMALY_SCORE, LABELS = "reconstruction error", "anomaly score", "labels"
 _OUTLINE = [patheffects.withStroke(linewidth=3, foreground="black")]  # readable on any colour map
 
@@ -86,7 +86,6 @@ class Explorer(widgets.VBox):
     def __init__(self, vae: SpectraVAE, dataset: Any, scan: int | str = 0, latent_axes: tuple[int, int] = (0, 1),
                  max_points: int = MAX_SCATTER_POINTS, seed: int = 0) -> None:
         self.vae = vae
-        self.raw: SpectralDataset = as_dataset(dataset)
         self.dataset: SpectralDataset = vae.prepare(dataset)  # what the model sees (preprocessed if it is)
         if len(self.dataset) == 0:
             raise ValueError("the dataset holds no pixels to explore")
@@ -99,7 +98,8 @@ class Explorer(widgets.VBox):
         sizes = [len(self.dataset.select_scans([k])) for k in range(len(self.dataset.scans))]
         self._offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         has_labels = bool(self.dataset.label_names) and any(s.labels is not None for s in self.dataset.scan_objects)
-        self.intensity_name, self._intensity_label, self._band = self._intensity_kind()
+        self._measure = tissue.default_measure(self.dataset)  # read from the raw spectra, as the tissue rule
+        self.intensity_name, self._intensity_label = self._intensity_kind()
         self.map_names = [self.intensity_name, RECONSTRUCTION_ERROR, ANOMALY_SCORE]
         self.map_names += [f"z{d + 1}" for d in range(vae.latent_dim)]
         self.map_names += [LABELS] if has_labels else []
@@ -200,14 +200,14 @@ class Explorer(widgets.VBox):
                                                              self._line_rec, self._line_orig])
 
     # -- what is drawn -----------------------------------------------------------------------
-    def _intensity_kind(self) -> tuple[str, str, np.ndarray | None]:
-        """Amide I where the axis covers it; otherwise total absorbance, named as such."""
-        wn = self.raw.wavenumbers
-        band = np.flatnonzero((wn >= AMIDE_I[0]) & (wn <= AMIDE_I[1]))
-        if self.raw.wavenumbers_known and band.size:
-            return "amide I", f"amide I, mean {ABS_LABEL} {AMIDE_I[0]:.0f}–{AMIDE_I[1]:.0f} cm⁻¹", band
-        why = "no wavenumber axis" if not self.raw.wavenumbers_known else "axis misses amide I"
-        return f"total absorbance ({why})", f"total absorbance, sum over channels ({why})", None
+    def _intensity_kind(self) -> tuple[str, str]:
+        """Name and colour-bar label of the intensity map: amide I where the axis covers it, else the
+        mean absorbance over all channels (the tissue rule's own measure, `tissue.tissue_intensity`)."""
+        if self._measure == "amide_i":
+            lo, hi = tissue.AMIDE_I_BAND
+            return "amide I", f"amide I, mean {ABS_LABEL} {lo:.0f}–{hi:.0f} cm⁻¹"
+        why = "no wavenumber axis" if not self.dataset.raw().wavenumbers_known else "axis misses amide I"
+        return f"mean absorbance ({why})", f"mean {ABS_LABEL} over all channels ({why})"
 
     def scan_data(self, k: int) -> ScanData:
         """The kept data of scan `k`, computed on first use (latent means: one pass over the scan)."""
@@ -236,10 +236,7 @@ class Explorer(widgets.VBox):
 
     def _compute_map(self, name: str, k: int, sd: ScanData) -> np.ndarray:
         if name == self.intensity_name:
-            chunks = self.raw.select_scans([k]).iter_chunks()
-            if self._band is None:
-                return np.concatenate([c.sum(axis=1, dtype=np.float64) for c in chunks])
-            return np.concatenate([c[:, self._band].mean(axis=1, dtype=np.float64) for c in chunks])
+            return tissue.tissue_intensity(self.dataset.select_scans([k]), self._measure).astype(float)
         if name == RECONSTRUCTION_ERROR:
             return self.vae.reconstruction_error(self.dataset.select_scans([k]))
         if name == ANOMALY_SCORE:

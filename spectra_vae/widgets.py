@@ -139,7 +139,7 @@ def explore(vae: SpectraVAE, dataset: Any, scan: int | str = 0, latent_axes: tup
             max_points: int = MAX_SCATTER_POINTS) -> Explorer:
     """Linked views of one scan at a time: click a pixel on a map, brush the latent scatter.
 
-    The map shows amide I (total absorbance where the data have no wavenumber axis),
+    The map shows amide I (mean absorbance where the data have no wavenumber axis),
     reconstruction error, anomaly score, a latent coordinate or the labels; clicking it shows that
     pixel's spectrum, reconstruction and residual and marks it in the latent scatter; dragging a box
     over the scatter outlines those pixels on the map and shows their count and mean spectrum.

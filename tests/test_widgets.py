@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from spectra_vae import SpectraVAE, analysis, load_dataset
+from spectra_vae import SpectraVAE, load_dataset, tissue
 from spectra_vae.explorer import outline_segments
 from spectra_vae.widgets import browse_reconstructions, explore
 
@@ -224,7 +224,7 @@ def test_explorer_maps_are_the_models_per_pixel_values_drawn_back_as_the_scan_im
     scan = demo.select_scans([5])
     k = demo.scans.index(scan.scans[0])
     expected = {
-        "amide I": analysis.amide_i_intensity(scan),
+        "amide I": tissue.tissue_intensity(scan, "amide_i"),
         "reconstruction error": vae.reconstruction_error(scan),
         "anomaly score": vae.anomaly_score(scan),
         "z2": vae.transform(scan)[:, 1],
@@ -248,13 +248,13 @@ def test_explorer_works_without_a_wavenumber_axis_and_ignores_clicks_where_no_pi
         ds = load_dataset(cube)
     assert not ds.wavenumbers_known
     ex = explore(vae, ds)
-    assert ex.map_names[0] == "total absorbance (no wavenumber axis)"
+    assert ex.map_names[0] == "mean absorbance (no wavenumber axis)"
     image = np.asarray(ex.figure_map.axes[0].images[0].get_array(), dtype=float)
-    expected = np.nansum(cube.astype(np.float64), axis=2)
+    expected = np.nanmean(cube.astype(np.float64), axis=2)
     expected[2, 3] = np.nan
     assert np.allclose(image, expected, rtol=1e-5, equal_nan=True)
-    assert "total absorbance" in ex.figure_map.axes[1].get_ylabel()
-    assert ex.figure_spectrum.axes[0].get_xlabel() == "channel"
+    assert "over all channels" in ex.figure_map.axes[1].get_ylabel()
+    assert ex.figure_spectrum.axes[0].get_xlabel().startswith("channel")
     click_map(ex, 20, 21)
     chosen = ex.current
     assert np.allclose(spectrum_lines(ex)["spectrum"].get_ydata(), cube[20, 21])
@@ -280,20 +280,20 @@ def test_explorer_never_reads_channel_indices_as_wavenumbers():
     ds = load_dataset(cube)
     vae = SpectraVAE(hidden_dims=(8,), epochs=1, batch_size=16, verbose=False).fit(ds)
     ex = explore(vae, ds)
-    assert ex.map_names[0] == "total absorbance (no wavenumber axis)"
+    assert ex.map_names[0] == "mean absorbance (no wavenumber axis)"
     image = np.asarray(ex.figure_map.axes[0].images[0].get_array(), dtype=float)
-    assert np.allclose(image, cube.sum(axis=2, dtype=np.float64), rtol=1e-5)
+    assert np.allclose(image, cube.mean(axis=2, dtype=np.float64), rtol=1e-5)
 
 
 def test_explorer_of_a_preprocessed_model_shows_spectra_as_the_model_sees_them_and_amide_i_from_the_raw_data(
         fitted, demo):
     train = fitted[1]
-    vae = SpectraVAE(hidden_dims=(16,), epochs=1, batch_size=256, preprocess="cut(1000,1750)|snv",
+    vae = SpectraVAE(hidden_dims=(16,), epochs=1, batch_size=256, preprocess="cut(1000,1750)|snv", tissue_only=True,
                      verbose=False).fit(train)
     ex = explore(vae, demo, scan=1)
     scan = demo.select_scans([1])
     image = np.asarray(ex.figure_map.axes[0].images[0].get_array(), dtype=float)
-    assert np.allclose(image, scan.image(analysis.amide_i_intensity(scan), 0), rtol=1e-5)
+    assert np.allclose(image, scan.image(tissue.tissue_intensity(scan, "amide_i"), 0), rtol=1e-5)
     click_map(ex, 10, 14)
     i = position_of(demo, 1, 10, 14)
     seen = vae.prepare(demo)

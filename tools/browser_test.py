@@ -219,10 +219,13 @@ def main() -> int:
                     str(scratch / "02_out.ipynb"), "-p", "run_dir", str(run_dir), "-p", "epochs", "5",
                     "--cwd", str(ROOT / "notebooks")],
                    check=True, capture_output=True, env=env)
+    # 04 reopens that run on scans of the lab's size: the same scan names as the demo data the run
+    # recorded (the run notes that they changed since training), 278×278 pixels each
     big = scratch / f"scans_{EXPLORE_SIZE}"
-    subprocess.run([python, "-c", "import sys; from spectra_vae import make_demo_dataset; "
-                    f"make_demo_dataset(sys.argv[1], n_scans=4, height={EXPLORE_SIZE}, width={EXPLORE_SIZE})",
-                    str(big)], check=True, capture_output=True, env=env)
+    subprocess.run([python, "-c", "import sys; from spectra_vae import make_demo_dataset; from spectra_vae.pipeline "
+                    "import DEMO; make_demo_dataset(sys.argv[1], n_scans=DEMO['n_scans'], "
+                    f"height={EXPLORE_SIZE}, width={EXPLORE_SIZE})", str(big)],
+                   check=True, capture_output=True, env=env)
     # point the scratch copies at that run, 04 at the large scans (papermill-style parameter edits)
     for nb, extra in (("03_reconstruction.ipynb", []), ("04_latent_exploration.ipynb", ["-p", "data_dir", str(big)])):
         subprocess.run([python, "-m", "papermill", "--prepare-only", str(scratch / nb), str(scratch / nb),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -20,6 +21,8 @@ def _parser() -> argparse.ArgumentParser:
                     help="a notebook parameter, e.g. -p epochs 50 (repeatable)")
     pl.add_argument("--notebooks", default=None, help="folder of the notebooks (default: the repository's)")
     pl.add_argument("--no-html", action="store_true", help="skip the HTML copies")
+    pl.add_argument("--recheck", action="store_true",
+                    help="check every pixel for NaN/inf again instead of using the remembered result")
 
     tr = sub.add_parser("train", help="train a VAE without Jupyter")
     tr.add_argument("--data", default="", help="directory of .npy scans (default: the demo data)")
@@ -43,6 +46,8 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--train-split", default="normal_train")
     tr.add_argument("--val-split", default="normal_val")
     tr.add_argument("--test-split", default="normal_test")
+    tr.add_argument("--recheck", action="store_true",
+                    help="check every pixel for NaN/inf again instead of using the remembered result")
 
     cv = sub.add_parser("convert", help="write any supported format as .npy scans + wavenumbers.npy")
     cv.add_argument("source", help="a file or directory (.npy, .csv, .mat, .h5, ENVI .hdr, Agilent .dat/.seq/.dmt)")
@@ -59,12 +64,20 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; a refusal or failure is one `error:` line on stderr and exit status 1."""
     args = _parser().parse_args(argv)
     from . import pipeline
+    from .data import RECHECK_ENV
 
+    if getattr(args, "recheck", False):
+        os.environ[RECHECK_ENV] = "1"  # inherited by the notebooks' kernels
     try:
         if args.command == "pipeline":
-            params = {k: pipeline.parse_value(v) for k, v in args.parameter}
+            # text as typed: each value is read as the type its notebook declares (`epochs: int = 30`)
+            params = dict(args.parameter)
+            if len(params) != len(args.parameter):
+                twice = sorted({k for k, _ in args.parameter if [n for n, _ in args.parameter].count(k) > 1})
+                raise DataError(f"parameter {twice[0]}: given more than once with -p")
             written = pipeline.run_pipeline(args.data, args.out, params, notebooks_dir=args.notebooks,
                                             html=not args.no_html)
             print(f"done: {len(written)} files in {args.out}")
@@ -103,6 +116,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"demo scans written to {path}")
     except (DataError, TrainingError, pipeline.PipelineError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a full disk, a folder that vanished, a permission refused while writing
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 1
     return 0
 

@@ -13,10 +13,10 @@
 # `papermill 01_data_exploration.ipynb out.ipynb -p data_dir /path/to/scans`.
 
 # %% tags=["parameters"]
-data_dir = ""  # directory of .npy scans; empty: the embedded demo data, generated on first use
-run_dir = ""  # report folder for figures and the model; empty: reports/demo in the repository
-max_pixels = 20000  # pixels per scan used for the mean spectra
-seed = 0
+data_dir: str = ""  # directory of .npy scans; empty: the embedded demo data, generated on first use
+run_dir: str = ""  # report folder for figures and the model; empty: reports/demo in the repository
+max_pixels: int = 20000  # pixels per scan used for the mean spectra
+seed: int = 0
 
 # %%
 # %matplotlib inline
@@ -26,8 +26,8 @@ from spectra_vae import analysis, load_dataset, pipeline, plots
 
 data = pipeline.resolve_data_dir(data_dir)
 run = pipeline.resolve_run_dir(run_dir)
-max_pixels = pipeline.check_int("max_pixels", max_pixels, 1)
-seed = pipeline.check_int("seed", seed, 0)
+checked = pipeline.check_parameters(dict(max_pixels=max_pixels, seed=seed))
+max_pixels, seed = checked["max_pixels"], checked["seed"]
 ds = load_dataset(data)
 print(f"data: {data}\nreport: {run}")
 

@@ -13,48 +13,37 @@
 # `papermill 02_train.ipynb out.ipynb -p epochs 50 -p data_dir /data/scans`.
 
 # %% tags=["parameters"]
-data_dir = ""  # directory of .npy scans; empty: the embedded demo data, generated on first use
-run_dir = ""  # report folder for figures and the model; empty: reports/demo in the repository
-epochs = 20
-preprocess = ""  # e.g. cut(950,1800)|snv ; see spectra_vae.preprocessing; empty: none
-tissue_only = False  # True: train and validate on tissue pixels only (amide I mask); needed with snv or vector
-latent_dim = 2
-hidden_dims = "221,110"  # encoder layer sizes; the decoder mirrors them
-reconstruction = "gaussian"  # gaussian | mse | mae | bce
-beta = 1.0
-batch_size = 512
-learning_rate = 0.002
-patience = 10  # epochs without validation improvement before stopping; 0 turns it off
-seed = 0
-device = "auto"  # auto | cpu | cuda | mps
-precision = "fp32"  # fp32 | bf16 (mixed precision for GPUs; see the README)
-train_split = "normal_train"  # keys of data_splits.json; without them: 80/10/10 by scan
-val_split = "normal_val"
-test_split = "normal_test"
+data_dir: str = ""  # directory of .npy scans; empty: the embedded demo data, generated on first use
+run_dir: str = ""  # report folder for figures and the model; empty: reports/demo in the repository
+epochs: int = 20
+preprocess: str = ""  # e.g. cut(950,1800)|snv ; see spectra_vae.preprocessing; empty: none
+tissue_only: bool = False  # True: train and validate on tissue pixels only (amide I mask); use with snv/vector
+latent_dim: int = 2
+hidden_dims: str = "221,110"  # encoder layer sizes; the decoder mirrors them
+reconstruction: str = "gaussian"  # gaussian | mse | mae | bce
+beta: float = 1.0
+batch_size: int = 512
+learning_rate: float = 0.002
+patience: int = 10  # epochs without validation improvement before stopping; 0 turns it off
+seed: int = 0
+device: str = "auto"  # auto | cpu | cuda | mps
+precision: str = "fp32"  # fp32 | bf16 (mixed precision for GPUs; see the README)
+train_split: str = "normal_train"  # keys of data_splits.json (an unknown key is an error); no file: 80/10/10
+val_split: str = "normal_val"  # "" trains without validation
+test_split: str = "normal_test"
 
 # %%
 # %matplotlib inline
 from spectra_vae import pipeline, plots
-from spectra_vae.loss import RECONSTRUCTIONS
-from spectra_vae.preprocessing import Preprocessor
-from spectra_vae.train import PRECISIONS
 
-params = dict(
-    epochs=pipeline.check_int("epochs", epochs, 1),
-    latent_dim=pipeline.check_int("latent_dim", latent_dim, 1),
-    hidden_dims=pipeline.parse_hidden_dims(hidden_dims),
-    reconstruction=pipeline.check_choice("reconstruction", reconstruction, RECONSTRUCTIONS),
-    beta=pipeline.check_float("beta", beta, 0.0),
-    batch_size=pipeline.check_int("batch_size", batch_size, 1),
-    learning_rate=pipeline.check_float("learning_rate", learning_rate, 0.0, strict=True),
-    patience=pipeline.check_int("patience", patience, 0) or None,
-    seed=pipeline.check_int("seed", seed, 0),
-    device=str(device),
-    precision=pipeline.check_choice("precision", precision, PRECISIONS),
-    preprocess=str(preprocess),
-    tissue_only=pipeline.check_bool("tissue_only", tissue_only),
-)
-Preprocessor(params["preprocess"])  # a bad pipeline fails here, naming the step
+# the same checks `python -m spectra_vae pipeline` applies before it starts (type, sign, range)
+params = pipeline.check_parameters(dict(
+    epochs=epochs, latent_dim=latent_dim, hidden_dims=hidden_dims, reconstruction=reconstruction, beta=beta,
+    batch_size=batch_size, learning_rate=learning_rate, patience=patience, seed=seed, device=device,
+    precision=precision, preprocess=preprocess, tissue_only=tissue_only,
+))
+params["patience"] = params["patience"] or None  # 0 turns early stopping off
+split_names = pipeline.check_parameters(dict(train_split=train_split, val_split=val_split, test_split=test_split))
 data = pipeline.resolve_data_dir(data_dir)
 run = pipeline.resolve_run_dir(run_dir)
 print(f"data: {data}\nreport: {run}")
@@ -65,8 +54,7 @@ params
 # The progress bar shows training loss, validation loss and validation RMSE (absorbance) per epoch.
 
 # %%
-vae, splits, final = pipeline.train(data, run, train_split=train_split, val_split=val_split,
-                                    test_split=test_split, **params)
+vae, splits, final = pipeline.train(data, run, **split_names, **params)
 print(splits.how)
 for name, part in (("train", splits.train), ("validation", splits.validation), ("test", splits.test)):
     if part is not None:

@@ -13,10 +13,10 @@
 # Uses the model that `02_train` wrote (parameter `checkpoint`), never retrains.
 
 # %% tags=["parameters"]
-data_dir = ""  # directory of .npy scans; empty: the embedded demo data, generated on first use
-run_dir = ""  # report folder for figures and the model; empty: reports/demo in the repository
-checkpoint = ""  # model file; empty: run_dir/model/final.pt as written by 02_train
-noise_level = 0.002  # known noise s.d. of the data in absorbance, marked on the error histogram; 0 if unknown
+data_dir: str = ""  # directory of .npy scans; empty: the embedded demo data, generated on first use
+run_dir: str = ""  # report folder for figures and the model; empty: reports/demo in the repository
+checkpoint: str = ""  # model file; empty: run_dir/model/final.pt as written by 02_train
+noise_level: float = 0.002  # known noise s.d. of the data in absorbance, marked on the error histogram; 0 if unknown
 
 # %%
 # %matplotlib inline
@@ -25,7 +25,7 @@ import numpy as np
 from spectra_vae import analysis, load_dataset, pipeline, plots
 from spectra_vae.widgets import browse_reconstructions
 
-noise_level = pipeline.check_float("noise_level", noise_level, 0.0)
+noise_level = pipeline.check_parameters(dict(noise_level=noise_level))["noise_level"]
 vae, splits, data, ckpt = pipeline.open_run(run_dir, checkpoint, data_dir)
 run = pipeline.resolve_run_dir(run_dir)
 test = splits.test

@@ -12,11 +12,11 @@
 # t-SNE, decoded along each latent axis, and drawn back as images.
 
 # %% tags=["parameters"]
-data_dir = ""  # directory of .npy scans; empty: the embedded demo data, generated on first use
-run_dir = ""  # report folder for figures and the model; empty: reports/demo in the repository
-checkpoint = ""  # model file; empty: run_dir/model/final.pt as written by 02_train
-max_points = 3000  # pixels used for t-SNE
-seed = 0
+data_dir: str = ""  # directory of .npy scans; empty: the embedded demo data, generated on first use
+run_dir: str = ""  # report folder for figures and the model; empty: reports/demo in the repository
+checkpoint: str = ""  # model file; empty: run_dir/model/final.pt as written by 02_train
+max_points: int = 3000  # pixels used for t-SNE
+seed: int = 0
 
 # %%
 # %matplotlib inline
@@ -24,8 +24,8 @@ import numpy as np
 
 from spectra_vae import analysis, load_dataset, pipeline, plots
 
-max_points = pipeline.check_int("max_points", max_points, 10)
-seed = pipeline.check_int("seed", seed, 0)
+checked = pipeline.check_parameters(dict(max_points=max_points, seed=seed))
+max_points, seed = checked["max_points"], checked["seed"]
 vae, splits, data, ckpt = pipeline.open_run(run_dir, checkpoint, data_dir)
 run = pipeline.resolve_run_dir(run_dir)
 ds = load_dataset(data)

@@ -16,14 +16,14 @@
 # the RX detector (Mahalanobis distance to the normal training pixels).
 
 # %% tags=["parameters"]
-data_dir = ""  # directory of .npy scans; empty: the embedded demo data, generated on first use
-run_dir = ""  # report folder for figures and the model; empty: reports/demo in the repository
-checkpoint = ""  # model file; empty: run_dir/model/final.pt as written by 02_train
-normal_split = "normal_test"  # held-out normal scans, a key of data_splits.json
-abnormal_split = "abnormal"  # scans with carcinoma
-threshold_split = "normal_val"  # normal scans on which the threshold is chosen
-threshold_quantile = 0.99  # flag pixels scoring above this quantile of normal validation tissue
-seed = 0
+data_dir: str = ""  # directory of .npy scans; empty: the embedded demo data, generated on first use
+run_dir: str = ""  # report folder for figures and the model; empty: reports/demo in the repository
+checkpoint: str = ""  # model file; empty: run_dir/model/final.pt as written by 02_train
+normal_split: str = "normal_test"  # held-out normal scans, a key of data_splits.json
+abnormal_split: str = "abnormal"  # scans with carcinoma
+threshold_split: str = "normal_val"  # normal scans on which the threshold is chosen
+threshold_quantile: float = 0.99  # flag pixels scoring above this quantile of normal validation tissue
+seed: int = 0
 
 # %%
 # %matplotlib inline

@@ -684,17 +684,34 @@ def _from_frame(df: pd.DataFrame, name: str, where: str, wavenumbers: np.ndarray
     return _from_array(np.ascontiguousarray(values), name, where, wn)
 
 
+MAX_HEADER_BYTES = 16 << 20
+
+
 def _read_table(path: Path) -> tuple[pd.DataFrame, list[str]]:
-    """A CSV/TSV table and its header row as written (pandas renames repeated names: 1000, 1000.1)."""
+    """A CSV/TSV table and its header row as written (pandas would rename repeated names: 1000, 1000.1).
+
+    The delimiter is one of , ; tab | or blanks, found from the header row (a free sniffer would
+    happily split on a letter)."""
     regular_file(path)
     try:
-        header = pd.read_csv(path, sep=None, engine="python", header=None, nrows=1, dtype=str)
-        df = pd.read_csv(path, sep=None, engine="python")
+        with open(path, encoding="utf-8", newline="") as f:
+            first = f.readline(MAX_HEADER_BYTES)
+        if len(first) >= MAX_HEADER_BYTES:
+            raise DataError(f"{path}: the header row is longer than {MAX_HEADER_BYTES >> 20} MB; not a table")
+        if not first.strip():
+            raise DataError(f"{path}: not a readable table (no header row of wavenumbers)")
+        sep = "\t" if path.suffix.lower() == ".tsv" else csv.Sniffer().sniff(first, delimiters=",;\t| ").delimiter
+        if sep == " ":
+            names = first.split()
+            df = pd.read_csv(path, sep=r"\s+", engine="python")
+        else:
+            names = next(csv.reader([first.rstrip("\r\n")], delimiter=sep))
+            df = pd.read_csv(path, sep=sep, engine="c")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, csv.Error, ValueError) as exc:
         raise DataError(f"{path}: not a readable table ({type(exc).__name__}: {str(exc)[:200]})") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    names = [str(v).strip() for v in header.iloc[0].tolist()] if len(header) else []
+    names = [n.strip() for n in names]
     if len(names) != df.shape[1]:
         raise DataError(f"{path}: the header row has {len(names)} fields but the table {df.shape[1]} columns")
     if df.shape[0] == 0:

@@ -119,7 +119,7 @@ def _open_npy(path: Path) -> np.ndarray:
     regular_file(path)
     try:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError, EOFError, TypeError, SyntaxError) as exc:
+    except Exception as exc:  # a damaged header raises ValueError, SyntaxError, tokenize.TokenError, ...
         raise DataError(f"{path}: not a readable .npy array ({type(exc).__name__}: {str(exc)[:200]})") from None
     if not isinstance(arr, np.ndarray):
         close = getattr(arr, "close", None)
@@ -154,11 +154,19 @@ def _as_pixels(arr: np.ndarray, where: str) -> tuple[np.ndarray, int, int, bool]
 
 
 def _finite_pixels(pixels: np.ndarray) -> np.ndarray:
-    """Flat indices of the pixels whose spectra are finite in every channel, read in chunks."""
+    """Flat indices of the pixels whose spectra are finite in every channel, read in chunks.
+
+    Pixels are read as float32; a float64 value beyond float32's range would turn into inf there,
+    so it counts as non-finite too."""
     if pixels.dtype.kind in "iu":
         return np.arange(pixels.shape[0])
-    keep = [np.flatnonzero(np.isfinite(pixels[s : s + CHUNK_PIXELS]).all(axis=1)) + s
-            for s in range(0, pixels.shape[0], CHUNK_PIXELS)]
+    keep = []
+    for s in range(0, pixels.shape[0], CHUNK_PIXELS):
+        block = pixels[s : s + CHUNK_PIXELS]
+        ok = np.isfinite(block)
+        if block.dtype.itemsize > 4:
+            ok &= np.abs(block) <= np.finfo(np.float32).max
+        keep.append(np.flatnonzero(ok.all(axis=1)) + s)
     return np.concatenate(keep)
 
 
@@ -199,7 +207,7 @@ def _finite_pixels_cached(pixels: np.ndarray, path: Path | None, recheck: bool =
             in_range = bad.size == 0 or (0 <= bad.min() and bad.max() < len(pixels))
             if bad.ndim == 1 and bad.dtype.kind == "i" and in_range:
                 return np.setdiff1d(np.arange(len(pixels)), bad, assume_unique=True)
-    except (OSError, ValueError):
+    except Exception:  # an unreadable record only costs the check
         record = None
     finite = _finite_pixels(pixels)
     try:
@@ -466,7 +474,8 @@ def _make_scan(name: str, arr: np.ndarray, where: str, path: Path | None = None,
     if len(finite) == 0:
         raise DataError(f"{where}: no pixel has a finite spectrum (all {pixels.shape[0]} contain NaN or inf)")
     if n_bad:
-        warnings.warn(f"{where}: excluded {n_bad} of {pixels.shape[0]} pixels with NaN or inf values",
+        warnings.warn(f"{where}: excluded {n_bad} of {pixels.shape[0]} pixels with NaN or inf values"
+                      + (" (or values beyond float32's range)" if pixels.dtype.itemsize > 4 else ""),
                       stacklevel=3)
     scan = Scan(name, pixels, h, w, path=path, labels=labels, is_image=image, n_nonfinite=n_bad)
     return scan, finite

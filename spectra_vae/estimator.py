@@ -496,6 +496,8 @@ def _check_payload(payload: dict[str, Any], path: str | os.PathLike) -> None:
     columns = payload["history"]
     if not all(isinstance(v, list) for v in columns.values()) or len({len(v) for v in columns.values()}) > 1:
         raise bad("'history' must hold one list per column, all of the same length")
+    if not (isinstance(payload.get("best_epoch", 0), int) and isinstance(payload.get("wavenumbers_known", True), bool)):
+        raise bad("'best_epoch' must be a whole number and 'wavenumbers_known' True or False")
     training = payload.get("training")
     if training is not None:
         if not isinstance(training, dict):
@@ -505,10 +507,16 @@ def _check_payload(payload: dict[str, Any], path: str | os.PathLike) -> None:
             raise bad(f"the training state lacks {missing}")
         if not isinstance(training["optimizer"], dict) or not isinstance(training["rng"], dict):
             raise bad("the training state's optimizer or rng is not a mapping")
+        numbers = [training[k] for k in ("epoch", "best_epoch", "bad_epochs", "best_loss")]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers) \
+                or not isinstance(training["stopped_early"], bool):
+            raise bad("the training state's epoch counters, best loss or stopped_early have the wrong type")
 
 
 def _check_device(device: Any, bad: Any) -> None:
     """'auto', or a CPU, CUDA or MPS device that this machine has."""
+    if not isinstance(device, (str, torch.device)):
+        raise bad("device", "must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
     if device == "auto":
         return
     try:

@@ -385,3 +385,12 @@ def test_train_with_zero_epochs_refuses_and_leaves_nothing_behind(tmp_path, demo
     assert main(["train", "--data", str(demo_dir), "--out", str(tmp_path / "run"), "--epochs", "1",
                  "--preprocess", "cut(3000,4000)"]) == 1  # a cut outside the data, found before writing
     assert "keeps 0 channels" in capsys.readouterr().err and not (tmp_path / "run").exists()
+
+
+def test_float64_values_beyond_float32_range_are_excluded_like_inf(tmp_path):
+    cube = np.ones((2, 3, 4))
+    cube[1, 2, 0] = 1e300  # finite in the file, inf once read as float32 for the model
+    np.save(tmp_path / "big.npy", cube)
+    with pytest.warns(UserWarning, match=r"excluded 1 of 6 pixels .*beyond float32's range"):
+        ds = load_dataset(tmp_path / "big.npy")
+    assert len(ds) == 5 and np.isfinite(ds.to_array()).all()

@@ -370,9 +370,17 @@ class SpectralDataset:
     def image(self, values: np.ndarray, scan: int | str, fill: float = np.nan) -> np.ndarray:
         """Draw a per-pixel quantity (aligned with this dataset) back as the `(H, W)` image of `scan`."""
         values = np.asarray(values)
-        if values.shape[0] != len(self):
-            raise DataError(f"expected one value per pixel ({len(self)}), got {values.shape[0]}")
-        k = self.scans.index(scan) if isinstance(scan, str) else int(scan)
+        if values.ndim == 0 or values.shape[0] != len(self):
+            raise DataError(f"expected one value per pixel ({len(self)}), got shape {values.shape}")
+        if isinstance(scan, str):
+            if scan not in self.scans:
+                raise DataError(f"{self.source}: no scan named {scan!r}; have {self.scans}")
+            k = self.scans.index(scan)
+        elif isinstance(scan, (int, np.integer)) and 0 <= scan < len(self._scans):
+            k = int(scan)
+        else:
+            raise DataError(f"{self.source}: scan must be a name or a number from 0 to {len(self._scans) - 1}; "
+                            f"got {scan!r}")
         s = self._scans[k]
         img = np.full((s.height * s.width,) + values.shape[1:], fill, dtype=float)
         img[self._index[k]] = values[self._offsets[k] : self._offsets[k + 1]]
@@ -414,6 +422,8 @@ class SpectralDataset:
     def select_pixels(self, positions: np.ndarray) -> SpectralDataset:
         """The dataset restricted to the pixels at dataset positions `positions` (kept in scan order)."""
         positions = np.sort(np.asarray(positions, dtype=np.int64))
+        if positions.size and (positions[0] < 0 or positions[-1] >= len(self)):
+            raise DataError(f"{self.source}: pixel positions must be from 0 to {len(self) - 1}")
         scan_k = np.searchsorted(self._offsets, positions, side="right") - 1
         index = [self._index[k][positions[scan_k == k] - self._offsets[k]] for k in range(len(self._scans))]
         return self._replace(list(self._scans), index)
@@ -437,7 +447,12 @@ class SpectralDataset:
         quality; it is kept for comparison with the prototype. By scan, each part with a
         non-zero fraction gets at least one scan.
         """
-        fr = np.asarray(fractions, dtype=float)
+        if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+            raise DataError(f"split seed must be a whole number ≥ 0; got {seed!r}")
+        try:
+            fr = np.asarray(fractions, dtype=float)
+        except (TypeError, ValueError):
+            raise DataError(f"fractions must be numbers; got {fractions!r}") from None
         if fr.ndim != 1 or len(fr) < 2 or (fr < 0).any() or not np.isclose(fr.sum(), 1.0):
             raise DataError(f"fractions must be two or more non-negative numbers summing to 1; got {tuple(fractions)}")
         rng = np.random.default_rng(seed)
@@ -789,6 +804,9 @@ def load_dataset(source: str | os.PathLike | np.ndarray | pd.DataFrame | Spectra
                         f"got {type(source).__name__}")
     if not isinstance(recheck, bool):
         raise DataError(f"recheck: expected True or False, got {recheck!r}")
+    for name, value in (("variable", variable), ("wavenumbers_variable", wavenumbers_variable)):
+        if value is not None and not isinstance(value, str):
+            raise DataError(f"{name}: expected the name of an array, got {value!r}")
     path = Path(source)
     if split is not None and not path.is_dir():
         raise DataError(f"{path}: split={split!r} needs a directory with {SPLITS_FILE}")

@@ -18,7 +18,7 @@ import numpy as np
 from .data import SPLITS_FILE, SpectralDataset, available_splits, check_output_dir, load_dataset, read_json
 from .demo import GENERATOR_VERSION, make_demo_dataset
 from .errors import DataError  # noqa: F401  (notebooks raise it through here)
-from .estimator import SpectraVAE
+from .estimator import SpectraVAE, _check_device
 from .loss import RECONSTRUCTIONS
 from .preprocessing import Preprocessor
 from .preprocessing import parse as parse_preprocess
@@ -51,8 +51,11 @@ def resolve_data_dir(data_dir: str | os.PathLike = "") -> Path:
         path = project_root() / "data" / "demo"
         meta = path / "demo.json"
         wanted = {**DEMO, "version": GENERATOR_VERSION}
-        recorded = json.loads(meta.read_text()) if meta.exists() else {}
-        if any(recorded.get(k) != v for k, v in wanted.items()):
+        try:
+            recorded = read_json(meta) if meta.exists() else {}
+        except DataError:
+            recorded = {}  # a damaged record of our own demo data: make the data again
+        if not isinstance(recorded, dict) or any(recorded.get(k) != v for k, v in wanted.items()):
             make_demo_dataset(path, **DEMO)
         return path
     if not isinstance(data_dir, (str, os.PathLike)):
@@ -145,8 +148,6 @@ def check_str(name: str, value: Any) -> str:
 
 def check_device(name: str, value: Any) -> str:
     """'auto', or a CPU, CUDA or MPS device this machine has."""
-    from .estimator import _check_device
-
     def bad(_: str, why: str) -> DataError:
         return DataError(f"parameter {name}={value!r}: {why}")
     _check_device(check_str(name, value), bad)

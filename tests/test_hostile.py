@@ -394,3 +394,15 @@ def test_float64_values_beyond_float32_range_are_excluded_like_inf(tmp_path):
     with pytest.warns(UserWarning, match=r"excluded 1 of 6 pixels .*beyond float32's range"):
         ds = load_dataset(tmp_path / "big.npy")
     assert len(ds) == 5 and np.isfinite(ds.to_array()).all()
+
+
+def test_convert_and_demo_data_check_their_output_folder_first(tmp_path, capsys):
+    (tmp_path / "file").write_text("keep")
+    np.save(tmp_path / "s.npy", np.ones((2, 2, 4), np.float32))
+    assert main(["convert", str(tmp_path / "s.npy"), str(tmp_path / "file")]) == 1
+    assert capsys.readouterr().err.startswith(f"error: destination {tmp_path / 'file'}: exists and is not a folder")
+    assert main(["demo-data", "--out", str(tmp_path / "file" / "demo")]) == 1
+    assert "is not a folder, so nothing can be written below it" in capsys.readouterr().err
+    assert main(["demo-data", "--out", str(tmp_path / "d"), "--height", "2"]) == 1
+    assert capsys.readouterr().err.startswith("error: need whole numbers") and not (tmp_path / "d").exists()
+    assert (tmp_path / "file").read_text() == "keep"

@@ -18,6 +18,7 @@ run_dir: str = ""  # report folder for figures and the model; empty: reports/dem
 epochs: int = 20
 preprocess: str = ""  # e.g. cut(950,1800)|snv ; see spectra_vae.preprocessing; empty: none
 tissue_only: bool = False  # True: train and validate on tissue pixels only (amide I mask); use with snv/vector
+tissue_threshold: str = "auto"  # tissue rule: "auto" finds the background level, a number sets it, "none" = no mask
 latent_dim: int = 2
 hidden_dims: str = "221,110"  # encoder layer sizes; the decoder mirrors them
 reconstruction: str = "gaussian"  # gaussian | mse | mae | bce
@@ -40,7 +41,7 @@ from spectra_vae import pipeline, plots
 params = pipeline.check_parameters(dict(
     epochs=epochs, latent_dim=latent_dim, hidden_dims=hidden_dims, reconstruction=reconstruction, beta=beta,
     batch_size=batch_size, learning_rate=learning_rate, patience=patience, seed=seed, device=device,
-    precision=precision, preprocess=preprocess, tissue_only=tissue_only,
+    precision=precision, preprocess=preprocess, tissue_only=tissue_only, tissue_threshold=tissue_threshold,
 ))
 params["patience"] = params["patience"] or None  # 0 turns early stopping off
 split_names = pipeline.check_parameters(dict(train_split=train_split, val_split=val_split, test_split=test_split))
@@ -56,6 +57,7 @@ params
 # %%
 vae, splits, final = pipeline.train(data, run, **split_names, **params)
 print(splits.how)
+print(f"tissue rule of this model: {vae.tissue_rule_} ({vae.tissue_rule_.how})")
 for name, part in (("train", splits.train), ("validation", splits.validation), ("test", splits.test)):
     if part is not None:
         print(f"{name:>10}: {len(part):>8} pixels from {part.scans}")

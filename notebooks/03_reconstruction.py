@@ -41,7 +41,7 @@ seen = vae.prepare(test)  # the test pixels as the model sees them (after any pr
 if vae.preprocess:
     print(f"preprocessing {vae.preprocess!r}: spectra below are in the preprocessed space")
 err_test = vae.reconstruction_error(seen)  # per pixel, streamed: the spectra are not all held in memory
-tissue_test = analysis.tissue_mask(test)
+tissue_test = vae.tissue_mask(test)  # the model's own tissue rule
 picks = analysis.pick_pixels(err_test, tissue_test)
 titles = [f"{name}: {analysis.pixel_name(test, i)}, RMSE {err_test[i]:.2g}" for name, i in picks.items()]
 x_picked, r_picked = analysis.reconstruct_pixels(vae, seen, list(picks.values()))

@@ -31,7 +31,6 @@ import numpy as np
 import pandas as pd
 
 from spectra_vae import anomaly, available_splits, load_dataset, pipeline, plots
-from spectra_vae.analysis import tissue_mask
 
 threshold_quantile = pipeline.check_float("threshold_quantile", threshold_quantile, 0.0, strict=True)
 if threshold_quantile >= 1:
@@ -57,7 +56,7 @@ print(f"threshold chosen on: {threshold_set.scans if threshold_set is not None e
 frames, masks = {}, {}
 for name, ds in sets.items():
     f = vae.score_samples(ds)
-    masks[name] = tissue_mask(ds)
+    masks[name] = vae.tissue_mask(ds)
     frames[name] = f
 groups = {"normal scans": frames["normal"][masks["normal"]]}
 if "abnormal" in sets:
@@ -88,7 +87,7 @@ anomaly.score_statistics(groups, ("reconstruction_error", "kl", "anomaly_score")
 
 # %%
 if threshold_set is not None and len(threshold_set):
-    t_mask = tissue_mask(threshold_set)
+    t_mask = vae.tissue_mask(threshold_set)
     threshold = anomaly.threshold_from_normal(vae.anomaly_score(threshold_set)[t_mask], threshold_quantile)
 else:
     normal_scores = frames["normal"]["anomaly_score"][masks["normal"]].to_numpy()

@@ -347,8 +347,7 @@ class SpectralDataset:
         if indices.size and (indices.min() < 0 or indices.max() >= len(self)):
             raise IndexError(f"pixel index out of range 0..{len(self) - 1}")
         if self.preprocessor is not None:
-            raw = self._replace(self._scans, self._index, preprocessor=None).read(indices, dtype)
-            return self.preprocessor.transform(raw).astype(dtype, copy=False)
+            return self.preprocessor.transform(self.raw().read(indices, dtype)).astype(dtype, copy=False)
         out = np.empty((indices.size, self.n_channels), dtype=dtype)
         scan_k = np.searchsorted(self._offsets, indices, side="right") - 1
         for k in np.unique(scan_k):
@@ -395,6 +394,10 @@ class SpectralDataset:
         kw |= changes
         return SpectralDataset(scans, index, kw["wavenumbers"], self.label_names, self.source,
                                self.wavenumbers_known, kw["preprocessor"], kw["raw_wavenumbers"])
+
+    def raw(self) -> SpectralDataset:
+        """The same pixels without a preprocessing view: spectra as the scans hold them."""
+        return self if self.preprocessor is None else self._replace(self._scans, self._index, preprocessor=None)
 
     def preprocessed(self, preprocessor: Any) -> SpectralDataset:
         """A view whose pixels pass through a fitted preprocessing pipeline when read."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import os
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from .loss import RECONSTRUCTIONS, kl_divergence, reconstruction_nll
 from .model import VAE, ModelConfig
 from .normalise import METHODS, Normaliser, merge_stats, pixel_stats
 from .preprocessing import Preprocessor
+from .tissue import TissueRule, parse_tissue_threshold
 from .train import (
     PRECISIONS,
     PixelBatches,
@@ -53,7 +55,8 @@ class SpectraVAE:
                  noise: str = "shared", preprocess: str = "",
                  epochs: int = 50, batch_size: int = 512, learning_rate: float = 2e-3,
                  patience: int | None = 10, seed: int = 0, device: str = "auto",
-                 precision: str = "fp32", verbose: bool = True) -> None:
+                 precision: str = "fp32", tissue_threshold: float | str = "auto", tissue_only: bool = False,
+                 verbose: bool = True) -> None:
         self.latent_dim = latent_dim
         self.hidden_dims = tuple(hidden_dims) if isinstance(hidden_dims, (list, tuple)) else hidden_dims
         self.reconstruction = reconstruction
@@ -68,11 +71,14 @@ class SpectraVAE:
         self.seed = seed
         self.device = device
         self.precision = precision
+        self.tissue_threshold = tissue_threshold
+        self.tissue_only = tissue_only
         self.verbose = verbose
 
     # -- configuration -------------------------------------------------------------------
     _PARAMS = ("latent_dim", "hidden_dims", "reconstruction", "beta", "normalisation", "noise", "preprocess", "epochs",
-               "batch_size", "learning_rate", "patience", "seed", "device", "precision", "verbose")
+               "batch_size", "learning_rate", "patience", "seed", "device", "precision", "tissue_threshold",
+               "tissue_only", "verbose")
 
     def get_params(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self._PARAMS}
@@ -131,6 +137,9 @@ class SpectraVAE:
             raise bad("precision", f"must be one of {PRECISIONS}")
         if not isinstance(self.verbose, (bool, np.bool_)):
             raise bad("verbose", "must be True or False")
+        if not isinstance(self.tissue_only, (bool, np.bool_)):
+            raise bad("tissue_only", "must be True or False")
+        parse_tissue_threshold(self.tissue_threshold)
         _check_device(self.device, bad)
 
     def normalisation_method(self) -> str:
@@ -154,10 +163,17 @@ class SpectraVAE:
         self.device_ = resolve_device(self.device)
         self.wavenumbers_ = np.asarray(train.wavenumbers, dtype=float)
         self.wavenumbers_known_ = bool(train.wavenumbers_known)
+        # The one tissue rule of this model: fitted on the raw training pixels, stored in the
+        # checkpoint, and used by training on tissue, calibration, baselines and the notebooks.
+        self.tissue_rule_ = TissueRule.fit(train, self.tissue_threshold)
         self.preprocessor_ = Preprocessor(self.preprocess).fit(self.wavenumbers_, known=self.wavenumbers_known_)
-        train = train.preprocessed(self.preprocessor_)
+        if not self.tissue_only and any(s.name in ("snv", "vector") for s in self.preprocessor_.steps):
+            warnings.warn(f"preprocess {self.preprocess!r} scales every spectrum to unit size, noise-only background "
+                          "included, which can make the VAE collapse onto the background: train with "
+                          "tissue_only=True", UserWarning, stacklevel=2)
+        train = self._training_pixels(train.preprocessed(self.preprocessor_))
         if val is not None:
-            val = val.preprocessed(self.preprocessor_)
+            val = self._training_pixels(val.preprocessed(self.preprocessor_))
         stats = pixel_stats(train.shard(rank, world).iter_chunks())
         if world > 1:  # every process reads only its shard; statistics are merged
             gathered: list[Any] = [None] * world
@@ -175,6 +191,25 @@ class SpectraVAE:
         self._generators = self._new_generators()
         self.train_source_ = train.source
         return self._run(train, val, checkpoint_dir)
+
+    def _training_pixels(self, data: SpectralDataset) -> SpectralDataset:
+        """Training and validation pixels: the tissue pixels by the model's rule when `tissue_only`."""
+        if not self.tissue_only:
+            return data
+        selected = self.tissue_rule_.select(data)
+        if len(selected) == 0:
+            raise DataError(f"{data.source or 'data'}: no pixel is tissue by the rule {self.tissue_rule_} "
+                            f"({self.tissue_rule_.how}); train with tissue_only=False or set tissue_threshold")
+        return selected
+
+    def tissue_mask(self, data: Any) -> np.ndarray:
+        """Per pixel of `data`, True where it is tissue by the model's own rule (`tissue_rule_`)."""
+        self._check_fitted()
+        if self.tissue_rule_ is None:
+            raise DataError("this model was saved before tissue rules were stored with models; set "
+                            "vae.tissue_rule_ = spectra_vae.tissue.TissueRule.fit(training_data) or retrain")
+        ds = as_dataset(data)
+        return self.tissue_rule_.mask(ds)
 
     def _new_generators(self) -> dict[str, torch.Generator]:
         # Shuffling runs on the CPU; ε is drawn on the model's device.
@@ -381,6 +416,8 @@ class SpectraVAE:
             "best_epoch": state.best_epoch,
             "train_source": getattr(self, "train_source_", ""),
         }
+        if getattr(self, "tissue_rule_", None) is not None:
+            payload["tissue_rule"] = self.tissue_rule_.to_dict()
         if training:
             payload["training"] = {
                 "epoch": state.epoch, "best_epoch": state.best_epoch, "best_loss": state.best_loss,
@@ -419,6 +456,8 @@ class SpectraVAE:
             vae.preprocessor_ = Preprocessor(config.get("preprocess", "")).fit(vae.wavenumbers_,
                                                                                known=vae.wavenumbers_known_)
             vae.train_source_ = payload.get("train_source", "")
+            rule = payload.get("tissue_rule")
+            vae.tissue_rule_ = None if rule is None else TissueRule.from_dict(rule)
         except (KeyError, TypeError, RuntimeError, ValueError) as exc:
             raise DataError(f"{path}: checkpoint content is incomplete or does not match the model ({exc})") from exc
         vae.optimizer_ = make_optimizer(vae.model_, vae.learning_rate, vae.device_)
@@ -463,8 +502,9 @@ class SpectraVAE:
                 group["lr"] = learning_rate
         train = as_dataset(data)
         _check_compatible(vae.wavenumbers_, len(vae.wavenumbers_), train, train.source, "the checkpoint")
-        train = train.preprocessed(vae.preprocessor_)
+        train = vae._training_pixels(train.preprocessed(vae.preprocessor_))
         val = None if validation is None else as_dataset(validation).preprocessed(vae.preprocessor_)
+        val = None if val is None else vae._training_pixels(val)
         vae.train_source_ = train.source
         return vae._run(train, val, checkpoint_dir if checkpoint_dir is not None else checkpoint.parent)
 

@@ -7,7 +7,6 @@ import difflib
 import json
 import os
 import re
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from .estimator import SpectraVAE, _check_device
 from .loss import RECONSTRUCTIONS
 from .preprocessing import Preprocessor
 from .preprocessing import parse as parse_preprocess
+from .tissue import TissueRule, parse_tissue_threshold
 from .train import PRECISIONS
 
 NOTEBOOKS = ("01_data_exploration.ipynb", "02_train.ipynb", "03_reconstruction.ipynb",
@@ -192,6 +192,7 @@ PARAMETER_CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "beta": _number(0.0), "learning_rate": _number(0.0, strict=True), "noise_level": _number(0.0),
     "threshold_quantile": _number(0.0, strict=True, maximum=1.0),
     "device": check_device, "preprocess": check_preprocess, "tissue_only": check_bool,
+    "tissue_threshold": lambda name, value: parse_tissue_threshold(value),
     "train_split": check_str, "val_split": check_str, "test_split": check_str,
     "normal_split": check_str, "abnormal_split": check_str, "threshold_split": check_str,
 }
@@ -213,32 +214,25 @@ class Splits:
     validation: SpectralDataset | None
     test: SpectralDataset
     how: str  # one line saying where the split came from
-    tissue_threshold: float | None = None  # amide I level when training was on tissue pixels only
+
+    def tissue_only(self, vae: SpectraVAE) -> Splits:
+        """Training and validation restricted to tissue by the model's rule (as it trained); test stays whole."""
+        rule = vae.tissue_rule_
+        if rule is None:
+            return self
+        n = len(self.train)
+        train = rule.select(self.train)
+        val = None if self.validation is None else rule.select(self.validation)
+        how = (f"{self.how}; training and validation on tissue pixels only ({rule}: {len(train)} of {n} "
+               "training pixels)")
+        return Splits(train, val, self.test, how)
 
 
 def make_splits(data_dir: Path, train_split: str = "normal_train", val_split: str = "normal_val",
-                test_split: str = "normal_test", seed: int = 0, tissue_only: bool = False,
-                tissue_threshold: float | None = None) -> Splits:
-    """Named splits from `data_splits.json` when it has them, else a seeded 80/10/10 split by scan.
-
-    `tissue_only`: training and validation keep only tissue pixels (amide I above
-    `tissue_threshold`, by default the threshold found on the training pixels); the test split
-    stays whole, so held-out errors can be read for tissue and background alike.
-    """
-    splits = _named_or_random_splits(data_dir, train_split, val_split, test_split, seed)
-    if not tissue_only:
-        return splits
-    from .analysis import tissue_pixels
-
-    n_train = len(splits.train)
-    train, threshold = tissue_pixels(splits.train, tissue_threshold)
-    val = None if splits.validation is None else tissue_pixels(splits.validation, threshold)[0]
-    if len(train) == 0:
-        raise DataError(f"{data_dir}: no training pixel has amide I above {threshold:.4g}; "
-                        "nothing looks like tissue (train on all pixels instead)")
-    how = (f"{splits.how}; training and validation on tissue pixels only (amide I > {threshold:.4g} "
-           f"absorbance: {len(train)} of {n_train} training pixels)")
-    return Splits(train, val, splits.test, how, threshold)
+                test_split: str = "normal_test", seed: int = 0) -> Splits:
+    """The named splits of the folder's `data_splits.json` (every name must be in it); a seeded 80/10/10
+    split by scan only where the folder has no such file."""
+    return _named_or_random_splits(data_dir, train_split, val_split, test_split, seed)
 
 
 def _named_or_random_splits(data_dir: Path, train_split: str, val_split: str, test_split: str,
@@ -313,28 +307,24 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, *, epochs: int = 
           hidden_dims: tuple[int, ...] = (221, 110), reconstruction: str = "gaussian", beta: float = 1.0,
           batch_size: int = 512, learning_rate: float = 2e-3, patience: int | None = 10, seed: int = 0,
           device: str = "auto", precision: str = "fp32", train_split: str = "normal_train",
-          val_split: str = "normal_val",
-          test_split: str = "normal_test", preprocess: str = "", tissue_only: bool = False,
+          val_split: str = "normal_val", test_split: str = "normal_test", preprocess: str = "",
+          tissue_only: bool = False, tissue_threshold: float | str = "auto",
           verbose: bool = True) -> tuple[SpectraVAE, Splits, Path]:
     """Train on the training split with checkpoints in `out/model/`; writes `out/model/final.pt`.
 
-    `tissue_only=True` trains (and validates) on tissue pixels only; see `make_splits`. Every
+    The model fits its tissue rule on the training pixels (`tissue_threshold`: "auto", "none" or
+    a number); `tissue_only=True` trains and validates on the tissue pixels by that rule. Every
     parameter, the data, the splits and the output folder are checked before anything is
     written, so a refusal leaves nothing behind.
     """
     vae = SpectraVAE(latent_dim=latent_dim, hidden_dims=hidden_dims, reconstruction=reconstruction,
                      beta=beta, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                      patience=patience, seed=seed, device=device, precision=precision, preprocess=preprocess,
-                     verbose=verbose)
+                     tissue_only=tissue_only, tissue_threshold=tissue_threshold, verbose=verbose)
     vae._check_params()
-    tissue_only = check_bool("tissue_only", tissue_only)
     model_dir = check_output_dir(Path(check_output_dir(out, "out")) / MODEL_DIR, "out")
     data = resolve_data_dir(data_dir)
-    if not tissue_only and any(step.name in ("snv", "vector") for step in parse_preprocess(preprocess)):
-        warnings.warn(f"preprocess {preprocess!r} scales every spectrum to unit size, noise-only background "
-                      "included, which can make the VAE collapse onto the background: train with "
-                      "tissue_only=True", UserWarning, stacklevel=2)
-    splits = make_splits(data, train_split, val_split, test_split, seed, tissue_only)
+    splits = make_splits(data, train_split, val_split, test_split, seed)
     # steps that depend on the axis (a cut outside the data, cm⁻¹ without wavenumbers) fail here, not after
     # splits.json is written
     Preprocessor(preprocess).fit(splits.train.wavenumbers, known=splits.train.wavenumbers_known)
@@ -343,15 +333,19 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, *, epochs: int = 
     rank = init_distributed()[0]
     model_dir.mkdir(parents=True, exist_ok=True)
     record = {"data_dir": str(data.resolve()), "train_split": train_split, "val_split": val_split,
-              "test_split": test_split, "seed": seed, "how": splits.how,
-              "tissue_only": tissue_only, "tissue_threshold": splits.tissue_threshold, "train": splits.train.scans,
+              "test_split": test_split, "seed": seed, "how": splits.how, "tissue_only": tissue_only,
+              "train": splits.train.scans,
               "validation": splits.validation.scans if splits.validation is not None else [],
               "test": splits.test.scans}
     if rank == 0:
         (model_dir / SPLITS_RECORD).write_text(json.dumps(record, indent=2))
     vae.fit(splits.train, validation=splits.validation, checkpoint_dir=model_dir)
+    if tissue_only:
+        splits = splits.tissue_only(vae)
     final = model_dir / FINAL
     if dist_info()[0] == 0:  # in a distributed run only the first process writes
+        record |= {"how": splits.how, "tissue_rule": vae.tissue_rule_.to_dict()}
+        (model_dir / SPLITS_RECORD).write_text(json.dumps(record, indent=2))
         vae.save(final)
     return vae, splits, final
 
@@ -375,8 +369,11 @@ def open_run(run_dir: str | os.PathLike = "", checkpoint: str = "", data_dir: st
     else:
         data = resolve_data_dir(data_dir)
     splits = make_splits(data, record.get("train_split", "normal_train"), record.get("val_split", "normal_val"),
-                         record.get("test_split", "normal_test"), int(record.get("seed", 0)),
-                         bool(record.get("tissue_only", False)), record.get("tissue_threshold"))
+                         record.get("test_split", "normal_test"), int(record.get("seed", 0)))
+    if vae.tissue_rule_ is None and record.get("tissue_threshold") is not None:  # a run from before tissue rules
+        vae.tissue_rule_ = TissueRule("amide_i", float(record["tissue_threshold"]), "recorded with the run")
+    if vae.tissue_only or record.get("tissue_only"):
+        splits = splits.tissue_only(vae)
     return vae, splits, data, ckpt
 
 

@@ -94,23 +94,25 @@ def test_train_command_trains_without_jupyter(tmp_path):
 
 
 def test_tissue_only_training_uses_the_tissue_pixels_and_open_run_restores_them(tmp_path):
-    from spectra_vae.analysis import amide_i_intensity
+    from spectra_vae.tissue import tissue_intensity
 
     data = make_demo_dataset(tmp_path / "scans", n_scans=6, height=20, width=20, seed=3)
     vae, splits, final = pipeline.train(data, tmp_path / "run", epochs=1, hidden_dims=(16,),
                                         tissue_only=True, verbose=False)
     record = json.loads((tmp_path / "run" / "model" / "splits.json").read_text())
-    threshold = record["tissue_threshold"]
-    assert record["tissue_only"] is True and threshold == splits.tissue_threshold
+    rule = vae.tissue_rule_
+    assert record["tissue_only"] is True and record["tissue_rule"] == rule.to_dict()
     whole = pipeline.make_splits(data)
-    amide = amide_i_intensity(whole.train)
-    assert len(splits.train) == int((amide > threshold).sum()) < len(whole.train)
-    assert (amide_i_intensity(splits.train) > threshold).all()
+    amide = tissue_intensity(whole.train, "amide_i")
+    assert rule.measure == "amide_i" and np.isfinite(rule.threshold)
+    assert len(splits.train) == int((amide > rule.threshold).sum()) < len(whole.train)
+    assert (tissue_intensity(splits.train, "amide_i") > rule.threshold).all()
     # the tissue pixels are the labelled ones: background (label 0) is nearly absent
     assert (splits.train.labels == 0).mean() < 0.05 < (whole.train.labels == 0).mean()
     assert len(splits.test) == len(whole.test)  # held-out scans stay whole
     assert "tissue pixels only" in splits.how
-    _, reopened, _, _ = pipeline.open_run(tmp_path / "run")
+    reopened_vae, reopened, _, _ = pipeline.open_run(tmp_path / "run")
+    assert reopened_vae.tissue_rule_ == rule
     np.testing.assert_array_equal(reopened.train.coords, splits.train.coords)
     np.testing.assert_array_equal(reopened.validation.coords, splits.validation.coords)
     assert pipeline.check_bool("tissue_only", "True") is True

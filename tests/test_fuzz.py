@@ -450,13 +450,15 @@ JUNK = [None, "3", True, float("nan"), float("inf"), -1, 2.5, [1]]
     "patience": st.one_of(st.none(), st.integers(0, 2)), "seed": st.integers(0, 2**40),
     "device": st.sampled_from(["auto", "cpu"]), "precision": st.just("fp32"),
     "preprocess": st.sampled_from(["", "snv", "cut(960,1700)", "savgol(5,2,1)", "baseline(1,5)"]),
-    "verbose": st.just(False),
+    "verbose": st.just(False), "tissue_only": st.booleans(),
+    "tissue_threshold": st.one_of(st.sampled_from(["auto", "none"]), st.floats(-1, 2)),
 }, {
     "latent_dim": [0, *JUNK], "hidden_dims": [(0,), 8, "8,4", (True,), (2.5,), None],
     "reconstruction": ["l2", None, "bce"], "normalisation": ["z", 3], "noise": ["both"], "beta": [-0.1, *JUNK],
     "epochs": [0, *JUNK], "batch_size": [0, *JUNK], "learning_rate": [0.0, -1e-3, *JUNK],
     "patience": [-2, *JUNK[1:]], "seed": [-1, 2**70, *JUNK], "device": ["gpu", "cuda:9", "", 0],
     "precision": ["fp16", None], "preprocess": ["savgol(5,2,3)", 5, "cut(3000,4000)"], "verbose": ["no", 1],
+    "tissue_only": ["yes", 1, None], "tissue_threshold": ["high", float("nan"), True, [0.1]],
 }), with_axis=st.booleans())
 def test_estimator_trains_with_checked_parameters_or_refuses_them(time_limit, params, with_axis):
     x = (np.random.default_rng(0).random((40, 12)) + 0.1).astype(np.float32)

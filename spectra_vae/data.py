@@ -563,9 +563,10 @@ def _read_label_names(path: Path) -> list[str]:
 
 def _select_split_files(directory: Path, files: list[Path], split: str | Sequence[str]) -> list[Path]:
     splits = _read_splits(directory)
-    keys = [split] if isinstance(split, str) else list(split)
+    keys = [split] if isinstance(split, str) else list(split) if isinstance(split, (list, tuple)) else []
     if not keys or not all(isinstance(k, str) for k in keys):
         raise DataError(f"split: expected a split name or a list of names, got {split!r}")
+    keys = list(dict.fromkeys(keys))  # a name given twice is the same split
     by_name = {p.name: p for p in files}
     stems: dict[str, list[Path]] = {}
     for p in files:

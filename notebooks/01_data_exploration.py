@@ -13,11 +13,11 @@
 # `papermill 01_data_exploration.ipynb out.ipynb -p data_dir /path/to/scans`.
 
 # %% tags=["parameters"]
-data_dir = ""  # directory of .npy scans; empty: the embedded demo data, generated on first use
-run_dir = ""  # run folder for figures; empty: reports/demo for the demo data, else a new folder under reports/runs
-max_pixels = 20000  # pixels per scan used for the mean spectra
-tissue_threshold = "auto"  # tissue rule: "auto" finds the background level, a number sets it, "none" = no mask
-seed = 0
+data_dir: str = ""  # directory of .npy scans; empty: the embedded demo data, generated on first use
+run_dir: str = ""  # run folder for figures; empty: reports/demo for the demo data, else a new folder under reports/runs
+max_pixels: int = 20000  # pixels per scan used for the mean spectra
+tissue_threshold: str = "auto"  # tissue rule: "auto" finds the background level, a number sets it, "none" = no mask
+seed: int = 0
 
 # %%
 # %matplotlib inline
@@ -28,8 +28,8 @@ from spectra_vae.tissue import TissueRule, default_measure, tissue_intensity
 
 data = pipeline.resolve_data_dir(data_dir)
 run = pipeline.resolve_run_dir(run_dir, data_dir)
-max_pixels = pipeline.check_int("max_pixels", max_pixels, 1)
-seed = pipeline.check_int("seed", seed, 0)
+checked = pipeline.check_parameters(dict(max_pixels=max_pixels, seed=seed, tissue_threshold=tissue_threshold))
+max_pixels, seed = checked["max_pixels"], checked["seed"]
 ds = load_dataset(data)
 pipeline.warn_if_no_axis(ds)  # scans without wavenumbers.npy: channel numbers, and what follows from that
 print(f"data: {data}\nreport: {run}")

@@ -18,11 +18,11 @@
 # split names and `normal_labels` are given once, to 02_train.
 
 # %% tags=["parameters"]
-data_dir = ""  # empty: the data folder recorded with the run; give another only if the data moved
-run_dir = ""  # the run folder of 02_train; empty: reports/demo for the demo data, else the newest run on data_dir
-checkpoint = ""  # model file; empty: run_dir/model/final.pt as written by 02_train
-threshold_quantile = 0.99  # flag pixels scoring above this quantile of normal validation tissue
-seed = 0
+data_dir: str = ""  # empty: the data folder recorded with the run; give another only if the data moved
+run_dir: str = ""  # the run folder of 02_train; empty: reports/demo for the demo data, else the newest run on data_dir
+checkpoint: str = ""  # model file; empty: run_dir/model/final.pt as written by 02_train
+threshold_quantile: float = 0.99  # flag pixels scoring above this quantile of normal validation tissue
+seed: int = 0
 
 # %%
 # %matplotlib inline

@@ -1,0 +1,172 @@
+"""The VAE's anomaly monitor: how normal tissue's residuals vary, and how far a pixel's lie from that.
+
+A pixel the model of normal tissue does not explain leaves a residual x − decode(μ(x)) of one of
+two kinds: large where normal residuals also vary (normal molecules in unusual proportions,
+which a small latent space cannot hold) or present where normal residuals sit at the noise
+floor (a compound normal tissue does not contain). After training, the principal directions of
+the residuals of the normal training tissue are found (`mspc.Subspace`, as many as rise above
+the noise floor); each pixel is then measured inside them (`inside`, or `t2` scaled by their
+variances) and outside them (`q`); each statistic gets a scaled-χ² tail fitted on held-out
+normal tissue, and the tails' p-values are combined by Fisher's method into one score.
+`calibrate` refits the tails on normal pixels of the user's choice and sets the threshold that
+flags the requested share of them. Everything is in the VAE's normalised units (the encoder's
+inputs); the model's tissue rule decides which pixels are tissue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from .data import SpectralDataset
+from .errors import DataError
+from .loss import kl_divergence, reconstruction_nll
+from .mspc import Moments, ScaledChi2, Subspace, fisher
+
+if TYPE_CHECKING:
+    from .estimator import SpectraVAE
+
+RESIDUAL_STATISTICS = ("inside", "t2", "q")
+STATISTICS = (*RESIDUAL_STATISTICS, "kl")
+DEFAULT_STATISTICS = ("inside", "q")  # chosen by measurement: see the README's anomaly section
+
+
+@dataclass
+class Monitor:
+    """A fitted residual model: the subspace, the statistics combined, their tails, the calibration."""
+
+    subspace: Subspace
+    statistics: tuple[str, ...]
+    tails: dict[str, ScaledChi2]
+    tails_from: str  # which pixels the tails were fitted on
+    threshold: float | None = None  # on the combined score; set by calibrate
+    false_positive_rate: float | None = None
+    design_effect: float | None = None  # spatial clustering of flags on the calibration tissue
+    calibration: dict[str, Any] = field(default_factory=dict)
+
+    def combine(self, values: dict[str, np.ndarray]) -> np.ndarray:
+        """Fisher's combination of the statistics' tail p-values: −2 Σ log pᵢ (higher = more anomalous)."""
+        return fisher(self.tails[s].log_sf(values[s]) for s in self.statistics)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"subspace": self.subspace.to_dict(), "statistics": list(self.statistics),
+                "tails": {k: v.to_dict() for k, v in self.tails.items()}, "tails_from": self.tails_from,
+                "threshold": self.threshold, "false_positive_rate": self.false_positive_rate,
+                "design_effect": self.design_effect, "calibration": dict(self.calibration)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Monitor:
+        return cls(Subspace.from_dict(d["subspace"]), tuple(d["statistics"]),
+                   {k: ScaledChi2.from_dict(v) for k, v in d["tails"].items()}, str(d.get("tails_from", "")),
+                   d.get("threshold"), d.get("false_positive_rate"), d.get("design_effect"),
+                   dict(d.get("calibration", {})))
+
+
+def _passes(vae: SpectraVAE, data: SpectralDataset) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor,
+                                                                      torch.Tensor, torch.Tensor]]:
+    """Per batch: (pixels as the model sees them, normalised x, μ, log σ², decode(μ)); no gradients."""
+    with torch.no_grad():
+        for chunk, x in vae._batches(data):
+            mu, logvar = vae.model_.encode(x)
+            yield chunk, x, mu, logvar, vae.model_.decode(mu)
+
+
+def residual_moments(vae: SpectraVAE, data: SpectralDataset) -> Moments:
+    """One-pass moments of the residuals x − decode(μ) of `data` (normalised units), summed over
+    the processes of a distributed run."""
+    from .train import all_reduce, dist_info
+
+    moments = Moments()
+    for _, x, _, _, x_hat in _passes(vae, data):
+        moments.update((x - x_hat).double().cpu().numpy())
+    if dist_info()[1] > 1:
+        c = vae.model_config_.n_channels
+        local = moments.as_array() if moments.n else np.zeros(3 + 2 * c + c * c)
+        moments = Moments.from_array(all_reduce(local), c)
+    return moments
+
+
+def pixel_statistics(vae: SpectraVAE, data: SpectralDataset, monitor: Monitor | None = None
+                     ) -> dict[str, np.ndarray]:
+    """Per pixel of `data` (as the model sees them): reconstruction RMSE (data units), the
+    reconstruction NLL of decode(μ) and the KL term, and with a monitor the residual statistics."""
+    from .estimator import pixel_rmse
+
+    out: dict[str, list[np.ndarray]] = {k: [] for k in ("reconstruction_error", "reconstruction_nll", "kl",
+                                                         *(RESIDUAL_STATISTICS if monitor else ()))}
+    for chunk, x, mu, logvar, x_hat in _passes(vae, data):
+        out["reconstruction_nll"].append(reconstruction_nll(x_hat, x, vae.reconstruction,
+                                                            vae.model_.noise_log_var()).cpu().numpy())
+        out["kl"].append(kl_divergence(mu, logvar).cpu().numpy())
+        out["reconstruction_error"].append(pixel_rmse(chunk, vae.normaliser_.inverse_transform(x_hat.cpu().numpy())))
+        if monitor is not None:
+            for k, v in monitor.subspace.statistics((x - x_hat).double().cpu().numpy()).items():
+                out[k].append(v)
+    return {k: np.concatenate(v).astype(np.float64) if v else np.zeros(0) for k, v in out.items()}
+
+
+def _tails(values: dict[str, np.ndarray], statistics: tuple[str, ...]) -> dict[str, ScaledChi2]:
+    """Scaled-χ² tails of each statistic, from its mean and variance pooled over all processes."""
+    from .train import all_reduce
+
+    sums = all_reduce(np.array([[len(values[s]), values[s].sum(), (values[s] ** 2).sum()] for s in statistics]))
+    tails = {}
+    for s, (n, s1, s2) in zip(statistics, sums, strict=True):
+        if n < 2:
+            raise DataError(f"too few normal tissue pixels ({int(n)}) to fit the tail of the {s} statistic")
+        mean = s1 / n
+        tails[s] = ScaledChi2.from_moments(mean, max(s2 / n - mean**2, 0.0))
+    return tails
+
+
+def fit_monitor(vae: SpectraVAE, train: SpectralDataset, validation: SpectralDataset | None,
+                n_components: int | str = "auto", statistics: tuple[str, ...] = DEFAULT_STATISTICS) -> Monitor:
+    """The residual model of a trained VAE: directions from the normal training tissue, tails
+    from the normal validation tissue (the training tissue when there is none)."""
+    unknown = [s for s in statistics if s not in STATISTICS]
+    if unknown or not statistics:
+        raise DataError(f"anomaly statistics must be some of {STATISTICS}; got {statistics!r}")
+    train = vae.tissue_rule_.select(train) if vae.tissue_rule_ is not None else train
+    moments = residual_moments(vae, train)
+    if moments.n < 2:
+        raise DataError(f"{train.source or 'data'}: too few training tissue pixels to learn the residuals' structure")
+    monitor = Monitor(Subspace.fit(moments, n_components), tuple(statistics), {}, "")
+    held_out = validation is not None and len(validation) > 0
+    source = vae.tissue_rule_.select(validation) if held_out and vae.tissue_rule_ is not None else validation
+    if not held_out or source is None or len(source) == 0:
+        source = train
+    monitor.tails = _tails(pixel_statistics(vae, source, monitor), monitor.statistics)
+    monitor.tails_from = (f"normal validation tissue ({len(source)} pixels)" if source is not train
+                          else f"normal training tissue ({len(source)} pixels; no validation data)")
+    return monitor
+
+
+def calibrate(vae: SpectraVAE, normal: SpectralDataset, false_positive_rate: float) -> Monitor:
+    """Refit the tails on the tissue pixels of `normal` and set the threshold flagging
+    `false_positive_rate` of them; also measure how flags cluster there (for scan-level calls)."""
+    from .anomaly import design_effect
+
+    if not 0 < false_positive_rate < 1:
+        raise DataError(f"false_positive_rate must be in (0, 1); got {false_positive_rate!r}")
+    monitor = vae.monitor_
+    mask = vae.tissue_mask(normal)
+    tissue = normal.select_pixels(np.flatnonzero(mask))
+    if len(tissue) < 100:
+        raise DataError(f"{normal.source or 'data'}: {len(tissue)} normal tissue pixels are too few to calibrate "
+                        "a threshold (give at least a few hundred)")
+    values = pixel_statistics(vae, tissue, monitor)
+    monitor.tails = _tails(values, monitor.statistics)
+    monitor.tails_from = f"calibration tissue ({len(tissue)} pixels of {normal.scans})"
+    score = monitor.combine(values)
+    monitor.threshold = float(np.quantile(score, 1 - false_positive_rate))
+    monitor.false_positive_rate = float(false_positive_rate)
+    flags = np.zeros(len(normal), bool)
+    flags[np.flatnonzero(mask)] = score > monitor.threshold
+    monitor.design_effect = design_effect(normal, flags, mask, false_positive_rate)
+    monitor.calibration = {"pixels": len(tissue), "scans": list(normal.scans),
+                           "flagged_fraction": float((score > monitor.threshold).mean())}
+    return monitor

@@ -34,7 +34,8 @@ from benchmarks.common import demo_data, machine
 from spectra_vae import SpectraVAE, anomaly, load_dataset
 from spectra_vae.data import cache_dir
 
-VAE_METHODS = ("mspc", "inside", "t2", "q", "elbo", "reconstruction", "kl")
+VAE_METHODS = ("mspc", "inside+q", "t2+q", "inside+t2+q", "t2+q+kl", "inside", "t2", "q", "kl", "elbo",
+               "reconstruction")
 LAYOUTS = {"8x64": (8, 64), "6x96": (6, 96)}
 
 
@@ -110,7 +111,7 @@ def real_runs(frame: pd.DataFrame, seeds: list[int], epochs: int) -> pd.DataFram
             for case, x in cases.items():
                 truth = np.r_[np.zeros(len(te), int), np.ones(len(x) - len(te), int)]
                 ds = load_dataset(x, wavenumbers=wn)
-                scores = {f"VAE {m}": vae.anomaly_score(ds, m) for m in ("mspc", "inside", "t2", "q", "elbo")}
+                scores = {f"VAE {m}": vae.anomaly_score(ds, m) for m in VAE_METHODS}
                 base = anomaly.baseline_scores(vae, train, ds, normal_calibration=val,
                                                vae_scores=scores["VAE mspc"])
                 scores |= {k: v for k, v in base.items() if k != "VAE"}

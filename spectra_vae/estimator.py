@@ -19,7 +19,7 @@ from .data import SpectralDataset, as_dataset
 from .errors import DataError
 from .loss import RECONSTRUCTIONS
 from .model import VAE, ModelConfig
-from .monitor import Monitor, fit_monitor, pixel_statistics
+from .monitor import Monitor, fit_monitor, parse_statistics, pixel_statistics
 from .monitor import calibrate as calibrate_monitor
 from .normalise import METHODS, Normaliser, merge_stats, pixel_stats
 from .preprocessing import Preprocessor
@@ -376,10 +376,15 @@ class SpectraVAE:
         (`monitor_.statistics`; see `spectra_vae.monitor`). The parts: `inside` (squared residual
         within those directions), `t2` (the same scaled by their variances, Hotelling's T²), `q`
         (squared residual outside them), `kl` (the KL term), `elbo` (reconstruction NLL + β·KL at
-        the latent mean), `reconstruction` (RMSE in the data's units).
+        the latent mean), `reconstruction` (RMSE in the data's units). A combination of statistics
+        joined by "+" (e.g. `"t2+q"`) is scored like `mspc` (Fisher's method over their tails).
         """
+        if "+" in method:
+            values = pixel_statistics(self, self.prepare(data), self._monitor())
+            return self.monitor_.combine(values, parse_statistics(method))
         if method not in self.ANOMALY_SCORES:
-            raise ValueError(f"method must be one of {self.ANOMALY_SCORES}; got {method!r}")
+            raise ValueError(f"method must be one of {self.ANOMALY_SCORES} or a combination such as 't2+q'; "
+                             f"got {method!r}")
         if method == "mspc":
             return self.score_samples(data)["anomaly_score"].to_numpy()
         if method in ("inside", "t2", "q"):

@@ -48,9 +48,10 @@ class Monitor:
     design_effect: float | None = None  # spatial clustering of flags on the calibration tissue
     calibration: dict[str, Any] = field(default_factory=dict)
 
-    def combine(self, values: dict[str, np.ndarray]) -> np.ndarray:
-        """Fisher's combination of the statistics' tail p-values: −2 Σ log pᵢ (higher = more anomalous)."""
-        return fisher(self.tails[s].log_sf(values[s]) for s in self.statistics)
+    def combine(self, values: dict[str, np.ndarray], statistics: tuple[str, ...] | None = None) -> np.ndarray:
+        """Fisher's combination of the statistics' tail p-values, −2 Σ log pᵢ (higher = more
+        anomalous); `statistics` other than the default ones may be named."""
+        return fisher(self.tails[s].log_sf(values[s]) for s in (statistics or self.statistics))
 
     def to_dict(self) -> dict[str, Any]:
         return {"subspace": self.subspace.to_dict(), "statistics": list(self.statistics),
@@ -109,8 +110,17 @@ def pixel_statistics(vae: SpectraVAE, data: SpectralDataset, monitor: Monitor | 
     return {k: np.concatenate(v).astype(np.float64) if v else np.zeros(0) for k, v in out.items()}
 
 
+def parse_statistics(method: str) -> tuple[str, ...]:
+    """`"inside+q"` → ("inside", "q"): statistics whose tail p-values a score combines."""
+    parts = tuple(s.strip() for s in method.split("+") if s.strip())
+    if not parts or any(s not in STATISTICS for s in parts) or len(set(parts)) != len(parts):
+        raise ValueError(f"a combination names distinct statistics among {STATISTICS} joined by '+'; got {method!r}")
+    return parts
+
+
 def _tails(values: dict[str, np.ndarray], statistics: tuple[str, ...]) -> dict[str, ScaledChi2]:
-    """Scaled-χ² tails of each statistic, from its mean and variance pooled over all processes."""
+    """Scaled-χ² tails of each statistic (every one, so any combination can be scored), from its
+    mean and variance pooled over all processes."""
     from .train import all_reduce
 
     sums = all_reduce(np.array([[len(values[s]), values[s].sum(), (values[s] ** 2).sum()] for s in statistics]))
@@ -139,7 +149,7 @@ def fit_monitor(vae: SpectraVAE, train: SpectralDataset, validation: SpectralDat
     source = vae.tissue_rule_.select(validation) if held_out and vae.tissue_rule_ is not None else validation
     if not held_out or source is None or len(source) == 0:
         source = train
-    monitor.tails = _tails(pixel_statistics(vae, source, monitor), monitor.statistics)
+    monitor.tails = _tails(pixel_statistics(vae, source, monitor), STATISTICS)
     monitor.tails_from = (f"normal validation tissue ({len(source)} pixels)" if source is not train
                           else f"normal training tissue ({len(source)} pixels; no validation data)")
     return monitor
@@ -159,7 +169,7 @@ def calibrate(vae: SpectraVAE, normal: SpectralDataset, false_positive_rate: flo
         raise DataError(f"{normal.source or 'data'}: {len(tissue)} normal tissue pixels are too few to calibrate "
                         "a threshold (give at least a few hundred)")
     values = pixel_statistics(vae, tissue, monitor)
-    monitor.tails = _tails(values, monitor.statistics)
+    monitor.tails = _tails(values, STATISTICS)
     monitor.tails_from = f"calibration tissue ({len(tissue)} pixels of {normal.scans})"
     score = monitor.combine(values)
     monitor.threshold = float(np.quantile(score, 1 - false_positive_rate))

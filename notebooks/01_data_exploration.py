@@ -14,7 +14,7 @@
 
 # %% tags=["parameters"]
 data_dir = ""  # directory of .npy scans; empty: the embedded demo data, generated on first use
-run_dir = ""  # report folder for figures and the model; empty: reports/demo in the repository
+run_dir = ""  # run folder for figures; empty: reports/demo for the demo data, else a new folder under reports/runs
 max_pixels = 20000  # pixels per scan used for the mean spectra
 tissue_threshold = "auto"  # tissue rule: "auto" finds the background level, a number sets it, "none" = no mask
 seed = 0
@@ -27,10 +27,11 @@ from spectra_vae import analysis, load_dataset, pipeline, plots
 from spectra_vae.tissue import TissueRule, default_measure, tissue_intensity
 
 data = pipeline.resolve_data_dir(data_dir)
-run = pipeline.resolve_run_dir(run_dir)
+run = pipeline.resolve_run_dir(run_dir, data_dir)
 max_pixels = pipeline.check_int("max_pixels", max_pixels, 1)
 seed = pipeline.check_int("seed", seed, 0)
 ds = load_dataset(data)
+pipeline.warn_if_no_axis(ds)  # scans without wavenumbers.npy: channel numbers, and what follows from that
 print(f"data: {data}\nreport: {run}")
 
 # %% [markdown]

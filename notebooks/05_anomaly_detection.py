@@ -19,14 +19,10 @@
 # Ledoit–Wolf covariance, PCA with Hotelling's T² and Q) are fitted on exactly the VAE's training pixels.
 
 # %% tags=["parameters"]
-data_dir = ""  # directory of .npy scans; empty: the embedded demo data, generated on first use
-run_dir = ""  # report folder for figures and the model; empty: reports/demo in the repository
+data_dir = ""  # empty: the data folder recorded with the run; give another only if the data moved
+run_dir = ""  # the run folder of 02_train; empty: reports/demo for the demo data, else the newest run on data_dir
 checkpoint = ""  # model file; empty: run_dir/model/final.pt as written by 02_train
-normal_split = "normal_test"  # held-out normal scans, a key of data_splits.json
-abnormal_split = "abnormal"  # scans with anomalies (carcinoma, …); empty: none
-calibration_split = "normal_val"  # normal scans for the threshold (comma-separated names for several)
-false_positive_rate = 0.01  # share of normal tissue pixels the threshold flags
-normal_labels = "background,stroma,epithelium"  # label names that are normal; every other label is an anomaly
+false_positive_rate = 0.01  # share of normal tissue pixels the threshold flags (calibrated on the validation scans)
 n_bootstrap = 200  # resamples of whole scans for the AUROC intervals; 0: none
 seed = 0
 
@@ -34,20 +30,23 @@ seed = 0
 # %matplotlib inline
 import numpy as np
 
-from spectra_vae import anomaly, load_dataset, pipeline, plots
+from spectra_vae import anomaly, load_dataset, pipeline, plots, runs
 
 false_positive_rate = pipeline.check_float("false_positive_rate", false_positive_rate, 0.0, strict=True)
 if false_positive_rate >= 1:
     raise pipeline.DataError(f"parameter false_positive_rate: must be < 1, got {false_positive_rate}")
 n_bootstrap = pipeline.check_int("n_bootstrap", n_bootstrap, 0)
-normal_labels = tuple(s.strip() for s in str(normal_labels).split(",") if s.strip())
-vae, splits, data, ckpt = pipeline.open_run(run_dir, checkpoint, data_dir)
-run = pipeline.resolve_run_dir(run_dir)
-sets, calibration, notes = anomaly.evaluation_sets(data, splits, normal_split, abnormal_split, calibration_split)
-print(f"model: {ckpt} (trained on {splits.train.scans})\ndata: {data}\ntissue: {vae.tissue_rule_}")
+opened = runs.open_run(run_dir, checkpoint, data_dir)  # the splits as recorded, never recomputed
+vae, splits, data, ckpt, run = opened.vae, opened.splits, opened.data_dir, opened.checkpoint, opened.path
+normal_labels = opened.normal_labels  # given once, to 02_train; every other label is an anomaly
+sets = {"normal": splits.test} | ({"abnormal": opened.abnormal} if opened.abnormal is not None else {})
+calibration = splits.validation
+print(f"run: {run}\nmodel: {ckpt} (trained on {splits.train.scans})\ndata: {data}\ntissue: {vae.tissue_rule_}")
+for note in opened.notes:  # new or changed scans in the data folder since training
+    print(f"note: {note}")
 for name, ds in sets.items():
     print(f"{name}: {ds.scans}")
-print(f"calibration: {calibration.scans if calibration is not None else 'none'}", *notes, sep="\n")
+print(f"calibration: {calibration.scans if calibration is not None else 'none'}; normal labels: {normal_labels}")
 
 # %% [markdown]
 # ## Calibration
@@ -56,8 +55,8 @@ print(f"calibration: {calibration.scans if calibration is not None else 'none'}"
 
 # %%
 if calibration is None or len(calibration) == 0:
-    raise pipeline.DataError("no normal calibration scans: give calibration_split (normal scans the model "
-                             "did not train on)")
+    raise pipeline.DataError("this run has no normal validation scans to calibrate on: train it with a "
+                             "val_split (normal scans the model does not train on)")
 vae.calibrate(calibration, false_positive_rate=false_positive_rate)
 m = vae.monitor_
 print(f"residual directions: {m.subspace.n_components}; statistics combined: {', '.join(m.statistics)}\n"
@@ -72,8 +71,8 @@ print(f"residual directions: {m.subspace.n_components}; statistics combined: {',
 frames = {name: vae.score_samples(ds) for name, ds in sets.items()}
 groups = anomaly.pixel_groups(frames, sets, normal_labels)
 fig = plots.score_scatter({n: (g["inside"].to_numpy(), g["q"].to_numpy()) for n, g in groups.items()},
-                          "residual inside the normal directions (normalised units²)",
-                          "residual outside them, Q (normalised units²)",
+                          "residual inside the normal directions (model units²)",
+                          "residual outside them, Q (model units²)",
                           "The two residual terms, tissue pixels", seed=seed)
 pipeline.save_figure(fig, run, "05_inside_vs_q")
 
@@ -103,7 +102,7 @@ for name, ds in sets.items():
 # over whole scans (pixels of one scan are not independent, so with few scans the intervals are wide).
 
 # %%
-held_out = sets["normal"] if "abnormal" not in sets else load_dataset(data, split=[normal_split, abnormal_split])
+held_out = load_dataset(data).select_scans([s for ds in sets.values() for s in ds.scans])
 f_all = vae.score_samples(held_out)
 mask = f_all["tissue"].to_numpy()
 kinds = anomaly.anomaly_kinds(held_out, normal_labels)

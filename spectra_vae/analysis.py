@@ -55,6 +55,20 @@ def compare_with_pca(vae: SpectraVAE, train: Any, test: Any, n_components: int |
     return pd.DataFrame(rows).set_index("method")
 
 
+def known_noise_level(data_dir: Any, preprocess: str = "") -> float:
+    """The data's noise s.d. in absorbance where it is known (the demo data record theirs in demo.json)
+    and the model reconstructs absorbance (no rescaling preprocessing); else 0 (unknown)."""
+    import json
+    from pathlib import Path
+
+    from .plots import ABS_LABEL, value_label
+
+    meta = Path(data_dir) / "demo.json"
+    if value_label(preprocess) != ABS_LABEL or not meta.is_file():
+        return 0.0
+    return float(json.loads(meta.read_text()).get("noise_sigma", 0.0))
+
+
 def error_maps(dataset: SpectralDataset, errors: np.ndarray) -> dict[str, np.ndarray]:
     """Per-pixel errors drawn back as one `(H, W)` image per scan (NaN where no pixel)."""
     return {name: dataset.image(errors, k) for k, name in enumerate(dataset.scans)}

@@ -151,27 +151,6 @@ def baseline_scores(vae: SpectraVAE, normal_train: Any, data: Any, normal_calibr
     }
 
 
-def evaluation_sets(data_dir: Any, run_splits: Any, normal_split: str, abnormal_split: str,
-                    calibration_split: str) -> tuple[dict[str, SpectralDataset], SpectralDataset | None, list[str]]:
-    """The scans notebook 05 scores: {"normal": held-out normal, "abnormal": …} and the normal
-    calibration scans (`calibration_split` may list several names, comma-separated), by split
-    name from the data folder's split file; a name the file lacks is a
-    `DataError` listing the names it has. Without a split file: the run's test and validation
-    scans, no abnormal set, and a note saying so."""
-    from .data import available_splits, load_dataset
-
-    named = available_splits(data_dir)
-    if named:
-        sets = {"normal": load_dataset(data_dir, split=normal_split)}
-        if abnormal_split:
-            sets["abnormal"] = load_dataset(data_dir, split=abnormal_split)
-        names = [s.strip() for s in calibration_split.split(",") if s.strip()]
-        return sets, load_dataset(data_dir, split=names) if names else None, []
-    notes = [f"{data_dir} has no split file: the run's test scans are the held-out normal scans, its validation "
-             "scans calibrate the threshold, and there are no abnormal scans to evaluate"]
-    return {"normal": run_splits.test}, run_splits.validation, notes
-
-
 # -- ground truth ----------------------------------------------------------------------------
 def _label_codes(dataset: SpectralDataset, normal_labels: Sequence[str]) -> tuple[list[int], dict[str, int]]:
     names = list(dataset.label_names or [])

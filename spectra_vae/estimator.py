@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.exceptions import NotFittedError
 
 from . import __version__
 from .data import SpectralDataset, as_dataset
@@ -42,8 +44,15 @@ PREDICT_BATCH = 8192
 BEST, LAST = "best.pt", "last.pt"
 
 
-class SpectraVAE:
-    """A variational autoencoder of per-pixel spectra.
+class SpectraVAE(TransformerMixin, BaseEstimator):
+    """A variational autoencoder of per-pixel spectra, and a scikit-learn transformer (`clone`, pipelines,
+    `GridSearchCV`): `fit(X)` → `transform(X)` gives latent means, `score(X)` the negative RMSE in
+    absorbance units (higher is better).
+
+    `X` is a `SpectralDataset`, a path, or an array/DataFrame of pixels `(n_pixels, n_channels)`
+    (a DataFrame's column names are its wavenumbers). For arrays and DataFrames, pixels with a
+    non-finite value are left out of fitting and come back as NaN rows, so outputs keep one row
+    per input row; for datasets, outputs hold the usable pixels (`dataset.coords`).
 
     Defaults: the prototype's 442→221→110→2 shape (LeakyReLU 0.2), standardisation with one mean
     and one standard deviation fitted on the training pixels (`global_standard`), and a Gaussian
@@ -60,7 +69,7 @@ class SpectraVAE:
                  precision: str = "fp32", tissue_threshold: float | str = "auto", tissue_only: bool = False,
                  verbose: bool = True) -> None:
         self.latent_dim = latent_dim
-        self.hidden_dims = tuple(hidden_dims)
+        self.hidden_dims = tuple(hidden_dims) if isinstance(hidden_dims, (list, tuple)) else hidden_dims
         self.reconstruction = reconstruction
         self.beta = beta
         self.normalisation = normalisation
@@ -80,17 +89,30 @@ class SpectraVAE:
     # -- configuration -------------------------------------------------------------------
     _PARAMS = ("latent_dim", "hidden_dims", "reconstruction", "beta", "normalisation", "noise", "preprocess", "epochs",
                "batch_size", "learning_rate", "patience", "seed", "device", "precision", "tissue_threshold",
-               "tissue_only", "verbose")
-
-    def get_params(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self._PARAMS}
+               "tissue_only", "verbose")  # the constructor's arguments, as scikit-learn's get_params finds them
 
     def set_params(self, **params: Any) -> SpectraVAE:
-        for k, v in params.items():
-            if k not in self._PARAMS:
-                raise ValueError(f"unknown parameter {k!r}; have {self._PARAMS}")
-            setattr(self, k, tuple(v) if k == "hidden_dims" else v)
+        """Set constructor arguments (scikit-learn's `set_params`); `hidden_dims` is kept as a tuple."""
+        super().set_params(**params)
+        if isinstance(self.hidden_dims, list):
+            self.hidden_dims = tuple(self.hidden_dims)
         return self
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # pixels with NaN/inf are left out (NaN rows out), not an error
+        tags.transformer_tags.preserves_dtype = ["float32"]  # the network computes in float32
+        return tags
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "model_")
+
+    @property
+    def n_features_in_(self) -> int:
+        """Channels of the input spectra (scikit-learn's name)."""
+        if not hasattr(self, "wavenumbers_"):
+            raise AttributeError("n_features_in_: the model is not fitted")
+        return len(self.wavenumbers_)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={getattr(self, k)!r}" for k in self._PARAMS)
@@ -132,9 +154,12 @@ class SpectraVAE:
         return "minmax" if self.reconstruction == "bce" else "global_standard"
 
     # -- fitting -------------------------------------------------------------------------
-    def fit(self, data: Any, validation: Any = None,
+    def fit(self, data: Any, y: Any = None, *, validation: Any = None,
             checkpoint_dir: str | os.PathLike | None = None) -> SpectraVAE:
-        """Fit the normaliser on `data` and train; keeps the best epoch's weights. Returns self."""
+        """Fit the normaliser on `data` and train; keeps the best epoch's weights. Returns self.
+
+        `y` is ignored (scikit-learn passes it); `validation` data drive early stopping.
+        """
         self._check_params()
         Preprocessor(self.preprocess)  # a bad pipeline fails before any work
         train = as_dataset(data)
@@ -262,7 +287,7 @@ class SpectraVAE:
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):
-            raise RuntimeError("this SpectraVAE is not fitted yet; call fit() or SpectraVAE.load()")
+            raise NotFittedError("this SpectraVAE is not fitted yet; call fit() or SpectraVAE.load()")
 
     def prepare(self, data: Any) -> SpectralDataset:
         """The data as the model sees them: checked against the model's axis, preprocessed if it is."""
@@ -286,22 +311,66 @@ class SpectraVAE:
         return self.normaliser_.inverse_transform(self.model_.decode(self.model_.encode(x)[0]).cpu().numpy())
 
     def transform(self, data: Any) -> np.ndarray:
-        """Latent means μ, `(n_pixels, latent_dim)`; deterministic."""
-        out = []
+        """Latent means μ, `(n_pixels, latent_dim)`; deterministic (NaN rows for excluded array rows)."""
+        ds, out = as_dataset(data), []
         with torch.no_grad():
-            for _, x in self._batches(data):
+            for _, x in self._batches(ds):
                 out.append(self.model_.encode(x)[0].cpu().numpy())
-        return _concat(out, self.latent_dim)
+        return _every_row(data, ds, _concat(out, self.latent_dim))
 
     def encode(self, data: Any) -> tuple[np.ndarray, np.ndarray]:
         """Latent means and log-variances, each `(n_pixels, latent_dim)`."""
-        mus, logvars = [], []
+        ds, mus, logvars = as_dataset(data), [], []
         with torch.no_grad():
-            for _, x in self._batches(data):
+            for _, x in self._batches(ds):
                 mu, logvar = self.model_.encode(x)
                 mus.append(mu.cpu().numpy())
                 logvars.append(logvar.cpu().numpy())
-        return _concat(mus, self.latent_dim), _concat(logvars, self.latent_dim)
+        return (_every_row(data, ds, _concat(mus, self.latent_dim)),
+                _every_row(data, ds, _concat(logvars, self.latent_dim)))
+
+    def score(self, data: Any, y: Any = None) -> float:
+        """Negative RMSE in absorbance units of the reconstructions decode(μ), over all pixels and the
+        channels the model keeps; higher is better, and comparable across preprocessing, normalisation
+        and β (scikit-learn's `score`, used by `GridSearchCV` and `cross_val_score`).
+
+        Per-spectrum normalisations and baselines (`snv`, `vector`, `amide1`, `baseline`,
+        `rubberband`) are undone pixel by pixel; a leading `cut` compares on its channels. Steps
+        that cannot be undone (`resample`, `savgol`, a `cut` after another step) raise `DataError`.
+        """
+        self._check_fitted()
+        ds = as_dataset(data)
+        self.prepare(ds)  # checks the axis
+        ds = ds.raw()
+        parts = [p.strip() for p in self.preprocess.split("|") if p.strip()]
+        lead = 0
+        while lead < len(parts) and parts[lead].lower().startswith("cut"):
+            lead += 1
+        if lead == 0:
+            if self.preprocessor_ and not self.preprocessor_.invertible:
+                raise DataError(f"score: preprocess {self.preprocess!r} cannot be undone, so there is no RMSE in "
+                                "absorbance units; compare such models by reconstruction_error in their own space")
+            total, count = 0.0, 0
+            for raw in ds.iter_chunks(PREDICT_BATCH, dtype=np.float64):
+                one = as_dataset(raw.astype(np.float32))
+                back = self.reconstruct(one, original_units=True)
+                total, count = total + float(((back - raw) ** 2).sum()), count + raw.size
+            return -math.sqrt(total / max(count, 1))
+        cut = Preprocessor("|".join(parts[:lead])).fit(self.wavenumbers_)
+        rest = Preprocessor("|".join(parts[lead:])).fit(cut.output_wavenumbers_)
+        if not rest.invertible:
+            raise DataError(f"score: preprocess {self.preprocess!r} cannot be undone after its cut, so there is no "
+                            "RMSE in absorbance units; compare such models by reconstruction_error in their own space")
+        total, count = 0.0, 0
+        with torch.no_grad():
+            for raw in ds.iter_chunks(PREDICT_BATCH):
+                a = cut.transform(raw)
+                processed, undo = rest.transform(a, return_inverse=True)
+                x = torch.from_numpy(self.normaliser_.transform(processed)).to(self.device_)
+                back = rest.inverse_transform(self._decode_mean(x), undo)
+                total += float(((back.astype(np.float64) - a) ** 2).sum())
+                count += a.size
+        return -math.sqrt(total / max(count, 1))
 
     def decode(self, z: np.ndarray) -> np.ndarray:
         """Spectra (absorbance, original units) decoded from latent points `(n, latent_dim)`."""
@@ -317,13 +386,14 @@ class SpectraVAE:
         With a preprocessing pipeline they are in the preprocessed space (on its axis);
         `original_units=True` undoes the pipeline for each pixel where it is invertible.
         """
+        ds = as_dataset(data)
         if original_units and self.preprocessor_:
-            return self._reconstruct_original(data)
+            return _every_row(data, ds, self._reconstruct_original(ds))
         out = []
         with torch.no_grad():
-            for _, x in self._batches(data):
+            for _, x in self._batches(ds):
                 out.append(self._decode_mean(x))
-        return _concat(out, self.model_config_.n_channels)
+        return _every_row(data, ds, _concat(out, self.model_config_.n_channels))
 
     def _reconstruct_original(self, data: Any) -> np.ndarray:
         pre = self.preprocessor_
@@ -342,12 +412,12 @@ class SpectraVAE:
 
     def reconstruction_error(self, data: Any) -> np.ndarray:
         """Per-pixel RMSE over channels between each spectrum and its reconstruction (absorbance)."""
-        out = []
+        ds, out = as_dataset(data), []
         with torch.no_grad():
-            for chunk, x in self._batches(data):
+            for chunk, x in self._batches(ds):
                 r = self._decode_mean(x)
                 out.append(pixel_rmse(chunk, r))
-        return np.concatenate(out) if out else np.zeros(0)
+        return _every_row(data, ds, np.concatenate(out) if out else np.zeros(0))
 
     def score_samples(self, data: Any) -> pd.DataFrame:
         """Per pixel, with (scan, row, col) and whether it is tissue by the model's rule: the
@@ -567,6 +637,14 @@ def _plain(obj: Any) -> Any:
     if isinstance(obj, np.generic):
         return obj.item()
     return obj
+
+
+def _every_row(data: Any, ds: SpectralDataset, values: np.ndarray) -> np.ndarray:
+    """For array or DataFrame input, `values` of the usable pixels put back on every input row, NaN
+    where a row was excluded (non-finite values), so outputs line up with the input in a pipeline."""
+    if not isinstance(data, (np.ndarray, pd.DataFrame)) or len(ds.scans) != 1:
+        return values
+    return ds.image(values, 0).reshape((-1,) + values.shape[1:]).astype(values.dtype, copy=False)
 
 
 def _concat(parts: list[np.ndarray], width: int) -> np.ndarray:

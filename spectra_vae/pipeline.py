@@ -10,16 +10,15 @@ from typing import Any
 
 import numpy as np
 
-from .data import SpectralDataset, available_splits, load_dataset
+from .data import WAVENUMBERS_FILE, SpectralDataset, available_splits, load_dataset
 from .demo import GENERATOR_VERSION, make_demo_dataset
 from .errors import DataError  # noqa: F401  (notebooks raise it through here)
 from .estimator import SpectraVAE
-from .tissue import TissueRule
 
 NOTEBOOKS = ("01_data_exploration.ipynb", "02_train.ipynb", "03_reconstruction.ipynb",
              "04_latent_exploration.ipynb", "05_anomaly_detection.ipynb")
 DEMO = {"n_scans": 6, "height": 64, "width": 64, "seed": 0}  # the notebooks' default data
-MODEL_DIR, FINAL, SPLITS_RECORD = "model", "final.pt", "splits.json"
+MODEL_DIR, FINAL = "model", "final.pt"
 
 
 class PipelineError(RuntimeError):
@@ -53,9 +52,14 @@ def resolve_data_dir(data_dir: str | os.PathLike = "") -> Path:
     return path
 
 
-def resolve_run_dir(run_dir: str | os.PathLike = "") -> Path:
-    """`""` → `reports/demo` at the repository root; created if missing."""
-    path = project_root() / "reports" / "demo" if str(run_dir) == "" else Path(run_dir).expanduser()
+def resolve_run_dir(run_dir: str | os.PathLike = "", data_dir: str | os.PathLike = "") -> Path:
+    """`""` → `reports/demo` for the demo data, a new folder under `reports/runs` for other data; created."""
+    if str(run_dir) == "":
+        from .runs import training_run_dir
+
+        path = training_run_dir("", data_dir)[0]
+    else:
+        path = Path(run_dir).expanduser()
     (path / "figures").mkdir(parents=True, exist_ok=True)
     return path
 
@@ -69,11 +73,15 @@ def resolve_checkpoint(checkpoint: str, run_dir: Path) -> Path:
     return path
 
 
-def save_figure(fig: Any, run_dir: Path, name: str) -> Path:
-    """Save a figure as `run_dir/figures/<name>.png` and return the path."""
-    path = run_dir / "figures" / f"{name}.png"
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    return path
+FIGURE_FORMATS = ("png", "svg")  # PNG to look at, SVG (vector) for papers and other tools
+
+
+def save_figure(fig: Any, run_dir: Path, name: str, formats: tuple[str, ...] = FIGURE_FORMATS) -> Path:
+    """Save a figure as `run_dir/figures/<name>.png` (and .svg) and return the PNG's path."""
+    (run_dir / "figures").mkdir(parents=True, exist_ok=True)
+    for fmt in formats:
+        fig.savefig(run_dir / "figures" / f"{name}.{fmt}", dpi=110, bbox_inches="tight")
+    return run_dir / "figures" / f"{name}.{formats[0]}"
 
 
 # -- parameters ------------------------------------------------------------------------------
@@ -117,7 +125,9 @@ def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
 
 
 def parse_hidden_dims(value: Any) -> tuple[int, ...]:
-    """`"221,110"` (or a list) → (221, 110)."""
+    """`"221,110"` (or a list, or one number as `-p hidden_dims 64` gives it) → (221, 110)."""
+    if isinstance(value, (int, np.integer)):
+        value = [value]
     parts = value.split(",") if isinstance(value, str) else list(value)
     dims = tuple(check_int("hidden_dims", p.strip() if isinstance(p, str) else p, 1) for p in parts if str(p).strip())
     if not dims:
@@ -169,70 +179,38 @@ def _named_or_random_splits(data_dir: Path, train_split: str, val_split: str, te
     return Splits(train, val, test, how)
 
 
-def train(data_dir: str | os.PathLike, out: str | os.PathLike, *, epochs: int = 50, latent_dim: int = 2,
+def train(data_dir: str | os.PathLike, out: str | os.PathLike = "", *, epochs: int = 50, latent_dim: int = 2,
           hidden_dims: tuple[int, ...] = (221, 110), reconstruction: str = "gaussian", beta: float = 1.0,
           batch_size: int = 512, learning_rate: float = 2e-3, patience: int | None = 10, seed: int = 0,
           device: str = "auto", precision: str = "fp32", train_split: str = "normal_train",
-          val_split: str = "normal_val", test_split: str = "normal_test", preprocess: str = "",
-          tissue_only: bool = False, tissue_threshold: float | str = "auto",
+          val_split: str = "normal_val", test_split: str = "normal_test", abnormal_split: str = "abnormal",
+          normal_labels: str | list[str] = "", preprocess: str = "", tissue_only: bool = False,
+          tissue_threshold: float | str = "auto", overwrite: bool = False,
           verbose: bool = True) -> tuple[SpectraVAE, Splits, Path]:
-    """Train on the training split with checkpoints in `out/model/`; writes `out/model/final.pt`.
+    """Train a run in `out` (see `spectra_vae.runs.train`); returns (vae, splits, path of final.pt).
 
     The model fits its tissue rule on the training pixels (`tissue_threshold`: "auto", "none" or
-    a number); `tissue_only=True` trains and validates on the tissue pixels by that rule.
+    a number); `tissue_only=True` trains and validates on the tissue pixels by that rule. An
+    existing run in `out` is refused unless `overwrite=True`.
     """
-    data = resolve_data_dir(data_dir)
-    splits = make_splits(data, train_split, val_split, test_split, seed)
-    model_dir = Path(out) / MODEL_DIR
-    vae = SpectraVAE(latent_dim=latent_dim, hidden_dims=hidden_dims, reconstruction=reconstruction,
-                     beta=beta, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                     patience=patience, seed=seed, device=device, precision=precision, preprocess=preprocess,
-                     tissue_only=tissue_only, tissue_threshold=tissue_threshold, verbose=verbose)
-    from .train import dist_info, init_distributed
+    from . import runs
 
-    rank = init_distributed()[0]
-    model_dir.mkdir(parents=True, exist_ok=True)
-    record = {"data_dir": str(data.resolve()), "train_split": train_split, "val_split": val_split,
-              "test_split": test_split, "seed": seed, "how": splits.how, "tissue_only": tissue_only,
-              "train": splits.train.scans,
-              "validation": splits.validation.scans if splits.validation is not None else [],
-              "test": splits.test.scans}
-    if rank == 0:
-        (model_dir / SPLITS_RECORD).write_text(json.dumps(record, indent=2))
-    vae.fit(splits.train, validation=splits.validation, checkpoint_dir=model_dir)
-    if tissue_only:
-        splits = splits.tissue_only(vae)
-    final = model_dir / FINAL
-    if dist_info()[0] == 0:  # in a distributed run only the first process writes
-        record |= {"how": splits.how, "tissue_rule": vae.tissue_rule_.to_dict()}
-        (model_dir / SPLITS_RECORD).write_text(json.dumps(record, indent=2))
-        vae.save(final)
-    return vae, splits, final
+    return runs.train(data_dir, out, overwrite=overwrite, train_split=train_split, val_split=val_split,
+                      test_split=test_split, abnormal_split=abnormal_split, normal_labels=normal_labels,
+                      verbose=verbose, epochs=epochs, latent_dim=latent_dim, hidden_dims=tuple(hidden_dims),
+                      reconstruction=reconstruction, beta=beta, batch_size=batch_size,
+                      learning_rate=learning_rate, patience=patience, seed=seed, device=device,
+                      precision=precision, preprocess=preprocess, tissue_only=tissue_only,
+                      tissue_threshold=tissue_threshold)
 
 
 def open_run(run_dir: str | os.PathLike = "", checkpoint: str = "", data_dir: str | os.PathLike = ""
              ) -> tuple[SpectraVAE, Splits, Path, Path]:
-    """The model of a training run and the same splits it was trained with.
+    """(vae, splits, data directory, checkpoint) of a run, its splits as recorded (`spectra_vae.runs.open_run`)."""
+    from . import runs
 
-    Returns (vae, splits, data directory, checkpoint path). `data_dir` "" means the data the run
-    was trained on (from its `splits.json`), or the demo data.
-    """
-    run = resolve_run_dir(run_dir)
-    ckpt = resolve_checkpoint(checkpoint, run)
-    vae = SpectraVAE.load(ckpt)
-    record_path = ckpt.parent / SPLITS_RECORD
-    record = json.loads(record_path.read_text()) if record_path.exists() else {}
-    if str(data_dir) == "" and record.get("data_dir") and Path(record["data_dir"]).exists():
-        data = Path(record["data_dir"])
-    else:
-        data = resolve_data_dir(data_dir)
-    splits = make_splits(data, record.get("train_split", "normal_train"), record.get("val_split", "normal_val"),
-                         record.get("test_split", "normal_test"), int(record.get("seed", 0)))
-    if vae.tissue_rule_ is None and record.get("tissue_threshold") is not None:  # a run from before tissue rules
-        vae.tissue_rule_ = TissueRule("amide_i", float(record["tissue_threshold"]), "recorded with the run")
-    if vae.tissue_only or record.get("tissue_only"):
-        splits = splits.tissue_only(vae)
-    return vae, splits, data, ckpt
+    run = runs.open_run(run_dir, checkpoint, data_dir)
+    return run.vae, run.splits, run.data_dir, run.checkpoint
 
 
 # -- the papermill sequence ------------------------------------------------------------------
@@ -251,24 +229,43 @@ def parse_value(text: str) -> Any:
     return text
 
 
-def run_pipeline(data: str | os.PathLike = "", out: str | os.PathLike = "reports/run",
+def run_pipeline(data: str | os.PathLike = "", out: str | os.PathLike = "",
                  parameters: dict[str, Any] | None = None, notebooks_dir: str | os.PathLike | None = None,
-                 notebooks: tuple[str, ...] = NOTEBOOKS, html: bool = True,
-                 kernel_name: str | None = None, log: Any = print) -> list[Path]:
-    """Run the numbered notebooks in order with papermill; executed copies (+ HTML) go to `out`.
+                 notebooks: tuple[str, ...] = NOTEBOOKS, html: bool = True, kernel_name: str | None = None,
+                 log: Any = print, overwrite: bool = False, live: bool = True) -> list[Path]:
+    """Run the numbered notebooks in order with papermill; executed copies (+ HTML) go to the run `out`.
 
-    Every notebook gets `data_dir` and `run_dir` plus those of `parameters` it declares. Stops
-    at the first failing notebook with a `PipelineError` naming it, its cell and the error.
+    `out` "" is a new run folder under reports/runs (reports/demo for the demo data). A folder
+    that already holds a run is refused unless `overwrite` (or the parameter `resume` is true).
+    Every notebook gets `data_dir` and `run_dir` plus those of `parameters` it declares. `live`
+    streams each notebook's cell progress and output as it runs. Stops at the first failing
+    notebook with a `PipelineError` naming it, its cell and the error.
     """
+    import sys
+
     import papermill as pm
 
+    from . import runs
+
     src = Path(notebooks_dir) if notebooks_dir else project_root() / "notebooks"
-    out = Path(out).expanduser().resolve()
-    out.mkdir(parents=True, exist_ok=True)
     data_dir = str(Path(data).expanduser().resolve()) if str(data) else ""
     if data_dir and not Path(data_dir).exists():
         raise DataError(f"--data: {data_dir} does not exist")
     parameters = dict(parameters or {})
+    overwrite = overwrite or parameters.get("overwrite") is True or str(parameters.get("overwrite")).lower() == "true"
+    run, replace = runs.training_run_dir(out, data_dir, overwrite)
+    out = run.expanduser().resolve()
+    if "02_train.ipynb" in notebooks and not parameters.get("resume"):
+        runs.claim_run_dir(out, replace, notebooks=notebooks)
+        parameters["overwrite"] = True  # this pipeline has claimed the folder for its run
+    out.mkdir(parents=True, exist_ok=True)
+    if not live:  # live, notebook 01's own warning shows as it runs
+        try:
+            note = axis_warning(load_dataset(resolve_data_dir(data_dir)))
+        except DataError:
+            note = ""  # the first notebook names what is wrong with the data
+        if note:
+            log(f"warning: {note}")
     known: set[str] = set()
     written = []
     for name in notebooks:
@@ -284,18 +281,40 @@ def run_pipeline(data: str | os.PathLike = "", out: str | os.PathLike = "reports
         target = out / name
         log(f"[{name}] running with {params}")
         try:
-            pm.execute_notebook(str(path), str(target), parameters=params, cwd=str(src),
-                                progress_bar=False, kernel_name=kernel_name, log_output=False)
+            pm.execute_notebook(str(path), str(target), parameters=params, cwd=str(src), progress_bar=live,
+                                kernel_name=kernel_name, stdout_file=sys.stdout if live else None,
+                                stderr_file=sys.stderr if live else None)
         except pm.PapermillExecutionError as exc:
             raise PipelineError(f"{name} failed in cell {exc.exec_count} ({exc.ename}: {exc.evalue}); "
                                 f"the partly executed notebook is {target}") from None
         written.append(target)
         if html:
             written.append(export_html(target))
-    unused = set(parameters) - known
+    unused = set(parameters) - known - {"overwrite"}
     if unused:
         log(f"warning: no notebook declares the parameter(s) {sorted(unused)}; they were not used")
+    log(f"run folder: {out}")
     return written
+
+
+def axis_warning(dataset: SpectralDataset) -> str:
+    """One sentence when the scans have no wavenumber axis (and what follows from it), else ""."""
+    if dataset.wavenumbers_known:
+        return ""
+    return (f"{dataset.source}: no wavenumber axis (no {WAVENUMBERS_FILE}): spectra are drawn against channel "
+            f"numbers 0–{dataset.n_channels - 1}, the tissue rule uses the mean absorbance over all channels "
+            "instead of amide I, and preprocessing steps that take wavenumbers (cut, resample, amide1) read them "
+            f"as channel numbers. Add {WAVENUMBERS_FILE} (one value per channel) to the folder to use cm⁻¹.")
+
+
+def warn_if_no_axis(data: SpectralDataset | str | os.PathLike) -> str:
+    """Warn (once, a `UserWarning`) when the scans have no wavenumber axis; returns the warning or ""."""
+    import warnings
+
+    note = axis_warning(data if isinstance(data, SpectralDataset) else load_dataset(data))
+    if note:
+        warnings.warn(note, UserWarning, stacklevel=2)
+    return note
 
 
 def export_html(notebook: Path) -> Path:

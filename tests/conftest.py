@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 import matplotlib
 import pytest
@@ -46,3 +47,15 @@ def fitted(demo_dir, tmp_path_factory):
     vae = SpectraVAE(hidden_dims=(64, 32), epochs=4, batch_size=128, verbose=False).fit(
         train, validation=val, checkpoint_dir=ckpt)
     return vae, train, val, test, ckpt
+
+
+@pytest.fixture
+def bare_scans():
+    """Make demo scans with nothing else: no wavenumbers.npy, labels or split file (the prototype's folders)."""
+    def make(path, n_scans=6, size=10, seed=5):
+        data = make_demo_dataset(path, n_scans=n_scans, height=size, width=size, seed=seed)
+        for name in ("wavenumbers.npy", "data_splits.json", "demo.json"):
+            (data / name).unlink()
+        shutil.rmtree(data / "labels")
+        return data
+    return make

@@ -15,6 +15,7 @@ inputs); the model's tissue rule decides which pixels are tissue.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -165,9 +166,13 @@ def calibrate(vae: SpectraVAE, normal: SpectralDataset, false_positive_rate: flo
     monitor = vae.monitor_
     mask = vae.tissue_mask(normal)
     tissue = normal.select_pixels(np.flatnonzero(mask))
-    if len(tissue) < 100:
+    if len(tissue) < 10:
         raise DataError(f"{normal.source or 'data'}: {len(tissue)} normal tissue pixels are too few to calibrate "
                         "a threshold (give at least a few hundred)")
+    if len(tissue) * false_positive_rate < 1:
+        warnings.warn(f"{normal.source or 'data'}: {len(tissue)} normal tissue pixels cannot resolve a "
+                      f"false-positive rate of {false_positive_rate:g}; the threshold is about their maximum",
+                      UserWarning, stacklevel=3)
     values = pixel_statistics(vae, tissue, monitor)
     monitor.tails = _tails(values, STATISTICS)
     monitor.tails_from = f"calibration tissue ({len(tissue)} pixels of {normal.scans})"

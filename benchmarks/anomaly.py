@@ -34,8 +34,7 @@ from benchmarks.common import demo_data, machine
 from spectra_vae import SpectraVAE, anomaly, load_dataset
 from spectra_vae.data import cache_dir
 
-VAE_METHODS = ("mspc", "inside+q", "t2+q", "inside+t2+q", "t2+q+kl", "inside", "t2", "q", "kl", "elbo",
-               "reconstruction")
+VAE_METHODS = ("mspc", "inside+q", "t2+q", "inside+t2+q+kl", "inside", "t2", "q", "kl", "elbo", "reconstruction")
 LAYOUTS = {"8x64": (8, 64), "6x96": (6, 96)}
 
 

@@ -442,8 +442,8 @@ class SpectraVAE(TransformerMixin, BaseEstimator):
         """One number per pixel, higher = more anomalous; deterministic, streamed in batches.
 
         `mspc` (default): Fisher's combination of the tail probabilities of the residual
-        statistics inside and outside the principal directions of normal tissue's residuals
-        (`monitor_.statistics`; see `spectra_vae.monitor`). The parts: `inside` (squared residual
+        statistics inside (`inside`, `t2`) and outside (`q`) the principal directions of normal
+        tissue's residuals (`monitor_.statistics`; see `spectra_vae.monitor`). The parts: `inside` (squared residual
         within those directions), `t2` (the same scaled by their variances, Hotelling's T²), `q`
         (squared residual outside them), `kl` (the KL term), `elbo` (reconstruction NLL + β·KL at
         the latent mean), `reconstruction` (RMSE in the data's units). A combination of statistics

@@ -5,8 +5,10 @@ two kinds: large where normal residuals also vary (normal molecules in unusual p
 which a small latent space cannot hold) or present where normal residuals sit at the noise
 floor (a compound normal tissue does not contain). After training, the principal directions of
 the residuals of the normal training tissue are found (`mspc.Subspace`, as many as rise above
-the noise floor); each pixel is then measured inside them (`inside`, or `t2` scaled by their
-variances) and outside them (`q`); each statistic gets a scaled-χ² tail fitted on held-out
+the noise floor); each pixel is then measured inside them, plainly (`inside`: sensitive along
+the directions where normal tissue varies most, where a shift in proportions shows) and scaled
+by their variances (`t2`, Hotelling's T²: sensitive along the quieter ones), and outside them
+(`q`: a compound normal tissue lacks); each statistic gets a scaled-χ² tail fitted on held-out
 normal tissue, and the tails' p-values are combined by Fisher's method into one score.
 `calibrate` refits the tails on normal pixels of the user's choice and sets the threshold that
 flags the requested share of them. Everything is in the VAE's normalised units (the encoder's

@@ -93,7 +93,7 @@ class SpectraVAE(TransformerMixin, BaseEstimator):
         """Set constructor arguments (scikit-learn's `set_params`); `hidden_dims` is kept as a tuple."""
         unknown = [k for k in params if k not in self._PARAMS]
         if unknown:
-            raise DataError(f"SpectraVAE: unknown parameter {unknown[0]!r}; have {self._PARAMS}")
+            raise DataError(f"SpectraVAE: Invalid parameter {unknown[0]!r} (unknown); have {self._PARAMS}")
         super().set_params(**params)
         if isinstance(self.hidden_dims, list):
             self.hidden_dims = tuple(self.hidden_dims)

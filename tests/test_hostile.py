@@ -368,12 +368,16 @@ def test_output_paths_are_checked_before_anything_is_written(tmp_path, demo_dir,
 
 
 def test_an_os_error_while_writing_is_an_error_line_not_a_traceback(tmp_path, demo_dir, monkeypatch, capsys):
-    from pathlib import Path
+    import os
 
-    def refused(self, *a, **k):
-        raise PermissionError(13, "Permission denied", str(self))
+    real_replace = os.replace
 
-    monkeypatch.setattr(Path, "write_text", refused)
+    def refused(src, dst, *a, **k):  # the run's record is written atomically: the rename is refused
+        if str(dst).endswith("splits.json"):
+            raise PermissionError(13, "Permission denied", str(dst))
+        return real_replace(src, dst, *a, **k)
+
+    monkeypatch.setattr(os, "replace", refused)
     rc = main(["train", "--data", str(demo_dir), "--out", str(tmp_path / "run"), "--epochs", "1"])
     err = capsys.readouterr().err
     assert rc == 1 and err.startswith("error: ") and "splits.json: Permission denied" in err

@@ -147,7 +147,9 @@ class SpectraVAE:
         # The one tissue rule of this model: fitted on the raw training pixels, stored in the
         # checkpoint, and used by training on tissue, calibration, baselines and the notebooks.
         self.tissue_rule_ = TissueRule.fit(train, self.tissue_threshold)
-        self.preprocessor_ = Preprocessor(self.preprocess).fit(self.wavenumbers_)
+        # Fitted steps (emsc's reference spectrum) learn from the training tissue pixels by that rule.
+        pre = Preprocessor(self.preprocess)
+        self.preprocessor_ = pre.fit(self.wavenumbers_, self.tissue_rule_.select(train) if pre.needs_data else None)
         if not self.tissue_only and any(s.name in ("snv", "vector") for s in self.preprocessor_.steps):
             warnings.warn(f"preprocess {self.preprocess!r} scales every spectrum to unit size, noise-only background "
                           "included, which can make the VAE collapse onto the background: train with "
@@ -399,6 +401,8 @@ class SpectraVAE:
         }
         if getattr(self, "tissue_rule_", None) is not None:
             payload["tissue_rule"] = self.tissue_rule_.to_dict()
+        if self.preprocessor_:
+            payload["preprocessing"] = self.preprocessor_.to_dict()  # fitted state, e.g. emsc's reference
         if training:
             payload["training"] = {
                 "epoch": state.epoch, "best_epoch": state.best_epoch, "best_loss": state.best_loss,
@@ -433,7 +437,10 @@ class SpectraVAE:
             vae.normaliser_ = Normaliser.from_dict(payload["normaliser"])
             vae.wavenumbers_ = payload["wavenumbers"].numpy()
             vae.wavenumbers_known_ = bool(payload.get("wavenumbers_known", True))
-            vae.preprocessor_ = Preprocessor(config.get("preprocess", "")).fit(vae.wavenumbers_)
+            # Files without the key predate fitted steps: their pipelines are stateless.
+            fitted = payload.get("preprocessing")
+            vae.preprocessor_ = (Preprocessor.from_dict(fitted) if fitted is not None
+                                 else Preprocessor(config.get("preprocess", "")).fit(vae.wavenumbers_))
             vae.train_source_ = payload.get("train_source", "")
             rule = payload.get("tissue_rule")
             vae.tissue_rule_ = None if rule is None else TissueRule.from_dict(rule)

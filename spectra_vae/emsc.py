@@ -114,7 +114,8 @@ def pixel_terms(preprocessor: Preprocessor, data: SpectralDataset) -> pd.DataFra
     `data.image(frame[column].to_numpy(), scan)` draws each column as a map.
 
     Columns: `multiplicative` (a, the amount of reference: path length and thickness), `dispersion`
-    (b, where modelled), `baseline` (the fitted polynomial's mean over the axis, absorbance),
+    (b, where modelled) and `dispersion_share` (b / a, the artefact's strength whatever the
+    thickness; NaN where guarded), `baseline` (the fitted polynomial's mean over the axis, absorbance),
     `baseline_0` … (Legendre coefficients), `residual_rmse` (what the model leaves, absorbance) and
     `guarded` (a ≤ MIN_SCALE: not divided). Streamed; `data` may be raw or a preprocessed view.
     """
@@ -125,10 +126,14 @@ def pixel_terms(preprocessor: Preprocessor, data: SpectralDataset) -> pd.DataFra
         x = preprocessor.transform_until(chunk, "emsc").astype(np.float64)
         coef = emsc.coefficients(x)
         frame = pd.DataFrame(coef, columns=emsc.terms)
-        frame.insert(2 if emsc.dispersion else 1, "baseline", emsc.baseline(coef).mean(axis=1))
+        guarded = coef[:, 0] <= MIN_SCALE
+        if emsc.dispersion:
+            share = coef[:, 1] / np.where(guarded, 1.0, coef[:, 0])
+            frame.insert(2, "dispersion_share", np.where(guarded, np.nan, share))
+        frame.insert(3 if emsc.dispersion else 1, "baseline", emsc.baseline(coef).mean(axis=1))
         frame["residual_rmse"] = np.sqrt(np.mean((x - coef @ emsc.design_.T) ** 2, axis=1))
-        frame["guarded"] = coef[:, 0] <= MIN_SCALE
+        frame["guarded"] = guarded
         parts.append(frame)
     if not parts:
-        return pd.DataFrame(columns=[*emsc.terms, "baseline", "residual_rmse", "guarded"])
+        return pd.DataFrame(columns=[*emsc.terms, "dispersion_share", "baseline", "residual_rmse", "guarded"])
     return pd.concat(parts, ignore_index=True)

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from .preprocessing import Preprocessor
 
 MIN_SCALE = 0.05  # pixels holding less than 5 % of the reference are not divided by it
+BLOCK = 4096  # spectra corrected at a time
 
 
 @dataclass(eq=False)
@@ -91,12 +92,22 @@ class EMSC:
         k = self.degree + 1
         return coefficients[:, -k:] @ self.design_[:, -k:].T
 
-    def correct(self, spectra: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(corrected spectra `(n, C)` float32, coefficients `(n, n_terms)`)."""
-        x = np.asarray(spectra, dtype=np.float64)
-        coef = self.coefficients(x)
-        corrected = (x - self.additive(coef)) / self.scale(coef)
-        return corrected.astype(np.float32), coef
+    def correct(self, spectra: np.ndarray, return_additive: bool = False
+                ) -> tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(corrected spectra `(n, C)` float32, coefficients `(n, n_terms)`[, the subtracted part `(n, C)`
+        float32]), in blocks of `BLOCK` spectra so that float64 intermediates stay small."""
+        x = np.asarray(spectra)
+        corrected = np.empty(x.shape, dtype=np.float32)
+        coef = np.empty((len(x), self.design_.shape[1]))
+        additive = np.empty(x.shape, dtype=np.float32) if return_additive else None
+        for s in range(0, len(x), BLOCK):
+            block = x[s:s + BLOCK].astype(np.float64)
+            c = coef[s:s + BLOCK] = self.coefficients(block)
+            add = self.additive(c)
+            corrected[s:s + BLOCK] = (block - add) / self.scale(c)
+            if additive is not None:
+                additive[s:s + BLOCK] = add
+        return (corrected, coef, additive) if additive is not None else (corrected, coef)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain content for a checkpoint (`torch.load(weights_only=True)`) or a JSON record."""

@@ -202,12 +202,14 @@ class Preprocessor:
                   ) -> np.ndarray | tuple[np.ndarray, list[tuple[str, np.ndarray]]]:
         """Apply the pipeline to `(n, C)` spectra. With `return_inverse`, also what undoes each step."""
         undo: list[tuple[str, np.ndarray]] = []
-        y = self._apply(np.asarray(x, dtype=np.float32), self._plan, undo)
+        y = self._apply(np.asarray(x, dtype=np.float32), self._plan, undo if return_inverse else None)
         return (y, undo) if return_inverse else y
 
     @staticmethod
     def _apply(y: np.ndarray, plan: list[tuple[Step, Any]],
                undo: list[tuple[str, np.ndarray]] | None = None) -> np.ndarray:
+        """`y` through the steps of `plan`; what undoes each step is appended to `undo` when given."""
+        keep = undo is not None
         undo = [] if undo is None else undo
         for s, p in plan:
             if s.name == "cut":
@@ -230,11 +232,12 @@ class Preprocessor:
 
                 y = convolve1d(y, p, axis=1, mode="nearest").astype(np.float32)
             elif s.name == "emsc":
-                corrected, coef = p.correct(y)
-                undo.append(("add", p.additive(coef).astype(np.float32)))
-                scale = p.scale(coef).astype(np.float32)
-                undo.append(("affine", np.concatenate([np.zeros_like(scale), scale], axis=1)))
-                y = corrected
+                if keep:
+                    y, coef, additive = p.correct(y, return_additive=True)
+                    scale = p.scale(coef).astype(np.float32)
+                    undo += [("add", additive), ("affine", np.concatenate([np.zeros_like(scale), scale], axis=1))]
+                else:
+                    y = p.correct(y)[0]
             else:
                 if s.name == "snv":
                     offset, scale = y.mean(axis=1, keepdims=True), y.std(axis=1, keepdims=True)

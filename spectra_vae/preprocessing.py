@@ -171,12 +171,17 @@ class Preprocessor:
             emsc = EMSC.from_dict(state)
             if emsc.wavenumbers.shape != wn.shape or not np.allclose(emsc.wavenumbers, wn, rtol=0, atol=1e-6):
                 raise DataError(f"preprocess: the stored state of {s} is for another wavenumber axis")
+            if (emsc.degree, emsc.dispersion) != (int(degree), bool(dispersion)):
+                raise DataError(f"preprocess: the stored state of {s} is of emsc({emsc.degree},{int(emsc.dispersion)})")
             return emsc
         if data is None:
             raise DataError(f"preprocess: {s} learns its reference spectrum from training spectra; "
                             "fit with data (the training tissue pixels)")
         total, n = np.zeros(len(wn)), 0
         for chunk in _chunks(data):
+            if chunk.shape[-1] != len(self.input_wavenumbers_):
+                raise DataError(f"preprocess: {s} was given training spectra of {chunk.shape[-1]} channels for an "
+                                f"axis of {len(self.input_wavenumbers_)}")
             y = self._apply(np.asarray(chunk, dtype=np.float32), self._plan)
             total += y.sum(axis=0, dtype=np.float64)
             n += len(y)

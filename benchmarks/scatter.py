@@ -6,7 +6,8 @@
 2. Anomaly detection: train on the normal scans of a variant, score the abnormal scans' tissue
    (the model's tissue rule) with the current `vae.anomaly_score`, AUROC of tumour against normal
    tissue; PCA and RX on the same pixels and preprocessing. Clean, clean with `emsc`, scattered
-   without correction, scattered with `emsc`. Goal: scattered with emsc ≥ 0.95 × clean.
+   without correction, scattered with `emsc`. Goal: scattered with emsc ≥ 0.95 × clean. Then,
+   without training, PCA and RX by preprocessing: what dividing each spectrum does to them.
 3. Speed: EMSC (reference fit and correction) and rubberband on one 278×278 scattered scan, with
    the per-spectrum rubberband it replaced on a sample of the same pixels.
 
@@ -24,6 +25,8 @@ import pandas as pd
 
 from benchmarks.common import demo_data, machine
 from spectra_vae import SpectraVAE, anomaly, load_dataset
+from spectra_vae.analysis import fit_pca, pca_errors
+from spectra_vae.emsc import pixel_terms
 from spectra_vae.preprocessing import Preprocessor, lower_hull
 from spectra_vae.scattering import peak_position_spread
 from spectra_vae.tissue import TissueRule
@@ -94,6 +97,35 @@ def auroc(size: int, seeds: list[int], epochs: int) -> None:
     print(f"\nmean AUROC over seeds, every score:\n{frame.groupby('variant')[scores].mean().round(3).to_string()}")
 
 
+def normalisation_effect(size: int, seeds: list[int]) -> None:
+    """Why a correction that divides each spectrum (emsc, snv) can lower AUROC: PCA and RX only (no
+    training), fitted on the normal training scans' tissue after each preprocessing, scored on the
+    abnormal scans' tissue, and on the tissue where EMSC's multiplicative term a > 0.6 (thin tissue,
+    whose noise division amplifies, left out)."""
+    print(f"\n2b. PCA (2 comp.) / RX AUROC by preprocessing, fitted on tissue pixels, 6 scans of {size}×{size}")
+    rows = []
+    for seed in seeds:
+        for variant, scatter in (("clean", False), ("scattered", True)):
+            path = demo_data(f"scatter{size}_seed{seed}_{variant}", 6, size, seed, scatter)
+            train, ab = load_dataset(path, split="normal_train"), load_dataset(path, split="abnormal")
+            rule = TissueRule.fit(train)
+            truth, tissue = anomaly.ground_truth_anomaly(ab), rule.mask(ab)
+            a = pixel_terms(Preprocessor("emsc").fit(train.wavenumbers, rule.select(train)), ab)["multiplicative"]
+            thick = tissue & (a.to_numpy() > 0.6)
+            for spec in ("", "emsc", "emsc(2,0)", "snv"):
+                pre = Preprocessor(spec).fit(train.wavenumbers, rule.select(train))
+                fit_on = rule.select(train.preprocessed(pre))
+                ds = ab.preprocessed(pre)
+                scores = {"PCA": pca_errors(fit_pca(fit_on, 2, seed=seed), ds),
+                          "RX": anomaly.RXDetector().fit(fit_on).score_samples(ds)}
+                for where, mask in (("tissue", tissue), ("tissue, a > 0.6", thick)):
+                    auc = anomaly.evaluate(scores, truth, mask)["AUROC"]
+                    rows.append({"seed": seed, "variant": variant, "preprocess": spec or "none", "pixels": where,
+                                 "PCA": auc["PCA"], "RX": auc["RX"]})
+    frame = pd.DataFrame(rows).groupby(["variant", "preprocess", "pixels"], sort=False)[["PCA", "RX"]].mean()
+    print(f"mean over seeds {seeds}:\n{frame.round(3).to_string()}")
+
+
 def timing(size: int) -> None:
     path = demo_data(f"scatter{size}_timing", 1, size, seed=0, scatter=True)
     ds = load_dataset(path)
@@ -141,6 +173,7 @@ def main() -> None:
     amide_i_spread(a.size, a.seeds)
     if not a.skip_auroc:
         auroc(a.size, a.seeds, a.epochs)
+    normalisation_effect(a.size, a.seeds)
     if not a.skip_timing:
         timing(a.timing_size)
 

@@ -212,6 +212,8 @@ def test_fitted_pipeline_round_trips_through_plain_content():
     assert np.array_equal(stateless.transform(X), Preprocessor("baseline|snv").fit(WN).transform(X))
     with pytest.raises(DataError, match="another wavenumber axis"):
         Preprocessor.from_dict({**content, "input_wavenumbers": list(WN + 3)})
+    with pytest.raises(DataError, match=r"is of emsc\(3,0\)"):
+        Preprocessor.from_dict({**content, "spec": "cut(1000,1750)|emsc(2,0)|snv"})
 
 
 def test_model_trained_with_emsc_applies_the_identical_correction_after_loading(scattered_dir, tmp_path):

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy.ndimage import distance_transform_edt
+from scipy.special import ndtr
 
 from .errors import DataError
+from .scattering import kramers_kronig_partner, mie_extinction
 
 WAVENUMBER_RANGE = (950.0, 1800.0)
 N_CHANNELS = 442
@@ -54,6 +58,17 @@ CLASS_COMPOSITION: dict[str, dict[str, float]] = {
 }
 TUMOUR_AMIDE_I_SHIFT = -2.0  # cm⁻¹, mean shift; normal pixels vary by AMIDE_I_SHIFT_SD around 0
 AMIDE_I_SHIFT_SD = 1.0  # cm⁻¹
+
+# Scattering of the "uncorrected" variant (scatter=True), see `simulate_scattering`. Sizes were fixed
+# from the literature before any benchmark ran, and are not tuned to one.
+SCATTER_PATH_LENGTH_SD = 0.10  # log s.d. of the multiplicative path-length factor (±10 %)
+SCATTER_DISPERSION = 0.3  # share d of the Kramers–Kronig partner in the interior: amide I ≈ 3 cm⁻¹ lower
+SCATTER_BASELINE = 0.04  # mean absorbance of the Mie baseline in the interior, about a tenth of amide I
+SCATTER_EDGE_GAIN = 2.0  # at the core's edge scattering is 1 + gain times as strong as inside
+SCATTER_EDGE_WIDTH = 0.04  # how far (fraction of the scan's size) the edge effect reaches into the core
+SCATTER_DENSITY_SD = 0.3  # log s.d. of the scatterer density, smooth over the core
+MIE_RADIUS_UM = (2.0, 7.1)  # scatterer radius a, µm: ME-EMSC's default range (Solheim et al. 2019)
+MIE_REFRACTIVE_INDEX = (1.1, 1.4)  # real refractive index n0 of the scatterers: the same source
 
 
 def demo_wavenumbers(n_channels: int = N_CHANNELS) -> np.ndarray:
@@ -96,6 +111,82 @@ def smooth_field(rng: np.random.Generator, height: int, width: int, length: floa
     return (field - field.mean()) / (field.std() + 1e-12)
 
 
+@dataclass(frozen=True)
+class DemoScattering:
+    """What `scatter=True` added to one scan: per-pixel maps `(H, W)` and the added spectra.
+
+    scattered = clean + `added`, and for a tissue pixel with noise-free absorbance A
+    `added` = (m − 1)·A + m·d·K(A) + h·Q(ρ)/mean Q, that is scattered = m·(A + d·K(A)) + h·Q/mean Q + noise,
+    with K the Kramers–Kronig partner and Q the Mie extinction of a sphere of radius a and index n0.
+    Background pixels get nothing (m = 1, d = h = 0).
+    """
+
+    path_length: np.ndarray  # m
+    dispersion: np.ndarray  # d
+    baseline: np.ndarray  # h, the Mie baseline's mean absorbance over the axis
+    radius_um: np.ndarray  # a
+    refractive_index: np.ndarray  # n0
+    strength: np.ndarray  # the edge × density factor that d and h scale with (1 on average inside)
+    added: np.ndarray  # (H·W, n_channels) float32
+
+    def maps(self) -> dict[str, np.ndarray]:
+        """The per-pixel maps by name (what `make_demo_dataset` writes to `scattering/`)."""
+        return {k: getattr(self, k) for k in ("path_length", "dispersion", "baseline", "radius_um",
+                                              "refractive_index", "strength")}
+
+
+def simulate_scattering(rng: np.random.Generator, absorbance: np.ndarray, tissue: np.ndarray,
+                        wavenumbers: np.ndarray) -> DemoScattering:
+    """Scattering as FTIR images of tissue sections have it, for noise-free `absorbance` `(H·W, C)`.
+
+    - A multiplicative path-length factor m, log-normal with s.d. `SCATTER_PATH_LENGTH_SD`, smooth
+      over the core (EMSC's multiplicative term: Martens & Stark 1991).
+    - The dispersion artefact: the band is mixed with its Kramers–Kronig partner K(A) (the real
+      refractive index near a resonance; Bassan et al. 2009 show it as resonant Mie scattering, and
+      Kohler et al. 2005 model it in EMSC with the same partner). It acts in proportion to band
+      strength, so amide I and amide II carry it; d = `SCATTER_DISPERSION` moves the apparent amide I
+      maximum about 3 cm⁻¹ down, three times that at the core's edge about 9 cm⁻¹, the densest
+      edge pixels past 12 cm⁻¹: within the "up to tens of cm⁻¹" reported (Bassan et al. 2009).
+    - A Mie-type oscillating baseline h·Q(ρ)/mean Q, with Q the van de Hulst extinction of spheres of
+      radius a ∈ `MIE_RADIUS_UM` and index n0 ∈ `MIE_REFRACTIVE_INDEX` (the ranges ME-EMSC searches,
+      Solheim et al. 2019), a and n0 varying smoothly over the core; h = `SCATTER_BASELINE` inside.
+    - d and h scale with a strength that is 1 + `SCATTER_EDGE_GAIN` at the core's edge (tissue–air
+      boundaries scatter most), falls off over `SCATTER_EDGE_WIDTH` of the scan, and follows a smooth
+      scatterer density (log s.d. `SCATTER_DENSITY_SD`): stronger at edges and in dense regions.
+    """
+    height, width = tissue.shape
+    size = min(height, width)
+    wn = np.asarray(wavenumbers, dtype=np.float64)
+    flat = tissue.ravel()
+    idx = np.flatnonzero(flat)
+
+    def smooth(length: float, sd: float) -> np.ndarray:  # log-normal with mean 1
+        return np.exp(sd * smooth_field(rng, height, width, length * size) - sd**2 / 2)
+
+    def uniform(lo_hi: tuple[float, float], length: float) -> np.ndarray:  # smooth, uniform in [lo, hi]
+        lo, hi = lo_hi
+        return lo + (hi - lo) * ndtr(smooth_field(rng, height, width, length * size))
+
+    edge = 1 + SCATTER_EDGE_GAIN * np.exp(-distance_transform_edt(tissue) / max(SCATTER_EDGE_WIDTH * size, 1e-9))
+    strength = np.where(tissue, edge * smooth(0.08, SCATTER_DENSITY_SD), 0.0)
+    path_length = np.where(tissue, smooth(0.15, SCATTER_PATH_LENGTH_SD), 1.0)
+    dispersion = SCATTER_DISPERSION * strength
+    baseline = SCATTER_BASELINE * strength
+    radius = np.where(tissue, uniform(MIE_RADIUS_UM, 0.1), 0.0)
+    index = np.where(tissue, uniform(MIE_REFRACTIVE_INDEX, 0.1), 0.0)
+
+    added = np.zeros(absorbance.shape, dtype=np.float32)
+    for s in range(0, idx.size, 8192):  # the Hilbert transform works on padded copies: bounded memory
+        sel = idx[s:s + 8192]
+        a = absorbance[sel].astype(np.float64)
+        m, d = path_length.ravel()[sel, None], dispersion.ravel()[sel, None]
+        rho = 4 * np.pi * (radius.ravel()[sel, None] * 1e-4) * (index.ravel()[sel, None] - 1) * wn[None, :]
+        q = mie_extinction(rho)
+        mie = baseline.ravel()[sel, None] * q / q.mean(axis=1, keepdims=True)
+        added[sel] = ((m - 1) * a + m * d * kramers_kronig_partner(a, wn) + mie).astype(np.float32)
+    return DemoScattering(path_length, dispersion, baseline, radius, index, strength, added)
+
+
 def make_demo_scan(
     rng: np.random.Generator,
     height: int,
@@ -105,8 +196,14 @@ def make_demo_scan(
     noise: float = NOISE_SIGMA,
     scatter: bool = False,
     wavenumbers: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """One scan: absorbance (height, width, n_channels) float32 and its label map (uint8)."""
+    return_scattering: bool = False,
+) -> tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, DemoScattering | None]:
+    """One scan: absorbance (height, width, n_channels) float32 and its label map (uint8).
+
+    `scatter=True` adds scattering (`simulate_scattering`) drawn from a generator spawned from `rng`,
+    so every other draw, the noise included, is the clean scan's: scattered = clean + added, pixel by
+    pixel. `return_scattering=True` also returns what was added (`DemoScattering`, None if nothing).
+    """
     wn = demo_wavenumbers() if wavenumbers is None else wavenumbers
     size = min(height, width)
     yy, xx = np.mgrid[0:height, 0:width].astype(float)
@@ -160,19 +257,17 @@ def make_demo_scan(
         pixel *= thickness.ravel()[idx, None] * (1 + 0.03 * rng.standard_normal((idx.size, 1)))
         absorbance[idx] = pixel
 
+    scattering = None
     if scatter:
-        # "Uncorrected" spectra: a smooth, pixel-varying scattering baseline under the tissue.
-        x = (wn - wn.min()) / np.ptp(wn)
-        tissue = flat_labels > 0
-        offset = 0.05 * np.exp(0.3 * smooth_field(rng, height, width, 0.1 * size)).ravel()
-        slope = 0.08 * np.exp(0.4 * smooth_field(rng, height, width, 0.1 * size)).ravel()
-        phase = rng.uniform(0, 2 * np.pi)
-        wiggle = 0.02 * np.sin(2 * np.pi * x * 1.3 + phase)
-        baseline = offset[:, None] + slope[:, None] * x[None, :] ** 1.5 + wiggle[None, :]
-        absorbance[tissue] += baseline[tissue].astype(np.float32)
+        # "Uncorrected" spectra. Spawning a generator does not advance `rng`, so the noise below is
+        # the clean variant's; the terms are added after it.
+        scattering = simulate_scattering(rng.spawn(1)[0], absorbance, labels > 0, wn)
 
     absorbance += rng.standard_normal(absorbance.shape, dtype=np.float32) * np.float32(noise)
-    return absorbance.reshape(height, width, len(wn)), labels
+    if scattering is not None:
+        absorbance += scattering.added
+    out = absorbance.reshape(height, width, len(wn))
+    return (out, labels, scattering) if return_scattering else (out, labels)
 
 
 def _save_npy_atomic(path: Path, array: np.ndarray) -> None:
@@ -214,7 +309,9 @@ def make_demo_dataset(
     """Write demo scans `data{i}.npy` (H, W, 442), `wavenumbers.npy`, `labels/`, `data_splits.json`.
 
     The last `n_abnormal` scans (default: a third, at least one when n_scans > 1) hold a
-    tumour-like region. `scatter=True` adds scattering baselines (the "uncorrected" variant).
+    tumour-like region. `scatter=True` gives the "uncorrected" variant: the same scans as with
+    `scatter=False` (same seed) plus scattering in the tissue (`simulate_scattering`: path length,
+    dispersion artefact, Mie baseline), whose per-pixel maps go to `scattering/data{i}.npz`.
     Returns the directory. Same arguments, same files.
     """
     from .data import check_output_dir
@@ -239,9 +336,13 @@ def make_demo_dataset(
     rngs = [np.random.default_rng([seed, i]) for i in range(n_scans)]
     for i, rng in enumerate(rngs):
         abnormal = i >= n_scans - n_abnormal
-        scan, labels = make_demo_scan(rng, height, width, abnormal=abnormal, noise=noise,
-                                      scatter=scatter, wavenumbers=wn)
+        scan, labels, scattering = make_demo_scan(rng, height, width, abnormal=abnormal, noise=noise,
+                                                  scatter=scatter, wavenumbers=wn, return_scattering=True)
         _save_npy_atomic(out / f"data{i}.npy", scan.astype(dtype, copy=False))
+        if scattering is not None:
+            (out / "scattering").mkdir(exist_ok=True)
+            maps = {k: v.astype(np.float32) for k, v in scattering.maps().items()}
+            np.savez(out / "scattering" / f"data{i}.npz", **maps)
         _save_npy_atomic(out / "labels" / f"data{i}.npy", labels)
     _save_npy_atomic(out / "wavenumbers.npy", wn)
     (out / "labels" / "label_names.json").write_text(json.dumps(list(LABEL_NAMES)))
@@ -253,5 +354,11 @@ def make_demo_dataset(
         "scatter": scatter, "label_names": list(LABEL_NAMES),
         "tumour_differs_by": "nucleic acid 0.14→0.18, glycogen 0.11→0.07, amide I −2 cm⁻¹",
     }
+    if scatter:
+        meta["scattering"] = {"path_length_log_sd": SCATTER_PATH_LENGTH_SD, "dispersion": SCATTER_DISPERSION,
+                              "mie_baseline": SCATTER_BASELINE, "edge_gain": SCATTER_EDGE_GAIN,
+                              "edge_width": SCATTER_EDGE_WIDTH, "density_log_sd": SCATTER_DENSITY_SD,
+                              "mie_radius_um": list(MIE_RADIUS_UM),
+                              "mie_refractive_index": list(MIE_REFRACTIVE_INDEX)}
     (out / "demo.json").write_text(json.dumps(meta, indent=2))
     return out

@@ -194,7 +194,10 @@ class SpectraVAE(TransformerMixin, BaseEstimator):
         # The one tissue rule of this model: fitted on the raw training pixels, stored in the
         # checkpoint, and used by training on tissue, calibration, baselines and the notebooks.
         self.tissue_rule_ = TissueRule.fit(train, self.tissue_threshold)
-        self.preprocessor_ = Preprocessor(self.preprocess).fit(self.wavenumbers_, known=self.wavenumbers_known_)
+        # Fitted steps (emsc's reference spectrum) learn from the training tissue pixels by that rule.
+        pre = Preprocessor(self.preprocess)
+        self.preprocessor_ = pre.fit(self.wavenumbers_, self.tissue_rule_.select(train) if pre.needs_data else None,
+                                     known=self.wavenumbers_known_)
         if not self.tissue_only and any(s.name in ("snv", "vector") for s in self.preprocessor_.steps):
             warnings.warn(f"preprocess {self.preprocess!r} scales every spectrum to unit size, noise-only background "
                           "included, which can make the VAE collapse onto the background: train with "
@@ -355,9 +358,9 @@ class SpectraVAE(TransformerMixin, BaseEstimator):
         ds = as_dataset(data)
         self.prepare(ds)  # checks the axis
         ds = ds.raw()
-        parts = [p.strip() for p in self.preprocess.split("|") if p.strip()]
+        steps = self.preprocessor_.steps
         lead = 0
-        while lead < len(parts) and parts[lead].lower().startswith("cut"):
+        while lead < len(steps) and steps[lead].name == "cut":
             lead += 1
         if lead == 0:
             if self.preprocessor_ and not self.preprocessor_.invertible:
@@ -369,8 +372,7 @@ class SpectraVAE(TransformerMixin, BaseEstimator):
                 back = self.reconstruct(one, original_units=True)
                 total, count = total + float(((back - raw) ** 2).sum()), count + raw.size
             return -math.sqrt(total / max(count, 1))
-        cut = Preprocessor("|".join(parts[:lead])).fit(self.wavenumbers_)
-        rest = Preprocessor("|".join(parts[lead:])).fit(cut.output_wavenumbers_)
+        cut, rest = self.preprocessor_.split(lead)
         if not rest.invertible:
             raise DataError(f"score: preprocess {self.preprocess!r} cannot be undone after its cut, so there is no "
                             "RMSE in absorbance units; compare such models by reconstruction_error in their own space")
@@ -491,6 +493,8 @@ class SpectraVAE(TransformerMixin, BaseEstimator):
         }
         if getattr(self, "tissue_rule_", None) is not None:
             payload["tissue_rule"] = self.tissue_rule_.to_dict()
+        if self.preprocessor_:
+            payload["preprocessing"] = self.preprocessor_.to_dict()  # fitted state, e.g. emsc's reference
         if training:
             payload["training"] = {
                 "epoch": state.epoch, "best_epoch": state.best_epoch, "best_loss": state.best_loss,
@@ -526,8 +530,11 @@ class SpectraVAE(TransformerMixin, BaseEstimator):
             vae.normaliser_ = Normaliser.from_dict(payload["normaliser"])
             vae.wavenumbers_ = payload["wavenumbers"].numpy()
             vae.wavenumbers_known_ = bool(payload.get("wavenumbers_known", True))
-            vae.preprocessor_ = Preprocessor(config.get("preprocess", "")).fit(vae.wavenumbers_,
-                                                                               known=vae.wavenumbers_known_)
+            # Files without the key predate fitted steps: their pipelines are stateless.
+            fitted = payload.get("preprocessing")
+            vae.preprocessor_ = (Preprocessor.from_dict(fitted) if fitted is not None
+                                 else Preprocessor(config.get("preprocess", "")).fit(vae.wavenumbers_,
+                                                                                   known=vae.wavenumbers_known_))
             vae.train_source_ = payload.get("train_source", "")
             rule = payload.get("tissue_rule")
             vae.tissue_rule_ = None if rule is None else TissueRule.from_dict(rule)

@@ -14,10 +14,10 @@
 # never retrains.
 
 # %% tags=["parameters"]
-data_dir = ""  # empty: the data folder recorded with the run; give another only if the data moved
-run_dir = ""  # the run folder of 02_train; empty: reports/demo for the demo data, else the newest run on data_dir
-checkpoint = ""  # model file; empty: run_dir/model/final.pt as written by 02_train
-noise_level = 0.0  # known noise s.d. (absorbance), marked on the error histogram; 0: unknown (demo data: its own)
+data_dir: str = ""  # empty: the data folder recorded with the run; give another only if the data moved
+run_dir: str = ""  # the run folder of 02_train; empty: reports/demo for the demo data, else the newest run on data_dir
+checkpoint: str = ""  # model file; empty: run_dir/model/final.pt as written by 02_train
+noise_level: float = 0.0  # known noise s.d. (absorbance) marked on the error histogram; 0: unknown (demo: its own)
 
 # %%
 # %matplotlib inline
@@ -26,9 +26,10 @@ import numpy as np
 from spectra_vae import analysis, pipeline, plots, runs
 from spectra_vae.widgets import browse_reconstructions
 
+noise_level = pipeline.check_parameters(dict(noise_level=noise_level))["noise_level"]
 opened = runs.open_run(run_dir, checkpoint, data_dir)  # the splits as recorded, never recomputed
 vae, splits, data, ckpt, run = opened.vae, opened.splits, opened.data_dir, opened.checkpoint, opened.path
-noise_level = pipeline.check_float("noise_level", noise_level, 0.0) or analysis.known_noise_level(data, vae.preprocess)
+noise_level = noise_level or analysis.known_noise_level(data, vae.preprocess)
 units = plots.value_label(vae.preprocess)  # what the spectra are in, as the model sees them
 test = splits.test
 print(f"run: {run}\nmodel: {ckpt}\ndata: {data}\n{splits.how}\nheld-out (test) scans: {test.scans}")

@@ -13,11 +13,11 @@
 # recorded with the run; figures of tissue use the model's own tissue rule.
 
 # %% tags=["parameters"]
-data_dir = ""  # empty: the data folder recorded with the run; give another only if the data moved
-run_dir = ""  # the run folder of 02_train; empty: reports/demo for the demo data, else the newest run on data_dir
-checkpoint = ""  # model file; empty: run_dir/model/final.pt as written by 02_train
-max_points = 3000  # pixels used for t-SNE
-seed = 0
+data_dir: str = ""  # empty: the data folder recorded with the run; give another only if the data moved
+run_dir: str = ""  # the run folder of 02_train; empty: reports/demo for the demo data, else the newest run on data_dir
+checkpoint: str = ""  # model file; empty: run_dir/model/final.pt as written by 02_train
+max_points: int = 3000  # pixels used for t-SNE
+seed: int = 0
 
 # %%
 # %matplotlib inline
@@ -25,8 +25,8 @@ import numpy as np
 
 from spectra_vae import analysis, pipeline, plots, runs
 
-max_points = pipeline.check_int("max_points", max_points, 10)
-seed = pipeline.check_int("seed", seed, 0)
+checked = pipeline.check_parameters(dict(max_points=max_points, seed=seed))
+max_points, seed = checked["max_points"], checked["seed"]
 opened = runs.open_run(run_dir, checkpoint, data_dir)  # the scans as recorded, never recomputed
 vae, splits, data, ckpt, run = opened.vae, opened.splits, opened.data_dir, opened.checkpoint, opened.path
 ds = opened.scans()  # every scan of the run

@@ -19,12 +19,12 @@
 # Ledoit–Wolf covariance, PCA with Hotelling's T² and Q) are fitted on exactly the VAE's training pixels.
 
 # %% tags=["parameters"]
-data_dir = ""  # empty: the data folder recorded with the run; give another only if the data moved
-run_dir = ""  # the run folder of 02_train; empty: reports/demo for the demo data, else the newest run on data_dir
-checkpoint = ""  # model file; empty: run_dir/model/final.pt as written by 02_train
-false_positive_rate = 0.01  # share of normal tissue pixels the threshold flags (calibrated on the validation scans)
-n_bootstrap = 200  # resamples of whole scans for the AUROC intervals; 0: none
-seed = 0
+data_dir: str = ""  # empty: the data folder recorded with the run; give another only if the data moved
+run_dir: str = ""  # the run folder of 02_train; empty: reports/demo for the demo data, else the newest run on data_dir
+checkpoint: str = ""  # model file; empty: run_dir/model/final.pt as written by 02_train
+false_positive_rate: float = 0.01  # share of normal tissue pixels the threshold flags (on the validation scans)
+n_bootstrap: int = 200  # resamples of whole scans for the AUROC intervals; 0: none
+seed: int = 0
 
 # %%
 # %matplotlib inline
@@ -32,10 +32,8 @@ import numpy as np
 
 from spectra_vae import anomaly, load_dataset, pipeline, plots, runs
 
-false_positive_rate = pipeline.check_float("false_positive_rate", false_positive_rate, 0.0, strict=True)
-if false_positive_rate >= 1:
-    raise pipeline.DataError(f"parameter false_positive_rate: must be < 1, got {false_positive_rate}")
-n_bootstrap = pipeline.check_int("n_bootstrap", n_bootstrap, 0)
+checked = pipeline.check_parameters(dict(false_positive_rate=false_positive_rate, n_bootstrap=n_bootstrap, seed=seed))
+false_positive_rate, n_bootstrap, seed = checked["false_positive_rate"], checked["n_bootstrap"], checked["seed"]
 opened = runs.open_run(run_dir, checkpoint, data_dir)  # the splits as recorded, never recomputed
 vae, splits, data, ckpt, run = opened.vae, opened.splits, opened.data_dir, opened.checkpoint, opened.path
 normal_labels = opened.normal_labels  # given once, to 02_train; every other label is an anomaly

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -24,6 +25,8 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("--kernel", default=None, help="Jupyter kernel to run the notebooks with (default: theirs)")
     pl.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
     pl.add_argument("--quiet", action="store_true", help="no live cell progress and output")
+    pl.add_argument("--recheck", action="store_true",
+                    help="check every pixel for NaN/inf again instead of using the remembered result")
 
     tr = sub.add_parser("train", help="train a VAE without Jupyter")
     tr.add_argument("--data", default="", help="directory of .npy scans (default: the demo data)")
@@ -55,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--abnormal-split", default="abnormal",
                     help="split of abnormal scans, recorded for anomaly detection ('' for none)")
     tr.add_argument("--normal-labels", default="", help="label names that count as normal, comma-separated")
+    tr.add_argument("--recheck", action="store_true",
+                    help="check every pixel for NaN/inf again instead of using the remembered result")
 
     sw = sub.add_parser("sweep", help="train one run per combination of parameters and compare them")
     sw.add_argument("--data", default="", help="directory of .npy scans (default: the demo data)")
@@ -83,18 +88,27 @@ def _parser() -> argparse.ArgumentParser:
     dd.add_argument("--height", type=int, default=64)
     dd.add_argument("--width", type=int, default=64)
     dd.add_argument("--seed", type=int, default=0)
-    dd.add_argument("--scatter", action="store_true", help="add scattering baselines ('uncorrected')")
+    dd.add_argument("--scatter", action="store_true",
+                    help="the 'uncorrected' variant: the same scans plus scattering (path length, dispersion, Mie)")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; a refusal or failure is one `error:` line on stderr and exit status 1."""
     args = _parser().parse_args(argv)
     from . import pipeline
+    from .data import RECHECK_ENV
     from .tissue import parse_tissue_threshold
 
+    if getattr(args, "recheck", False):
+        os.environ[RECHECK_ENV] = "1"  # inherited by the notebooks' kernels
     try:
         if args.command == "pipeline":
-            params = {k: pipeline.parse_value(v) for k, v in args.parameter}
+            # text as typed: each value is read as the type its notebook declares (`epochs: int = 30`)
+            params = dict(args.parameter)
+            if len(params) != len(args.parameter):
+                twice = sorted({k for k, _ in args.parameter if [n for n, _ in args.parameter].count(k) > 1})
+                raise DataError(f"parameter {twice[0]}: given more than once with -p")
             written = pipeline.run_pipeline(args.data, args.out, params, notebooks_dir=args.notebooks,
                                             html=not args.no_html, kernel_name=args.kernel,
                                             overwrite=args.overwrite, live=not args.quiet)
@@ -154,6 +168,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"demo scans written to {path}")
     except (DataError, TrainingError, pipeline.PipelineError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a full disk, a folder that vanished, a permission refused while writing
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 1
     return 0
 

@@ -93,6 +93,9 @@ class SpectraVAE(TransformerMixin, BaseEstimator):
 
     def set_params(self, **params: Any) -> SpectraVAE:
         """Set constructor arguments (scikit-learn's `set_params`); `hidden_dims` is kept as a tuple."""
+        unknown = [k for k in params if k not in self._PARAMS]
+        if unknown:
+            raise DataError(f"SpectraVAE: Invalid parameter {unknown[0]!r} (unknown); have {self._PARAMS}")
         super().set_params(**params)
         if isinstance(self.hidden_dims, list):
             self.hidden_dims = tuple(self.hidden_dims)
@@ -119,33 +122,52 @@ class SpectraVAE(TransformerMixin, BaseEstimator):
         return f"SpectraVAE({args})"
 
     def _check_params(self) -> None:
+        """Every constructor argument checked for type, sign and range; `DataError` naming the first bad one."""
         def bad(name: str, why: str) -> DataError:
             return DataError(f"SpectraVAE parameter {name}={getattr(self, name)!r}: {why}")
-        if not (isinstance(self.latent_dim, int) and self.latent_dim >= 1):
+
+        def whole(value: Any, minimum: int) -> bool:
+            return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)) and value >= minimum
+
+        def number(value: Any) -> bool:
+            return (isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+                    and math.isfinite(value))
+
+        if not whole(self.latent_dim, 1):
             raise bad("latent_dim", "must be a whole number ≥ 1")
-        if not all(isinstance(h, int) and h >= 1 for h in self.hidden_dims):
-            raise bad("hidden_dims", "must be whole numbers ≥ 1")
-        if self.reconstruction not in RECONSTRUCTIONS:
+        if not (isinstance(self.hidden_dims, tuple) and all(whole(h, 1) for h in self.hidden_dims)):
+            raise bad("hidden_dims", "must be a sequence of whole numbers ≥ 1, such as (221, 110)")
+        if not isinstance(self.reconstruction, str) or self.reconstruction not in RECONSTRUCTIONS:
             raise bad("reconstruction", f"must be one of {RECONSTRUCTIONS}")
-        if self.noise not in ("shared", "channel"):
+        if not isinstance(self.noise, str) or self.noise not in ("shared", "channel"):
             raise bad("noise", "must be 'shared' or 'channel'")
-        if self.normalisation != "auto" and self.normalisation not in METHODS:
+        if not isinstance(self.normalisation, str) or (self.normalisation != "auto"
+                                                       and self.normalisation not in METHODS):
             raise bad("normalisation", f"must be 'auto' or one of {METHODS}")
         if self.reconstruction == "bce" and self.normalisation_method() not in ("minmax", "global_minmax"):
             raise bad("normalisation", "the bce reconstruction needs 'minmax' or 'global_minmax' (values in [0, 1])")
-        if not (isinstance(self.epochs, int) and self.epochs >= 1):
+        if not isinstance(self.preprocess, str):
+            raise bad("preprocess", "must be a pipeline written as text, such as 'cut(950,1800)|snv'")
+        if not whole(self.epochs, 1):
             raise bad("epochs", "must be a whole number ≥ 1")
-        if not (isinstance(self.batch_size, int) and self.batch_size >= 1):
+        if not whole(self.batch_size, 1):
             raise bad("batch_size", "must be a whole number ≥ 1")
-        if not (isinstance(self.learning_rate, (int, float)) and self.learning_rate > 0):
-            raise bad("learning_rate", "must be > 0")
-        if not (isinstance(self.beta, (int, float)) and self.beta >= 0):
-            raise bad("beta", "must be ≥ 0")
+        if not (number(self.learning_rate) and self.learning_rate > 0):
+            raise bad("learning_rate", "must be a finite number > 0")
+        if not (number(self.beta) and self.beta >= 0):
+            raise bad("beta", "must be a finite number ≥ 0")
+        if not (self.patience is None or whole(self.patience, 0)):
+            raise bad("patience", "must be None or a whole number ≥ 0 (0 or None: no early stopping)")
+        if not (whole(self.seed, 0) and self.seed < 2**62):
+            raise bad("seed", "must be a whole number from 0 to 2**62")
         if self.precision not in PRECISIONS:
             raise bad("precision", f"must be one of {PRECISIONS}")
+        if not isinstance(self.verbose, (bool, np.bool_)):
+            raise bad("verbose", "must be True or False")
         if not isinstance(self.tissue_only, (bool, np.bool_)):
             raise bad("tissue_only", "must be True or False")
         parse_tissue_threshold(self.tissue_threshold)
+        _check_device(self.device, bad)
 
     def normalisation_method(self) -> str:
         """The normalisation in use: `auto` is min–max for `bce`, `global_standard` otherwise."""
@@ -174,7 +196,10 @@ class SpectraVAE(TransformerMixin, BaseEstimator):
         # The one tissue rule of this model: fitted on the raw training pixels, stored in the
         # checkpoint, and used by training on tissue, calibration, baselines and the notebooks.
         self.tissue_rule_ = TissueRule.fit(train, self.tissue_threshold)
-        self.preprocessor_ = Preprocessor(self.preprocess).fit(self.wavenumbers_)
+        # Fitted steps (emsc's reference spectrum) learn from the training tissue pixels by that rule.
+        pre = Preprocessor(self.preprocess)
+        self.preprocessor_ = pre.fit(self.wavenumbers_, self.tissue_rule_.select(train) if pre.needs_data else None,
+                                     known=self.wavenumbers_known_)
         if not self.tissue_only and any(s.name in ("snv", "vector") for s in self.preprocessor_.steps):
             warnings.warn(f"preprocess {self.preprocess!r} scales every spectrum to unit size, noise-only background "
                           "included, which can make the VAE collapse onto the background: train with "
@@ -342,9 +367,9 @@ class SpectraVAE(TransformerMixin, BaseEstimator):
         ds = as_dataset(data)
         self.prepare(ds)  # checks the axis
         ds = ds.raw()
-        parts = [p.strip() for p in self.preprocess.split("|") if p.strip()]
+        steps = self.preprocessor_.steps
         lead = 0
-        while lead < len(parts) and parts[lead].lower().startswith("cut"):
+        while lead < len(steps) and steps[lead].name == "cut":
             lead += 1
         if lead == 0:
             if self.preprocessor_ and not self.preprocessor_.invertible:
@@ -356,8 +381,7 @@ class SpectraVAE(TransformerMixin, BaseEstimator):
                 back = self.reconstruct(one, original_units=True)
                 total, count = total + float(((back - raw) ** 2).sum()), count + raw.size
             return -math.sqrt(total / max(count, 1))
-        cut = Preprocessor("|".join(parts[:lead])).fit(self.wavenumbers_)
-        rest = Preprocessor("|".join(parts[lead:])).fit(cut.output_wavenumbers_)
+        cut, rest = self.preprocessor_.split(lead)
         if not rest.invertible:
             raise DataError(f"score: preprocess {self.preprocess!r} cannot be undone after its cut, so there is no "
                             "RMSE in absorbance units; compare such models by reconstruction_error in their own space")
@@ -532,6 +556,8 @@ class SpectraVAE(TransformerMixin, BaseEstimator):
         }
         if getattr(self, "tissue_rule_", None) is not None:
             payload["tissue_rule"] = self.tissue_rule_.to_dict()
+        if self.preprocessor_:
+            payload["preprocessing"] = self.preprocessor_.to_dict()  # fitted state, e.g. emsc's reference
         if getattr(self, "monitor_", None) is not None:
             payload["monitor"] = self.monitor_.to_dict()
         if getattr(self, "training_digest_", None):
@@ -556,6 +582,7 @@ class SpectraVAE(TransformerMixin, BaseEstimator):
     def load(cls, path: str | os.PathLike, device: str = "auto") -> SpectraVAE:
         """Rebuild a model from a checkpoint file (read with `weights_only=True`)."""
         payload = load_checkpoint(path)
+        _check_payload(payload, path)
         try:
             config = dict(payload["config"])
             config["hidden_dims"] = tuple(config["hidden_dims"])
@@ -570,7 +597,11 @@ class SpectraVAE(TransformerMixin, BaseEstimator):
             vae.normaliser_ = Normaliser.from_dict(payload["normaliser"])
             vae.wavenumbers_ = payload["wavenumbers"].numpy()
             vae.wavenumbers_known_ = bool(payload.get("wavenumbers_known", True))
-            vae.preprocessor_ = Preprocessor(config.get("preprocess", "")).fit(vae.wavenumbers_)
+            # Files without the key predate fitted steps: their pipelines are stateless.
+            fitted = payload.get("preprocessing")
+            vae.preprocessor_ = (Preprocessor.from_dict(fitted) if fitted is not None
+                                 else Preprocessor(config.get("preprocess", "")).fit(vae.wavenumbers_,
+                                                                                   known=vae.wavenumbers_known_))
             vae.train_source_ = payload.get("train_source", "")
             rule = payload.get("tissue_rule")
             vae.tissue_rule_ = None if rule is None else TissueRule.from_dict(rule)
@@ -645,6 +676,58 @@ def _every_row(data: Any, ds: SpectralDataset, values: np.ndarray) -> np.ndarray
     if not isinstance(data, (np.ndarray, pd.DataFrame)) or len(ds.scans) != 1:
         return values
     return ds.image(values, 0).reshape((-1,) + values.shape[1:]).astype(values.dtype, copy=False)
+
+
+_TRAINING_KEYS = ("epoch", "best_epoch", "best_loss", "bad_epochs", "stopped_early", "optimizer", "rng")
+
+
+def _check_payload(payload: dict[str, Any], path: str | os.PathLike) -> None:
+    """The parts of a checkpoint that `load` reads are there and have the right shape; `DataError` otherwise."""
+    def bad(why: str) -> DataError:
+        return DataError(f"{path}: checkpoint is incomplete: {why}")
+
+    for key in ("config", "model_config", "state_dict", "normaliser", "history"):
+        if not isinstance(payload.get(key), dict):
+            raise bad(f"{key!r} is missing" if key not in payload else f"{key!r} is not a mapping")
+    if not isinstance(payload.get("wavenumbers"), torch.Tensor):
+        raise bad("'wavenumbers' is missing or not a tensor")
+    columns = payload["history"]
+    if not all(isinstance(v, list) for v in columns.values()) or len({len(v) for v in columns.values()}) > 1:
+        raise bad("'history' must hold one list per column, all of the same length")
+    if not (isinstance(payload.get("best_epoch", 0), int) and isinstance(payload.get("wavenumbers_known", True), bool)):
+        raise bad("'best_epoch' must be a whole number and 'wavenumbers_known' True or False")
+    training = payload.get("training")
+    if training is not None:
+        if not isinstance(training, dict):
+            raise bad("'training' is not a mapping")
+        missing = [k for k in _TRAINING_KEYS if k not in training]
+        if missing:
+            raise bad(f"the training state lacks {missing}")
+        if not isinstance(training["optimizer"], dict) or not isinstance(training["rng"], dict):
+            raise bad("the training state's optimizer or rng is not a mapping")
+        numbers = [training[k] for k in ("epoch", "best_epoch", "bad_epochs", "best_loss")]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers) \
+                or not isinstance(training["stopped_early"], bool):
+            raise bad("the training state's epoch counters, best loss or stopped_early have the wrong type")
+
+
+def _check_device(device: Any, bad: Any) -> None:
+    """'auto', or a CPU, CUDA or MPS device that this machine has."""
+    if not isinstance(device, (str, torch.device)):
+        raise bad("device", "must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
+    if device == "auto":
+        return
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise bad("device", "must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'") from None
+    if dev.type == "cuda" and not (torch.cuda.is_available() and (dev.index or 0) < torch.cuda.device_count()):
+        raise bad("device", f"this machine has {torch.cuda.device_count()} CUDA device(s)")
+    mps = getattr(torch.backends, "mps", None)
+    if dev.type == "mps" and not (mps is not None and mps.is_available()):
+        raise bad("device", "Apple MPS is not available on this machine")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise bad("device", "must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
 
 
 def _concat(parts: list[np.ndarray], width: int) -> np.ndarray:

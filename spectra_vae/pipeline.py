@@ -2,18 +2,33 @@
 
 from __future__ import annotations
 
-import json
+import ast
+import difflib
 import os
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .data import WAVENUMBERS_FILE, SpectralDataset, available_splits, load_dataset
+from .data import (
+    SPLITS_FILE,
+    WAVENUMBERS_FILE,
+    SpectralDataset,
+    available_splits,
+    check_output_dir,
+    load_dataset,
+    read_json,
+)
 from .demo import GENERATOR_VERSION, make_demo_dataset
 from .errors import DataError  # noqa: F401  (notebooks raise it through here)
-from .estimator import SpectraVAE
+from .estimator import SpectraVAE, _check_device
+from .loss import RECONSTRUCTIONS
+from .preprocessing import parse as parse_preprocess
+from .tissue import parse_tissue_threshold
+from .train import PRECISIONS
 
 NOTEBOOKS = ("01_data_exploration.ipynb", "02_train.ipynb", "03_reconstruction.ipynb",
              "04_latent_exploration.ipynb", "05_anomaly_detection.ipynb")
@@ -36,30 +51,54 @@ def project_root(start: str | os.PathLike | None = None) -> Path:
     return pkg_root if (pkg_root / "notebooks").is_dir() else here
 
 
-def resolve_data_dir(data_dir: str | os.PathLike = "") -> Path:
-    """`""` → the embedded demo data (generated on first use, seeded); else the directory given."""
+def resolve_data_dir(data_dir: str | os.PathLike = "", scatter: bool = False) -> Path:
+    """`""` → the embedded demo data (generated on first use, seeded; `scatter`: its scattered,
+    "uncorrected" twin); else the directory given."""
     if str(data_dir) == "":
-        path = project_root() / "data" / "demo"
+        path = project_root() / "data" / ("demo_scattered" if scatter else "demo")
         meta = path / "demo.json"
-        wanted = {**DEMO, "version": GENERATOR_VERSION}
-        recorded = json.loads(meta.read_text()) if meta.exists() else {}
-        if any(recorded.get(k) != v for k, v in wanted.items()):
-            make_demo_dataset(path, **DEMO)
+        wanted = {**DEMO, "version": GENERATOR_VERSION, "scatter": scatter}
+        try:
+            recorded = read_json(meta) if meta.exists() else {}
+        except DataError:
+            recorded = {}  # a damaged record of our own demo data: make the data again
+        if not isinstance(recorded, dict) or any(recorded.get(k) != v for k, v in wanted.items()):
+            make_demo_dataset(path, **DEMO, scatter=scatter)
         return path
+    if not isinstance(data_dir, (str, os.PathLike)):
+        raise DataError(f"parameter data_dir: expected a path, got {data_dir!r}")
     path = Path(data_dir).expanduser()
     if not path.exists():
         raise DataError(f"parameter data_dir: {path} does not exist")
     return path
 
 
+def resolve_scattered_dir(scattered_dir: str | os.PathLike, data_dir: str | os.PathLike = "") -> Path | None:
+    """The folder of the scattered ("uncorrected") variant of `data_dir`'s scans, or None for none:
+    `"auto"` → the embedded demo's scattered twin when `data_dir` is the demo, else none; `""` or
+    `"none"` → none; else the folder given."""
+    text = str(scattered_dir).strip()
+    if text.lower() in ("", "none"):
+        return None
+    if text.lower() == "auto":
+        return resolve_data_dir("", scatter=True) if str(data_dir) == "" else None
+    path = Path(text).expanduser()
+    if not path.exists():
+        raise DataError(f"parameter scattered_dir: {path} does not exist")
+    return path
+
+
 def resolve_run_dir(run_dir: str | os.PathLike = "", data_dir: str | os.PathLike = "") -> Path:
     """`""` → `reports/demo` for the demo data, a new folder under `reports/runs` for other data; created."""
+    if not isinstance(run_dir, (str, os.PathLike)):
+        raise DataError(f"parameter run_dir: expected a path, got {run_dir!r}")
     if str(run_dir) == "":
         from .runs import training_run_dir
 
         path = training_run_dir("", data_dir)[0]
     else:
         path = Path(run_dir).expanduser()
+    check_output_dir(check_output_dir(path, "parameter run_dir") / "figures", "parameter run_dir")
     (path / "figures").mkdir(parents=True, exist_ok=True)
     return path
 
@@ -85,28 +124,36 @@ def save_figure(fig: Any, run_dir: Path, name: str, formats: tuple[str, ...] = F
 
 
 # -- parameters ------------------------------------------------------------------------------
-def check_int(name: str, value: Any, minimum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+def check_int(name: str, value: Any, minimum: int | None = None, maximum: int | None = None) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        if isinstance(value, str) and re.fullmatch(r"\s*[-+]?[0-9]+\s*", value):
             value = int(value)
-        elif isinstance(value, float) and value.is_integer():
+        elif isinstance(value, (float, np.floating)) and float(value).is_integer():
             value = int(value)
         else:
             raise DataError(f"parameter {name}: expected a whole number, got {value!r}")
     if minimum is not None and value < minimum:
         raise DataError(f"parameter {name}: must be ≥ {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise DataError(f"parameter {name}: must be ≤ {maximum}, got {value}")
     return int(value)
 
 
-def check_float(name: str, value: Any, minimum: float | None = None, strict: bool = False) -> float:
+def check_float(name: str, value: Any, minimum: float | None = None, strict: bool = False,
+                maximum: float | None = None) -> float:
+    """A finite number ≥ `minimum` (> with `strict`) and ≤ `maximum` (< with `strict`)."""
     try:
-        if isinstance(value, bool):
+        if isinstance(value, (bool, np.bool_)):
             raise ValueError
         out = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise DataError(f"parameter {name}: expected a number, got {value!r}") from None
-    if not np.isfinite(out) or (minimum is not None and (out <= minimum if strict else out < minimum)):
+    if not np.isfinite(out):
+        raise DataError(f"parameter {name}: must be a finite number, got {value!r}")
+    if minimum is not None and (out <= minimum if strict else out < minimum):
         raise DataError(f"parameter {name}: must be {'>' if strict else '≥'} {minimum}, got {value!r}")
+    if maximum is not None and (out >= maximum if strict else out > maximum):
+        raise DataError(f"parameter {name}: must be {'<' if strict else '≤'} {maximum}, got {value!r}")
     return out
 
 
@@ -119,20 +166,78 @@ def check_bool(name: str, value: Any) -> bool:
 
 
 def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
-    if value not in choices:
+    if not isinstance(value, str) or value not in choices:
         raise DataError(f"parameter {name}: must be one of {choices}, got {value!r}")
-    return str(value)
+    return value
+
+
+def check_str(name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise DataError(f"parameter {name}: expected text, got {value!r}")
+    return value
+
+
+def check_device(name: str, value: Any) -> str:
+    """'auto', or a CPU, CUDA or MPS device this machine has."""
+    def bad(_: str, why: str) -> DataError:
+        return DataError(f"parameter {name}={value!r}: {why}")
+    _check_device(check_str(name, value), bad)
+    return value
+
+
+def check_preprocess(name: str, value: Any) -> str:
+    parse_preprocess(check_str(name, value))
+    return value
 
 
 def parse_hidden_dims(value: Any) -> tuple[int, ...]:
-    """`"221,110"` (or a list, or one number as `-p hidden_dims 64` gives it) → (221, 110)."""
-    if isinstance(value, (int, np.integer)):
+    """`"221,110"` (or a list, or one whole number for one layer) → (221, 110)."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
         value = [value]
+    if not isinstance(value, (str, list, tuple)):
+        raise DataError(f"parameter hidden_dims: expected sizes such as '221,110', got {value!r}")
     parts = value.split(",") if isinstance(value, str) else list(value)
     dims = tuple(check_int("hidden_dims", p.strip() if isinstance(p, str) else p, 1) for p in parts if str(p).strip())
     if not dims:
         raise DataError(f"parameter hidden_dims: expected sizes such as '221,110', got {value!r}")
     return dims
+
+
+def _whole(minimum: int, maximum: int | None = None) -> Callable[[str, Any], Any]:
+    return lambda name, value: check_int(name, value, minimum, maximum)
+
+
+def _number(minimum: float, strict: bool = False, maximum: float | None = None) -> Callable[[str, Any], Any]:
+    return lambda name, value: check_float(name, value, minimum, strict, maximum)
+
+
+# Every notebook parameter and the check its notebook applies in its first cell; the pipeline
+# applies the same checks to `-p` values before any notebook runs.
+PARAMETER_CHECKS: dict[str, Callable[[str, Any], Any]] = {
+    "data_dir": check_str, "run_dir": check_str, "checkpoint": check_str,
+    "epochs": _whole(1), "latent_dim": _whole(1), "batch_size": _whole(1), "patience": _whole(0),
+    "seed": _whole(0, 2**62), "max_pixels": _whole(1), "max_points": _whole(10),
+    "hidden_dims": lambda name, value: parse_hidden_dims(value),
+    "reconstruction": lambda name, value: check_choice(name, value, RECONSTRUCTIONS),
+    "precision": lambda name, value: check_choice(name, value, PRECISIONS),
+    "beta": _number(0.0), "learning_rate": _number(0.0, strict=True), "noise_level": _number(0.0),
+    "threshold_quantile": _number(0.0, strict=True, maximum=1.0),
+    "device": check_device, "preprocess": check_preprocess, "tissue_only": check_bool,
+    "tissue_threshold": lambda name, value: parse_tissue_threshold(value),
+    "train_split": check_str, "val_split": check_str, "test_split": check_str,
+    "normal_split": check_str, "abnormal_split": check_str, "threshold_split": check_str, "normal_labels": check_str,
+    "overwrite": check_bool, "resume": check_bool, "scattered_dir": check_str, "emsc_degree": _whole(0, 10),
+    "false_positive_rate": _number(0.0, strict=True, maximum=1.0), "n_bootstrap": _whole(0),
+}
+
+
+def check_parameters(values: dict[str, Any]) -> dict[str, Any]:
+    """Check notebook parameters by name (type, sign, range, choices); the checked values."""
+    out = {}
+    for name, value in values.items():
+        check = PARAMETER_CHECKS.get(name)
+        out[name] = check(name, value) if check is not None else value
+    return out
 
 
 # -- splits and training ---------------------------------------------------------------------
@@ -158,25 +263,77 @@ class Splits:
 
 def make_splits(data_dir: Path, train_split: str = "normal_train", val_split: str = "normal_val",
                 test_split: str = "normal_test", seed: int = 0) -> Splits:
-    """Named splits from `data_splits.json` when it has them, else a seeded 80/10/10 split by scan."""
+    """The named splits of the folder's `data_splits.json` (every name must be in it); a seeded 80/10/10
+    split by scan only where the folder has no such file."""
     return _named_or_random_splits(data_dir, train_split, val_split, test_split, seed)
 
 
 def _named_or_random_splits(data_dir: Path, train_split: str, val_split: str, test_split: str,
                             seed: int) -> Splits:
-    named = available_splits(data_dir) if data_dir.is_dir() else {}
-    if train_split in named and test_split in named:
+    """The named splits of the folder's `data_splits.json`; a seeded random split only where it has none.
+
+    Every name asked for must be in the file (`val_split=""` means no validation); the three
+    splits must not share a scan.
+    """
+    wanted = {"train_split": train_split, "val_split": val_split, "test_split": test_split}
+    for what, key in wanted.items():
+        check_str(what, key)
+    if data_dir.is_dir() and os.path.lexists(data_dir / SPLITS_FILE):
+        named = check_split_names(data_dir, wanted, required=set(wanted))
+        train, test = load_dataset(data_dir, split=train_split), load_dataset(data_dir, split=test_split)
         val = load_dataset(data_dir, split=val_split) if named.get(val_split) else None
-        return Splits(load_dataset(data_dir, split=train_split), val, load_dataset(data_dir, split=test_split),
-                      f"splits {train_split!r}/{val_split!r}/{test_split!r} from {data_dir / 'data_splits.json'}")
+        _check_disjoint({f"training split {train_split!r}": train, f"validation split {val_split!r}": val,
+                         f"test split {test_split!r}": test}, data_dir / SPLITS_FILE)
+        validation = f"{val_split!r}" if val is not None else ("no validation" if val_split == ""
+                                                               else f"no validation ({val_split!r} is empty)")
+        return Splits(train, val, test, f"splits {train_split!r}/{validation}/{test_split!r} from "
+                                        f"{data_dir / SPLITS_FILE}")
     ds = load_dataset(data_dir)
     if len(ds.scans) >= 3:
         train, val, test = ds.split(by="scan", fractions=(0.8, 0.1, 0.1), seed=seed)
-        how = f"random 80/10/10 split by scan (seed {seed}); no {train_split!r} in data_splits.json"
+        how = f"random 80/10/10 split by scan (seed {seed}); {data_dir} has no {SPLITS_FILE}"
     else:
         train, val, test = ds.split(by="pixel", fractions=(0.8, 0.1, 0.1), seed=seed)
         how = f"random 80/10/10 split by pixel (seed {seed}): fewer than 3 scans, held-out scores are optimistic"
     return Splits(train, val, test, how)
+
+
+def check_split_names(data_dir: Path, wanted: dict[str, str], required: set[str]) -> dict[str, list[str]]:
+    """The folder's named splits, after checking the names asked for (parameter → split name).
+
+    A `required` parameter must name a split of the file (`val_split=""`: none); the others are
+    checked where the file has them. Two different split names used together must not list the
+    same scan. Returns the file's splits.
+    """
+    named = available_splits(data_dir)
+    for what, key in wanted.items():
+        if key not in named and what in required and not (what == "val_split" and key == ""):
+            close = difflib.get_close_matches(key, list(named), n=1)
+            raise DataError(f"parameter {what}: {data_dir / SPLITS_FILE} has no split {key!r}"
+                            + (f" (did you mean {close[0]!r}?)" if close else "")
+                            + f"; it has {sorted(named)}"
+                            + ("; val_split='' trains without validation" if what == "val_split" else ""))
+    owner: dict[str, str] = {}
+    for key in dict.fromkeys(v for v in wanted.values() if v in named):
+        for f in named[key]:
+            name = Path(f).name
+            if owner.get(name, key) != key:
+                raise DataError(f"{data_dir / SPLITS_FILE}: {name} is in both split {owner[name]!r} and split "
+                                f"{key!r}; the splits used together in one run must not share scans")
+            owner[name] = key
+    return named
+
+
+def _check_disjoint(parts: dict[str, SpectralDataset | None], where: Path) -> None:
+    """No scan file in two of the parts (names can differ: 'data0' and 'data0.npy' are one file)."""
+    owner: dict[str, str] = {}
+    for part, ds in parts.items():
+        for scan in [] if ds is None else ds.scan_objects:
+            key = str(scan.path.resolve()) if scan.path is not None else scan.name
+            if key in owner and owner[key] != part:
+                raise DataError(f"{where}: {scan.name} is in both the {owner[key]} and the {part}; the splits "
+                                "used together in one run must not share scans")
+            owner[key] = part
 
 
 def train(data_dir: str | os.PathLike, out: str | os.PathLike = "", *, epochs: int = 50, latent_dim: int = 2,
@@ -229,6 +386,77 @@ def parse_value(text: str) -> Any:
     return text
 
 
+def notebook_parameters(path: Path) -> dict[str, dict[str, str]]:
+    """A notebook's parameters as papermill reads its parameters cell: name → {type, default} (as text)."""
+    import papermill as pm
+
+    if not path.is_file():
+        raise PipelineError(f"{path}: notebook not found")
+    try:
+        found = pm.inspect_notebook(str(path))
+    except Exception as exc:  # nbformat and papermill raise several kinds for a broken notebook
+        raise PipelineError(f"{path}: its parameters cannot be read ({type(exc).__name__}: {exc})") from None
+    return {k: {"type": str(v.get("inferred_type_name", "None")), "default": str(v.get("default", ""))}
+            for k, v in found.items()}
+
+
+def coerce_parameter(name: str, value: Any, type_name: str, where: str) -> Any:
+    """A `-p` value as the type its parameters cell declares (`epochs: int = 30`); text from the
+    command line is parsed, other values must already have that type. Undeclared types pass."""
+    if type_name == "int":
+        return check_int(name, value)
+    if type_name == "float":
+        return check_float(name, value)
+    if type_name == "bool":
+        return check_bool(name, value)
+    if type_name == "str":
+        if not isinstance(value, str):
+            raise DataError(f"parameter {name}: {where} declares it as text (str), got {value!r}")
+        return value
+    return parse_value(value) if isinstance(value, str) else value  # no declared type: as papermill reads it
+
+
+def check_run(data: str | os.PathLike, out: str | os.PathLike, parameters: dict[str, Any],
+              declared: dict[str, dict[str, dict[str, str]]]) -> dict[str, Any]:
+    """Everything a pipeline run needs, checked before any notebook runs: every `-p` name is a
+    parameter of some notebook, its value has the declared type and a valid sign and range, the
+    data exist, the split names are in the data's split file, and `out` can be written. Returns
+    the parameters as the notebooks' types."""
+    if not isinstance(data, (str, os.PathLike)):
+        raise DataError(f"data: expected a path, got {data!r}")
+    for reserved, option in (("data_dir", "data (--data)"), ("run_dir", "out (--out)")):
+        if reserved in parameters:
+            raise DataError(f"parameter {reserved}: the pipeline sets it from {option}; give it there")
+    types: dict[str, tuple[str, str]] = {}
+    for notebook, params in declared.items():
+        for k, v in params.items():
+            types.setdefault(k, (v["type"], notebook))
+    unknown = [k for k in parameters if k not in types]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], list(types), n=1)
+        raise DataError(f"parameter {unknown[0]}: no notebook of the pipeline declares it"
+                        + (f" (did you mean {close[0]!r}?)" if close else "")
+                        + f"; the parameters are {sorted(set(types) - {'data_dir', 'run_dir'})}")
+    coerced = {k: coerce_parameter(k, v, *types[k]) for k, v in parameters.items()}
+    check_parameters(coerced)
+    data_dir = Path(data).expanduser() if str(data) else None
+    if data_dir is not None and not data_dir.exists():
+        raise DataError(f"data: {data_dir} does not exist")
+    if data_dir is not None and data_dir.is_dir() and os.path.lexists(data_dir / SPLITS_FILE):
+        wanted = {}
+        for k in types:
+            if k.endswith("_split"):
+                default = next(p[k]["default"] for p in declared.values() if k in p)
+                try:
+                    wanted[k] = coerced.get(k, ast.literal_eval(default))
+                except (ValueError, SyntaxError):
+                    continue
+        required = {"train_split", "val_split", "test_split"} | set(parameters)
+        check_split_names(data_dir, {k: v for k, v in wanted.items() if isinstance(v, str)}, required)
+    check_output_dir(out, "out")
+    return coerced
+
+
 def run_pipeline(data: str | os.PathLike = "", out: str | os.PathLike = "",
                  parameters: dict[str, Any] | None = None, notebooks_dir: str | os.PathLike | None = None,
                  notebooks: tuple[str, ...] = NOTEBOOKS, html: bool = True, kernel_name: str | None = None,
@@ -237,9 +465,11 @@ def run_pipeline(data: str | os.PathLike = "", out: str | os.PathLike = "",
 
     `out` "" is a new run folder under reports/runs (reports/demo for the demo data). A folder
     that already holds a run is refused unless `overwrite` (or the parameter `resume` is true).
-    Every notebook gets `data_dir` and `run_dir` plus those of `parameters` it declares. `live`
-    streams each notebook's cell progress and output as it runs. Stops at the first failing
-    notebook with a `PipelineError` naming it, its cell and the error.
+    Every notebook gets `data_dir` and `run_dir` plus those of `parameters` it declares. All of
+    it is checked first (`check_run`): a bad name, type or value is a `DataError` before any
+    notebook runs or anything is written. `live` streams each notebook's cell progress and output
+    as it runs. Stops at the first failing notebook with a `PipelineError` naming it, its cell and
+    the error.
     """
     import sys
 
@@ -248,11 +478,15 @@ def run_pipeline(data: str | os.PathLike = "", out: str | os.PathLike = "",
     from . import runs
 
     src = Path(notebooks_dir) if notebooks_dir else project_root() / "notebooks"
+    declared = {name: notebook_parameters(src / name) for name in notebooks}
+    for name, params in declared.items():
+        if not {"data_dir", "run_dir"} <= set(params):
+            raise PipelineError(f"{src / name}: its parameters cell does not declare data_dir and run_dir "
+                                f"(papermill found {sorted(params)})")
+    parameters = check_run(data, out if str(out) else project_root() / runs.RUNS_DIR, dict(parameters or {}),
+                           declared)
     data_dir = str(Path(data).expanduser().resolve()) if str(data) else ""
-    if data_dir and not Path(data_dir).exists():
-        raise DataError(f"--data: {data_dir} does not exist")
-    parameters = dict(parameters or {})
-    overwrite = overwrite or parameters.get("overwrite") is True or str(parameters.get("overwrite")).lower() == "true"
+    overwrite = overwrite or parameters.get("overwrite") is True
     run, replace = runs.training_run_dir(out, data_dir, overwrite)
     out = run.expanduser().resolve()
     if "02_train.ipynb" in notebooks and not parameters.get("resume"):
@@ -266,18 +500,11 @@ def run_pipeline(data: str | os.PathLike = "", out: str | os.PathLike = "",
             note = ""  # the first notebook names what is wrong with the data
         if note:
             log(f"warning: {note}")
-    known: set[str] = set()
     written = []
     for name in notebooks:
         path = src / name
-        if not path.exists():
-            raise PipelineError(f"{path}: notebook not found")
-        declared = set(pm.inspect_notebook(str(path)))
-        if not {"data_dir", "run_dir"} <= declared:
-            raise PipelineError(f"{path}: its parameters cell does not declare data_dir and run_dir "
-                                f"(papermill found {sorted(declared)})")
-        known |= declared
-        params = {k: v for k, v in {"data_dir": data_dir, "run_dir": str(out), **parameters}.items() if k in declared}
+        params = {k: v for k, v in {"data_dir": data_dir, "run_dir": str(out), **parameters}.items()
+                  if k in declared[name]}
         target = out / name
         log(f"[{name}] running with {params}")
         try:
@@ -290,9 +517,6 @@ def run_pipeline(data: str | os.PathLike = "", out: str | os.PathLike = "",
         written.append(target)
         if html:
             written.append(export_html(target))
-    unused = set(parameters) - known - {"overwrite"}
-    if unused:
-        log(f"warning: no notebook declares the parameter(s) {sorted(unused)}; they were not used")
     log(f"run folder: {out}")
     return written
 
@@ -303,8 +527,8 @@ def axis_warning(dataset: SpectralDataset) -> str:
         return ""
     return (f"{dataset.source}: no wavenumber axis (no {WAVENUMBERS_FILE}): spectra are drawn against channel "
             f"numbers 0–{dataset.n_channels - 1}, the tissue rule uses the mean absorbance over all channels "
-            "instead of amide I, and preprocessing steps that take wavenumbers (cut, resample, amide1) read them "
-            f"as channel numbers. Add {WAVENUMBERS_FILE} (one value per channel) to the folder to use cm⁻¹.")
+            "instead of amide I, and preprocessing steps that take wavenumbers (cut, resample, amide1) are refused. "
+            f"Add {WAVENUMBERS_FILE} (one value per channel) to the folder to use cm⁻¹.")
 
 
 def warn_if_no_axis(data: SpectralDataset | str | os.PathLike) -> str:

@@ -32,9 +32,10 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
-from .data import SPLITS_FILE, WAVENUMBERS_FILE, SpectralDataset, available_splits, load_dataset
+from .data import SPLITS_FILE, WAVENUMBERS_FILE, SpectralDataset, available_splits, check_output_dir, load_dataset
 from .errors import DataError
 from .estimator import SpectraVAE
+from .preprocessing import Preprocessor
 from .tissue import TissueRule
 
 PARAMS, SPLITS, HISTORY, SCORES = "params.json", "splits.json", "history.csv", "scores.json"
@@ -230,15 +231,14 @@ class Run:
 
 
 def check_split_names(data_dir: Path, names: dict[str, str]) -> None:
-    """Every split name given (non-empty) must be a key of the folder's data_splits.json, if it has one."""
-    have = available_splits(data_dir) if data_dir.is_dir() else {}
-    if not (data_dir / SPLITS_FILE).exists():
+    """Every split name given (non-empty) is a key of the folder's data_splits.json, if it has one, and
+    the splits used together share no scan (`pipeline.check_split_names`, the one check of split names)."""
+    from .pipeline import check_split_names as check
+
+    if not (data_dir.is_dir() and (data_dir / SPLITS_FILE).exists()):
         return
-    for param, name in names.items():
-        if name and name not in have:
-            raise DataError(f"parameter {param}: {data_dir / SPLITS_FILE} has no split {name!r}; it has "
-                            f"{sorted(have)}" + (" (give '' for none)" if param in ("val_split", "abnormal_split")
-                                                 else ""))
+    given = {k: v for k, v in names.items() if v}
+    check(data_dir, given, required=set(given))
 
 
 def split_record(data_dir: Path, splits: Any, abnormal: SpectralDataset | None, seed: int) -> dict[str, Any]:
@@ -374,6 +374,10 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike = "", *, overwrite
     abnormal = load_dataset(data, split=abnormal_split) if named.get(abnormal_split) else None
     vae = SpectraVAE(verbose=verbose, **model)
     vae._check_params()  # bad data, split names or parameters fail before any folder is touched
+    # steps that need the axis (a cut outside the data, cm⁻¹ on bare scans) fail here, not after the record
+    Preprocessor(vae.preprocess).fit(splits.train.wavenumbers, known=splits.train.wavenumbers_known)
+    if str(out):
+        check_output_dir(out, "out")
     run, replace = training_run_dir(out, data_dir, overwrite)
     if rank == 0:
         claim_run_dir(run, replace)

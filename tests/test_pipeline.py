@@ -12,16 +12,25 @@ from spectra_vae.__main__ import main
 NOTEBOOKS = pipeline.project_root() / "notebooks"
 
 
-def test_every_notebook_has_exactly_one_parameters_cell_of_plain_literals():
+def test_every_notebook_has_one_parameters_cell_of_annotated_plain_literals_that_the_checks_know():
     import ast
     for name in pipeline.NOTEBOOKS:
         nb = nbformat.read(NOTEBOOKS / name, as_version=4)
         tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
         assert len(tagged) == 1, name
         for node in ast.parse(tagged[0].source).body:
-            assert isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant), (name, ast.dump(node))
+            # annotated (`epochs: int = 20`), so papermill reports the type the pipeline checks -p values against
+            assert isinstance(node, ast.AnnAssign) and isinstance(node.value, ast.Constant), (name, ast.dump(node))
+            assert ast.unparse(node.annotation) == type(node.value.value).__name__, (name, ast.unparse(node))
+            assert node.target.id in pipeline.PARAMETER_CHECKS, (name, node.target.id)
+            pipeline.check_parameters({node.target.id: node.value.value})  # the default passes its own check
         assert all(not c.get("outputs") or "NBVAL_CHECK_OUTPUT" in c.source
                    for c in nb.cells if c.cell_type == "code"), f"{name} carries outputs"
+    types: dict[str, set[str]] = {}
+    for name in pipeline.NOTEBOOKS:
+        for k, v in pipeline.notebook_parameters(NOTEBOOKS / name).items():
+            types.setdefault(k, set()).add(v["type"])
+    assert all(len(t) == 1 and t != {"None"} for t in types.values()), types  # one declared type per name
 
 
 def test_parameter_checks_name_the_parameter():
@@ -31,8 +40,12 @@ def test_parameter_checks_name_the_parameter():
         pipeline.check_int("latent_dim", 0, 1)
     with pytest.raises(DataError, match="parameter data_dir: .* does not exist"):
         pipeline.resolve_data_dir("/no/such/dir")
-    assert pipeline.parse_hidden_dims("221, 110") == (221, 110)
+    assert pipeline.parse_hidden_dims("221, 110") == (221, 110) and pipeline.parse_hidden_dims(8) == (8,)
     assert [pipeline.parse_value(v) for v in ("50", "0.5", "true", "abc")] == [50, 0.5, True, "abc"]
+    with pytest.raises(DataError, match=r"parameter threshold_quantile: must be < 1"):
+        pipeline.check_parameters({"threshold_quantile": 1})
+    with pytest.raises(DataError, match=r"parameter seed: expected a whole number, got '²'"):
+        pipeline.check_int("seed", "²")
 
 
 LAB_SPLITS = {"normal_train": "normal_corr_train", "normal_val": "normal_corr_val", "normal_test": "normal_corr_test",

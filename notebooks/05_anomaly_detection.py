@@ -14,7 +14,8 @@
 # (a compound normal tissue lacks, like the demo's paraffin residue). So the score measures the residual
 # inside the principal directions of normal residual variation, plainly (`inside`) and scaled by their
 # variances (`t2`, Hotelling's T²), and outside them (`q`), each with a tail fitted on normal tissue,
-# combined by Fisher's method (`SpectraVAE.anomaly_score`, see `spectra_vae.monitor`). The threshold is calibrated on normal scans to a chosen false-positive rate.
+# combined by Fisher's method (`SpectraVAE.anomaly_score`, see `spectra_vae.monitor`). The threshold is
+# calibrated on normal scans to a chosen false-positive rate.
 # Background never counts: the model's own tissue rule decides what is tissue. The baselines (RX with a
 # Ledoit–Wolf covariance, PCA with Hotelling's T² and Q) are fitted on exactly the VAE's training pixels.
 

@@ -125,8 +125,9 @@ def test_scattered_dataset_is_the_clean_one_plus_scattering_with_its_maps_on_dis
     assert not (a / "scattering").exists() and "scattering" in json.loads((b / "demo.json").read_text())
     for i in range(2):
         assert np.array_equal(np.load(a / "labels" / f"data{i}.npy"), np.load(b / "labels" / f"data{i}.npy"))
-        _, _, terms = make_demo_scan(np.random.default_rng([1, i]), 16, 16, abnormal=i == 1, scatter=True,
-                                     return_scattering=True)
+        wax = np.random.default_rng([1, i, 1]) if i == 1 else None  # the first abnormal scan carries paraffin
+        _, _, terms = make_demo_scan(np.random.default_rng([1, i]), 16, 16, abnormal=i == 1, paraffin=wax,
+                                     scatter=True, return_scattering=True)
         clean, scattered = np.load(a / f"data{i}.npy"), np.load(b / f"data{i}.npy")
         assert np.array_equal(scattered, clean + terms.added.reshape(clean.shape))
         maps = np.load(b / "scattering" / f"data{i}.npz")

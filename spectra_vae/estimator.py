@@ -514,7 +514,9 @@ class SpectraVAE(TransformerMixin, BaseEstimator):
         return self
 
     def predict(self, data: Any) -> np.ndarray:
-        """1 for each pixel flagged as anomalous, 0 otherwise; background (by the tissue rule) is never flagged."""
+        """1 for each pixel flagged as anomalous, 0 otherwise; background (by the tissue rule) is never
+        flagged. The threshold is `calibrate`'s, or until then the one fit set: 1 % of the normal
+        validation tissue (of the training tissue without validation data, where it flags too few)."""
         if self._monitor().threshold is None:
             raise DataError("the model is not calibrated: call vae.calibrate(normal_scans, false_positive_rate=0.01)")
         return self.score_samples(data)["flagged"].to_numpy().astype(np.int8)

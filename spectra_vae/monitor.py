@@ -11,7 +11,8 @@ by their variances (`t2`, Hotelling's T²: sensitive along the quieter ones), an
 (`q`: a compound normal tissue lacks); each statistic gets a scaled-χ² tail fitted on held-out
 normal tissue, and the tails' p-values are combined by Fisher's method into one score.
 `calibrate` refits the tails on normal pixels of the user's choice and sets the threshold that
-flags the requested share of them. Everything is in the VAE's normalised units (the encoder's
+flags the requested share of them (fit sets a first one, at 1 %, on the pixels its tails came
+from, so that `predict` works at once). Everything is in the VAE's normalised units (the encoder's
 inputs); the model's tissue rule decides which pixels are tissue.
 """
 
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
 RESIDUAL_STATISTICS = ("inside", "t2", "q")
 STATISTICS = (*RESIDUAL_STATISTICS, "kl")
 DEFAULT_STATISTICS = ("inside", "t2", "q")  # chosen by measurement: see the README's anomaly section
+DEFAULT_FALSE_POSITIVE_RATE = 0.01  # the threshold fit sets on the tails' pixels, until `calibrate` sets another
+QUANTILE_BINS = 1 << 16  # resolution of the threshold pooled over the processes of a distributed run
 
 
 @dataclass
@@ -146,23 +149,56 @@ def fit_monitor(vae: SpectraVAE, train: SpectralDataset, validation: SpectralDat
     train = vae.tissue_rule_.select(train) if vae.tissue_rule_ is not None else train
     moments = residual_moments(vae, train)
     if moments.n < 2:
-        raise DataError(f"{train.source or 'data'}: too few training tissue pixels to learn the residuals' structure")
+        raise DataError(f"{train.source or 'data'}: too few training tissue pixels to learn the residuals' "
+                        f"structure (n_samples = {moments.n})")
     monitor = Monitor(Subspace.fit(moments, n_components), tuple(statistics), {}, "")
     held_out = validation is not None and len(validation) > 0
     source = vae.tissue_rule_.select(validation) if held_out and vae.tissue_rule_ is not None else validation
     if not held_out or source is None or len(source) == 0:
         source = train
-    monitor.tails = _tails(pixel_statistics(vae, source, monitor), STATISTICS)
+    values = pixel_statistics(vae, source, monitor)
+    monitor.tails = _tails(values, STATISTICS)
     monitor.tails_from = (f"normal validation tissue ({len(source)} pixels)" if source is not train
                           else f"normal training tissue ({len(source)} pixels; no validation data)")
+    # A first threshold on the same pixels, so that predict works after fit; `calibrate` on
+    # held-out normal scans replaces it (on training tissue the model flags too few pixels).
+    _set_threshold(monitor, source, np.ones(len(source), bool), monitor.combine(values), DEFAULT_FALSE_POSITIVE_RATE)
+    monitor.calibration["automatic"] = True
     return monitor
+
+
+def _quantile(score: np.ndarray, q: float) -> float:
+    """`np.quantile(score, q)`, pooled over the processes of a distributed run (there from a
+    histogram of `QUANTILE_BINS` bins between the pooled minimum and maximum)."""
+    from .train import all_reduce, dist_info
+
+    if dist_info()[1] == 1:
+        return float(np.quantile(score, q))
+    lo = float(all_reduce(np.array([score.min() if len(score) else np.inf]), op="min")[0])
+    hi = -float(all_reduce(np.array([-score.max() if len(score) else np.inf]), op="min")[0])
+    counts = all_reduce(np.histogram(score, QUANTILE_BINS, (lo, hi))[0].astype(np.float64))
+    edges = np.linspace(lo, hi, QUANTILE_BINS + 1)
+    return float(edges[1:][np.searchsorted(np.cumsum(counts), q * counts.sum())])
+
+
+def _set_threshold(monitor: Monitor, normal: SpectralDataset, mask: np.ndarray, score: np.ndarray,
+                   false_positive_rate: float) -> None:
+    """The threshold flagging `false_positive_rate` of the tissue pixels (`mask`) of `normal`,
+    whose combined scores are `score`, and how their flags cluster in space."""
+    from .anomaly import design_effect
+
+    monitor.threshold = _quantile(score, 1 - false_positive_rate)
+    monitor.false_positive_rate = float(false_positive_rate)
+    flags = np.zeros(len(normal), bool)
+    flags[np.flatnonzero(mask)] = score > monitor.threshold
+    monitor.design_effect = design_effect(normal, flags, mask, false_positive_rate)
+    monitor.calibration = {"pixels": int(mask.sum()), "scans": list(normal.scans),
+                           "flagged_fraction": float((score > monitor.threshold).mean()) if len(score) else 0.0}
 
 
 def calibrate(vae: SpectraVAE, normal: SpectralDataset, false_positive_rate: float) -> Monitor:
     """Refit the tails on the tissue pixels of `normal` and set the threshold flagging
     `false_positive_rate` of them; also measure how flags cluster there (for scan-level calls)."""
-    from .anomaly import design_effect
-
     if not 0 < false_positive_rate < 1:
         raise DataError(f"false_positive_rate must be in (0, 1); got {false_positive_rate!r}")
     monitor = vae.monitor_
@@ -178,12 +214,5 @@ def calibrate(vae: SpectraVAE, normal: SpectralDataset, false_positive_rate: flo
     values = pixel_statistics(vae, tissue, monitor)
     monitor.tails = _tails(values, STATISTICS)
     monitor.tails_from = f"calibration tissue ({len(tissue)} pixels of {normal.scans})"
-    score = monitor.combine(values)
-    monitor.threshold = float(np.quantile(score, 1 - false_positive_rate))
-    monitor.false_positive_rate = float(false_positive_rate)
-    flags = np.zeros(len(normal), bool)
-    flags[np.flatnonzero(mask)] = score > monitor.threshold
-    monitor.design_effect = design_effect(normal, flags, mask, false_positive_rate)
-    monitor.calibration = {"pixels": len(tissue), "scans": list(normal.scans),
-                           "flagged_fraction": float((score > monitor.threshold).mean())}
+    _set_threshold(monitor, normal, mask, monitor.combine(values), false_positive_rate)
     return monitor

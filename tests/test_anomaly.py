@@ -71,11 +71,18 @@ def test_residual_model_is_the_pca_of_the_normal_training_tissue_residuals(fitte
 
 def test_calibrate_then_predict_flags_the_chosen_share_of_normal_tissue_never_background(fitted, tmp_path):
     vae, _, val, test, _ = fitted
+    # fit set a first threshold at 1 % of the validation tissue its tails came from; it is saved too
+    first = SpectraVAE.load(vae.save(tmp_path / "first.pt"))
+    assert first.monitor_.calibration["automatic"] and first.monitor_.false_positive_rate == 0.01
+    tissue = first.tissue_mask(val)
+    assert np.isclose(first.predict(val)[tissue].mean(), 0.01, atol=0.005)
+    first.monitor_.threshold = None  # a residual model without any threshold refuses to flag
     with pytest.raises(DataError, match="not calibrated"):
-        SpectraVAE.load(vae.save(tmp_path / "uncal.pt")).predict(test)
+        first.predict(test)
     vae.calibrate(val, false_positive_rate=0.05)
     m = vae.monitor_
-    assert m.false_positive_rate == 0.05 and np.isclose(m.calibration["flagged_fraction"], 0.05, atol=0.01)
+    assert "automatic" not in m.calibration and m.false_positive_rate == 0.05
+    assert np.isclose(m.calibration["flagged_fraction"], 0.05, atol=0.01)
     flags = vae.predict(val)
     tissue = vae.tissue_mask(val)
     assert set(np.unique(flags)) <= {0, 1} and not flags[~tissue].any()

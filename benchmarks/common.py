@@ -22,7 +22,8 @@ def demo_data(name: str, n_scans: int, size: int, seed: int = 0, scatter: bool =
     """Demo scans for a benchmark, generated once and reused (remade when the generator changed)."""
     path = BENCH_DATA / name
     meta = path / "demo.json"
-    wanted = {"height": size, "n_scans": n_scans, "seed": seed, "scatter": scatter, "version": GENERATOR_VERSION}
+    wanted = {"n_scans": n_scans, "height": size, "width": size, "seed": seed, "scatter": scatter,
+              "version": GENERATOR_VERSION}
     recorded = json.loads(meta.read_text()) if meta.exists() else {}
     if any(recorded.get(k) != v for k, v in wanted.items()):
         t = time.perf_counter()

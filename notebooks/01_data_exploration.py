@@ -16,7 +16,7 @@
 data_dir: str = ""  # directory of .npy scans; empty: the embedded demo data, generated on first use
 run_dir: str = ""  # run folder for figures; empty: reports/demo for the demo data, else a new folder under reports/runs
 max_pixels: int = 20000  # pixels per scan used for the mean spectra
-tissue_threshold: str = "auto"  # tissue rule: "auto" finds the background level, a number sets it, "none" = no mask
+tissue_threshold: str = "auto"  # tissue rule: "auto" finds the background, a number sets it, "none": no mask
 scattered_dir: str = "auto"  # the same scans uncorrected for scattering, shown beside; "auto": demo's twin; "": none
 emsc_degree: int = 2  # polynomial degree of EMSC's baseline in the side-by-side comparison
 seed: int = 0

@@ -22,8 +22,9 @@ from .scattering import kramers_kronig_partner, mie_extinction
 
 WAVENUMBER_RANGE = (950.0, 1800.0)
 N_CHANNELS = 442
-LABEL_NAMES = ("background", "stroma", "epithelium", "tumour")
-GENERATOR_VERSION = 2  # bump when the generated spectra change, so cached demo data are remade
+LABEL_NAMES = ("background", "stroma", "epithelium", "tumour", "paraffin")
+NORMAL_LABELS = ("background", "stroma", "epithelium")  # every other label is an anomaly
+GENERATOR_VERSION = 3  # bump when the generated spectra change, so cached demo data are remade
 NOISE_SIGMA = 0.002  # absorbance units; background pixels are this noise only
 
 # (centre cm⁻¹, full width at half maximum cm⁻¹, peak height) per band, per pure component.
@@ -58,6 +59,19 @@ CLASS_COMPOSITION: dict[str, dict[str, float]] = {
 }
 TUMOUR_AMIDE_I_SHIFT = -2.0  # cm⁻¹, mean shift; normal pixels vary by AMIDE_I_SHIFT_SD around 0
 AMIDE_I_SHIFT_SD = 1.0  # cm⁻¹
+
+# A second kind of anomaly, a compound that normal tissue's molecules cannot produce: paraffin wax
+# left in a formalin-fixed, paraffin-embedded (FFPE) section where dewaxing failed locally. In
+# 950–1800 cm⁻¹ crystalline paraffin absorbs in the sharp CH₂ scissoring doublet at 1472/1462 cm⁻¹
+# (beside tissue's broad 1455 cm⁻¹ band) and the CH₃ symmetric bend near 1378 cm⁻¹ (Ó Faoláin et al.
+# 2005, Vib. Spectrosc. 38:121; Ly et al. 2008, Analyst 133:197). Strength, fixed from the
+# literature before any scoring: in embedded, undewaxed sections the doublet is of the order of
+# tissue's amide II band (Ly et al. 2008), and dewaxing removes over 97 % of the wax (Meuse & Barker
+# 2009, Appl. Immunohistochem. Mol. Morphol. 17:547); a patch where it failed keeps between 3 % and
+# 30 % of the embedded amount (log-uniform per patch), so its 1462 cm⁻¹ band reaches that fraction
+# of the pixel's own amide II height.
+PARAFFIN_BANDS = [(1472, 7, 1.0), (1462, 7, 0.9), (1378, 8, 0.2)]  # (centre, FWHM, height), cm⁻¹
+PARAFFIN_RESIDUE = (0.03, 0.30)  # fraction of the embedded amount left, log-uniform per patch
 
 # Scattering of the "uncorrected" variant (scatter=True), see `simulate_scattering`. Sizes were fixed
 # from the literature before any benchmark ran, and are not tuned to one.
@@ -99,6 +113,12 @@ def component_spectra(wavenumbers: np.ndarray, amide_i_shift: float = 0.0,
                 continue
             spectra[k] += height * pseudo_voigt(wavenumbers, centre + (amide_i_shift if amide_i else 0.0), fwhm)
     return spectra
+
+
+def paraffin_spectrum(wavenumbers: np.ndarray) -> np.ndarray:
+    """Crystalline paraffin's bands in the window, scaled so the 1462 cm⁻¹ band has height 1."""
+    spectrum = sum(h * pseudo_voigt(wavenumbers, c, w) for c, w, h in PARAFFIN_BANDS)
+    return spectrum / spectrum[int(np.argmin(np.abs(wavenumbers - 1462)))]
 
 
 def smooth_field(rng: np.random.Generator, height: int, width: int, length: float) -> np.ndarray:
@@ -193,6 +213,7 @@ def make_demo_scan(
     width: int,
     *,
     abnormal: bool = False,
+    paraffin: np.random.Generator | None = None,
     noise: float = NOISE_SIGMA,
     scatter: bool = False,
     wavenumbers: np.ndarray | None = None,
@@ -200,6 +221,8 @@ def make_demo_scan(
 ) -> tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, DemoScattering | None]:
     """One scan: absorbance (height, width, n_channels) float32 and its label map (uint8).
 
+    `paraffin`: a generator of its own for a patch of paraffin residue (the scan's other random
+    draws, and so the rest of the scan, are the same with or without it).
     `scatter=True` adds scattering (`simulate_scattering`) drawn from a generator spawned from `rng`,
     so every other draw, the noise included, is the clean scan's: scattered = clean + added, pixel by
     pixel. `return_scattering=True` also returns what was added (`DemoScattering`, None if nothing).
@@ -257,6 +280,9 @@ def make_demo_scan(
         pixel *= thickness.ravel()[idx, None] * (1 + 0.03 * rng.standard_normal((idx.size, 1)))
         absorbance[idx] = pixel
 
+    if paraffin is not None:
+        _add_paraffin(paraffin, absorbance, labels, core, wn, (cy, cx), radius)
+
     scattering = None
     if scatter:
         # "Uncorrected" spectra. Spawning a generator does not advance `rng`, so the noise below is
@@ -268,6 +294,31 @@ def make_demo_scan(
         absorbance += scattering.added
     out = absorbance.reshape(height, width, len(wn))
     return (out, labels, scattering) if return_scattering else (out, labels)
+
+
+def _add_paraffin(rng: np.random.Generator, absorbance: np.ndarray, labels: np.ndarray, core: np.ndarray,
+                  wn: np.ndarray, centre: tuple[float, float], radius: float) -> None:
+    """Add one or two patches of paraffin residue inside the core (in place), labelled `paraffin`."""
+    height, width = labels.shape
+    size = min(height, width)
+    yy, xx = np.mgrid[0:height, 0:width].astype(float)
+    amide_ii = int(np.argmin(np.abs(wn - 1545)))
+    wax = paraffin_spectrum(wn)
+    for _ in range(int(rng.integers(1, 3))):
+        angle, dist = rng.uniform(0, 2 * np.pi), rng.uniform(0, 0.6) * radius
+        py, px = centre[0] + dist * np.sin(angle), centre[1] + dist * np.cos(angle)
+        p_radius = radius * rng.uniform(0.1, 0.2)
+        wobble = 1 + 0.3 * smooth_field(rng, height, width, 0.04 * size)
+        patch = core & (np.hypot(yy - py, xx - px) < max(p_radius, 1.0) * wobble)
+        if not patch.any():
+            continue
+        residue = np.exp(rng.uniform(*np.log(PARAFFIN_RESIDUE)))
+        local = residue * (1 + 0.2 * smooth_field(rng, height, width, 0.05 * size)).clip(0.5, 1.5)
+        idx = np.flatnonzero(patch.ravel())
+        # the residue's 1462 band reaches `residue` × the tissue's own amide II height there
+        level = local.ravel()[idx] * absorbance[idx, amide_ii]
+        absorbance[idx] += (level[:, None] * wax[None, :]).astype(np.float32)
+        labels[patch] = LABEL_NAMES.index("paraffin")
 
 
 def _save_npy_atomic(path: Path, array: np.ndarray) -> None:
@@ -309,7 +360,8 @@ def make_demo_dataset(
     """Write demo scans `data{i}.npy` (H, W, 442), `wavenumbers.npy`, `labels/`, `data_splits.json`.
 
     The last `n_abnormal` scans (default: a third, at least one when n_scans > 1) hold a
-    tumour-like region. `scatter=True` gives the "uncorrected" variant: the same scans as with
+    tumour-like region; every second of them (the first, third, …) also a patch of paraffin
+    residue. `scatter=True` gives the "uncorrected" variant: the same scans as with
     `scatter=False` (same seed) plus scattering in the tissue (`simulate_scattering`: path length,
     dispersion artefact, Mie baseline), whose per-pixel maps go to `scattering/data{i}.npz`.
     Returns the directory. Same arguments, same files.
@@ -334,9 +386,12 @@ def make_demo_dataset(
     (out / "labels").mkdir(parents=True, exist_ok=True)
     wn = demo_wavenumbers()
     rngs = [np.random.default_rng([seed, i]) for i in range(n_scans)]
+    first_abnormal = n_scans - n_abnormal
     for i, rng in enumerate(rngs):
-        abnormal = i >= n_scans - n_abnormal
-        scan, labels, scattering = make_demo_scan(rng, height, width, abnormal=abnormal, noise=noise,
+        abnormal = i >= first_abnormal
+        # every second abnormal scan (the first, third, …) also carries paraffin residue
+        wax = np.random.default_rng([seed, i, 1]) if abnormal and (i - first_abnormal) % 2 == 0 else None
+        scan, labels, scattering = make_demo_scan(rng, height, width, abnormal=abnormal, paraffin=wax, noise=noise,
                                                   scatter=scatter, wavenumbers=wn, return_scattering=True)
         _save_npy_atomic(out / f"data{i}.npy", scan.astype(dtype, copy=False))
         if scattering is not None:
@@ -353,6 +408,9 @@ def make_demo_dataset(
         "width": width, "seed": seed, "n_abnormal": n_abnormal, "noise_sigma": noise,
         "scatter": scatter, "label_names": list(LABEL_NAMES),
         "tumour_differs_by": "nucleic acid 0.14→0.18, glycogen 0.11→0.07, amide I −2 cm⁻¹",
+        "paraffin": "residue patches in every second abnormal scan: 1472/1462/1378 cm⁻¹ bands, the 1462 band "
+                    f"{PARAFFIN_RESIDUE[0]:g}–{PARAFFIN_RESIDUE[1]:g} × the pixel's amide II height",
+        "normal_labels": list(NORMAL_LABELS),
     }
     if scatter:
         meta["scattering"] = {"path_length_log_sd": SCATTER_PATH_LENGTH_SD, "dispersion": SCATTER_DISPERSION,

@@ -257,14 +257,15 @@ def score_scatter(groups: Mapping[str, tuple[np.ndarray, np.ndarray]], xlabel: s
     return fig
 
 
-def roc(curves: Mapping[str, tuple[np.ndarray, np.ndarray, float]], title: str) -> Figure:
-    """ROC curves with their AUROC in the legend."""
+def roc(curves: Mapping[str, tuple[np.ndarray, np.ndarray, float]], title: str,
+        positive: str = "anomalous") -> Figure:
+    """ROC curves with their AUROC in the legend; `positive` names the pixels to find."""
     fig, ax = plt.subplots(figsize=(5.5, 5))
     for name, (fpr, tpr, auc) in curves.items():
         ax.plot(fpr, tpr, lw=1.5, label=f"{name}: AUROC {auc:.3f}")
     ax.plot([0, 1], [0, 1], color="grey", ls=":", lw=1, label="chance")
     ax.set_xlabel("false-positive rate (normal tissue pixels flagged)")
-    ax.set_ylabel("true-positive rate (tumour pixels flagged)")
+    ax.set_ylabel(f"true-positive rate ({positive} pixels flagged)")
     ax.set_title(title)
     ax.legend(fontsize="small", loc="lower right")
     fig.tight_layout()

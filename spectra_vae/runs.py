@@ -209,16 +209,12 @@ class Run:
     notes: list[str] = field(default_factory=list)
 
     @property
-    def normal_labels(self) -> list[str]:
-        """Label names that count as normal (`normal_labels` of the run; empty: not given)."""
-        return list(self.params.get("normal_labels") or [])
+    def normal_labels(self) -> tuple[str, ...]:
+        """Label names that count as normal: the run's `normal_labels`, else background, stroma and
+        epithelium (`anomaly.NORMAL_LABELS`); every other label is an anomaly."""
+        from .anomaly import NORMAL_LABELS
 
-    def anomalous_labels(self) -> tuple[str, ...]:
-        """Label names that count as anomalous: those not in `normal_labels`, or ("tumour",) when not given."""
-        if not self.normal_labels:
-            return ("tumour",)
-        names = (self.abnormal if self.abnormal is not None else self.splits.test).label_names or []
-        return tuple(n for n in names if n not in self.normal_labels)
+        return tuple(self.params.get("normal_labels") or NORMAL_LABELS)
 
     def scans(self) -> SpectralDataset:
         """Every scan of the run (train, validation, test, abnormal), whole, in that order."""

@@ -74,6 +74,35 @@ def test_scatter_variant_adds_a_baseline_under_tissue_only(tmp_path):
     diff = np.load(b / "data0.npy") - np.load(a / "data0.npy")
     assert diff[lab > 0].mean() > 0.03
     assert not diff[lab == 0].any()  # background is the clean variant's, noise included
+def test_paraffin_residue_sits_in_every_second_abnormal_scan_and_leaves_other_pixels_alone():
+    from spectra_vae.demo import PARAFFIN_RESIDUE, make_demo_scan, paraffin_spectrum
+
+    wn = demo_wavenumbers()
+    plain, labels = make_demo_scan(np.random.default_rng([5, 1]), 48, 48, abnormal=True, noise=0.0)
+    waxed, wax_labels = make_demo_scan(np.random.default_rng([5, 1]), 48, 48, abnormal=True, noise=0.0,
+                                       paraffin=np.random.default_rng([5, 1, 1]))
+    patch = wax_labels == LABEL_NAMES.index("paraffin")
+    assert patch.any() and (labels[patch] > 0).all()  # on tissue only
+    np.testing.assert_array_equal(waxed[~patch], plain[~patch])
+    np.testing.assert_array_equal(wax_labels[~patch], labels[~patch])
+    # what was added is paraffin's spectrum, its 1462 band a literature-bounded share of amide II
+    added = (waxed - plain)[patch]
+    shape = paraffin_spectrum(wn)
+    np.testing.assert_allclose(added / added[:, [np.argmax(shape)]], np.broadcast_to(shape / shape.max(), added.shape),
+                               atol=1e-4)
+    i1462, i_amide2 = np.argmin(np.abs(wn - 1462)), np.argmin(np.abs(wn - 1545))
+    ratio = added[:, i1462] / plain[patch][:, i_amide2]
+    assert PARAFFIN_RESIDUE[0] * 0.5 - 1e-6 <= ratio.min() and ratio.max() <= PARAFFIN_RESIDUE[1] * 1.5 + 1e-6
+
+
+def test_demo_folder_marks_paraffin_in_every_second_abnormal_scan(tmp_path):
+    path = make_demo_dataset(tmp_path / "d", n_scans=7, height=32, width=32, seed=2, n_abnormal=3)
+    splits = json.loads((path / "data_splits.json").read_text())
+    has_wax = [bool((np.load(path / "labels" / f) == LABEL_NAMES.index("paraffin")).any()) for f in splits["abnormal"]]
+    assert has_wax == [True, False, True]
+    for f in splits["normal_train"] + splits["normal_val"] + splits["normal_test"]:
+        assert set(np.unique(np.load(path / "labels" / f))) <= {0, 1, 2}
+
 
 
 def test_scattered_scan_equals_the_clean_scan_plus_the_reported_terms():
@@ -96,8 +125,9 @@ def test_scattered_dataset_is_the_clean_one_plus_scattering_with_its_maps_on_dis
     assert not (a / "scattering").exists() and "scattering" in json.loads((b / "demo.json").read_text())
     for i in range(2):
         assert np.array_equal(np.load(a / "labels" / f"data{i}.npy"), np.load(b / "labels" / f"data{i}.npy"))
-        _, _, terms = make_demo_scan(np.random.default_rng([1, i]), 16, 16, abnormal=i == 1, scatter=True,
-                                     return_scattering=True)
+        wax = np.random.default_rng([1, i, 1]) if i == 1 else None  # the first abnormal scan carries paraffin
+        _, _, terms = make_demo_scan(np.random.default_rng([1, i]), 16, 16, abnormal=i == 1, paraffin=wax,
+                                     scatter=True, return_scattering=True)
         clean, scattered = np.load(a / f"data{i}.npy"), np.load(b / f"data{i}.npy")
         assert np.array_equal(scattered, clean + terms.added.reshape(clean.shape))
         maps = np.load(b / "scattering" / f"data{i}.npz")

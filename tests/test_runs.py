@@ -62,7 +62,7 @@ def test_run_folder_holds_params_splits_history_tissue_rule_and_model(tmp_path):
     assert final == run / "model" / "final.pt" and final.exists()
     opened = runs.open_run(run)
     assert opened.abnormal.scans == split_file["abnormal"]
-    assert opened.anomalous_labels() == ("epithelium", "tumour")
+    assert opened.normal_labels == ("background", "stroma")
 
 
 def test_an_existing_run_is_not_overwritten_unless_asked(tmp_path, capsys):

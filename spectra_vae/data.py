@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import re
+import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -99,17 +100,35 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "spectra_vae"
 
 
+def _finite_record(pixels: np.ndarray, path: Path) -> Path:
+    """Where the finite check of a file is remembered, keyed by its path, size, modification time,
+    inode, shape and dtype (so a changed file is checked again)."""
+    st = path.stat()
+    key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}|{pixels.shape}|{pixels.dtype.str}"
+    return cache_dir() / "finite" / (hashlib.sha1(key.encode()).hexdigest() + ".npy")
+
+
+def _remember_finite(record: Path, n_pixels: int, finite: np.ndarray) -> None:
+    """Write the record (the non-finite pixels, usually none); an unwritable cache only costs the re-check."""
+    try:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        bad = np.setdiff1d(np.arange(n_pixels), finite, assume_unique=True).astype(np.int64)
+        fd, tmp = tempfile.mkstemp(prefix=f".{record.name}.", suffix=".tmp", dir=record.parent)
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, bad)
+        os.replace(tmp, record)
+    except OSError:
+        pass
+
+
 def _finite_pixels_cached(pixels: np.ndarray, path: Path | None) -> np.ndarray:
     """`_finite_pixels`, remembered per file: checking every pixel reads the whole file, which for
-    data larger than RAM means a pass over the disk each time a dataset is opened. The record
-    (the non-finite pixels, usually none) is keyed by the file's path, size, modification time
-    and inode, so a changed file is checked again; an unwritable cache only costs the re-check."""
+    data larger than RAM means a pass over the disk each time a dataset is opened."""
     if path is None or not isinstance(pixels, np.memmap) or pixels.dtype.kind in "iu":
         return _finite_pixels(pixels)
+    record: Path | None = None
     try:
-        st = path.stat()
-        key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}|{pixels.shape}|{pixels.dtype.str}"
-        record = cache_dir() / "finite" / (hashlib.sha1(key.encode()).hexdigest() + ".npy")
+        record = _finite_record(pixels, path)
         if record.is_file():
             bad = np.load(record, allow_pickle=False)
             in_range = bad.size == 0 or (0 <= bad.min() and bad.max() < len(pixels))
@@ -119,16 +138,39 @@ def _finite_pixels_cached(pixels: np.ndarray, path: Path | None) -> np.ndarray:
         record = None
     finite = _finite_pixels(pixels)
     if record is not None:
-        try:
-            record.parent.mkdir(parents=True, exist_ok=True)
-            bad = np.setdiff1d(np.arange(len(pixels)), finite, assume_unique=True).astype(np.int64)
-            tmp = record.with_name(f".{record.name}.{os.getpid()}.tmp")
-            with open(tmp, "wb") as f:
-                np.save(f, bad)
-            os.replace(tmp, record)
-        except OSError:
-            pass
+        _remember_finite(record, len(pixels), finite)
     return finite
+
+
+def _shared_finite_check(paths: list[Path]) -> dict[Path, np.ndarray]:
+    """In a distributed run (an initialised torch process group), the finite pixels of `.npy`
+    files, each file checked (or looked up in the cache) by one process only, files dealt
+    round-robin, and the results exchanged; every process remembers them in its own cache.
+    Empty when alone. Every process must open the same files, as `pipeline.train` does."""
+    from .distributed import dist_info, gather_objects
+
+    rank, world = dist_info()
+    if world == 1 or not paths:
+        return {}
+    mine: dict[int, np.ndarray] = {}
+    for k in range(rank, len(paths), world):
+        try:
+            pixels = _as_pixels(_open_npy(paths[k]), str(paths[k]))[0]
+        except DataError:
+            continue  # reported by the process that opens it for the dataset, which is every one
+        finite = _finite_pixels_cached(pixels, paths[k])
+        mine[k] = np.setdiff1d(np.arange(len(pixels)), finite, assume_unique=True).astype(np.int64)
+    out: dict[Path, np.ndarray] = {}
+    for part in gather_objects(mine):
+        for k, bad in part.items():
+            pixels = _as_pixels(_open_npy(paths[k]), str(paths[k]))[0]
+            out[paths[k]] = np.setdiff1d(np.arange(len(pixels)), bad, assume_unique=True)
+            if k % world != rank and pixels.dtype.kind not in "iu":
+                try:
+                    _remember_finite(_finite_record(pixels, paths[k]), len(pixels), out[paths[k]])
+                except OSError:
+                    pass
+    return out
 
 
 def check_wavenumbers(wavenumbers: Sequence[float] | np.ndarray, n_channels: int, where: str) -> np.ndarray:
@@ -362,9 +404,10 @@ class SpectralDataset:
 
 # -- loading ---------------------------------------------------------------------------------
 def _make_scan(name: str, arr: np.ndarray, where: str, path: Path | None = None,
-               labels: np.ndarray | None = None) -> tuple[Scan, np.ndarray]:
+               labels: np.ndarray | None = None, finite: np.ndarray | None = None) -> tuple[Scan, np.ndarray]:
     pixels, h, w, image = _as_pixels(arr, where)
-    finite = _finite_pixels_cached(pixels, path)
+    if finite is None:
+        finite = _finite_pixels_cached(pixels, path)
     n_bad = pixels.shape[0] - len(finite)
     if len(finite) == 0:
         raise DataError(f"{where}: no pixel has a finite spectrum (all {pixels.shape[0]} contain NaN or inf)")
@@ -451,6 +494,7 @@ def _load_directory(directory: Path, wavenumbers: np.ndarray | None,
 
     scans, index, channels = [], [], None
     file_axis: tuple[Path, np.ndarray] | None = None
+    shared = _shared_finite_check([p for p in files if p.suffix.lower() == ".npy"])
     for path in files:
         if path.suffix.lower() == ".npy":
             arr = _open_npy(path)
@@ -465,7 +509,7 @@ def _load_directory(directory: Path, wavenumbers: np.ndarray | None,
                                     f"{file_axis[1][-1]:g} cm⁻¹, {len(file_axis[1])}); resample them first")
         label_path = directory / LABELS_DIR / (path.stem + ".npy")
         labels = _open_npy(label_path) if label_path.exists() else None
-        scan, finite = _make_scan(path.name, arr, str(path), path, labels)
+        scan, finite = _make_scan(path.name, arr, str(path), path, labels, shared.get(path))
         if channels is None:
             channels = (path, scan.n_channels)
         elif scan.n_channels != channels[1]:
@@ -488,8 +532,8 @@ def _load_directory(directory: Path, wavenumbers: np.ndarray | None,
 
 
 def _from_array(arr: np.ndarray, name: str, where: str, wavenumbers: np.ndarray | None,
-                path: Path | None = None) -> SpectralDataset:
-    scan, finite = _make_scan(name, arr, where, path)
+                path: Path | None = None, finite: np.ndarray | None = None) -> SpectralDataset:
+    scan, finite = _make_scan(name, arr, where, path, finite=finite)
     known = wavenumbers is not None
     wn = (check_wavenumbers(wavenumbers, scan.n_channels, where) if known
           else np.arange(scan.n_channels, dtype=float))
@@ -569,7 +613,8 @@ def load_dataset(source: str | os.PathLike | np.ndarray | pd.DataFrame | Spectra
         raise DataError(f"{path}: no such file or directory")
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        return _from_array(_open_npy(path), path.name, str(path), wn, path)
+        shared = _shared_finite_check([path])
+        return _from_array(_open_npy(path), path.name, str(path), wn, path, shared.get(path))
     if suffix in (".mat", ".h5", ".hdf5", ".hdr", ".dmt", ".seq", ".dat"):
         arr, own = _read_other(path, variable, wavenumbers_variable)
         return _from_array(arr, path.name, str(path), wn if wn is not None else own, path)

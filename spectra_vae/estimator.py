@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 import math
 import os
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,23 +16,22 @@ import pandas as pd
 import torch
 
 from . import __version__
+from .checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, load_checkpoint, save_checkpoint, section
 from .data import SpectralDataset, as_dataset
-from .errors import DataError
+from .distributed import all_reduce, dist_info, init_distributed
+from .errors import DataError, TrainingError
 from .loss import RECONSTRUCTIONS, kl_divergence, reconstruction_nll
 from .model import VAE, ModelConfig
 from .normalise import METHODS, Normaliser, merge_stats, pixel_stats
 from .preprocessing import Preprocessor
 from .train import (
     PRECISIONS,
+    WARMUP_STEPS,
     PixelBatches,
+    TrainConfig,
     TrainState,
-    all_reduce,
-    dist_info,
-    init_distributed,
-    load_checkpoint,
     make_optimizer,
     resolve_device,
-    save_checkpoint,
     train_loop,
 )
 
@@ -53,7 +54,7 @@ class SpectraVAE:
                  noise: str = "shared", preprocess: str = "",
                  epochs: int = 50, batch_size: int = 512, learning_rate: float = 2e-3,
                  patience: int | None = 10, seed: int = 0, device: str = "auto",
-                 precision: str = "fp32", verbose: bool = True) -> None:
+                 precision: str = "fp32", checkpoint_minutes: float | None = 30.0, verbose: bool = True) -> None:
         self.latent_dim = latent_dim
         self.hidden_dims = tuple(hidden_dims)
         self.reconstruction = reconstruction
@@ -68,11 +69,13 @@ class SpectraVAE:
         self.seed = seed
         self.device = device
         self.precision = precision
+        self.checkpoint_minutes = checkpoint_minutes
         self.verbose = verbose
 
     # -- configuration -------------------------------------------------------------------
     _PARAMS = ("latent_dim", "hidden_dims", "reconstruction", "beta", "normalisation", "noise", "preprocess", "epochs",
-               "batch_size", "learning_rate", "patience", "seed", "device", "precision", "verbose")
+               "batch_size", "learning_rate", "patience", "seed", "device", "precision", "checkpoint_minutes",
+               "verbose")
 
     def get_params(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self._PARAMS}
@@ -113,6 +116,10 @@ class SpectraVAE:
             raise bad("beta", "must be ≥ 0")
         if self.precision not in PRECISIONS:
             raise bad("precision", f"must be one of {PRECISIONS}")
+        minutes = self.checkpoint_minutes
+        if minutes is not None and not (isinstance(minutes, (int, float)) and not isinstance(minutes, bool)
+                                        and math.isfinite(minutes) and minutes > 0):
+            raise bad("checkpoint_minutes", "must be a number of minutes > 0, or None")
 
     def normalisation_method(self) -> str:
         """The normalisation in use: `auto` is min–max for `bce`, `global_standard` otherwise."""
@@ -157,11 +164,12 @@ class SpectraVAE:
         self.train_source_ = train.source
         return self._run(train, val, checkpoint_dir)
 
-    def _new_generators(self) -> dict[str, torch.Generator]:
-        # Shuffling runs on the CPU; ε is drawn on the model's device.
+    def _new_generators(self, epoch: int = 0) -> dict[str, torch.Generator]:
+        # Shuffling runs on the CPU; ε is drawn on the model's device. Each process has its own.
         rank = dist_info()[0]
-        return {"shuffle": torch.Generator().manual_seed(self.seed + 1000 * rank),
-                "sample": torch.Generator(device=self.device_).manual_seed(self.seed + 1 + 1000 * rank)}
+        base = self.seed + 1000 * rank + 7919 * epoch
+        return {"shuffle": torch.Generator().manual_seed(base),
+                "sample": torch.Generator(device=self.device_).manual_seed(base + 1)}
 
     def _run(self, train: SpectralDataset, val: SpectralDataset | None,
              checkpoint_dir: str | os.PathLike | None) -> SpectraVAE:
@@ -176,33 +184,62 @@ class SpectraVAE:
         if world > 1:
             # DDP needs the same number of steps in every process: take the smallest shard's.
             batches.max_batches = int(all_reduce(np.array([len(batches)]), op="min")[0])
+            # Buffers are not broadcast: the noise level is calibrated on every process's residuals
+            # (all-reduced in the loop), not overwritten with the first process's.
             forward = torch.nn.parallel.DistributedDataParallel(
-                self.model_, device_ids=[self.device_.index] if self.device_.type == "cuda" else None)
+                self.model_, device_ids=[self.device_.index] if self.device_.type == "cuda" else None,
+                broadcast_buffers=False)
+        self._place_resumed_position(len(batches))
         val_batches = None
         if val is not None and len(val):
             val_batches = PixelBatches(val, self.normaliser_, max(self.batch_size, PREDICT_BATCH), self.device_)
         scale = torch.as_tensor(self.normaliser_.scale_, dtype=torch.float32, device=self.device_)
+        self._batches_per_epoch = len(batches)
+        directory = self.checkpoint_dir_
 
         def on_epoch_end(state: TrainState, improved: bool) -> None:
-            if self.checkpoint_dir_ is None or rank != 0:  # only the first process writes
+            if directory is None or rank != 0:  # only the first process writes
                 return
             if improved:
-                save_checkpoint(self._payload(weights=state.best_state, training=False), self.checkpoint_dir_ / BEST)
-            save_checkpoint(self._payload(training=True), self.checkpoint_dir_ / LAST)
+                save_checkpoint(self._payload(weights=state.best_state), directory / BEST)
+            save_checkpoint(self._payload(training=self._training_section()), directory / LAST)
 
+        def on_checkpoint(state: TrainState) -> None:  # within an epoch: last.pt only
+            if directory is not None and rank == 0:
+                save_checkpoint(self._payload(training=self._training_section()), directory / LAST)
+
+        minutes = self.checkpoint_minutes
+        config = TrainConfig(epochs=self.epochs, learning_rate=float(self.learning_rate), kind=self.reconstruction,
+                             beta=float(self.beta), patience=self.patience, precision=self.precision,
+                             checkpoint_seconds=None if minutes is None or directory is None else 60.0 * minutes,
+                             warmup_steps=min(WARMUP_STEPS, len(batches)))
         try:
-            train_loop(self.model_, self.optimizer_, batches, val_batches, epochs=self.epochs,
-                       kind=self.reconstruction, beta=float(self.beta), patience=self.patience,
-                       state=self._state, generator=self._generators["shuffle"],
-                       sample_generator=self._generators["sample"], scale=scale,
-                       on_epoch_end=on_epoch_end, progress=self.verbose, forward=forward,
-                       precision=self.precision)
+            train_loop(self.model_, self.optimizer_, batches, val_batches, config, self._state, self._generators,
+                       scale, forward=forward, on_epoch_end=on_epoch_end, on_checkpoint=on_checkpoint,
+                       progress=self.verbose)
+        except TrainingError as exc:
+            raise TrainingError(f"{exc}. {self._end_training(finished=False)}") from None
         finally:
             self.history_ = pd.DataFrame(self._state.history)
-        if self._state.best_state is not None:
-            self.model_.load_state_dict(self._state.best_state)
-        self.model_.eval()
+        self._end_training(finished=True)
         return self
+
+    def _end_training(self, finished: bool) -> str:
+        """Keep the moment training ended for `save` (weights, optimiser and generators of that one
+        moment; none after a failure), then hold the best epoch's weights. Says what is kept."""
+        self._final_training = self._training_section() if finished else None
+        state = self._state
+        if state.best_state is not None:
+            self.model_.load_state_dict(state.best_state)
+            held = f"The model in memory holds the weights of its best epoch ({state.best_epoch})"
+        else:
+            held = "The model in memory holds its last finite weights (no epoch was completed)"
+        self.model_.eval()
+        d = self.checkpoint_dir_
+        if d is None:
+            return f"{held}; no checkpoint_dir was given, so nothing was written to disk."
+        files = [f"{d / name}" for name in (BEST, LAST) if (d / name).is_file()]
+        return f"{held}; on disk: {', '.join(files) if files else 'nothing yet (no epoch was completed)'}."
 
     # -- results -------------------------------------------------------------------------
     @property
@@ -343,12 +380,35 @@ class SpectraVAE:
         return self.score_samples(data)[column].to_numpy()
 
     # -- checkpoints ---------------------------------------------------------------------
-    def _payload(self, weights: dict[str, torch.Tensor] | None = None, training: bool = False) -> dict[str, Any]:
+    def _training_section(self) -> dict[str, Any]:
+        """What `resume` needs, all of one moment: the weights being trained (not the best ones),
+        optimiser, position (epoch, batch within it, step), early-stopping and recovery state,
+        and every process's generator states (gathered by the loop before each checkpoint)."""
+        st = self._state
+        return {
+            "state_dict": {k: v.detach().cpu().clone() for k, v in self.model_.state_dict().items()},
+            "noise_initialised": self.model_.noise_initialised,
+            "optimizer": copy.deepcopy(self.optimizer_.state_dict()),
+            "epoch": st.epoch, "batch": st.batch, "step": st.step,
+            "batches_per_epoch": getattr(self, "_batches_per_epoch", 0),
+            "best_epoch": st.best_epoch, "best_loss": st.best_loss, "bad_epochs": st.bad_epochs,
+            "stopped_early": st.stopped_early,
+            "best_state_dict": None if st.best_state is None
+            else {k: v.detach().cpu().clone() for k, v in st.best_state.items()},
+            "lr_scale": st.lr_scale, "grad_norm": st.grad_norm, "events": copy.deepcopy(st.events),
+            "epoch_sums": st.epoch_sums, "epoch_seconds": st.epoch_seconds,
+            "rng": [dict(r) for r in st.rng], "world_size": max(1, len(st.rng)), "exact": True,
+        }
+
+    def _payload(self, weights: dict[str, torch.Tensor] | None = None,
+                 training: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The checkpoint: the model (`weights`, by default the current ones) and, for a file that
+        training can resume from, the `training` section."""
         state = self._state
         weights = self.model_.state_dict() if weights is None else weights
         payload: dict[str, Any] = {
-            "format": "spectra_vae.checkpoint",
-            "version": 1,
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
             "spectra_vae_version": __version__,
             "torch_version": str(torch.__version__),
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -362,28 +422,25 @@ class SpectraVAE:
             "best_epoch": state.best_epoch,
             "train_source": getattr(self, "train_source_", ""),
         }
-        if training:
-            payload["training"] = {
-                "epoch": state.epoch, "best_epoch": state.best_epoch, "best_loss": state.best_loss,
-                "bad_epochs": state.bad_epochs, "stopped_early": state.stopped_early,
-                "optimizer": self.optimizer_.state_dict(),
-                "best_state_dict": None if state.best_state is None
-                else {k: v.detach().cpu() for k, v in state.best_state.items()},
-                "rng": {k: g.get_state() for k, g in self._generators.items()},
-            }
+        if training is not None:
+            payload["training"] = training
         return _plain(payload)
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the model (weights, config, normaliser, wavenumbers, history) to one file, atomically."""
+        """Write the model (weights, config, normaliser, wavenumbers, history) to one file, atomically.
+
+        After `fit` the weights are the best epoch's, and the file also holds the state training
+        ended in (its own weights, optimiser, generators), so `resume(path, ..., epochs=N)` goes on.
+        """
         self._check_fitted()
-        return save_checkpoint(self._payload(training=True), path)
+        return save_checkpoint(self._payload(training=getattr(self, "_final_training", None)), path)
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str = "auto") -> SpectraVAE:
         """Rebuild a model from a checkpoint file (read with `weights_only=True`)."""
         payload = load_checkpoint(path)
         try:
-            config = dict(payload["config"])
+            config = {k: v for k, v in payload["config"].items() if k in cls._PARAMS}
             config["hidden_dims"] = tuple(config["hidden_dims"])
             config["device"] = device
             vae = cls(**config)
@@ -395,51 +452,98 @@ class SpectraVAE:
             vae.model_.to(vae.device_).eval()
             vae.normaliser_ = Normaliser.from_dict(payload["normaliser"])
             vae.wavenumbers_ = payload["wavenumbers"].numpy()
-            vae.wavenumbers_known_ = bool(payload.get("wavenumbers_known", True))
+            vae.wavenumbers_known_ = bool(section(payload, "wavenumbers_known"))
             vae.preprocessor_ = Preprocessor(config.get("preprocess", "")).fit(vae.wavenumbers_)
-            vae.train_source_ = payload.get("train_source", "")
+            vae.train_source_ = section(payload, "train_source")
+            columns = payload["history"]
+            history = [dict(zip(columns, row, strict=True)) for row in zip(*columns.values(), strict=True)]
         except (KeyError, TypeError, RuntimeError, ValueError) as exc:
             raise DataError(f"{path}: checkpoint content is incomplete or does not match the model ({exc})") from exc
         vae.optimizer_ = make_optimizer(vae.model_, vae.learning_rate, vae.device_)
-        columns = payload["history"]
-        history = [dict(zip(columns, row, strict=True)) for row in zip(*columns.values(), strict=True)]
-        vae._state = TrainState(history=history, best_epoch=int(payload.get("best_epoch", 0)))
-        vae._generators = vae._new_generators()
-        training = payload.get("training")
-        if training:
-            vae.optimizer_.load_state_dict(training["optimizer"])
-            best = training.get("best_state_dict")
-            vae._state = TrainState(epoch=int(training["epoch"]), best_epoch=int(training["best_epoch"]),
-                                    best_loss=float(training["best_loss"]), bad_epochs=int(training["bad_epochs"]),
-                                    stopped_early=bool(training["stopped_early"]), history=history,
-                                    best_state=None if best is None
-                                    else {k: v.to(vae.device_) for k, v in best.items()})
-            for k, g in vae._generators.items():
-                if k in training["rng"] and vae.device_.type == "cpu":
-                    g.set_state(training["rng"][k])
-        else:
-            vae._state.epoch = len(history)
+        vae._state = TrainState(epoch=len(history), history=history, best_epoch=int(section(payload, "best_epoch")))
+        vae._final_training = section(payload, "training")
         vae.history_ = pd.DataFrame(history)
         return vae
+
+    def _restore_training(self, training: dict[str, Any], where: Path) -> None:
+        """Put the model, optimiser, generators and loop state back as the `training` section
+        recorded them, for this process of this run."""
+        rank, world = dist_info()
+        self.model_.load_state_dict(training["state_dict"])
+        self.model_.noise_initialised = bool(training.get("noise_initialised", True))
+        self.optimizer_.load_state_dict(training["optimizer"])
+        history = self._state.history
+        best = training.get("best_state_dict")
+        step = training.get("step")
+        self._state = TrainState(
+            epoch=int(training["epoch"]), batch=int(training.get("batch", 0)),
+            step=WARMUP_STEPS if step is None else int(step),  # version 1 had no warm-up
+            best_epoch=int(training["best_epoch"]), best_loss=float(training["best_loss"]),
+            bad_epochs=int(training["bad_epochs"]), stopped_early=bool(training["stopped_early"]),
+            history=history, best_state=None if best is None else {k: v.to(self.device_) for k, v in best.items()},
+            lr_scale=float(training.get("lr_scale", 1.0)), grad_norm=float(training.get("grad_norm", 0.0)),
+            events=list(training.get("events", [])), epoch_sums=training.get("epoch_sums"),
+            epoch_seconds=float(training.get("epoch_seconds", 0.0)))
+        self._resumed_from_batches = int(training.get("batches_per_epoch", 0))
+        self._generators = self._new_generators(self._state.epoch)
+        saved_world, rngs = int(training.get("world_size", 1)), training.get("rng", [])
+        why = None
+        if not training.get("exact", True):
+            why = ("it is a version-1 final.pt, which held the best epoch's weights beside the last epoch's "
+                   "optimiser; training goes on from the best weights")
+        elif saved_world != world:
+            why = (f"it was saved by {saved_world} process(es) and resumes in {world}: each process's shard "
+                   "and random streams differ, so the rest of the run draws other batches and ε")
+        elif len(rngs) > rank and rngs[rank]:
+            try:
+                for name, g in self._generators.items():
+                    g.set_state(rngs[rank][name])
+            except (RuntimeError, KeyError):
+                self._generators = self._new_generators(self._state.epoch)
+                why = "its random-number states were saved on another kind of device"
+        else:
+            why = "it holds no random-number states"
+        self._state.epoch_rng = self._generators["shuffle"].get_state()
+        if why is not None:
+            warnings.warn(f"{where}: resuming goes on but will not match an uninterrupted run exactly: {why}",
+                          UserWarning, stacklevel=3)
+
+    def _place_resumed_position(self, n_batches: int) -> None:
+        """A run resumed within an epoch whose batches per epoch changed (another number of
+        processes) goes on from the same fraction of the epoch."""
+        old = getattr(self, "_resumed_from_batches", 0)
+        st = self._state
+        if st.batch and old and old != n_batches:
+            st.batch = min(n_batches - 1, round(st.batch * n_batches / old))
+        self._resumed_from_batches = 0
 
     @classmethod
     def resume(cls, checkpoint: str | os.PathLike, data: Any, validation: Any = None,
                checkpoint_dir: str | os.PathLike | None = None, epochs: int | None = None,
                learning_rate: float | None = None) -> SpectraVAE:
-        """Continue an interrupted run from its `last` checkpoint to its planned (or `epochs`) epochs.
+        """Go on training from a checkpoint (`last.pt`, or `final.pt`) to its planned or `epochs` epochs.
 
-        The history continues where it stopped, and optimiser and random-number states are
-        restored, so the result matches an uninterrupted run on the same device. A new
-        `learning_rate` (e.g. after a run diverged) replaces the optimiser's.
+        The history continues where it stopped, and weights, optimiser, position within the epoch
+        and every process's random-number states are restored, so on CPU the result is the same
+        as an uninterrupted run's, bit for bit (on CUDA within floating-point tolerance). A run
+        that stopped early goes on when `epochs` asks for more (early stopping counts afresh).
+        A new `learning_rate` (e.g. after a run diverged) replaces the planned one.
         """
         checkpoint = Path(checkpoint)
         vae = cls.load(checkpoint)
+        training = vae._final_training
+        if not training:
+            raise DataError(f"{checkpoint}: holds a model but not the optimiser and random-number states that "
+                            "training needs to go on (best.pt never does); resume from last.pt or final.pt")
+        init_distributed()
+        vae._restore_training(training, checkpoint)
+        st = vae._state
         if epochs is not None:
+            if epochs > st.epoch and st.stopped_early:
+                st.stopped_early, st.bad_epochs = False, 0
             vae.epochs = epochs
         if learning_rate is not None:
-            vae.learning_rate = learning_rate
-            for group in vae.optimizer_.param_groups:
-                group["lr"] = learning_rate
+            vae.learning_rate, st.lr_scale = learning_rate, 1.0
         train = as_dataset(data)
         _check_compatible(vae.wavenumbers_, len(vae.wavenumbers_), train, train.source, "the checkpoint")
         train = train.preprocessed(vae.preprocessor_)

@@ -194,15 +194,17 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, *, epochs: int = 
         warnings.warn(f"preprocess {preprocess!r} scales every spectrum to unit size, noise-only background "
                       "included, which can make the VAE collapse onto the background: train with "
                       "tissue_only=True", UserWarning, stacklevel=2)
+    from .train import dist_info, init_distributed
+
+    # Under torchrun, join the process group first: the processes then share opening the data
+    # (each file's finite check is done by one of them).
+    rank = init_distributed()[0]
     splits = make_splits(data, train_split, val_split, test_split, seed, tissue_only)
     model_dir = Path(out) / MODEL_DIR
     vae = SpectraVAE(latent_dim=latent_dim, hidden_dims=hidden_dims, reconstruction=reconstruction,
                      beta=beta, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                      patience=patience, seed=seed, device=device, precision=precision, preprocess=preprocess,
                      verbose=verbose)
-    from .train import dist_info, init_distributed
-
-    rank = init_distributed()[0]
     model_dir.mkdir(parents=True, exist_ok=True)
     record = {"data_dir": str(data.resolve()), "train_split": train_split, "val_split": val_split,
               "test_split": test_split, "seed": seed, "how": splits.how,

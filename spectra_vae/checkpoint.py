@@ -1,0 +1,126 @@
+"""The checkpoint file: written atomically, read with `weights_only=True`, versioned.
+
+A checkpoint is a dict of tensors and plain containers. Version 2 has required keys (the model)
+and optional sections. How the format grows without breaking files already written:
+
+- A new feature that keeps state in the checkpoint (an anomaly calibration, a fitted
+  preprocessing state, a tissue rule, ...) adds an optional top-level key: it registers the key
+  and the value a file without it stands for in `OPTIONAL_SECTIONS`, writes it in
+  `SpectraVAE._payload` and reads it with `section(payload, key)`. Older files then load with
+  that default, and a reader that does not know a key ignores it. No version bump is needed.
+- `CHECKPOINT_VERSION` is bumped only when a key changes meaning; `_UPGRADES` then converts the older
+  layout on reading, or `load_checkpoint` refuses it with a message that says how to convert.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import DataError
+
+CHECKPOINT_FORMAT = "spectra_vae.checkpoint"
+CHECKPOINT_VERSION = 2
+REQUIRED = ("config", "model_config", "state_dict", "normaliser", "wavenumbers", "history")
+
+# Optional sections and what a file without one stands for.
+OPTIONAL_SECTIONS: dict[str, Any] = {
+    "training": None,  # what `resume` needs: weights, optimiser, epoch and generators of one moment
+    "wavenumbers_known": True,
+    "best_epoch": 0,
+    "train_source": "",
+}
+
+
+def section(payload: dict[str, Any], key: str) -> Any:
+    """An optional section of a loaded checkpoint, or its registered default when the file lacks it."""
+    if key not in OPTIONAL_SECTIONS:
+        raise KeyError(f"{key!r} is not a registered checkpoint section; add it to OPTIONAL_SECTIONS")
+    return payload.get(key, OPTIONAL_SECTIONS[key])
+
+
+def _upgrade_v1(payload: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 → 2. Version 1 kept one set of weights: in `last.pt` the training moment's, but in
+    `final.pt` the best epoch's beside the last epoch's optimiser. Its generator states were
+    one process's, restored only on CPU; it had no position within an epoch."""
+    training = payload.get("training")
+    if training:
+        same_moment = training.get("best_state_dict") is None or int(training["best_epoch"]) == int(training["epoch"])
+        weights_are_best = training.get("best_state_dict") is not None and all(
+            torch.equal(v, training["best_state_dict"][k]) for k, v in payload["state_dict"].items())
+        training = {**training, "state_dict": payload["state_dict"],
+                    "rng": [training.get("rng", {})], "world_size": 1, "step": None,
+                    "exact": same_moment or not weights_are_best}
+        payload = {**payload, "training": training}
+    return {**payload, "version": 2}
+
+
+_UPGRADES = {1: _upgrade_v1}
+
+
+def save_checkpoint(payload: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Write atomically: a temporary file in the same directory, fsync, then rename over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a writer that was killed
+        stale.unlink(missing_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        if isinstance(exc, OSError):
+            raise OSError(exc.errno, f"could not write checkpoint {path} ({exc.strerror}); "
+                          "the previous file there is unchanged") from exc
+        raise
+    try:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass  # some file systems cannot fsync a directory; the rename itself is atomic
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint with `weights_only=True` (tensors and plain containers, never pickled code),
+    upgraded to the current `CHECKPOINT_VERSION`."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such checkpoint file")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ... here
+        raise DataError(f"{path}: not a loadable spectra_vae checkpoint (refused or unreadable: "
+                        f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise DataError(f"{path}: not a spectra_vae checkpoint")
+    version = payload.get("version")
+    if not isinstance(version, int) or version < 1:
+        raise DataError(f"{path}: checkpoint format version {version!r} is not one spectra_vae wrote")
+    if version > CHECKPOINT_VERSION:
+        raise DataError(f"{path}: written by a newer spectra_vae (checkpoint format {version}; this one reads "
+                        f"up to {CHECKPOINT_VERSION}); upgrade spectra_vae to read it")
+    while version < CHECKPOINT_VERSION:
+        if version not in _UPGRADES:
+            raise DataError(f"{path}: checkpoint format {version} can no longer be read; load it with the "
+                            f"spectra_vae that wrote it and save it again with this one")
+        payload = _UPGRADES[version](payload)
+        version = payload["version"]
+    missing = [k for k in REQUIRED if k not in payload]
+    if missing:
+        raise DataError(f"{path}: checkpoint content is incomplete (no {', '.join(missing)})")
+    return payload

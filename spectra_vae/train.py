@@ -7,7 +7,7 @@ import copy
 import math
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,8 +20,8 @@ from .errors import TrainingError, TrainingWarning
 from .loss import elbo_loss
 from .model import VAE
 
-__all__ = ["PRECISIONS", "PixelBatches", "TrainConfig", "TrainState", "dist_info", "init_distributed",
-           "make_optimizer", "resolve_device", "train_loop"]
+__all__ = ["PRECISIONS", "PixelBatches", "TrainConfig", "TrainState", "clip_gradients", "dist_info",
+           "init_distributed", "learning_rate", "make_optimizer", "resolve_device", "train_loop"]
 
 VALIDATION_SEED = 12345  # validation draws the same ε every epoch, so its curve is comparable
 SYNC_EVERY = 64  # on an accelerator, the loss is checked for divergence every this many batches
@@ -93,6 +93,21 @@ def learning_rate(config: TrainConfig, state: TrainState) -> float:
     """The step's learning rate: linear warm-up to the peak, lowered by recoveries."""
     warm = min(1.0, (state.step + 1) / max(config.warmup_steps, 1))
     return config.learning_rate * warm * state.lr_scale
+
+
+def clip_gradients(parameters: Iterable[torch.nn.Parameter], running: torch.Tensor) -> torch.Tensor:
+    """Clip the gradient norm to `CLIP_FACTOR` × `running`, its running average (0: none yet), and
+    return the updated average. On the device: no host synchronisation.
+
+    The scale of the gradients follows the calibrated noise level, so a fixed threshold would mean
+    nothing; what clipping guards against is one step far above the recent ones (under Adam, it
+    would also inflate the second-moment estimate and stall the steps after it).
+    """
+    grads = [p.grad for p in parameters if p.grad is not None]
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+    limit = torch.where(running > 0, CLIP_FACTOR * running, norm)
+    torch._foreach_mul_(grads, (limit / (norm + 1e-12)).clamp(max=1.0))
+    return torch.where(running > 0, (1 - CLIP_MOMENTUM) * running + CLIP_MOMENTUM * torch.minimum(norm, limit), norm)
 
 
 def _evaluate(model: VAE, batches: PixelBatches, kind: str, beta: float,
@@ -271,7 +286,7 @@ class _Loop:
                         raise _NonFinite(epoch, b, self.check_every, terms)
                 self.optimizer.zero_grad(set_to_none=True)
                 terms.total.backward()
-                self._clip()
+                self.grad_norm = clip_gradients(self.model.parameters(), self.grad_norm)
                 self.optimizer.step()
                 st.batch, st.step = b, st.step + 1
                 pixels += m
@@ -293,20 +308,6 @@ class _Loop:
             return r.mean(dim=0)
         packed = all_reduce_tensor(torch.cat([r.sum(dim=0), r.new_tensor([x.shape[0]])]))
         return packed[:-1] / packed[-1]
-
-    def _clip(self) -> None:
-        """Clip the gradient norm to `CLIP_FACTOR` times its running average, on the device.
-
-        The scale of the gradients follows the calibrated noise level, so a fixed threshold would
-        mean nothing; a step far above the recent ones is what clipping guards against.
-        """
-        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
-        avg = self.grad_norm
-        limit = torch.where(avg > 0, CLIP_FACTOR * avg, norm)
-        torch._foreach_mul_(grads, (limit / (norm + 1e-12)).clamp(max=1.0))
-        self.grad_norm = torch.where(avg > 0, (1 - CLIP_MOMENTUM) * avg + CLIP_MOMENTUM * torch.minimum(norm, limit),
-                                     norm)
 
     # -- recovery -------------------------------------------------------------------------------
     def _snapshot(self) -> dict[str, Any]:

@@ -125,10 +125,14 @@ def test_checkpoint_with_pickled_code_is_refused_and_not_run(tmp_path):
     assert not os.path.exists("/tmp/spectra_vae_pwned")
 
 
-def test_auto_device_is_cpu_without_accelerators():
-    if not torch.cuda.is_available() and not torch.backends.mps.is_available():
-        assert resolve_device("auto").type == "cpu"
-    assert resolve_device("cpu").type == "cpu"
+def test_auto_device_picks_cuda_then_mps_then_cpu_and_a_named_device_is_kept(monkeypatch):
+    mps = torch.backends.mps
+    for cuda, apple, expected in ((True, True, "cuda:0"), (False, True, "mps"), (False, False, "cpu")):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda cuda=cuda: cuda)
+        monkeypatch.setattr(mps, "is_available", lambda apple=apple: apple)
+        assert resolve_device("auto") == torch.device(expected)
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)  # named: kept as given, even without a GPU
+    assert resolve_device("cpu") == torch.device("cpu")
 
 
 def test_bad_parameters_are_named(demo_dir):

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from spectra_vae import DataError, SpectraVAE, load_dataset
+from spectra_vae.batches import IN_MEMORY_BYTES, PixelBatches, in_memory_budget
 from spectra_vae.model import VAE, ModelConfig
 from spectra_vae.normalise import Normaliser
-from spectra_vae.batches import IN_MEMORY_BYTES, PixelBatches, in_memory_budget
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 

@@ -38,7 +38,7 @@ def all_reduce(values: np.ndarray, op: str = "sum") -> np.ndarray:
     """Sum (or min, max) an array over the processes of a distributed run (float64); identity when alone."""
     if dist_info()[1] == 1:
         return values
-    t = torch.as_tensor(np.asarray(values, dtype=np.float64))
+    t = torch.tensor(np.asarray(values, dtype=np.float64))  # a copy: the caller's array stays as it was
     if torch.distributed.get_backend() == "nccl":
         t = t.cuda()
     torch.distributed.all_reduce(t, op=getattr(torch.distributed.ReduceOp, _OPS[op]))

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -35,3 +36,85 @@ def test_torchrun_two_processes_trains_one_model_written_by_rank_zero(tmp_path):
     rmse_ddp = compare_with_pca(ddp, train, test).loc["VAE", "rmse"]
     rmse_one = compare_with_pca(single, train, test).loc["VAE", "rmse"]
     assert rmse_ddp < 1.5 * rmse_one, (rmse_ddp, rmse_one)
+
+
+DDP_SCRIPT = textwrap.dedent("""
+    import shutil, sys
+    import torch
+    from spectra_vae import SpectraVAE, load_dataset
+    from spectra_vae import estimator, train as train_module
+    from spectra_vae.distributed import dist_info, init_distributed
+
+    data, out, mode = sys.argv[1], sys.argv[2], sys.argv[3]
+    rank, world = init_distributed()
+    train, val = load_dataset(data, split="normal_train"), load_dataset(data, split="normal_val")
+    kw = dict(hidden_dims=(32, 16), batch_size=64, epochs=3, patience=None, seed=2, verbose=False)
+    if mode == "fit":
+        if rank == 1:  # a non-finite loss in one process only: every process must recover together
+            real, calls = train_module.elbo_loss, [0]
+            def flaky(*a, **k):
+                terms = real(*a, **k)
+                if torch.is_grad_enabled():
+                    calls[0] += 1
+                    if calls[0] == 4:
+                        return terms._replace(total=terms.total * float("nan"))
+                return terms
+            train_module.elbo_loss = flaky
+        real_save = estimator.save_checkpoint
+        def save_and_keep(payload, path):  # keep last.pt as it was inside epoch 2
+            written = real_save(payload, path)
+            t = payload.get("training") or {}
+            if t.get("epoch") == 1 and t.get("batch") == 3:
+                shutil.copy(written, out + "/inside_epoch_2.pt")
+            return written
+        estimator.save_checkpoint = save_and_keep
+        vae = SpectraVAE(checkpoint_minutes=1e-9, **kw).fit(train, validation=val, checkpoint_dir=out + "/model")
+    else:
+        vae = SpectraVAE.resume(out + "/inside_epoch_2.pt", train, validation=val, checkpoint_dir=out + "/resumed")
+    torch.save({"training": vae._final_training["state_dict"], "model": vae.model_.state_dict(),
+                "history": vae.history.to_dict("list"), "events": vae._state.events},
+               f"{out}/{mode}_rank{rank}.pt")
+""")
+
+
+def _torchrun(script: str, *args: str, nproc: int = 2) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
+           "--no-python", sys.executable, "-c", script, *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="this torch build has no torch.distributed")
+def test_two_processes_end_identical_recover_together_and_resume_exactly(demo_dir, tmp_path):
+    out = str(tmp_path)
+    _torchrun(DDP_SCRIPT, str(demo_dir), out, "fit")
+    ranks = [torch.load(tmp_path / f"fit_rank{r}.pt", weights_only=True) for r in (0, 1)]
+    # gradients synchronised: every parameter identical; the noise level all-reduced, not each
+    # process's own last update (nor rank 0's broadcast over the others)
+    for part in ("training", "model"):
+        for k, v in ranks[0][part].items():
+            assert torch.equal(v, ranks[1][part][k]), (part, k)
+    # recovered together, at the batch where rank 1 alone saw a NaN
+    where = [[{k: v for k, v in e.items() if k != "error"} for e in r["events"]] for r in ranks]
+    assert where[0] == where[1] == [{"epoch": 1, "batch": 4, "rolled_back_to_batch": 0, "learning_rate": 1e-3}]
+    assert "non-finite in another process" in ranks[0]["events"][0]["error"]
+    assert ranks[0]["history"]["recoveries"] == [1, 0, 0]
+
+    # resumed in two processes from last.pt as it was inside epoch 2: bit-identical
+    _torchrun(DDP_SCRIPT, str(demo_dir), out, "resume")
+    for r in (0, 1):
+        resumed = torch.load(tmp_path / f"resume_rank{r}.pt", weights_only=True)
+        for k, v in ranks[0]["training"].items():
+            assert torch.equal(resumed["training"][k], v), k
+        for col in ("train_loss", "val_loss", "val_rmse"):  # sums over processes: float64 rounding at most
+            np.testing.assert_allclose(resumed["history"][col], ranks[0]["history"][col], rtol=1e-12)
+
+    # resumed in one process: it goes on, saying it will not match
+    kept = tmp_path / "inside_epoch_2.pt"
+    payload = torch.load(kept, weights_only=True)
+    assert payload["training"]["world_size"] == 2 and len(payload["training"]["rng"]) == 2
+    train, val = load_dataset(demo_dir, split="normal_train"), load_dataset(demo_dir, split="normal_val")
+    with pytest.warns(UserWarning, match=r"saved by 2 process\(es\) and resumes in 1"):
+        vae = SpectraVAE.resume(kept, train, validation=val, checkpoint_dir=tmp_path / "one")
+    assert list(vae.history.epoch) == [1, 2, 3] and np.isfinite(vae.history.train_loss).all()

@@ -1,5 +1,6 @@
 """Data-parallel training: two CPU processes (gloo) under torchrun on tiny data."""
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -118,3 +119,61 @@ def test_two_processes_end_identical_recover_together_and_resume_exactly(demo_di
     with pytest.warns(UserWarning, match=r"saved by 2 process\(es\) and resumes in 1"):
         vae = SpectraVAE.resume(kept, train, validation=val, checkpoint_dir=tmp_path / "one")
     assert list(vae.history.epoch) == [1, 2, 3] and np.isfinite(vae.history.train_loss).all()
+
+
+NODE_SCRIPT = textwrap.dedent("""
+    import json, os, sys
+    import torch
+    from spectra_vae import data as data_module, pipeline
+    from spectra_vae.distributed import init_distributed
+
+    data, out = sys.argv[1], sys.argv[2]
+    checked = []  # the files whose every pixel this process read for the finite check
+    real = data_module._finite_pixels
+    def logged(pixels):
+        checked.append(os.path.basename(pixels.filename))
+        return real(pixels)
+    data_module._finite_pixels = logged
+    rank, world = init_distributed()
+    vae, splits, final = pipeline.train(data, out, epochs=2, hidden_dims=(32, 16), batch_size=64, patience=None,
+                                        verbose=False)
+    files = splits.train.scans + splits.validation.scans + splits.test.scans
+    cached = len(os.listdir(os.path.join(os.environ["SPECTRA_VAE_CACHE"], "finite")))
+    json.dump({"world": world, "checked": checked, "files": files, "cached": cached},
+              open(f"{out}/node{rank}.json", "w"))
+    torch.save(vae._final_training["state_dict"], f"{out}/node{rank}.pt")
+""")
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="this torch build has no torch.distributed")
+def test_two_nodes_meet_through_a_c10d_rendezvous_and_share_the_finite_check(demo_dir, tmp_path):
+    """Two torchrun agents on this machine, as on two nodes: --nnodes 2, one process each, a c10d
+    rendezvous; each node has its own cache, as a node-local disk would be."""
+    import os
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    agents = []
+    for node in (0, 1):
+        env = {**os.environ, "SPECTRA_VAE_CACHE": str(tmp_path / f"cache{node}")}
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
+               "--node-rank", str(node), "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}",
+               "--rdzv-id", "spectra-vae-test", "--no-python", sys.executable, "-c", NODE_SCRIPT,
+               str(demo_dir), str(tmp_path / "run")]
+        agents.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    for agent in agents:
+        out, _ = agent.communicate(timeout=300)
+        assert agent.returncode == 0, out[-3000:]
+    nodes = [json.loads((tmp_path / "run" / f"node{r}.json").read_text()) for r in (0, 1)]
+    assert nodes[0]["world"] == nodes[1]["world"] == 2
+    files = set(nodes[0]["files"])
+    # every file's pixels were read by one node only, and every node remembers every file
+    assert set(nodes[0]["checked"]).isdisjoint(nodes[1]["checked"]) and nodes[1]["checked"]
+    assert set(nodes[0]["checked"]) | set(nodes[1]["checked"]) == files
+    assert nodes[0]["cached"] == nodes[1]["cached"] == len(files)
+    assert sorted(p.name for p in (tmp_path / "run" / "model").iterdir()) == ["best.pt", "final.pt", "last.pt",
+                                                                             "splits.json"]
+    a, b = (torch.load(tmp_path / "run" / f"node{r}.pt", weights_only=True) for r in (0, 1))
+    assert all(torch.equal(v, b[k]) for k, v in a.items())

@@ -40,6 +40,10 @@ def _parser() -> argparse.ArgumentParser:
                     help='a pipeline such as "cut(950,1800)|snv" (see spectra_vae.preprocessing)')
     tr.add_argument("--tissue-only", action="store_true",
                     help="train and validate on tissue pixels only (amide I above the background)")
+    tr.add_argument("--checkpoint-minutes", type=float, default=30.0,
+                    help="also write OUT/model/last.pt within an epoch at most this often (0: only at epoch ends)")
+    tr.add_argument("--resume", action="store_true",
+                    help="go on from OUT/model/last.pt when it exists (e.g. a requeued batch job)")
     tr.add_argument("--train-split", default="normal_train")
     tr.add_argument("--val-split", default="normal_val")
     tr.add_argument("--test-split", default="normal_test")
@@ -75,7 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 beta=args.beta, batch_size=args.batch_size, learning_rate=args.learning_rate,
                 patience=args.patience or None, seed=args.seed, device=args.device, precision=args.precision,
                 train_split=args.train_split, val_split=args.val_split, test_split=args.test_split,
-                preprocess=args.preprocess, tissue_only=args.tissue_only)
+                preprocess=args.preprocess, tissue_only=args.tissue_only,
+                checkpoint_minutes=args.checkpoint_minutes or None, resume=args.resume)
             from .analysis import compare_with_pca
             from .train import dist_info
 

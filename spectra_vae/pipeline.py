@@ -184,10 +184,14 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, *, epochs: int = 
           device: str = "auto", precision: str = "fp32", train_split: str = "normal_train",
           val_split: str = "normal_val",
           test_split: str = "normal_test", preprocess: str = "", tissue_only: bool = False,
+          checkpoint_minutes: float | None = 30.0, resume: bool = False,
           verbose: bool = True) -> tuple[SpectraVAE, Splits, Path]:
     """Train on the training split with checkpoints in `out/model/`; writes `out/model/final.pt`.
 
     `tissue_only=True` trains (and validates) on tissue pixels only; see `make_splits`.
+    `checkpoint_minutes`: `last.pt` is also written within an epoch at most this often.
+    `resume=True`: when `out/model/last.pt` exists, go on from it (to `epochs`) instead of
+    starting again, as a batch job requeued after its time limit does.
     """
     data = resolve_data_dir(data_dir)
     if not tissue_only and any(step.name in ("snv", "vector") for step in parse_preprocess(preprocess)):
@@ -204,7 +208,7 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, *, epochs: int = 
     vae = SpectraVAE(latent_dim=latent_dim, hidden_dims=hidden_dims, reconstruction=reconstruction,
                      beta=beta, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                      patience=patience, seed=seed, device=device, precision=precision, preprocess=preprocess,
-                     verbose=verbose)
+                     checkpoint_minutes=checkpoint_minutes, verbose=verbose)
     model_dir.mkdir(parents=True, exist_ok=True)
     record = {"data_dir": str(data.resolve()), "train_split": train_split, "val_split": val_split,
               "test_split": test_split, "seed": seed, "how": splits.how,
@@ -213,7 +217,12 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, *, epochs: int = 
               "test": splits.test.scans}
     if rank == 0:
         (model_dir / SPLITS_RECORD).write_text(json.dumps(record, indent=2))
-    vae.fit(splits.train, validation=splits.validation, checkpoint_dir=model_dir)
+    last = model_dir / "last.pt"
+    if resume and last.is_file():
+        vae = SpectraVAE.resume(last, splits.train, validation=splits.validation, checkpoint_dir=model_dir,
+                                epochs=epochs)
+    else:
+        vae.fit(splits.train, validation=splits.validation, checkpoint_dir=model_dir)
     final = model_dir / FINAL
     if dist_info()[0] == 0:  # in a distributed run only the first process writes
         vae.save(final)

@@ -187,3 +187,18 @@ def test_long_epochs_show_batches_pixels_per_second_and_an_eta(parts, monkeypatc
     err = capsys.readouterr().err
     n = -(-len(train) // 64)
     assert "epoch 1: " in err and f"{n}/{n}" in err and "px/s" in err and "<00:00" in err
+
+
+def test_the_train_command_with_resume_goes_on_from_last_pt(demo_dir, tmp_path, capsys):
+    from spectra_vae.__main__ import main
+
+    args = ["train", "--data", str(demo_dir), "--hidden-dims", "16", "--batch-size", "256", "--seed", "3"]
+    assert main([*args, "--out", str(tmp_path / "a"), "--epochs", "1"]) == 0
+    first = SpectraVAE.load(tmp_path / "a" / "model" / "final.pt").history
+    assert main([*args, "--out", str(tmp_path / "a"), "--epochs", "3", "--resume"]) == 0
+    assert main([*args, "--out", str(tmp_path / "b"), "--epochs", "3"]) == 0
+    a, b = (SpectraVAE.load(tmp_path / d / "model" / "final.pt") for d in ("a", "b"))
+    assert list(a.history.epoch) == [1, 2, 3]
+    assert a.history.seconds.iloc[0] == first.seconds.iloc[0]  # epoch 1 is the first call's, not trained again
+    np.testing.assert_array_equal(a.history.train_loss.to_numpy(), b.history.train_loss.to_numpy())
+    assert _same_weights(a.model_.state_dict(), b.model_.state_dict())

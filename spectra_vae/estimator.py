@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 
 from . import __version__
+from . import train as train_module
 from .checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, load_checkpoint, save_checkpoint, section
 from .data import SpectralDataset, as_dataset
 from .distributed import all_reduce, dist_info, init_distributed
@@ -212,7 +213,8 @@ class SpectraVAE:
         config = TrainConfig(epochs=self.epochs, learning_rate=float(self.learning_rate), kind=self.reconstruction,
                              beta=float(self.beta), patience=self.patience, precision=self.precision,
                              checkpoint_seconds=None if minutes is None or directory is None else 60.0 * minutes,
-                             warmup_steps=min(WARMUP_STEPS, len(batches)))
+                             warmup_steps=min(WARMUP_STEPS, len(batches)),
+                             decay_steps=self.epochs * len(batches) if train_module.LR_SCHEDULE == "cosine" else None)
         try:
             train_loop(self.model_, self.optimizer_, batches, val_batches, config, self._state, self._generators,
                        scale, forward=forward, on_epoch_end=on_epoch_end, on_checkpoint=on_checkpoint,

@@ -32,6 +32,8 @@ CLIP_MOMENTUM = 0.01  # weight of each step in that running average
 MAX_RECOVERIES = 3  # non-finite losses recovered from (rolled back, learning rate lowered) before giving up
 RECOVERY_LR_FACTOR = 0.5  # each recovery multiplies the learning rate by this
 SNAPSHOT_EVERY = 256  # steps between the in-memory states that a recovery rolls back to
+LR_SCHEDULE = "constant"  # after the warm-up: "constant", or "cosine" over the planned epochs
+LR_FLOOR = 0.1  # where the cosine decay ends, as a fraction of the peak
 PROGRESS_DELAY = 10.0  # seconds into an epoch before a bar of its batches appears
 
 
@@ -65,6 +67,7 @@ class TrainConfig:
     checkpoint_seconds: float | None = None  # a checkpoint within an epoch at most this often
     max_recoveries: int = MAX_RECOVERIES
     warmup_steps: int = WARMUP_STEPS
+    decay_steps: int | None = None  # cosine decay to LR_FLOOR × the peak over this many steps; None: none
 
 
 @dataclass
@@ -90,9 +93,14 @@ class TrainState:
 
 
 def learning_rate(config: TrainConfig, state: TrainState) -> float:
-    """The step's learning rate: linear warm-up to the peak, lowered by recoveries."""
+    """The step's learning rate: linear warm-up to the peak, then (with `decay_steps`) a cosine
+    decay to `LR_FLOOR` × the peak; lowered by recoveries."""
     warm = min(1.0, (state.step + 1) / max(config.warmup_steps, 1))
-    return config.learning_rate * warm * state.lr_scale
+    decay = 1.0
+    if config.decay_steps:
+        t = min(1.0, state.step / config.decay_steps)
+        decay = LR_FLOOR + (1 - LR_FLOOR) * 0.5 * (1 + math.cos(math.pi * t))
+    return config.learning_rate * warm * decay * state.lr_scale
 
 
 def clip_gradients(parameters: Iterable[torch.nn.Parameter], running: torch.Tensor) -> torch.Tensor:

@@ -14,6 +14,7 @@ and optional sections. How the format grows without breaking files already writt
 
 from __future__ import annotations
 
+import copy
 import os
 import tempfile
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Any
 import torch
 
 from .errors import DataError
+from .train import WARMUP_STEPS, TrainState
 
 CHECKPOINT_FORMAT = "spectra_vae.checkpoint"
 CHECKPOINT_VERSION = 2
@@ -124,3 +126,43 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if missing:
         raise DataError(f"{path}: checkpoint content is incomplete (no {', '.join(missing)})")
     return payload
+
+
+def training_section(model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: TrainState,
+                     batches_per_epoch: int) -> dict[str, Any]:
+    """What `resume` needs, all of one moment: the weights being trained (not the best ones), the
+    optimiser, the position (epoch, batch within it, step), early-stopping and recovery state, and
+    every process's generator states (gathered by the training loop before each checkpoint)."""
+    return {
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "noise_initialised": bool(getattr(model, "noise_initialised", True)),
+        "optimizer": copy.deepcopy(optimizer.state_dict()),
+        "epoch": state.epoch, "batch": state.batch, "step": state.step, "batches_per_epoch": batches_per_epoch,
+        "best_epoch": state.best_epoch, "best_loss": state.best_loss, "bad_epochs": state.bad_epochs,
+        "stopped_early": state.stopped_early,
+        "best_state_dict": None if state.best_state is None
+        else {k: v.detach().cpu().clone() for k, v in state.best_state.items()},
+        "lr_scale": state.lr_scale, "grad_norm": state.grad_norm, "events": copy.deepcopy(state.events),
+        "epoch_sums": state.epoch_sums, "epoch_seconds": state.epoch_seconds,
+        "rng": [dict(r) for r in state.rng], "world_size": max(1, len(state.rng)), "exact": True,
+    }
+
+
+def restore_training(training: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                     history: list[dict[str, float]], device: torch.device) -> TrainState:
+    """Put the weights and optimiser back as a `training` section recorded them; the loop state.
+    (Generator states are per process: the caller restores its own from `training["rng"]`.)"""
+    model.load_state_dict(training["state_dict"])
+    model.noise_initialised = bool(training.get("noise_initialised", True))
+    optimizer.load_state_dict(training["optimizer"])
+    best = training.get("best_state_dict")
+    step = training.get("step")
+    return TrainState(
+        epoch=int(training["epoch"]), batch=int(training.get("batch", 0)),
+        step=WARMUP_STEPS if step is None else int(step),  # version 1 had no warm-up
+        best_epoch=int(training["best_epoch"]), best_loss=float(training["best_loss"]),
+        bad_epochs=int(training["bad_epochs"]), stopped_early=bool(training["stopped_early"]),
+        history=history, best_state=None if best is None else {k: v.to(device) for k, v in best.items()},
+        lr_scale=float(training.get("lr_scale", 1.0)), grad_norm=float(training.get("grad_norm", 0.0)),
+        events=list(training.get("events", [])), epoch_sums=training.get("epoch_sums"),
+        epoch_seconds=float(training.get("epoch_seconds", 0.0)))

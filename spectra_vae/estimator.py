@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import datetime as _dt
 import math
 import os
@@ -17,7 +16,15 @@ import torch
 
 from . import __version__
 from . import train as train_module
-from .checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, load_checkpoint, save_checkpoint, section
+from .checkpoint import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_VERSION,
+    load_checkpoint,
+    restore_training,
+    save_checkpoint,
+    section,
+    training_section,
+)
 from .data import SpectralDataset, as_dataset
 from .distributed import all_reduce, dist_info, init_distributed
 from .errors import DataError, TrainingError
@@ -383,24 +390,7 @@ class SpectraVAE:
 
     # -- checkpoints ---------------------------------------------------------------------
     def _training_section(self) -> dict[str, Any]:
-        """What `resume` needs, all of one moment: the weights being trained (not the best ones),
-        optimiser, position (epoch, batch within it, step), early-stopping and recovery state,
-        and every process's generator states (gathered by the loop before each checkpoint)."""
-        st = self._state
-        return {
-            "state_dict": {k: v.detach().cpu().clone() for k, v in self.model_.state_dict().items()},
-            "noise_initialised": self.model_.noise_initialised,
-            "optimizer": copy.deepcopy(self.optimizer_.state_dict()),
-            "epoch": st.epoch, "batch": st.batch, "step": st.step,
-            "batches_per_epoch": getattr(self, "_batches_per_epoch", 0),
-            "best_epoch": st.best_epoch, "best_loss": st.best_loss, "bad_epochs": st.bad_epochs,
-            "stopped_early": st.stopped_early,
-            "best_state_dict": None if st.best_state is None
-            else {k: v.detach().cpu().clone() for k, v in st.best_state.items()},
-            "lr_scale": st.lr_scale, "grad_norm": st.grad_norm, "events": copy.deepcopy(st.events),
-            "epoch_sums": st.epoch_sums, "epoch_seconds": st.epoch_seconds,
-            "rng": [dict(r) for r in st.rng], "world_size": max(1, len(st.rng)), "exact": True,
-        }
+        return training_section(self.model_, self.optimizer_, self._state, getattr(self, "_batches_per_epoch", 0))
 
     def _payload(self, weights: dict[str, torch.Tensor] | None = None,
                  training: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -471,21 +461,7 @@ class SpectraVAE:
         """Put the model, optimiser, generators and loop state back as the `training` section
         recorded them, for this process of this run."""
         rank, world = dist_info()
-        self.model_.load_state_dict(training["state_dict"])
-        self.model_.noise_initialised = bool(training.get("noise_initialised", True))
-        self.optimizer_.load_state_dict(training["optimizer"])
-        history = self._state.history
-        best = training.get("best_state_dict")
-        step = training.get("step")
-        self._state = TrainState(
-            epoch=int(training["epoch"]), batch=int(training.get("batch", 0)),
-            step=WARMUP_STEPS if step is None else int(step),  # version 1 had no warm-up
-            best_epoch=int(training["best_epoch"]), best_loss=float(training["best_loss"]),
-            bad_epochs=int(training["bad_epochs"]), stopped_early=bool(training["stopped_early"]),
-            history=history, best_state=None if best is None else {k: v.to(self.device_) for k, v in best.items()},
-            lr_scale=float(training.get("lr_scale", 1.0)), grad_norm=float(training.get("grad_norm", 0.0)),
-            events=list(training.get("events", [])), epoch_sums=training.get("epoch_sums"),
-            epoch_seconds=float(training.get("epoch_seconds", 0.0)))
+        self._state = restore_training(training, self.model_, self.optimizer_, self._state.history, self.device_)
         self._resumed_from_batches = int(training.get("batches_per_epoch", 0))
         self._generators = self._new_generators(self._state.epoch)
         saved_world, rngs = int(training.get("world_size", 1)), training.get("rng", [])

@@ -299,8 +299,10 @@ class _Loop:
                 st.batch, st.step = b, st.step + 1
                 pixels += m
                 if self.progress and (b % 16 == 0 or b == n_batches):
-                    bar.update(b - bar.n)
-                    bar.set_postfix_str(f"{pixels / (time.perf_counter() - t_bar):,.0f} px/s", refresh=False)
+                    seconds = time.perf_counter() - t_bar
+                    bar.update(b - bar.n)  # the end of an epoch long enough to show is always shown
+                    bar.set_postfix_str(f"{pixels / seconds:,.0f} px/s",
+                                        refresh=b == n_batches and seconds >= PROGRESS_DELAY)
                 if checked and st.step - self.snapshots[-1]["step"] >= SNAPSHOT_EVERY:
                     self.snapshots = [self.snapshots[-1], self._snapshot()]
                 if checkpoint_due and b < n_batches:

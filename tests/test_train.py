@@ -187,6 +187,10 @@ def test_long_epochs_show_batches_pixels_per_second_and_an_eta(parts, monkeypatc
     err = capsys.readouterr().err
     n = -(-len(train) // 64)
     assert "epoch 1: " in err and f"{n}/{n}" in err and "px/s" in err and "<00:00" in err
+    monkeypatch.undo()  # the real delay: an epoch this short shows only the bar of epochs
+    SpectraVAE(hidden_dims=(16,), epochs=1, batch_size=64, verbose=True).fit(train)
+    err = capsys.readouterr().err
+    assert "training: " in err and "epoch 1: " not in err
 
 
 def test_the_train_command_with_resume_goes_on_from_last_pt(demo_dir, tmp_path, capsys):

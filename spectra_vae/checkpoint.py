@@ -138,6 +138,7 @@ def training_section(model: torch.nn.Module, optimizer: torch.optim.Optimizer, s
         "noise_initialised": bool(getattr(model, "noise_initialised", True)),
         "optimizer": copy.deepcopy(optimizer.state_dict()),
         "epoch": state.epoch, "batch": state.batch, "step": state.step, "batches_per_epoch": batches_per_epoch,
+        "decay_steps": state.decay_steps,
         "best_epoch": state.best_epoch, "best_loss": state.best_loss, "bad_epochs": state.bad_epochs,
         "stopped_early": state.stopped_early,
         "best_state_dict": None if state.best_state is None
@@ -160,6 +161,7 @@ def restore_training(training: dict[str, Any], model: torch.nn.Module, optimizer
     return TrainState(
         epoch=int(training["epoch"]), batch=int(training.get("batch", 0)),
         step=WARMUP_STEPS if step is None else int(step),  # version 1 had no warm-up
+        decay_steps=training.get("decay_steps"),  # version 1: none (a constant rate)
         best_epoch=int(training["best_epoch"]), best_loss=float(training["best_loss"]),
         bad_epochs=int(training["bad_epochs"]), stopped_early=bool(training["stopped_early"]),
         history=history, best_state=None if best is None else {k: v.to(device) for k, v in best.items()},

@@ -15,7 +15,6 @@ import pandas as pd
 import torch
 
 from . import __version__
-from . import train as train_module
 from .checkpoint import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
@@ -220,8 +219,9 @@ class SpectraVAE:
         config = TrainConfig(epochs=self.epochs, learning_rate=float(self.learning_rate), kind=self.reconstruction,
                              beta=float(self.beta), patience=self.patience, precision=self.precision,
                              checkpoint_seconds=None if minutes is None or directory is None else 60.0 * minutes,
-                             warmup_steps=min(WARMUP_STEPS, len(batches)),
-                             decay_steps=self.epochs * len(batches) if train_module.LR_SCHEDULE == "cosine" else None)
+                             warmup_steps=min(WARMUP_STEPS, len(batches)))
+        if self._state.step == 0:  # the schedule is planned once, when training begins; resume keeps it
+            self._state.decay_steps = self.epochs * len(batches)
         try:
             train_loop(self.model_, self.optimizer_, batches, val_batches, config, self._state, self._generators,
                        scale, forward=forward, on_epoch_end=on_epoch_end, on_checkpoint=on_checkpoint,

@@ -30,10 +30,9 @@ WARMUP_STEPS = 500  # the learning rate rises linearly over the first steps of a
 CLIP_FACTOR = 4.0  # a step's gradient norm is clipped to this many times its running average
 CLIP_MOMENTUM = 0.01  # weight of each step in that running average
 MAX_RECOVERIES = 3  # non-finite losses recovered from (rolled back, learning rate lowered) before giving up
-RECOVERY_LR_FACTOR = 0.5  # each recovery multiplies the learning rate by this
+RECOVERY_LR_FACTOR = 0.5  # each recovery halves the learning rate
 SNAPSHOT_EVERY = 256  # steps between the in-memory states that a recovery rolls back to
-LR_SCHEDULE = "constant"  # after the warm-up: "constant", or "cosine" over the planned epochs
-LR_FLOOR = 0.1  # where the cosine decay ends, as a fraction of the peak
+LR_FLOOR = 0.1  # after the warm-up the rate decays (cosine) to this fraction of the peak over the planned epochs
 PROGRESS_DELAY = 10.0  # seconds into an epoch before a bar of its batches appears
 
 
@@ -67,7 +66,6 @@ class TrainConfig:
     checkpoint_seconds: float | None = None  # a checkpoint within an epoch at most this often
     max_recoveries: int = MAX_RECOVERIES
     warmup_steps: int = WARMUP_STEPS
-    decay_steps: int | None = None  # cosine decay to LR_FLOOR × the peak over this many steps; None: none
 
 
 @dataclass
@@ -83,6 +81,7 @@ class TrainState:
     stopped_early: bool = False
     history: list[dict[str, float]] = field(default_factory=list)
     best_state: dict[str, torch.Tensor] | None = None
+    decay_steps: int | None = None  # the learning rate decays over the steps planned when training began
     lr_scale: float = 1.0  # lowered by each recovery
     grad_norm: float = 0.0  # running average of the gradient norm (0: none yet)
     events: list[dict[str, Any]] = field(default_factory=list)  # recoveries, in order
@@ -93,12 +92,12 @@ class TrainState:
 
 
 def learning_rate(config: TrainConfig, state: TrainState) -> float:
-    """The step's learning rate: linear warm-up to the peak, then (with `decay_steps`) a cosine
-    decay to `LR_FLOOR` × the peak; lowered by recoveries."""
+    """The step's learning rate: linear warm-up to the peak, then (with `state.decay_steps`) a
+    cosine decay to `LR_FLOOR` × the peak, held there after; lowered by recoveries."""
     warm = min(1.0, (state.step + 1) / max(config.warmup_steps, 1))
     decay = 1.0
-    if config.decay_steps:
-        t = min(1.0, state.step / config.decay_steps)
+    if state.decay_steps:
+        t = min(1.0, state.step / state.decay_steps)
         decay = LR_FLOOR + (1 - LR_FLOOR) * 0.5 * (1 + math.cos(math.pi * t))
     return config.learning_rate * warm * decay * state.lr_scale
 
@@ -347,18 +346,17 @@ class _Loop:
         self._restore(snap)
         self.snapshots = [snap]
         if len(st.events) >= cfg.max_recoveries:
-            tried = (f" after {len(st.events)} recoveries (learning rate lowered to {learning_rate(cfg, st):.3g})"
-                     if st.events else "")
+            tried = (f" after {len(st.events)} recoveries (each halving the learning rate)" if st.events else "")
             raise TrainingError(f"{bad}{tried}; the model is left at its last finite state "
                                 f"(epoch {bad.epoch}, batch {snap['batch']}); try a lower learning_rate") from None
         st.lr_scale *= RECOVERY_LR_FACTOR
         event = {"epoch": bad.epoch, "batch": bad.batch, "rolled_back_to_batch": snap["batch"],
-                 "learning_rate": cfg.learning_rate * st.lr_scale, "error": str(bad)}
+                 "peak_learning_rate": cfg.learning_rate * st.lr_scale, "error": str(bad)}
         st.events.append(event)
         if self.rank == 0:
-            warnings.warn(f"{bad}: rolled back to batch {snap['batch']} of epoch {bad.epoch} and lowered the "
-                          f"learning rate to {event['learning_rate']:.3g} (recovery {len(st.events)} of at most "
-                          f"{cfg.max_recoveries})", TrainingWarning, stacklevel=2)
+            warnings.warn(f"{bad}: rolled back to batch {snap['batch']} of epoch {bad.epoch} and halved the "
+                          f"learning rate (its peak is now {event['peak_learning_rate']:.3g}; recovery "
+                          f"{len(st.events)} of at most {cfg.max_recoveries})", TrainingWarning, stacklevel=2)
 
     # -- checkpoints within an epoch ------------------------------------------------------------
     def _checkpoint_due(self) -> bool:

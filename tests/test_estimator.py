@@ -88,16 +88,28 @@ def test_early_stopping_stops_after_patience_epochs_without_improvement(demo_dir
     assert vae.best_epoch_ == int(h.epoch[h.val_loss.idxmin()])
 
 
-def test_resume_continues_history_and_matches_an_uninterrupted_run(demo_dir, tmp_path):
+def test_resume_continues_history_and_matches_an_uninterrupted_run(demo_dir, tmp_path, monkeypatch):
+    from spectra_vae import estimator as estimator_module
+
     train = load_dataset(demo_dir, split="normal_train")
     val = load_dataset(demo_dir, split="normal_val")
-    kw = dict(hidden_dims=(32, 16), batch_size=256, patience=None, seed=3, verbose=False)
-    full = SpectraVAE(epochs=4, **kw).fit(train, validation=val, checkpoint_dir=tmp_path / "full")
-    SpectraVAE(epochs=2, **kw).fit(train, validation=val, checkpoint_dir=tmp_path / "cut")
-    resumed = SpectraVAE.resume(tmp_path / "cut" / "last.pt", train, validation=val, epochs=4)
+    kw = dict(hidden_dims=(32, 16), batch_size=256, epochs=4, patience=None, seed=3, verbose=False)
+    full = SpectraVAE(**kw).fit(train, validation=val, checkpoint_dir=tmp_path / "full")
+    real_save = estimator_module.save_checkpoint
+
+    def interrupted_after_epoch_2(payload, path):  # as Ctrl-C right after last.pt of epoch 2 is written
+        real_save(payload, path)
+        if (payload.get("training") or {}).get("epoch") == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(estimator_module, "save_checkpoint", interrupted_after_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        SpectraVAE(**kw).fit(train, validation=val, checkpoint_dir=tmp_path / "cut")
+    monkeypatch.undo()
+    resumed = SpectraVAE.resume(tmp_path / "cut" / "last.pt", train, validation=val)
     assert list(resumed.history.epoch) == [1, 2, 3, 4]
-    assert np.allclose(resumed.history.train_loss, full.history.train_loss, rtol=1e-5)
-    assert np.allclose(resumed.transform(val), full.transform(val), atol=1e-5)
+    np.testing.assert_array_equal(resumed.history.train_loss, full.history.train_loss)
+    np.testing.assert_array_equal(resumed.transform(val), full.transform(val))
 
 
 def test_applying_a_model_to_other_channels_or_axis_is_an_error(fitted):

@@ -41,12 +41,34 @@ def _nan_at_training_step(monkeypatch, step: int) -> None:
     monkeypatch.setattr(train_module, "elbo_loss", flaky)
 
 
-def test_learning_rate_warms_up_linearly_then_holds_the_peak_lowered_by_recoveries():
+def _keep_checkpoints(monkeypatch, where, moments):
+    """While patched, copy last.pt as written at each (epochs completed, batch) in `moments` to
+    `where / f"{epoch}_{batch}.pt"`; the run itself is not changed."""
+    real_save = estimator_module.save_checkpoint
+
+    def save_and_keep(payload, path):
+        out = real_save(payload, path)
+        t = payload.get("training") or {}
+        if (t.get("epoch"), t.get("batch")) in moments:
+            shutil.copy(out, where / f"{t['epoch']}_{t['batch']}.pt")
+        return out
+
+    monkeypatch.setattr(estimator_module, "save_checkpoint", save_and_keep)
+    return real_save
+
+
+def test_learning_rate_warms_up_then_decays_to_its_floor_over_the_planned_steps_lowered_by_recoveries():
     cfg = TrainConfig(epochs=1, learning_rate=2e-3, warmup_steps=100)
-    assert learning_rate(cfg, TrainState(step=0)) == pytest.approx(2e-5)
-    assert learning_rate(cfg, TrainState(step=49)) == pytest.approx(1e-3)
-    assert learning_rate(cfg, TrainState(step=99)) == learning_rate(cfg, TrainState(step=5000)) == 2e-3
-    assert learning_rate(cfg, TrainState(step=5000, lr_scale=0.25)) == pytest.approx(5e-4)
+    plan = dict(decay_steps=1000)
+    assert learning_rate(cfg, TrainState(step=0, **plan)) == pytest.approx(2e-5)
+    assert learning_rate(cfg, TrainState(step=49, **plan)) == pytest.approx(1e-3, rel=0.01)
+    assert learning_rate(cfg, TrainState(step=99, **plan)) == pytest.approx(2e-3, rel=0.03)
+    assert learning_rate(cfg, TrainState(step=500, **plan)) == pytest.approx(2e-3 * (0.1 + 0.9 * 0.5))
+    floor = 2e-3 * train_module.LR_FLOOR
+    assert learning_rate(cfg, TrainState(step=1000, **plan)) == learning_rate(cfg, TrainState(step=9999, **plan))
+    assert learning_rate(cfg, TrainState(step=9999, **plan)) == pytest.approx(floor)
+    assert learning_rate(cfg, TrainState(step=9999, lr_scale=0.25, **plan)) == pytest.approx(floor / 4)
+    assert learning_rate(cfg, TrainState(step=9999)) == 2e-3  # no plan (a version-1 run): constant
 
 
 def test_a_gradient_far_above_its_running_average_is_clipped_to_a_multiple_of_it():
@@ -66,21 +88,23 @@ def test_a_gradient_far_above_its_running_average_is_clipped_to_a_multiple_of_it
 
 def test_a_non_finite_loss_rolls_back_lowers_the_learning_rate_and_training_goes_on(parts, monkeypatch):
     train, val = parts
+    kw = dict(hidden_dims=(32, 16), batch_size=128, epochs=4, patience=None, verbose=False)
+    smooth = SpectraVAE(**kw).fit(train, validation=val)
     # Checked every 3 batches as on a GPU, so the NaN step is taken and the weights go NaN before
     # the check: only a rollback to the kept state can give a finite model.
     monkeypatch.setattr(train_module, "_check_every", lambda device: 3)
     _nan_at_training_step(monkeypatch, 11)  # epoch 2 (9 batches each), batch 2: between two checks
     with pytest.warns(TrainingWarning, match=r"epoch 2, in one of batches 1–3 .*: rolled back to batch 0 of "
-                                             r"epoch 2 and lowered the learning rate to 0.001 \(recovery 1 of"):
-        vae = SpectraVAE(hidden_dims=(32, 16), batch_size=128, epochs=4, patience=None, verbose=False).fit(
-            train, validation=val)
+                                             r"epoch 2 and halved the learning rate \(its peak is now 0.001; "
+                                             r"recovery 1 of at most 3\)"):
+        vae = SpectraVAE(**kw).fit(train, validation=val)
     h = vae.history
     assert list(h.recoveries) == [0, 1, 0, 0]
-    assert list(h.lr) == [2e-3, 1e-3, 1e-3, 1e-3]
+    np.testing.assert_allclose(h.lr, smooth.history.lr * [1, 0.5, 0.5, 0.5])  # the schedule, halved from then
     assert np.isfinite(h[["train_loss", "val_loss"]].to_numpy()).all()
     assert all(torch.isfinite(v).all() for v in vae.model_.state_dict().values())
     assert vae._state.events[0] | {"error": ""} == {"epoch": 2, "batch": 3, "rolled_back_to_batch": 0,
-                                                    "learning_rate": 1e-3, "error": ""}
+                                                    "peak_learning_rate": 1e-3, "error": ""}
 
 
 def test_recovery_gives_up_after_a_bounded_number_of_tries_and_says_what_is_kept(parts, tmp_path):
@@ -122,19 +146,10 @@ def test_a_checkpoint_within_an_epoch_resumes_to_the_uninterrupted_result(parts,
         monkeypatch.setattr(batches_module, "STREAM_BLOCK", 100)  # several pools per epoch
     kw = dict(hidden_dims=(32, 16), batch_size=64, epochs=3, patience=None, seed=4, device=device, verbose=False)
     plain = SpectraVAE(**kw).fit(train, validation=val)
-    real_save = estimator_module.save_checkpoint
-    kept = tmp_path / "inside_epoch_2.pt"
-
-    def save_and_keep(payload, path):
-        out = real_save(payload, path)
-        t = payload.get("training") or {}
-        if t.get("epoch") == 1 and t.get("batch") == 7:
-            shutil.copy(out, kept)
-        return out
-
-    monkeypatch.setattr(estimator_module, "save_checkpoint", save_and_keep)
+    kept = tmp_path / "1_7.pt"
+    real_save = _keep_checkpoints(monkeypatch, tmp_path, {(1, 7)})
     full = SpectraVAE(checkpoint_minutes=1e-9, **kw).fit(train, validation=val, checkpoint_dir=tmp_path / "run")
-    monkeypatch.setattr(estimator_module, "save_checkpoint", real_save)
+    monkeypatch.setattr(estimator_module, "save_checkpoint", real_save)  # the rest stays patched (streaming)
     assert kept.is_file()
     payload = torch.load(kept, weights_only=True)
     assert len(payload["history"]["epoch"]) == 1 and payload["training"]["batch"] == 7
@@ -156,13 +171,20 @@ def test_a_checkpoint_within_an_epoch_resumes_to_the_uninterrupted_result(parts,
             assert torch.allclose(resumed.model_.state_dict()[k], v, rtol=1e-3, atol=1e-5), k
 
 
-def test_resume_from_final_pt_goes_on_after_early_stopping_from_the_moment_training_ended(parts, tmp_path):
+def test_resume_from_final_pt_goes_on_after_early_stopping_from_the_moment_training_ended(parts, tmp_path,
+                                                                                          monkeypatch):
     train, val = parts
-    kw = dict(hidden_dims=(16,), learning_rate=0.05, batch_size=512, seed=1, verbose=False)
-    early = SpectraVAE(epochs=40, patience=1, **kw).fit(train, validation=val)
+    kw = dict(hidden_dims=(16,), learning_rate=0.05, batch_size=512, seed=1, epochs=40, verbose=False)
+    early = SpectraVAE(patience=1, **kw).fit(train, validation=val)
     n = len(early.history)
     assert n < 40 and early._state.stopped_early
     early.save(tmp_path / "final.pt")
+    # the same plan without early stopping, keeping last.pt as it was after epochs n and n + 1
+    _keep_checkpoints(monkeypatch, tmp_path, {(n, 0), (n + 1, 0)})
+    full = SpectraVAE(patience=None, **kw).fit(train, validation=val, checkpoint_dir=tmp_path / "full")
+    monkeypatch.undo()
+    at = {e: torch.load(tmp_path / f"{e}_0.pt", weights_only=True)["training"] for e in (n, n + 1)}
+
     payload = torch.load(tmp_path / "final.pt", weights_only=True)
     training = payload["training"]
     # the top-level weights are the best epoch's (for use); the training section's weights,
@@ -170,14 +192,12 @@ def test_resume_from_final_pt_goes_on_after_early_stopping_from_the_moment_train
     assert _same_weights(payload["state_dict"], early.model_.state_dict())
     assert training["epoch"] == n and training["batch"] == 0
     assert {int(s["step"]) for s in training["optimizer"]["state"].values()} == {training["step"]}
-    same_moment = SpectraVAE(epochs=n, patience=None, **kw).fit(train, validation=val)
-    assert _same_weights(training["state_dict"], same_moment._final_training["state_dict"])
+    assert _same_weights(training["state_dict"], at[n]["state_dict"])
 
     more = SpectraVAE.resume(tmp_path / "final.pt", train, validation=val, epochs=n + 1)
-    uninterrupted = SpectraVAE(epochs=n + 1, patience=None, **kw).fit(train, validation=val)
     assert list(more.history.epoch) == list(range(1, n + 2))  # at least one more epoch: patience counts afresh
-    np.testing.assert_array_equal(more.history.train_loss.to_numpy(), uninterrupted.history.train_loss.to_numpy())
-    assert _same_weights(more._final_training["state_dict"], uninterrupted._final_training["state_dict"])
+    np.testing.assert_array_equal(more.history.train_loss, full.history.train_loss[: n + 1])
+    assert _same_weights(more._final_training["state_dict"], at[n + 1]["state_dict"])
 
 
 def test_long_epochs_show_batches_pixels_per_second_and_an_eta(parts, monkeypatch, capsys):
@@ -193,14 +213,25 @@ def test_long_epochs_show_batches_pixels_per_second_and_an_eta(parts, monkeypatc
     assert "training: " in err and "epoch 1: " not in err
 
 
-def test_the_train_command_with_resume_goes_on_from_last_pt(demo_dir, tmp_path, capsys):
+def test_the_train_command_with_resume_goes_on_from_last_pt(demo_dir, tmp_path, monkeypatch):
     from spectra_vae.__main__ import main
 
-    args = ["train", "--data", str(demo_dir), "--hidden-dims", "16", "--batch-size", "256", "--seed", "3"]
-    assert main([*args, "--out", str(tmp_path / "a"), "--epochs", "1"]) == 0
-    first = SpectraVAE.load(tmp_path / "a" / "model" / "final.pt").history
-    assert main([*args, "--out", str(tmp_path / "a"), "--epochs", "3", "--resume"]) == 0
-    assert main([*args, "--out", str(tmp_path / "b"), "--epochs", "3"]) == 0
+    args = ["train", "--data", str(demo_dir), "--hidden-dims", "16", "--batch-size", "256", "--seed", "3",
+            "--epochs", "3"]
+    real_save = estimator_module.save_checkpoint
+
+    def killed_after_epoch_1(payload, path):  # the batch job's time limit, right after last.pt of epoch 1
+        real_save(payload, path)
+        if (payload.get("training") or {}).get("epoch") == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(estimator_module, "save_checkpoint", killed_after_epoch_1)
+    with pytest.raises(KeyboardInterrupt):
+        main([*args, "--out", str(tmp_path / "a")])
+    monkeypatch.undo()
+    first = SpectraVAE.load(tmp_path / "a" / "model" / "last.pt").history
+    assert main([*args, "--out", str(tmp_path / "a"), "--resume"]) == 0
+    assert main([*args, "--out", str(tmp_path / "b")]) == 0
     a, b = (SpectraVAE.load(tmp_path / d / "model" / "final.pt") for d in ("a", "b"))
     assert list(a.history.epoch) == [1, 2, 3]
     assert a.history.seconds.iloc[0] == first.seconds.iloc[0]  # epoch 1 is the first call's, not trained again

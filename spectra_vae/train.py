@@ -347,8 +347,8 @@ class _Loop:
         self.snapshots = [snap]
         if len(st.events) >= cfg.max_recoveries:
             tried = (f" after {len(st.events)} recoveries (each halving the learning rate)" if st.events else "")
-            raise TrainingError(f"{bad}{tried}; the model is left at its last finite state "
-                                f"(epoch {bad.epoch}, batch {snap['batch']}); try a lower learning_rate") from None
+            raise TrainingError(f"{bad}{tried}; training stopped, rolled back to its last finite state (epoch "
+                                f"{bad.epoch} after batch {snap['batch']}); try a lower learning_rate") from None
         st.lr_scale *= RECOVERY_LR_FACTOR
         event = {"epoch": bad.epoch, "batch": bad.batch, "rolled_back_to_batch": snap["batch"],
                  "peak_learning_rate": cfg.learning_rate * st.lr_scale, "error": str(bad)}

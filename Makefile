@@ -5,7 +5,10 @@ BIN := $(VENV)/bin
 # A CPU build of torch; on a CUDA server use `make setup TORCH=torch` or the conda environment.
 TORCH ?= torch==2.13.0
 RUN ?= demo
-export MPLBACKEND := Agg
+# Figures to files, no windows, for the verbs that run headless; never for `make lab`, whose kernels
+# show figures inline (a user's own notebook without %matplotlib inline included).
+HEADLESS := test data demo bench browser-test checked-outputs
+$(HEADLESS): export MPLBACKEND := Agg
 
 .PHONY: setup test lint notebooks checked-outputs demo data train bench lab clean browser-test
 
@@ -37,8 +40,9 @@ checked-outputs: setup
 data: setup
 	$(BIN)/python -m spectra_vae demo-data --out data/demo
 
+# reports/demo is the demo's fixed run: replaced on purpose each time (--overwrite).
 demo: setup
-	$(BIN)/python -m spectra_vae pipeline --out reports/$(RUN)
+	$(BIN)/python -m spectra_vae pipeline --out reports/$(RUN) --overwrite
 
 # Real-browser test: Debian's chromium driven by Playwright (browsers are never downloaded).
 browser-test: setup

@@ -13,7 +13,6 @@ import pandas as pd
 
 from benchmarks.common import demo_data, machine
 from spectra_vae import SpectraVAE, anomaly, load_dataset
-from spectra_vae.analysis import tissue_mask
 
 
 def main() -> None:
@@ -30,7 +29,7 @@ def main() -> None:
         ab = load_dataset(path, split="abnormal")
         vae = SpectraVAE(epochs=a.epochs, seed=seed, verbose=False).fit(train, validation=val)
         scores = anomaly.baseline_scores(vae, train, ab)
-        table = anomaly.evaluate(scores, anomaly.ground_truth_anomaly(ab), tissue_mask(ab))
+        table = anomaly.evaluate(scores, anomaly.ground_truth_anomaly(ab), vae.tissue_mask(ab))
         rows.append(table["AUROC"].rename(f"seed {seed}"))
         print(f"seed {seed}: " + ", ".join(f"{k} {v:.3f}" for k, v in table["AUROC"].items())
               + f"  ({len(vae.history)} epochs)")

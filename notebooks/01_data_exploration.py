@@ -13,22 +13,25 @@
 # `papermill 01_data_exploration.ipynb out.ipynb -p data_dir /path/to/scans`.
 
 # %% tags=["parameters"]
-data_dir = ""  # directory of .npy scans; empty: the embedded demo data, generated on first use
-run_dir = ""  # report folder for figures and the model; empty: reports/demo in the repository
-max_pixels = 20000  # pixels per scan used for the mean spectra
-seed = 0
+data_dir: str = ""  # directory of .npy scans; empty: the embedded demo data, generated on first use
+run_dir: str = ""  # run folder for figures; empty: reports/demo for the demo data, else a new folder under reports/runs
+max_pixels: int = 20000  # pixels per scan used for the mean spectra
+tissue_threshold: str = "auto"  # tissue rule: "auto" finds the background level, a number sets it, "none" = no mask
+seed: int = 0
 
 # %%
 # %matplotlib inline
 import numpy as np
 
 from spectra_vae import analysis, load_dataset, pipeline, plots
+from spectra_vae.tissue import TissueRule, default_measure, tissue_intensity
 
 data = pipeline.resolve_data_dir(data_dir)
-run = pipeline.resolve_run_dir(run_dir)
-max_pixels = pipeline.check_int("max_pixels", max_pixels, 1)
-seed = pipeline.check_int("seed", seed, 0)
+run = pipeline.resolve_run_dir(run_dir, data_dir)
+checked = pipeline.check_parameters(dict(max_pixels=max_pixels, seed=seed, tissue_threshold=tissue_threshold))
+max_pixels, seed = checked["max_pixels"], checked["seed"]
 ds = load_dataset(data)
+pipeline.warn_if_no_axis(ds)  # scans without wavenumbers.npy: channel numbers, and what follows from that
 print(f"data: {data}\nreport: {run}")
 
 # %% [markdown]
@@ -50,9 +53,10 @@ fig = plots.mean_spectra(ds, max_pixels=max_pixels, seed=seed)
 pipeline.save_figure(fig, run, "01_mean_spectra")
 
 # %%
-amide = analysis.amide_i_intensity(ds)
-threshold = analysis.tissue_threshold(amide)
-tissue = amide > threshold  # the same rule as analysis.tissue_mask, without reading the data twice
+rule = TissueRule.fit(ds, tissue_threshold)  # the rule a model fits on its training scans, here on all
+measure = default_measure(ds)
+amide = tissue_intensity(ds, measure)  # read once, for the images and the mask
+tissue = rule.mask_values(amide)
 rng = np.random.default_rng(seed)
 examples = {}
 for label, pool in (("tissue", np.flatnonzero(tissue)), ("background", np.flatnonzero(~tissue))):
@@ -64,21 +68,23 @@ pipeline.save_figure(fig, run, "01_example_spectra")
 
 # %% [markdown]
 # ## One image per scan
-# Amide I intensity (mean absorbance 1630–1680 cm⁻¹): tissue cores stand out from the noise-only background.
+# Amide I intensity (mean absorbance 1630–1680 cm⁻¹; without a wavenumber axis, the mean absorbance over all
+# channels): tissue cores stand out from the noise-only background.
 
 # %%
-fig = plots.scan_images({n: ds.image(amide, k) for k, n in enumerate(ds.scans)},
-                        "Amide I intensity (1630–1680 cm⁻¹)", "mean absorbance (a.u.)")
+title = "Amide I intensity (1630–1680 cm⁻¹)" if measure == "amide_i" else "Mean absorbance over all channels"
+fig = plots.scan_images({n: ds.image(amide, k) for k, n in enumerate(ds.scans)}, title, "mean absorbance (a.u.)")
 pipeline.save_figure(fig, run, "01_amide_i_images")
 
 # %% [markdown]
 # ## Tissue and background
 # The mask comes from the spectra alone (amide I intensity: Otsu split, lowered to 10 noise s.d. above the
-# background), so it works on data without labels.
+# background; scans cropped to the core are all tissue), so it works on data without labels. A model fits the
+# same rule on its training scans and keeps it; notebooks 03–05 use the model's.
 
 # %%
 fractions = {n: float(tissue[ds.scan_of() == k].mean()) for k, n in enumerate(ds.scans)}
-print(f"amide I threshold: {threshold:.4f} absorbance; tissue fraction per scan:")
+print(f"tissue: {rule}\n{rule.how}\ntissue fraction per scan:")
 print({n: round(f, 3) for n, f in fractions.items()})
 fig = plots.scan_images({n: ds.image(tissue.astype(float), k) for k, n in enumerate(ds.scans)},
                         "Tissue mask (1 = tissue)", "tissue", cmap="gray", vmin=0, vmax=1)

@@ -10,26 +10,31 @@
 # # 03 · Reconstructions
 # How well the trained VAE reproduces spectra it has not seen: single pixels, the error distribution,
 # error maps per scan, the VAE against PCA with as many components, and a pixel browser.
-# Uses the model that `02_train` wrote (parameter `checkpoint`), never retrains.
+# Uses the model and the record of the run that `02_train` wrote (its data folder, splits and tissue rule),
+# never retrains.
 
 # %% tags=["parameters"]
-data_dir = ""  # directory of .npy scans; empty: the embedded demo data, generated on first use
-run_dir = ""  # report folder for figures and the model; empty: reports/demo in the repository
-checkpoint = ""  # model file; empty: run_dir/model/final.pt as written by 02_train
-noise_level = 0.002  # known noise s.d. of the data in absorbance, marked on the error histogram; 0 if unknown
+data_dir: str = ""  # empty: the data folder recorded with the run; give another only if the data moved
+run_dir: str = ""  # the run folder of 02_train; empty: reports/demo for the demo data, else the newest run on data_dir
+checkpoint: str = ""  # model file; empty: run_dir/model/final.pt as written by 02_train
+noise_level: float = 0.0  # known noise s.d. (absorbance) marked on the error histogram; 0: unknown (demo: its own)
 
 # %%
 # %matplotlib inline
 import numpy as np
 
-from spectra_vae import analysis, load_dataset, pipeline, plots
+from spectra_vae import analysis, pipeline, plots, runs
 from spectra_vae.widgets import browse_reconstructions
 
-noise_level = pipeline.check_float("noise_level", noise_level, 0.0)
-vae, splits, data, ckpt = pipeline.open_run(run_dir, checkpoint, data_dir)
-run = pipeline.resolve_run_dir(run_dir)
+noise_level = pipeline.check_parameters(dict(noise_level=noise_level))["noise_level"]
+opened = runs.open_run(run_dir, checkpoint, data_dir)  # the splits as recorded, never recomputed
+vae, splits, data, ckpt, run = opened.vae, opened.splits, opened.data_dir, opened.checkpoint, opened.path
+noise_level = noise_level or analysis.known_noise_level(data, vae.preprocess)
+units = plots.value_label(vae.preprocess)  # what the spectra are in, as the model sees them
 test = splits.test
-print(f"model: {ckpt}\ndata: {data}\n{splits.how}\nheld-out (test) scans: {test.scans}")
+print(f"run: {run}\nmodel: {ckpt}\ndata: {data}\n{splits.how}\nheld-out (test) scans: {test.scans}")
+for note in opened.notes:  # new or changed scans in the data folder since training
+    print(f"note: {note}")
 vae
 
 # %% [markdown]
@@ -41,11 +46,11 @@ seen = vae.prepare(test)  # the test pixels as the model sees them (after any pr
 if vae.preprocess:
     print(f"preprocessing {vae.preprocess!r}: spectra below are in the preprocessed space")
 err_test = vae.reconstruction_error(seen)  # per pixel, streamed: the spectra are not all held in memory
-tissue_test = analysis.tissue_mask(test)
+tissue_test = vae.tissue_mask(test)  # the model's own tissue rule
 picks = analysis.pick_pixels(err_test, tissue_test)
 titles = [f"{name}: {analysis.pixel_name(test, i)}, RMSE {err_test[i]:.2g}" for name, i in picks.items()]
 x_picked, r_picked = analysis.reconstruct_pixels(vae, seen, list(picks.values()))
-fig = plots.reconstructions(seen.wavenumbers, x_picked, r_picked, titles, known=test.wavenumbers_known)
+fig = plots.reconstructions(seen.wavenumbers, x_picked, r_picked, titles, known=test.wavenumbers_known, ylabel=units)
 pipeline.save_figure(fig, run, "03_reconstructions")
 
 # %% [markdown]
@@ -54,22 +59,21 @@ pipeline.save_figure(fig, run, "03_reconstructions")
 
 # %%
 fig = plots.error_histogram({"tissue": err_test[tissue_test], "background": err_test[~tissue_test]},
-                           noise_level or None, "Per-pixel reconstruction RMSE, held-out scans")
+                           noise_level or None, "Per-pixel reconstruction RMSE, held-out scans", units)
 pipeline.save_figure(fig, run, "03_error_histogram")
 rmse_all, rmse_tissue = np.sqrt(np.mean(err_test**2)), np.sqrt(np.mean(err_test[tissue_test] ** 2))
 print(f"held-out RMSE: all pixels {rmse_all:.4g}, tissue {rmse_tissue:.4g}")
 
 # %% [markdown]
 # ## Error maps per scan
-# Every scan of the dataset; titles say whether the model trained on it.
+# Every scan of the run; titles say which split it belongs to.
 
 # %%
-full = load_dataset(data)
+full = opened.scans()
 err_full = vae.reconstruction_error(full)
-role = {n: "train" for n in splits.train.scans} | {n: "test" for n in test.scans}
-role |= {n: "validation" for n in (splits.validation.scans if splits.validation is not None else [])}
-maps = {f"{n} ({role.get(n, 'unused')})": full.image(err_full, k) for k, n in enumerate(full.scans)}
-fig = plots.scan_images(maps, "Per-pixel reconstruction RMSE", "RMSE (absorbance)", cmap="magma", vmin=0)
+role = opened.roles()
+maps = {f"{n} ({role[n]})": full.image(err_full, k) for k, n in enumerate(full.scans)}
+fig = plots.scan_images(maps, "Per-pixel reconstruction RMSE", f"RMSE, {units}", cmap="magma", vmin=0)
 pipeline.save_figure(fig, run, "03_error_maps")
 
 # %% [markdown]
@@ -84,7 +88,7 @@ print(f"lower held-out RMSE: {winner} ({table.loc['VAE', 'rmse']:.4g} VAE vs {ta
 table
 
 # %%
-fig = plots.method_comparison(table, f"Held-out RMSE, {vae.latent_dim} components each")
+fig = plots.method_comparison(table, f"Held-out RMSE, {vae.latent_dim} components each", units)
 pipeline.save_figure(fig, run, "03_vae_vs_pca")
 
 # %% [markdown]

@@ -9,70 +9,80 @@
 # %% [markdown]
 # # 04 · Latent exploration
 # Where pixels land in the latent space: coloured by scan and by ground truth, embedded with PCA and
-# t-SNE, decoded along each latent axis, and drawn back as images.
+# t-SNE, decoded along each latent axis, and drawn back as images. The scans, splits and tissue rule are those
+# recorded with the run; figures of tissue use the model's own tissue rule.
 
 # %% tags=["parameters"]
-data_dir = ""  # directory of .npy scans; empty: the embedded demo data, generated on first use
-run_dir = ""  # report folder for figures and the model; empty: reports/demo in the repository
-checkpoint = ""  # model file; empty: run_dir/model/final.pt as written by 02_train
-max_points = 3000  # pixels used for t-SNE
-seed = 0
+data_dir: str = ""  # empty: the data folder recorded with the run; give another only if the data moved
+run_dir: str = ""  # the run folder of 02_train; empty: reports/demo for the demo data, else the newest run on data_dir
+checkpoint: str = ""  # model file; empty: run_dir/model/final.pt as written by 02_train
+max_points: int = 3000  # pixels used for t-SNE
+seed: int = 0
 
 # %%
 # %matplotlib inline
 import numpy as np
 
-from spectra_vae import analysis, load_dataset, pipeline, plots
+from spectra_vae import analysis, pipeline, plots, runs
 
-max_points = pipeline.check_int("max_points", max_points, 10)
-seed = pipeline.check_int("seed", seed, 0)
-vae, splits, data, ckpt = pipeline.open_run(run_dir, checkpoint, data_dir)
-run = pipeline.resolve_run_dir(run_dir)
-ds = load_dataset(data)
+checked = pipeline.check_parameters(dict(max_points=max_points, seed=seed))
+max_points, seed = checked["max_points"], checked["seed"]
+opened = runs.open_run(run_dir, checkpoint, data_dir)  # the scans as recorded, never recomputed
+vae, splits, data, ckpt, run = opened.vae, opened.splits, opened.data_dir, opened.checkpoint, opened.path
+ds = opened.scans()  # every scan of the run
 z = vae.transform(ds)
-print(f"model: {ckpt}\ndata: {data}\n{len(ds)} pixels → latent means of shape {z.shape}")
+tissue = vae.tissue_mask(ds)  # the model's own tissue rule
+print(f"run: {run}\nmodel: {ckpt}\ndata: {data}\n{len(ds)} pixels → latent means of shape {z.shape}; "
+      f"{int(tissue.sum())} tissue pixels by the model's rule ({vae.tissue_rule_})")
+for note in opened.notes:  # new or changed scans in the data folder since training
+    print(f"note: {note}")
 
 # %% [markdown]
-# ## Latent means coloured by scan and by ground truth
+# ## Latent means of tissue pixels, coloured by scan and by ground truth
 
 # %%
 axes = tuple(f"z{d + 1}" for d in range(2)) if vae.latent_dim >= 2 else ("z1", "-")
 z2 = z[:, :2] if vae.latent_dim >= 2 else np.column_stack([z[:, 0], np.zeros(len(z))])
-fig = plots.latent_scatter(z2, ds.scan_of(), ds.scans, "Latent means by scan", axes)
+fig = plots.latent_scatter(z2[tissue], ds.scan_of()[tissue], ds.scans, "Latent means of tissue pixels by scan", axes)
 pipeline.save_figure(fig, run, "04_latent_by_scan")
 
 # %%
 if ds.labels is not None:
-    fig = plots.latent_scatter(z2, ds.labels, ds.label_names, "Latent means by ground-truth class", axes)
+    fig = plots.latent_scatter(z2[tissue], ds.labels[tissue], ds.label_names,
+                               "Latent means of tissue pixels by ground-truth class", axes)
     pipeline.save_figure(fig, run, "04_latent_by_label")
 else:
     print("no label maps in this dataset")
 
 # %% [markdown]
-# ## PCA and t-SNE of the latent means
+# ## PCA and t-SNE of the latent means (tissue pixels)
 
 # %%
-groups = ds.labels if ds.labels is not None else ds.scan_of()
+groups = (ds.labels if ds.labels is not None else ds.scan_of())[tissue]
 names = ds.label_names if ds.labels is not None else ds.scans
 for method in ("pca", "tsne"):
-    emb, idx = analysis.embed(z, method, max_points=max_points, seed=seed)
+    emb, idx = analysis.embed(z[tissue], method, max_points=max_points, seed=seed)
     fig = plots.latent_scatter(emb, groups[idx], names, f"{method.upper()} of latent means ({len(idx)} pixels)",
                                (f"{method} 1", f"{method} 2"))
     pipeline.save_figure(fig, run, f"04_{method}")
 
 # %% [markdown]
 # ## Latent traversals
-# Spectra decoded along each latent axis, the others held at 0 (the prior mean).
+# Spectra decoded along each latent axis, the others held at 0 (the prior mean), on the model's own output axis
+# (after any preprocessing: `cut` shortens it).
 
 # %%
-fig = plots.latent_traversal(ds.wavenumbers, analysis.latent_grid(vae), ds.wavenumbers_known)
+fig = plots.latent_traversal(vae.preprocessor_.output_wavenumbers_, analysis.latent_grid(vae), vae.wavenumbers_known_,
+                             plots.value_label(vae.preprocess))
 pipeline.save_figure(fig, run, "04_traversals")
 
 # %% [markdown]
 # ## Latent coordinates as images
+# Tissue pixels by the model's rule; background left blank.
 
 # %%
 for d in range(vae.latent_dim):
-    fig = plots.scan_images({n: ds.image(z[:, d], k) for k, n in enumerate(ds.scans)},
-                            f"Latent mean z{d + 1} per pixel", f"z{d + 1}", cmap="coolwarm")
+    values = np.where(tissue, z[:, d], np.nan)
+    fig = plots.scan_images({n: ds.image(values, k) for k, n in enumerate(ds.scans)},
+                            f"Latent mean z{d + 1} per tissue pixel", f"z{d + 1}", cmap="coolwarm")
     pipeline.save_figure(fig, run, f"04_latent_z{d + 1}_images")

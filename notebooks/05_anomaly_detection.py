@@ -13,40 +13,43 @@
 # (reconstruction NLL + β·KL, `SpectraVAE.anomaly_score`). Background pixels are left out by a
 # tissue mask computed from the spectra (amide I intensity), not from labels. The VAE is compared
 # on the same pixels with PCA reconstruction error (as many components as latent dimensions) and
-# the RX detector (Mahalanobis distance to the normal training pixels).
+# the RX detector (Mahalanobis distance to the normal training pixels). The scans (normal test, normal
+# validation, abnormal), the tissue rule and which labels count as normal all come from the run's record:
+# split names and `normal_labels` are given once, to 02_train.
 
 # %% tags=["parameters"]
-data_dir = ""  # directory of .npy scans; empty: the embedded demo data, generated on first use
-run_dir = ""  # report folder for figures and the model; empty: reports/demo in the repository
-checkpoint = ""  # model file; empty: run_dir/model/final.pt as written by 02_train
-normal_split = "normal_test"  # held-out normal scans, a key of data_splits.json
-abnormal_split = "abnormal"  # scans with carcinoma
-threshold_split = "normal_val"  # normal scans on which the threshold is chosen
-threshold_quantile = 0.99  # flag pixels scoring above this quantile of normal validation tissue
-seed = 0
+data_dir: str = ""  # empty: the data folder recorded with the run; give another only if the data moved
+run_dir: str = ""  # the run folder of 02_train; empty: reports/demo for the demo data, else the newest run on data_dir
+checkpoint: str = ""  # model file; empty: run_dir/model/final.pt as written by 02_train
+threshold_quantile: float = 0.99  # flag pixels scoring above this quantile of normal validation tissue
+seed: int = 0
 
 # %%
 # %matplotlib inline
 import numpy as np
 import pandas as pd
 
-from spectra_vae import anomaly, available_splits, load_dataset, pipeline, plots
-from spectra_vae.analysis import tissue_mask
+from spectra_vae import anomaly, pipeline, plots, runs
 
 threshold_quantile = pipeline.check_float("threshold_quantile", threshold_quantile, 0.0, strict=True)
 if threshold_quantile >= 1:
     raise pipeline.DataError(f"parameter threshold_quantile: must be < 1, got {threshold_quantile}")
-vae, splits, data, ckpt = pipeline.open_run(run_dir, checkpoint, data_dir)
-run = pipeline.resolve_run_dir(run_dir)
-named = available_splits(data)
-sets = {"normal": load_dataset(data, split=normal_split) if named.get(normal_split) else splits.test}
-if named.get(abnormal_split):
-    sets["abnormal"] = load_dataset(data, split=abnormal_split)
-threshold_set = load_dataset(data, split=threshold_split) if named.get(threshold_split) else splits.validation
-print(f"model: {ckpt} (trained on {splits.train.scans})\ndata: {data}")
+opened = runs.open_run(run_dir, checkpoint, data_dir)  # the splits as recorded, never recomputed
+vae, splits, data, ckpt, run = opened.vae, opened.splits, opened.data_dir, opened.checkpoint, opened.path
+sets = {"normal": splits.test}
+if opened.abnormal is not None:
+    sets["abnormal"] = opened.abnormal
+threshold_set = splits.validation
+anomalous = opened.anomalous_labels()  # label names not counted as normal (normal_labels of the run)
+print(f"run: {run}\nmodel: {ckpt} (trained on {splits.train.scans})\ndata: {data}")
+for note in opened.notes:  # new or changed scans in the data folder since training
+    print(f"note: {note}")
 for name, ds in sets.items():
     print(f"{name}: {ds.scans}")
+if "abnormal" not in sets:
+    print(f"no abnormal scans recorded with this run (abnormal_split {opened.params.get('abnormal_split')!r})")
 print(f"threshold chosen on: {threshold_set.scans if threshold_set is not None else 'none'}")
+print(f"anomalous labels: {anomalous}")
 
 # %% [markdown]
 # ## Scores per pixel
@@ -57,11 +60,11 @@ print(f"threshold chosen on: {threshold_set.scans if threshold_set is not None e
 frames, masks = {}, {}
 for name, ds in sets.items():
     f = vae.score_samples(ds)
-    masks[name] = tissue_mask(ds)
+    masks[name] = vae.tissue_mask(ds)
     frames[name] = f
 groups = {"normal scans": frames["normal"][masks["normal"]]}
 if "abnormal" in sets:
-    ab, truth = frames["abnormal"], anomaly.ground_truth_anomaly(sets["abnormal"])
+    ab, truth = frames["abnormal"], anomaly.ground_truth_anomaly(sets["abnormal"], anomalous)
     if truth is not None:
         groups["abnormal scans: normal tissue"] = ab[masks["abnormal"] & (truth == 0)]
         groups["abnormal scans: tumour"] = ab[masks["abnormal"] & (truth == 1)]
@@ -71,7 +74,7 @@ if "abnormal" in sets:
 
 # %%
 fig = plots.score_scatter({n: (g["reconstruction_error"].to_numpy(), g["kl"].to_numpy()) for n, g in groups.items()},
-                          "reconstruction RMSE (absorbance)", "KL term (nats)",
+                          f"reconstruction RMSE, {plots.value_label(vae.preprocess)}", "KL term (nats)",
                           "Reconstruction error vs KL, tissue pixels", seed=seed)
 pipeline.save_figure(fig, run, "05_error_vs_kl")
 
@@ -88,7 +91,7 @@ anomaly.score_statistics(groups, ("reconstruction_error", "kl", "anomaly_score")
 
 # %%
 if threshold_set is not None and len(threshold_set):
-    t_mask = tissue_mask(threshold_set)
+    t_mask = vae.tissue_mask(threshold_set)
     threshold = anomaly.threshold_from_normal(vae.anomaly_score(threshold_set)[t_mask], threshold_quantile)
 else:
     normal_scores = frames["normal"]["anomaly_score"][masks["normal"]].to_numpy()
@@ -121,7 +124,7 @@ for name, ds in sets.items():
 
 # %%
 ab = sets.get("abnormal")
-truth = anomaly.ground_truth_anomaly(ab) if ab is not None else None
+truth = anomaly.ground_truth_anomaly(ab, anomalous) if ab is not None else None
 if truth is None or not ((truth[masks["abnormal"]] == 1).any() and (truth[masks["abnormal"]] == 0).any()):
     table = None
     print("no ground truth with both tumour and normal tissue pixels: ROC cannot be computed")

@@ -1,8 +1,9 @@
-"""Command line: `python -m spectra_vae {pipeline,train,demo-data}` (also `spectra-vae`)."""
+"""Command line: `python -m spectra_vae {pipeline,train,sweep,export,convert,demo-data}` (also `spectra-vae`)."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -15,15 +16,25 @@ def _parser() -> argparse.ArgumentParser:
 
     pl = sub.add_parser("pipeline", help="run the numbered notebooks in order with papermill")
     pl.add_argument("--data", default="", help="directory of .npy scans (default: the demo data)")
-    pl.add_argument("--out", default="reports/run", help="report folder for executed notebooks, HTML, figures, model")
+    pl.add_argument("--out", default="", help="run folder for executed notebooks, HTML, figures, model "
+                    "(default: a new folder under reports/runs; reports/demo for the demo data)")
     pl.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                     help="a notebook parameter, e.g. -p epochs 50 (repeatable)")
     pl.add_argument("--notebooks", default=None, help="folder of the notebooks (default: the repository's)")
     pl.add_argument("--no-html", action="store_true", help="skip the HTML copies")
+    pl.add_argument("--kernel", default=None, help="Jupyter kernel to run the notebooks with (default: theirs)")
+    pl.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
+    pl.add_argument("--quiet", action="store_true", help="no live cell progress and output")
+    pl.add_argument("--recheck", action="store_true",
+                    help="check every pixel for NaN/inf again instead of using the remembered result")
 
     tr = sub.add_parser("train", help="train a VAE without Jupyter")
     tr.add_argument("--data", default="", help="directory of .npy scans (default: the demo data)")
-    tr.add_argument("--out", required=True, help="run folder; checkpoints go to OUT/model/")
+    tr.add_argument("--out", default="", help="run folder; checkpoints go to OUT/model/ (default: a new folder "
+                    "under reports/runs)")
+    tr.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
+    tr.add_argument("--resume", default="", metavar="RUN",
+                    help="continue the run in RUN from its last checkpoint, on its recorded splits, to --epochs")
     tr.add_argument("--epochs", type=int, default=50)
     tr.add_argument("--latent-dim", type=int, default=2)
     tr.add_argument("--hidden-dims", default="221,110")
@@ -40,13 +51,34 @@ def _parser() -> argparse.ArgumentParser:
                     help='a pipeline such as "cut(950,1800)|snv" (see spectra_vae.preprocessing)')
     tr.add_argument("--tissue-only", action="store_true",
                     help="train and validate on tissue pixels only (amide I above the background)")
+    tr.add_argument("--tissue-threshold", default="auto", help='"auto", "none" (no mask) or a number (absorbance)')
     tr.add_argument("--checkpoint-minutes", type=float, default=30.0,
                     help="also write OUT/model/last.pt within an epoch at most this often (0: only at epoch ends)")
-    tr.add_argument("--resume", action="store_true",
-                    help="go on from OUT/model/last.pt when it exists (e.g. a requeued batch job)")
     tr.add_argument("--train-split", default="normal_train")
     tr.add_argument("--val-split", default="normal_val")
     tr.add_argument("--test-split", default="normal_test")
+    tr.add_argument("--abnormal-split", default="abnormal",
+                    help="split of abnormal scans, recorded for anomaly detection ('' for none)")
+    tr.add_argument("--normal-labels", default="", help="label names that count as normal, comma-separated")
+    tr.add_argument("--recheck", action="store_true",
+                    help="check every pixel for NaN/inf again instead of using the remembered result")
+
+    sw = sub.add_parser("sweep", help="train one run per combination of parameters and compare them")
+    sw.add_argument("--data", default="", help="directory of .npy scans (default: the demo data)")
+    sw.add_argument("--out", required=True, help="folder of the sweep: one run per combination, runs.csv, "
+                    "06_compare_runs.ipynb")
+    sw.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2,...",
+                    help="values to try, e.g. --grid latent_dim=2,5,10 (repeatable; ';' separates values "
+                    "that hold commas: --grid 'hidden_dims=221,110;64,32')")
+    sw.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                    help="one value for every run, e.g. -p epochs 50 or -p hidden_dims 221,110")
+    sw.add_argument("--kernel", default=None, help="Jupyter kernel to run the notebooks with")
+    sw.add_argument("--overwrite", action="store_true", help="replace runs already in --out")
+    sw.add_argument("--quiet", action="store_true", help="no live cell progress and output")
+
+    ex = sub.add_parser("export", help="write a run's per-pixel maps as HDF5 and a table (Orange/Quasar, HyperSpy)")
+    ex.add_argument("run", help="run folder")
+    ex.add_argument("--out", required=True, help="output folder: maps.h5, pixels.csv, figures/")
 
     cv = sub.add_parser("convert", help="write any supported format as .npy scans + wavenumbers.npy")
     cv.add_argument("source", help="a file or directory (.npy, .csv, .mat, .h5, ENVI .hdr, Agilent .dat/.seq/.dmt)")
@@ -63,15 +95,30 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; a refusal or failure is one `error:` line on stderr and exit status 1."""
     args = _parser().parse_args(argv)
     from . import pipeline
+    from .data import RECHECK_ENV
+    from .tissue import parse_tissue_threshold
 
+    if getattr(args, "recheck", False):
+        os.environ[RECHECK_ENV] = "1"  # inherited by the notebooks' kernels
     try:
         if args.command == "pipeline":
-            params = {k: pipeline.parse_value(v) for k, v in args.parameter}
+            # text as typed: each value is read as the type its notebook declares (`epochs: int = 30`)
+            params = dict(args.parameter)
+            if len(params) != len(args.parameter):
+                twice = sorted({k for k, _ in args.parameter if [n for n, _ in args.parameter].count(k) > 1})
+                raise DataError(f"parameter {twice[0]}: given more than once with -p")
             written = pipeline.run_pipeline(args.data, args.out, params, notebooks_dir=args.notebooks,
-                                            html=not args.no_html)
-            print(f"done: {len(written)} files in {args.out}")
+                                            html=not args.no_html, kernel_name=args.kernel,
+                                            overwrite=args.overwrite, live=not args.quiet)
+            print(f"done: {len(written)} files")
+        elif args.command == "train" and args.resume:
+            from . import runs
+
+            vae, splits, final = runs.resume(args.resume, epochs=args.epochs)
+            print(f"resumed {args.resume}: {len(vae.history)} epochs in all; model: {final}")
         elif args.command == "train":
             vae, splits, final = pipeline.train(
                 args.data, args.out, epochs=args.epochs, latent_dim=args.latent_dim,
@@ -79,8 +126,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 beta=args.beta, batch_size=args.batch_size, learning_rate=args.learning_rate,
                 patience=args.patience or None, seed=args.seed, device=args.device, precision=args.precision,
                 train_split=args.train_split, val_split=args.val_split, test_split=args.test_split,
+                abnormal_split=args.abnormal_split, normal_labels=args.normal_labels,
                 preprocess=args.preprocess, tissue_only=args.tissue_only,
-                checkpoint_minutes=args.checkpoint_minutes or None, resume=args.resume)
+                tissue_threshold=parse_tissue_threshold(args.tissue_threshold), overwrite=args.overwrite,
+                checkpoint_minutes=args.checkpoint_minutes or None)
             from .analysis import compare_with_pca
             from .train import dist_info
 
@@ -95,6 +144,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"trained {len(vae.history)} epochs (best {vae.best_epoch_}) in {world} process(es); "
                       f"model: {final}")
                 print(compare_with_pca(vae, splits.train, splits.test).to_string())
+        elif args.command == "sweep":
+            from .sweep import parse_grid, run_sweep
+
+            fixed = {k: pipeline.parse_value(v) for k, v in args.parameter}
+            table = run_sweep(args.data, args.out, parse_grid(args.grid), fixed, kernel_name=args.kernel,
+                              overwrite=args.overwrite, live=not args.quiet)
+            print(table.to_string())
+            print(f"table: {args.out}/runs.csv; comparison: {args.out}/06_compare_runs.ipynb")
+        elif args.command == "export":
+            from .export import export_run
+
+            written = export_run(args.run, args.out)
+            print(f"wrote {len(written)} files to {args.out}")
         elif args.command == "convert":
             from .formats import convert
 
@@ -108,6 +170,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"demo scans written to {path}")
     except (DataError, TrainingError, pipeline.PipelineError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a full disk, a folder that vanished, a permission refused while writing
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 1
     return 0
 

@@ -55,6 +55,20 @@ def compare_with_pca(vae: SpectraVAE, train: Any, test: Any, n_components: int |
     return pd.DataFrame(rows).set_index("method")
 
 
+def known_noise_level(data_dir: Any, preprocess: str = "") -> float:
+    """The data's noise s.d. in absorbance where it is known (the demo data record theirs in demo.json)
+    and the model reconstructs absorbance (no rescaling preprocessing); else 0 (unknown)."""
+    import json
+    from pathlib import Path
+
+    from .plots import ABS_LABEL, value_label
+
+    meta = Path(data_dir) / "demo.json"
+    if value_label(preprocess) != ABS_LABEL or not meta.is_file():
+        return 0.0
+    return float(json.loads(meta.read_text()).get("noise_sigma", 0.0))
+
+
 def error_maps(dataset: SpectralDataset, errors: np.ndarray) -> dict[str, np.ndarray]:
     """Per-pixel errors drawn back as one `(H, W)` image per scan (NaN where no pixel)."""
     return {name: dataset.image(errors, k) for k, name in enumerate(dataset.scans)}
@@ -68,61 +82,6 @@ def band_image(dataset: SpectralDataset, centre: float, half_width: float = 10.0
         sel = np.array([int(np.argmin(np.abs(wn - centre)))])
     values = np.concatenate([c[:, sel].mean(axis=1) for c in dataset.iter_chunks()])
     return {name: dataset.image(values, k) for k, name in enumerate(dataset.scans)}
-
-
-def amide_i_intensity(dataset: SpectralDataset) -> np.ndarray:
-    """Per-pixel mean absorbance over 1630–1680 cm⁻¹ (the amide I band), `(n_pixels,)`."""
-    wn = dataset.wavenumbers
-    sel = np.flatnonzero((wn >= 1630) & (wn <= 1680))
-    if sel.size == 0:
-        raise ValueError("the wavenumber axis does not cover the amide I band (1630–1680 cm⁻¹)")
-    return np.concatenate([c[:, sel].mean(axis=1) for c in dataset.iter_chunks()])
-
-
-def tissue_mask(dataset: SpectralDataset, threshold: float | None = None) -> np.ndarray:
-    """Per-pixel True for tissue, from amide I intensity (not from labels).
-
-    Default threshold: `tissue_threshold` of the amide I intensities.
-    """
-    a = amide_i_intensity(dataset)
-    return a > (tissue_threshold(a) if threshold is None else threshold)
-
-
-def tissue_pixels(dataset: SpectralDataset, threshold: float | None = None) -> tuple[SpectralDataset, float]:
-    """The dataset restricted to its tissue pixels, and the amide I threshold used (default:
-    `tissue_threshold` of this dataset's pixels; pass the training data's to apply the same rule)."""
-    a = amide_i_intensity(dataset)
-    threshold = tissue_threshold(a) if threshold is None else float(threshold)
-    return dataset.select_pixels(np.flatnonzero(a > threshold)), threshold
-
-
-def tissue_threshold(amide_i: np.ndarray, n_sigma: float = 10.0) -> float:
-    """Amide I level separating tissue from background.
-
-    Otsu's method splits the background peak from the tissue peak; thin tissue at a core's edge
-    can fall below that split, so the threshold is lowered to `n_sigma` robust standard
-    deviations (1.4826·MAD) above the background's median when that is lower.
-    """
-    otsu = otsu_threshold(amide_i)
-    bg = amide_i[amide_i <= otsu]
-    if bg.size < 10:
-        return otsu
-    med = float(np.median(bg))
-    sigma = 1.4826 * float(np.median(np.abs(bg - med)))
-    return min(otsu, med + n_sigma * sigma) if sigma > 0 else otsu
-
-
-def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
-    """The threshold that maximises between-class variance of a 1-D sample (Otsu, 1979)."""
-    hist, edges = np.histogram(values, bins=bins)
-    centres = (edges[:-1] + edges[1:]) / 2
-    w0 = np.cumsum(hist)
-    w1 = w0[-1] - w0
-    m0 = np.cumsum(hist * centres)
-    mu0 = m0 / np.maximum(w0, 1)
-    mu1 = (m0[-1] - m0) / np.maximum(w1, 1)
-    between = w0 * w1 * (mu0 - mu1) ** 2
-    return float(centres[int(np.argmax(between[:-1]))])
 
 
 def dataset_overview(dataset: SpectralDataset) -> pd.DataFrame:

@@ -35,6 +35,7 @@ OPTIONAL_SECTIONS: dict[str, Any] = {
     "wavenumbers_known": True,
     "best_epoch": 0,
     "train_source": "",
+    "tissue_rule": None,  # the model's tissue rule (spectra_vae.tissue); None: saved before rules were stored
 }
 
 
@@ -120,11 +121,15 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         if version not in _UPGRADES:
             raise DataError(f"{path}: checkpoint format {version} can no longer be read; load it with the "
                             f"spectra_vae that wrote it and save it again with this one")
-        payload = _UPGRADES[version](payload)
+        try:
+            payload = _UPGRADES[version](payload)
+        except (KeyError, TypeError, AttributeError, ValueError, RuntimeError) as exc:
+            raise DataError(f"{path}: checkpoint is incomplete: a format-{version} file that cannot be read "
+                            f"as format {version + 1} ({type(exc).__name__}: {exc})") from None
         version = payload["version"]
     missing = [k for k in REQUIRED if k not in payload]
     if missing:
-        raise DataError(f"{path}: checkpoint content is incomplete (no {', '.join(missing)})")
+        raise DataError(f"{path}: checkpoint is incomplete: {missing[0]!r} is missing")
     return payload
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import DataError
+
 WAVENUMBER_RANGE = (950.0, 1800.0)
 N_CHANNELS = 442
 LABEL_NAMES = ("background", "stroma", "epithelium", "tumour")
@@ -215,13 +217,23 @@ def make_demo_dataset(
     tumour-like region. `scatter=True` adds scattering baselines (the "uncorrected" variant).
     Returns the directory. Same arguments, same files.
     """
-    if n_scans < 1 or height < 4 or width < 4:
-        raise ValueError(f"need n_scans >= 1 and height, width >= 4; got {n_scans}, {height}, {width}")
+    from .data import check_output_dir
+
+    def whole(x: object) -> bool:
+        return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
+
+    if not all(whole(x) for x in (n_scans, height, width, seed)) or n_scans < 1 or height < 4 or width < 4 or seed < 0:
+        raise DataError(f"need whole numbers n_scans ≥ 1, height and width ≥ 4, seed ≥ 0; got {n_scans!r}, "
+                        f"{height!r}, {width!r}, {seed!r}")
     if n_abnormal is None:
         n_abnormal = max(1, n_scans // 3) if n_scans > 1 else 0
-    if not 0 <= n_abnormal <= n_scans:
-        raise ValueError(f"n_abnormal must be in 0..{n_scans}; got {n_abnormal}")
-    out = Path(directory)
+    if not whole(n_abnormal) or not 0 <= n_abnormal <= n_scans:
+        raise DataError(f"n_abnormal must be a whole number in 0..{n_scans}; got {n_abnormal!r}")
+    if not (isinstance(noise, (int, float)) and not isinstance(noise, bool) and np.isfinite(noise) and noise >= 0):
+        raise DataError(f"noise must be a finite number ≥ 0; got {noise!r}")
+    if dtype not in ("float32", "float64"):
+        raise DataError(f"dtype must be 'float32' or 'float64'; got {dtype!r}")
+    out = check_output_dir(directory, "demo data folder")
     (out / "labels").mkdir(parents=True, exist_ok=True)
     wn = demo_wavenumbers()
     rngs = [np.random.default_rng([seed, i]) for i in range(n_scans)]

@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.exceptions import NotFittedError
 
 from . import __version__
 from .checkpoint import (
@@ -31,6 +33,7 @@ from .loss import RECONSTRUCTIONS, kl_divergence, reconstruction_nll
 from .model import VAE, ModelConfig
 from .normalise import METHODS, Normaliser, merge_stats, pixel_stats
 from .preprocessing import Preprocessor
+from .tissue import TissueRule, parse_tissue_threshold
 from .train import (
     PRECISIONS,
     WARMUP_STEPS,
@@ -46,8 +49,15 @@ PREDICT_BATCH = 8192
 BEST, LAST = "best.pt", "last.pt"
 
 
-class SpectraVAE:
-    """A variational autoencoder of per-pixel spectra.
+class SpectraVAE(TransformerMixin, BaseEstimator):
+    """A variational autoencoder of per-pixel spectra, and a scikit-learn transformer (`clone`, pipelines,
+    `GridSearchCV`): `fit(X)` → `transform(X)` gives latent means, `score(X)` the negative RMSE in
+    absorbance units (higher is better).
+
+    `X` is a `SpectralDataset`, a path, or an array/DataFrame of pixels `(n_pixels, n_channels)`
+    (a DataFrame's column names are its wavenumbers). For arrays and DataFrames, pixels with a
+    non-finite value are left out of fitting and come back as NaN rows, so outputs keep one row
+    per input row; for datasets, outputs hold the usable pixels (`dataset.coords`).
 
     Defaults: the prototype's 442→221→110→2 shape (LeakyReLU 0.2), standardisation with one mean
     and one standard deviation fitted on the training pixels (`global_standard`), and a Gaussian
@@ -61,9 +71,10 @@ class SpectraVAE:
                  noise: str = "shared", preprocess: str = "",
                  epochs: int = 50, batch_size: int = 512, learning_rate: float = 2e-3,
                  patience: int | None = 10, seed: int = 0, device: str = "auto",
-                 precision: str = "fp32", checkpoint_minutes: float | None = 30.0, verbose: bool = True) -> None:
+                 precision: str = "fp32", tissue_threshold: float | str = "auto", tissue_only: bool = False,
+                 checkpoint_minutes: float | None = 30.0, verbose: bool = True) -> None:
         self.latent_dim = latent_dim
-        self.hidden_dims = tuple(hidden_dims)
+        self.hidden_dims = tuple(hidden_dims) if isinstance(hidden_dims, (list, tuple)) else hidden_dims
         self.reconstruction = reconstruction
         self.beta = beta
         self.normalisation = normalisation
@@ -76,57 +87,95 @@ class SpectraVAE:
         self.seed = seed
         self.device = device
         self.precision = precision
+        self.tissue_threshold = tissue_threshold
+        self.tissue_only = tissue_only
         self.checkpoint_minutes = checkpoint_minutes
         self.verbose = verbose
 
     # -- configuration -------------------------------------------------------------------
     _PARAMS = ("latent_dim", "hidden_dims", "reconstruction", "beta", "normalisation", "noise", "preprocess", "epochs",
-               "batch_size", "learning_rate", "patience", "seed", "device", "precision", "checkpoint_minutes",
-               "verbose")
-
-    def get_params(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self._PARAMS}
+               "batch_size", "learning_rate", "patience", "seed", "device", "precision", "tissue_threshold",
+               "tissue_only", "checkpoint_minutes", "verbose")  # the constructor's arguments, as get_params finds them
 
     def set_params(self, **params: Any) -> SpectraVAE:
-        for k, v in params.items():
-            if k not in self._PARAMS:
-                raise ValueError(f"unknown parameter {k!r}; have {self._PARAMS}")
-            setattr(self, k, tuple(v) if k == "hidden_dims" else v)
+        """Set constructor arguments (scikit-learn's `set_params`); `hidden_dims` is kept as a tuple."""
+        unknown = [k for k in params if k not in self._PARAMS]
+        if unknown:
+            raise DataError(f"SpectraVAE: unknown parameter {unknown[0]!r}; have {self._PARAMS}")
+        super().set_params(**params)
+        if isinstance(self.hidden_dims, list):
+            self.hidden_dims = tuple(self.hidden_dims)
         return self
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # pixels with NaN/inf are left out (NaN rows out), not an error
+        tags.transformer_tags.preserves_dtype = ["float32"]  # the network computes in float32
+        return tags
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "model_")
+
+    @property
+    def n_features_in_(self) -> int:
+        """Channels of the input spectra (scikit-learn's name)."""
+        if not hasattr(self, "wavenumbers_"):
+            raise AttributeError("n_features_in_: the model is not fitted")
+        return len(self.wavenumbers_)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={getattr(self, k)!r}" for k in self._PARAMS)
         return f"SpectraVAE({args})"
 
     def _check_params(self) -> None:
+        """Every constructor argument checked for type, sign and range; `DataError` naming the first bad one."""
         def bad(name: str, why: str) -> DataError:
             return DataError(f"SpectraVAE parameter {name}={getattr(self, name)!r}: {why}")
-        if not (isinstance(self.latent_dim, int) and self.latent_dim >= 1):
+
+        def whole(value: Any, minimum: int) -> bool:
+            return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)) and value >= minimum
+
+        def number(value: Any) -> bool:
+            return (isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+                    and math.isfinite(value))
+
+        if not whole(self.latent_dim, 1):
             raise bad("latent_dim", "must be a whole number ≥ 1")
-        if not all(isinstance(h, int) and h >= 1 for h in self.hidden_dims):
-            raise bad("hidden_dims", "must be whole numbers ≥ 1")
-        if self.reconstruction not in RECONSTRUCTIONS:
+        if not (isinstance(self.hidden_dims, tuple) and all(whole(h, 1) for h in self.hidden_dims)):
+            raise bad("hidden_dims", "must be a sequence of whole numbers ≥ 1, such as (221, 110)")
+        if not isinstance(self.reconstruction, str) or self.reconstruction not in RECONSTRUCTIONS:
             raise bad("reconstruction", f"must be one of {RECONSTRUCTIONS}")
-        if self.noise not in ("shared", "channel"):
+        if not isinstance(self.noise, str) or self.noise not in ("shared", "channel"):
             raise bad("noise", "must be 'shared' or 'channel'")
-        if self.normalisation != "auto" and self.normalisation not in METHODS:
+        if not isinstance(self.normalisation, str) or (self.normalisation != "auto"
+                                                       and self.normalisation not in METHODS):
             raise bad("normalisation", f"must be 'auto' or one of {METHODS}")
         if self.reconstruction == "bce" and self.normalisation_method() not in ("minmax", "global_minmax"):
             raise bad("normalisation", "the bce reconstruction needs 'minmax' or 'global_minmax' (values in [0, 1])")
-        if not (isinstance(self.epochs, int) and self.epochs >= 1):
+        if not isinstance(self.preprocess, str):
+            raise bad("preprocess", "must be a pipeline written as text, such as 'cut(950,1800)|snv'")
+        if not whole(self.epochs, 1):
             raise bad("epochs", "must be a whole number ≥ 1")
-        if not (isinstance(self.batch_size, int) and self.batch_size >= 1):
+        if not whole(self.batch_size, 1):
             raise bad("batch_size", "must be a whole number ≥ 1")
-        if not (isinstance(self.learning_rate, (int, float)) and self.learning_rate > 0):
-            raise bad("learning_rate", "must be > 0")
-        if not (isinstance(self.beta, (int, float)) and self.beta >= 0):
-            raise bad("beta", "must be ≥ 0")
+        if not (number(self.learning_rate) and self.learning_rate > 0):
+            raise bad("learning_rate", "must be a finite number > 0")
+        if not (number(self.beta) and self.beta >= 0):
+            raise bad("beta", "must be a finite number ≥ 0")
+        if not (self.patience is None or whole(self.patience, 0)):
+            raise bad("patience", "must be None or a whole number ≥ 0 (0 or None: no early stopping)")
+        if not (whole(self.seed, 0) and self.seed < 2**62):
+            raise bad("seed", "must be a whole number from 0 to 2**62")
         if self.precision not in PRECISIONS:
             raise bad("precision", f"must be one of {PRECISIONS}")
-        minutes = self.checkpoint_minutes
-        if minutes is not None and not (isinstance(minutes, (int, float)) and not isinstance(minutes, bool)
-                                        and math.isfinite(minutes) and minutes > 0):
-            raise bad("checkpoint_minutes", "must be a number of minutes > 0, or None")
+        if not isinstance(self.verbose, (bool, np.bool_)):
+            raise bad("verbose", "must be True or False")
+        if not isinstance(self.tissue_only, (bool, np.bool_)):
+            raise bad("tissue_only", "must be True or False")
+        if not (self.checkpoint_minutes is None or (number(self.checkpoint_minutes) and self.checkpoint_minutes > 0)):
+            raise bad("checkpoint_minutes", "must be None or a number of minutes > 0")
+        parse_tissue_threshold(self.tissue_threshold)
+        _check_device(self.device, bad)
 
     def normalisation_method(self) -> str:
         """The normalisation in use: `auto` is min–max for `bce`, `global_standard` otherwise."""
@@ -135,9 +184,12 @@ class SpectraVAE:
         return "minmax" if self.reconstruction == "bce" else "global_standard"
 
     # -- fitting -------------------------------------------------------------------------
-    def fit(self, data: Any, validation: Any = None,
+    def fit(self, data: Any, y: Any = None, *, validation: Any = None,
             checkpoint_dir: str | os.PathLike | None = None) -> SpectraVAE:
-        """Fit the normaliser on `data` and train; keeps the best epoch's weights. Returns self."""
+        """Fit the normaliser on `data` and train; keeps the best epoch's weights. Returns self.
+
+        `y` is ignored (scikit-learn passes it); `validation` data drive early stopping.
+        """
         self._check_params()
         Preprocessor(self.preprocess)  # a bad pipeline fails before any work
         train = as_dataset(data)
@@ -149,10 +201,17 @@ class SpectraVAE:
         self.device_ = resolve_device(self.device)
         self.wavenumbers_ = np.asarray(train.wavenumbers, dtype=float)
         self.wavenumbers_known_ = bool(train.wavenumbers_known)
-        self.preprocessor_ = Preprocessor(self.preprocess).fit(self.wavenumbers_)
-        train = train.preprocessed(self.preprocessor_)
+        # The one tissue rule of this model: fitted on the raw training pixels, stored in the
+        # checkpoint, and used by training on tissue, calibration, baselines and the notebooks.
+        self.tissue_rule_ = TissueRule.fit(train, self.tissue_threshold)
+        self.preprocessor_ = Preprocessor(self.preprocess).fit(self.wavenumbers_, known=self.wavenumbers_known_)
+        if not self.tissue_only and any(s.name in ("snv", "vector") for s in self.preprocessor_.steps):
+            warnings.warn(f"preprocess {self.preprocess!r} scales every spectrum to unit size, noise-only background "
+                          "included, which can make the VAE collapse onto the background: train with "
+                          "tissue_only=True", UserWarning, stacklevel=2)
+        train = self._training_pixels(train.preprocessed(self.preprocessor_))
         if val is not None:
-            val = val.preprocessed(self.preprocessor_)
+            val = self._training_pixels(val.preprocessed(self.preprocessor_))
         stats = pixel_stats(train.shard(rank, world).iter_chunks())
         if world > 1:  # every process reads only its shard; statistics are merged
             gathered: list[Any] = [None] * world
@@ -170,6 +229,25 @@ class SpectraVAE:
         self._generators = self._new_generators()
         self.train_source_ = train.source
         return self._run(train, val, checkpoint_dir)
+
+    def _training_pixels(self, data: SpectralDataset) -> SpectralDataset:
+        """Training and validation pixels: the tissue pixels by the model's rule when `tissue_only`."""
+        if not self.tissue_only:
+            return data
+        selected = self.tissue_rule_.select(data)
+        if len(selected) == 0:
+            raise DataError(f"{data.source or 'data'}: no pixel is tissue by the rule {self.tissue_rule_} "
+                            f"({self.tissue_rule_.how}); train with tissue_only=False or set tissue_threshold")
+        return selected
+
+    def tissue_mask(self, data: Any) -> np.ndarray:
+        """Per pixel of `data`, True where it is tissue by the model's own rule (`tissue_rule_`)."""
+        self._check_fitted()
+        if self.tissue_rule_ is None:
+            raise DataError("this model was saved before tissue rules were stored with models; set "
+                            "vae.tissue_rule_ = spectra_vae.tissue.TissueRule.fit(training_data) or retrain")
+        ds = as_dataset(data)
+        return self.tissue_rule_.mask(ds)
 
     def _new_generators(self, epoch: int = 0) -> dict[str, torch.Generator]:
         # Shuffling runs on the CPU; ε is drawn on the model's device. Each process has its own.
@@ -264,7 +342,7 @@ class SpectraVAE:
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):
-            raise RuntimeError("this SpectraVAE is not fitted yet; call fit() or SpectraVAE.load()")
+            raise NotFittedError("this SpectraVAE is not fitted yet; call fit() or SpectraVAE.load()")
 
     def prepare(self, data: Any) -> SpectralDataset:
         """The data as the model sees them: checked against the model's axis, preprocessed if it is."""
@@ -288,22 +366,66 @@ class SpectraVAE:
         return self.normaliser_.inverse_transform(self.model_.decode(self.model_.encode(x)[0]).cpu().numpy())
 
     def transform(self, data: Any) -> np.ndarray:
-        """Latent means μ, `(n_pixels, latent_dim)`; deterministic."""
-        out = []
+        """Latent means μ, `(n_pixels, latent_dim)`; deterministic (NaN rows for excluded array rows)."""
+        ds, out = as_dataset(data), []
         with torch.no_grad():
-            for _, x in self._batches(data):
+            for _, x in self._batches(ds):
                 out.append(self.model_.encode(x)[0].cpu().numpy())
-        return _concat(out, self.latent_dim)
+        return _every_row(data, ds, _concat(out, self.latent_dim))
 
     def encode(self, data: Any) -> tuple[np.ndarray, np.ndarray]:
         """Latent means and log-variances, each `(n_pixels, latent_dim)`."""
-        mus, logvars = [], []
+        ds, mus, logvars = as_dataset(data), [], []
         with torch.no_grad():
-            for _, x in self._batches(data):
+            for _, x in self._batches(ds):
                 mu, logvar = self.model_.encode(x)
                 mus.append(mu.cpu().numpy())
                 logvars.append(logvar.cpu().numpy())
-        return _concat(mus, self.latent_dim), _concat(logvars, self.latent_dim)
+        return (_every_row(data, ds, _concat(mus, self.latent_dim)),
+                _every_row(data, ds, _concat(logvars, self.latent_dim)))
+
+    def score(self, data: Any, y: Any = None) -> float:
+        """Negative RMSE in absorbance units of the reconstructions decode(μ), over all pixels and the
+        channels the model keeps; higher is better, and comparable across preprocessing, normalisation
+        and β (scikit-learn's `score`, used by `GridSearchCV` and `cross_val_score`).
+
+        Per-spectrum normalisations and baselines (`snv`, `vector`, `amide1`, `baseline`,
+        `rubberband`) are undone pixel by pixel; a leading `cut` compares on its channels. Steps
+        that cannot be undone (`resample`, `savgol`, a `cut` after another step) raise `DataError`.
+        """
+        self._check_fitted()
+        ds = as_dataset(data)
+        self.prepare(ds)  # checks the axis
+        ds = ds.raw()
+        parts = [p.strip() for p in self.preprocess.split("|") if p.strip()]
+        lead = 0
+        while lead < len(parts) and parts[lead].lower().startswith("cut"):
+            lead += 1
+        if lead == 0:
+            if self.preprocessor_ and not self.preprocessor_.invertible:
+                raise DataError(f"score: preprocess {self.preprocess!r} cannot be undone, so there is no RMSE in "
+                                "absorbance units; compare such models by reconstruction_error in their own space")
+            total, count = 0.0, 0
+            for raw in ds.iter_chunks(PREDICT_BATCH, dtype=np.float64):
+                one = as_dataset(raw.astype(np.float32))
+                back = self.reconstruct(one, original_units=True)
+                total, count = total + float(((back - raw) ** 2).sum()), count + raw.size
+            return -math.sqrt(total / max(count, 1))
+        cut = Preprocessor("|".join(parts[:lead])).fit(self.wavenumbers_)
+        rest = Preprocessor("|".join(parts[lead:])).fit(cut.output_wavenumbers_)
+        if not rest.invertible:
+            raise DataError(f"score: preprocess {self.preprocess!r} cannot be undone after its cut, so there is no "
+                            "RMSE in absorbance units; compare such models by reconstruction_error in their own space")
+        total, count = 0.0, 0
+        with torch.no_grad():
+            for raw in ds.iter_chunks(PREDICT_BATCH):
+                a = cut.transform(raw)
+                processed, undo = rest.transform(a, return_inverse=True)
+                x = torch.from_numpy(self.normaliser_.transform(processed)).to(self.device_)
+                back = rest.inverse_transform(self._decode_mean(x), undo)
+                total += float(((back.astype(np.float64) - a) ** 2).sum())
+                count += a.size
+        return -math.sqrt(total / max(count, 1))
 
     def decode(self, z: np.ndarray) -> np.ndarray:
         """Spectra (absorbance, original units) decoded from latent points `(n, latent_dim)`."""
@@ -319,13 +441,14 @@ class SpectraVAE:
         With a preprocessing pipeline they are in the preprocessed space (on its axis);
         `original_units=True` undoes the pipeline for each pixel where it is invertible.
         """
+        ds = as_dataset(data)
         if original_units and self.preprocessor_:
-            return self._reconstruct_original(data)
+            return _every_row(data, ds, self._reconstruct_original(ds))
         out = []
         with torch.no_grad():
-            for _, x in self._batches(data):
+            for _, x in self._batches(ds):
                 out.append(self._decode_mean(x))
-        return _concat(out, self.model_config_.n_channels)
+        return _every_row(data, ds, _concat(out, self.model_config_.n_channels))
 
     def _reconstruct_original(self, data: Any) -> np.ndarray:
         pre = self.preprocessor_
@@ -344,12 +467,12 @@ class SpectraVAE:
 
     def reconstruction_error(self, data: Any) -> np.ndarray:
         """Per-pixel RMSE over channels between each spectrum and its reconstruction (absorbance)."""
-        out = []
+        ds, out = as_dataset(data), []
         with torch.no_grad():
-            for chunk, x in self._batches(data):
+            for chunk, x in self._batches(ds):
                 r = self._decode_mean(x)
                 out.append(pixel_rmse(chunk, r))
-        return np.concatenate(out) if out else np.zeros(0)
+        return _every_row(data, ds, np.concatenate(out) if out else np.zeros(0))
 
     def score_samples(self, data: Any) -> pd.DataFrame:
         """Per pixel: reconstruction RMSE (absorbance), reconstruction NLL of decode(μ), KL and the
@@ -414,6 +537,8 @@ class SpectraVAE:
             "best_epoch": state.best_epoch,
             "train_source": getattr(self, "train_source_", ""),
         }
+        if getattr(self, "tissue_rule_", None) is not None:
+            payload["tissue_rule"] = self.tissue_rule_.to_dict()
         if training is not None:
             payload["training"] = training
         return _plain(payload)
@@ -431,6 +556,7 @@ class SpectraVAE:
     def load(cls, path: str | os.PathLike, device: str = "auto") -> SpectraVAE:
         """Rebuild a model from a checkpoint file (read with `weights_only=True`)."""
         payload = load_checkpoint(path)
+        _check_payload(payload, path)
         try:
             config = {k: v for k, v in payload["config"].items() if k in cls._PARAMS}
             config["hidden_dims"] = tuple(config["hidden_dims"])
@@ -445,8 +571,11 @@ class SpectraVAE:
             vae.normaliser_ = Normaliser.from_dict(payload["normaliser"])
             vae.wavenumbers_ = payload["wavenumbers"].numpy()
             vae.wavenumbers_known_ = bool(section(payload, "wavenumbers_known"))
-            vae.preprocessor_ = Preprocessor(config.get("preprocess", "")).fit(vae.wavenumbers_)
+            vae.preprocessor_ = Preprocessor(config.get("preprocess", "")).fit(vae.wavenumbers_,
+                                                                               known=vae.wavenumbers_known_)
             vae.train_source_ = section(payload, "train_source")
+            rule = section(payload, "tissue_rule")
+            vae.tissue_rule_ = None if rule is None else TissueRule.from_dict(rule)
             columns = payload["history"]
             history = [dict(zip(columns, row, strict=True)) for row in zip(*columns.values(), strict=True)]
         except (KeyError, TypeError, RuntimeError, ValueError) as exc:
@@ -524,8 +653,9 @@ class SpectraVAE:
             vae.learning_rate, st.lr_scale = learning_rate, 1.0
         train = as_dataset(data)
         _check_compatible(vae.wavenumbers_, len(vae.wavenumbers_), train, train.source, "the checkpoint")
-        train = train.preprocessed(vae.preprocessor_)
+        train = vae._training_pixels(train.preprocessed(vae.preprocessor_))
         val = None if validation is None else as_dataset(validation).preprocessed(vae.preprocessor_)
+        val = None if val is None else vae._training_pixels(val)
         vae.train_source_ = train.source
         return vae._run(train, val, checkpoint_dir if checkpoint_dir is not None else checkpoint.parent)
 
@@ -539,6 +669,68 @@ def _plain(obj: Any) -> Any:
     if isinstance(obj, np.generic):
         return obj.item()
     return obj
+
+
+def _every_row(data: Any, ds: SpectralDataset, values: np.ndarray) -> np.ndarray:
+    """For array or DataFrame input, `values` of the usable pixels put back on every input row, NaN
+    where a row was excluded (non-finite values), so outputs line up with the input in a pipeline."""
+    if not isinstance(data, (np.ndarray, pd.DataFrame)) or len(ds.scans) != 1:
+        return values
+    return ds.image(values, 0).reshape((-1,) + values.shape[1:]).astype(values.dtype, copy=False)
+
+
+_TRAINING_KEYS = ("epoch", "best_epoch", "best_loss", "bad_epochs", "stopped_early", "optimizer", "rng", "state_dict")
+
+
+def _check_payload(payload: dict[str, Any], path: str | os.PathLike) -> None:
+    """The parts of a checkpoint that `load` reads are there and have the right shape; `DataError` otherwise."""
+    def bad(why: str) -> DataError:
+        return DataError(f"{path}: checkpoint is incomplete: {why}")
+
+    for key in ("config", "model_config", "state_dict", "normaliser", "history"):
+        if not isinstance(payload.get(key), dict):
+            raise bad(f"{key!r} is missing" if key not in payload else f"{key!r} is not a mapping")
+    if not isinstance(payload.get("wavenumbers"), torch.Tensor):
+        raise bad("'wavenumbers' is missing or not a tensor")
+    columns = payload["history"]
+    if not all(isinstance(v, list) for v in columns.values()) or len({len(v) for v in columns.values()}) > 1:
+        raise bad("'history' must hold one list per column, all of the same length")
+    if not (isinstance(payload.get("best_epoch", 0), int) and isinstance(payload.get("wavenumbers_known", True), bool)):
+        raise bad("'best_epoch' must be a whole number and 'wavenumbers_known' True or False")
+    training = payload.get("training")
+    if training is not None:
+        if not isinstance(training, dict):
+            raise bad("'training' is not a mapping")
+        missing = [k for k in _TRAINING_KEYS if k not in training]
+        if missing:
+            raise bad(f"the training state lacks {missing}")
+        if not isinstance(training["optimizer"], dict) or not isinstance(training["state_dict"], dict):
+            raise bad("the training state's optimizer or weights are not a mapping")
+        if not (isinstance(training["rng"], list) and all(isinstance(r, dict) for r in training["rng"])):
+            raise bad("the training state's rng is not a list of mappings (one per process)")
+        numbers = [training[k] for k in ("epoch", "best_epoch", "bad_epochs", "best_loss")]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers) \
+                or not isinstance(training["stopped_early"], bool):
+            raise bad("the training state's epoch counters, best loss or stopped_early have the wrong type")
+
+
+def _check_device(device: Any, bad: Any) -> None:
+    """'auto', or a CPU, CUDA or MPS device that this machine has."""
+    if not isinstance(device, (str, torch.device)):
+        raise bad("device", "must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
+    if device == "auto":
+        return
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise bad("device", "must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'") from None
+    if dev.type == "cuda" and not (torch.cuda.is_available() and (dev.index or 0) < torch.cuda.device_count()):
+        raise bad("device", f"this machine has {torch.cuda.device_count()} CUDA device(s)")
+    mps = getattr(torch.backends, "mps", None)
+    if dev.type == "mps" and not (mps is not None and mps.is_available()):
+        raise bad("device", "Apple MPS is not available on this machine")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise bad("device", "must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
 
 
 def _concat(parts: list[np.ndarray], width: int) -> np.ndarray:

@@ -16,6 +16,8 @@ missing one raises `DataError` naming the package to install.
 from __future__ import annotations
 
 import importlib
+import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +42,17 @@ def _optional(module: str, package: str) -> Any:
 
 def read_file(path: Path, variable: str | None = None,
               wavenumbers_variable: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-    """(cube `(H, W, C)` or table `(N, C)`, wavenumbers or None) from a non-numpy file."""
+    """(cube `(H, W, C)` or table `(N, C)`, wavenumbers in cm⁻¹ or None) from a non-numpy file.
+
+    Only regular files are opened, the file's companions (ENVI data, Agilent tiles) included;
+    array shapes are read before any data, so an array larger than half this machine's memory
+    is refused instead of read.
+    """
+    from .data import regular_file
+
     suffix = path.suffix.lower()
+    regular_file(path)
+    _check_companions(path)
     try:
         if suffix == ".mat":
             return _read_mat(path, variable, wavenumbers_variable)
@@ -54,67 +65,192 @@ def read_file(path: Path, variable: str | None = None,
     except DataError:
         raise
     except Exception as exc:  # readers raise many kinds; the user needs the file and the reason
-        raise DataError(f"{path}: could not be read as {suffix} ({type(exc).__name__}: {exc})") from exc
+        raise DataError(f"{path}: could not be read as {suffix} ({type(exc).__name__}: {str(exc)[:300]})") from None
     raise DataError(f"{path}: unsupported file type {suffix!r}")
 
 
-def _pick(arrays: dict[str, np.ndarray], path: Path, variable: str | None,
-          wavenumbers_variable: str | None) -> tuple[np.ndarray, np.ndarray | None]:
-    """The cube or table (the named one, else the largest 2-D/3-D numeric array) and its axis."""
-    numeric = {k: v for k, v in arrays.items() if isinstance(v, np.ndarray) and v.dtype.kind in "fiu"}
+def _check_companions(path: Path) -> None:
+    """The files a reader may open beside `path` (same stem, or stem_ for Agilent tiles) are regular files."""
+    from .data import regular_file
+
+    stem = path.stem.lower()
+    try:
+        entries = list(path.parent.iterdir())
+    except OSError as exc:
+        raise DataError(f"{path.parent}: cannot be listed ({exc.strerror or exc})") from None
+    for entry in entries:
+        name = entry.name.lower()
+        if entry != path and (name.split(".")[0] == stem or name.startswith(stem + "_")):
+            if entry.is_dir():
+                continue
+            regular_file(entry)
+
+
+def memory_limit() -> int:
+    """Bytes one array read into memory may take: half of this machine's physical memory."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30
+
+
+def _check_size(path: Path, name: str, shape: tuple[int, ...], itemsize: int) -> None:
+    nbytes = int(np.prod(shape, dtype=object)) * itemsize
+    if nbytes > memory_limit():
+        raise DataError(f"{path}: array {name!r} of shape {tuple(shape)} needs {nbytes / 2**30:.1f} GiB in memory, "
+                        f"more than half of this machine's ({2 * memory_limit() / 2**30:.1f} GiB); "
+                        "save it as .npy scans in parts, which are read memory-mapped")
+
+
+Meta = tuple[tuple[int, ...], str]  # shape, dtype kind
+
+
+def _pick(arrays: dict[str, Meta], path: Path, variable: str | None,
+          wavenumbers_variable: str | None) -> tuple[str, str | None]:
+    """Names of the cube or table (the named one, else the largest 2-D/3-D numeric array) and of its axis.
+
+    Decided from shapes alone, before any data are read."""
+    numeric = {k: shape for k, (shape, kind) in arrays.items() if kind in "fiu"}
     if variable is not None:
         if variable not in numeric:
             raise DataError(f"{path}: no numeric variable {variable!r}; have {sorted(numeric)}")
-        cube = numeric[variable]
+        cube_name = variable
     else:
-        candidates = {k: v for k, v in numeric.items() if v.ndim in (2, 3) and min(v.shape) > 1}
+        candidates = {k: v for k, v in numeric.items() if len(v) in (2, 3) and min(v) > 1}
         if not candidates:
             raise DataError(f"{path}: no 2-D or 3-D numeric array found; have {sorted(numeric)}")
-        cube = max(candidates.values(), key=lambda v: v.size)
-    wn = None
+        cube_name = max(candidates, key=lambda k: int(np.prod(candidates[k], dtype=object)))
+    n_channels = numeric[cube_name][-1] if numeric[cube_name] else 0
     if wavenumbers_variable is not None:
         if wavenumbers_variable not in numeric:
             raise DataError(f"{path}: no variable {wavenumbers_variable!r} for wavenumbers; have {sorted(numeric)}")
-        wn = numeric[wavenumbers_variable].ravel()
-    else:
-        lower = {k.lower(): v for k, v in numeric.items()}
-        for name in WAVENUMBER_NAMES:
-            if name in lower and lower[name].size == cube.shape[-1] and lower[name].size in lower[name].shape:
-                wn = lower[name].ravel()
-                break
-    return np.asarray(cube), None if wn is None else np.asarray(wn, dtype=float)
+        shape = numeric[wavenumbers_variable]
+        if sum(d > 1 for d in shape) > 1:
+            raise DataError(f"{path}: wavenumbers variable {wavenumbers_variable!r} has shape {shape}; "
+                            "expected a vector")
+        return cube_name, wavenumbers_variable
+    lower = {k.lower(): k for k in numeric}
+    for name in WAVENUMBER_NAMES:
+        if name in lower:
+            shape = numeric[lower[name]]
+            size = int(np.prod(shape, dtype=object))
+            if size == n_channels and size in shape:
+                return cube_name, lower[name]
+    return cube_name, None
+
+
+_CM = {"cm-1", "cm^-1", "1/cm", "wavenumber", "wavenumbers", "wavenumber(cm-1)", "wavenumbers(cm-1)",
+       "inversecentimeters", "inversecentimetres", "reciprocalcentimeters", "kayser"}
+_UM = {"micrometers", "micrometer", "micrometres", "micrometre", "microns", "micron", "um", "µm", "μm"}
+_NM = {"nanometers", "nanometer", "nanometres", "nanometre", "nm"}
+
+
+def to_wavenumbers(axis: np.ndarray, unit: Any, where: str, says_wavelength: bool = False) -> np.ndarray | None:
+    """An axis in cm⁻¹ from one in cm⁻¹, µm or nm (as its header or attribute states); None for 'index'.
+
+    Without a unit the values are taken as cm⁻¹, except values all below 100 (mid-infrared
+    wavelengths in µm, 2.5–25, would otherwise pass as wavenumbers), which are refused.
+    """
+    axis = np.asarray(axis, dtype=float).ravel()
+    if isinstance(unit, np.ndarray) and unit.size == 1:
+        unit = unit.item()  # an HDF5 attribute stored as a one-element array
+    if isinstance(unit, bytes):
+        unit = unit.decode("utf-8", "replace")
+    u = "" if unit is None else "".join(str(unit).lower().split()).replace("⁻¹", "-1")
+    if u in ("", "unknown", "none"):
+        if axis.size and np.isfinite(axis).all() and np.abs(axis).max() < 100:
+            raise DataError(f"{where}: the spectral axis ({axis.min():g}…{axis.max():g}) states no unit and looks "
+                            "like wavelengths in µm, not wavenumbers in cm⁻¹; state the unit (for ENVI: "
+                            "'wavelength units = Micrometers' or '= Wavenumber' in the header)")
+        if says_wavelength:
+            warnings.warn(f"{where}: the axis is called a wavelength but states no unit; its values "
+                          f"({axis.min():g}…{axis.max():g}) are taken as wavenumbers in cm⁻¹", UserWarning,
+                          stacklevel=4)
+        return axis
+    if u == "index":
+        return None
+    if u in _CM:
+        return axis
+    if u in _UM or u in _NM:
+        if not (np.isfinite(axis).all() and (axis > 0).all()):
+            raise DataError(f"{where}: wavelengths in {unit} must be finite and positive to convert to cm⁻¹")
+        return (1e4 if u in _UM else 1e7) / axis
+    raise DataError(f"{where}: spectral axis unit {unit!r} is not one of cm⁻¹ (Wavenumber), micrometers or "
+                    "nanometers")
 
 
 def _read_mat(path: Path, variable: str | None, wn_variable: str | None) -> tuple[np.ndarray, np.ndarray | None]:
-    from scipy.io import loadmat
+    from scipy.io import loadmat, whosmat
 
     try:
-        data = loadmat(path)
+        listing = whosmat(path)
     except NotImplementedError:  # MATLAB v7.3 files are HDF5, stored column-major
         return _read_hdf5(path, variable, wn_variable, transpose=True)
-    return _pick({k: v for k, v in data.items() if not k.startswith("__")}, path, variable, wn_variable)
+    kinds = {"double": ("f", 8), "single": ("f", 4), "int8": ("i", 1), "uint8": ("u", 1), "int16": ("i", 2),
+             "uint16": ("u", 2), "int32": ("i", 4), "uint32": ("u", 4), "int64": ("i", 8), "uint64": ("u", 8)}
+    classes = {name: kinds.get(cls, ("O", 8)) for name, _, cls in listing}  # cells, structs, text: not numeric
+    meta = {name: (tuple(int(d) for d in shape), classes[name][0]) for name, shape, _ in listing}
+    cube_name, wn_name = _pick(meta, path, variable, wn_variable)
+    _check_size(path, cube_name, meta[cube_name][0], classes[cube_name][1])
+    wanted = [cube_name] + ([wn_name] if wn_name else [])
+    data = loadmat(path, variable_names=wanted)
+    cube = data.get(cube_name)
+    if not isinstance(cube, np.ndarray) or cube.dtype.kind not in "fiu":
+        raise DataError(f"{path}: variable {cube_name!r} is not a numeric array")
+    wn = None
+    if wn_name:
+        wn = to_wavenumbers(np.asarray(data[wn_name]), None, f"{path} ({wn_name})",
+                            says_wavelength=wn_name.lower().startswith(("wavelength", "wl")))
+    return cube, wn
 
 
 def _read_hdf5(path: Path, variable: str | None, wn_variable: str | None,
                transpose: bool) -> tuple[np.ndarray, np.ndarray | None]:
     h5py = _optional("h5py", "h5py")
-    arrays: dict[str, np.ndarray] = {}
     with h5py.File(path, "r") as f:
+        datasets: dict[str, Any] = {}
+
         def visit(name: str, obj: Any) -> None:
             if isinstance(obj, h5py.Dataset) and obj.dtype.kind in "fiu":
-                arr = obj[()]
-                arrays[name] = arr.T if transpose else arr
-                arrays.setdefault(name.rsplit("/", 1)[-1], arrays[name])
+                if obj.is_virtual or obj.external:
+                    # the data would come from other files, outside the one the user gave
+                    how = "a virtual dataset" if obj.is_virtual else "external storage"
+                    raise DataError(f"{path}: dataset {name!r} is {how}, whose data live in other files; only "
+                                    "self-contained HDF5 files are read")
+                datasets[name] = obj
+                datasets.setdefault(name.rsplit("/", 1)[-1], obj)
+
         f.visititems(visit)
-    return _pick(arrays, path, variable, wn_variable)
+        meta = {k: (tuple(d.shape[::-1]) if transpose else tuple(d.shape), d.dtype.kind) for k, d in datasets.items()}
+        cube_name, wn_name = _pick(meta, path, variable, wn_variable)
+        cube_ds = datasets[cube_name]
+        _check_size(path, cube_name, tuple(cube_ds.shape), cube_ds.dtype.itemsize)
+        cube = cube_ds[()]
+        wn = None
+        if wn_name:
+            wn_ds = datasets[wn_name]
+            unit = next((wn_ds.attrs[a] for a in ("units", "unit", "Units", "Unit") if a in wn_ds.attrs), None)
+            wn = to_wavenumbers(wn_ds[()], unit, f"{path} ({wn_name})",
+                                says_wavelength=wn_name.rsplit("/", 1)[-1].lower().startswith(("wavelength", "wl")))
+    return (cube.T if transpose else cube), wn
 
 
 def _read_envi(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     envi = _optional("spectral.io.envi", "spectral")
     img = envi.open(str(path))
-    cube = np.asarray(img.load())
+    if not hasattr(img, "load") or not hasattr(img, "shape"):
+        raise DataError(f"{path}: an ENVI spectral library, not an image")
+    _check_size(path, "image", tuple(img.shape), np.dtype(img.dtype).itemsize)
+    metadata = getattr(img, "metadata", {}) or {}
     centers = getattr(img.bands, "centers", None)
-    return cube, None if not centers else np.asarray(centers, dtype=float)
+    if "wavelength" in metadata and not centers:
+        raise DataError(f"{path}: the header's 'wavelength' field could not be read as numbers")
+    wn = None
+    if centers:
+        wn = to_wavenumbers(np.asarray(centers, dtype=float), getattr(img.bands, "band_unit", None),
+                            f"{path} (wavelength)", says_wavelength=True)
+    cube = np.asarray(img.load())
+    return cube, wn
 
 
 def _read_agilent(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
@@ -127,12 +263,22 @@ def _read_agilent(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 def convert(source: str | Path, destination: str | Path) -> list[Path]:
-    """Write any readable source as the lab's layout: one `<scan>.npy` `(H, W, C)` per scan + `wavenumbers.npy`."""
-    from .data import load_dataset
+    """Write any readable source as the lab's layout: one `<scan>.npy` `(H, W, C)` per scan + `wavenumbers.npy`.
+
+    A Fortran-ordered `.npy` scan (which `load_dataset` refuses) is rewritten in C order slab by
+    slab, never whole in memory.
+    """
+    from .data import _open_npy, check_output_dir, load_dataset, regular_file
     from .demo import _save_npy_atomic
 
+    src = Path(source)
+    out = check_output_dir(destination, "destination")
+    if src.suffix.lower() == ".npy" and not src.is_dir():
+        arr = _open_npy(regular_file(src))
+        if not arr.flags.c_contiguous:
+            out.mkdir(parents=True, exist_ok=True)
+            return [_rewrite_in_c_order(arr, out / src.name)]
     ds = load_dataset(source)
-    out = Path(destination)
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for scan in ds.scan_objects:
@@ -144,3 +290,23 @@ def convert(source: str | Path, destination: str | Path) -> list[Path]:
         written.append(out / "wavenumbers.npy")
         _save_npy_atomic(written[-1], np.asarray(ds.wavenumbers, dtype=float))
     return written
+
+
+def _rewrite_in_c_order(arr: np.ndarray, target: Path, slab_bytes: int = 64 << 20) -> Path:
+    """Copy a (memory-mapped) array to `target` in C order, `slab_bytes` at a time; atomic."""
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=arr.dtype, shape=arr.shape)
+        row = max(1, arr[0].nbytes if arr.ndim > 1 else arr.itemsize)
+        step = max(1, slab_bytes // row)
+        for start in range(0, arr.shape[0], step):
+            out[start : start + step] = arr[start : start + step]
+        out.flush()
+        del out
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return target

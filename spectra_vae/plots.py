@@ -13,12 +13,36 @@ from .data import SpectralDataset
 
 WN_LABEL = "wavenumber (cm⁻¹)"
 ABS_LABEL = "absorbance (a.u.)"
+_VALUE_STEPS = {"baseline": "baseline-corrected", "rubberband": "baseline-corrected", "snv": "SNV-normalised",
+                "vector": "vector-normalised", "amide1": "amide I-normalised"}
 
 
-def spectrum_axes(ax: plt.Axes, wavenumbers: np.ndarray, known: bool = True) -> None:
+def value_label(preprocess: str = "") -> str:
+    """What spectra are in after a preprocessing pipeline, for axis labels ("absorbance (a.u.)" without one)."""
+    words, normalised, deriv = [], False, 0
+    for part in [p.strip().lower() for p in preprocess.split("|") if p.strip()]:
+        name = part.split("(")[0].strip()
+        if name in _VALUE_STEPS and _VALUE_STEPS[name] not in words:
+            words.append(_VALUE_STEPS[name])
+            normalised |= name in ("snv", "vector", "amide1")
+        elif name == "savgol" and "(" in part:
+            args = [a for a in part.split("(", 1)[1].rstrip(")").split(",") if a.strip()]
+            deriv = int(float(args[2])) if len(args) > 2 else 0
+    label = " ".join([*words, "absorbance"])
+    if deriv:
+        label = f"derivative {deriv} of {label}"
+    return f"{label} ({'unitless' if normalised else 'a.u.'})" if (words or deriv) else ABS_LABEL
+
+
+def axis_label(known: bool) -> str:
+    """The spectral axis: wavenumber in cm⁻¹, or channel number when the scans have no axis."""
+    return WN_LABEL if known else "channel number (no wavenumber axis)"
+
+
+def spectrum_axes(ax: plt.Axes, wavenumbers: np.ndarray, known: bool = True, ylabel: str = ABS_LABEL) -> None:
     """Label an axis for spectra; wavenumbers decrease to the right, as spectroscopists read them."""
-    ax.set_xlabel(WN_LABEL if known else "channel")
-    ax.set_ylabel(ABS_LABEL)
+    ax.set_xlabel(axis_label(known))
+    ax.set_ylabel(ylabel)
     lo, hi = float(np.min(wavenumbers)), float(np.max(wavenumbers))
     ax.set_xlim(hi, lo) if known else ax.set_xlim(lo, hi)
 
@@ -44,12 +68,12 @@ def mean_spectra(dataset: SpectralDataset, max_pixels: int = 20000, seed: int = 
 
 
 def spectra(wavenumbers: np.ndarray, curves: Mapping[str, np.ndarray], title: str,
-            known: bool = True) -> Figure:
+            known: bool = True, ylabel: str = ABS_LABEL) -> Figure:
     """Several labelled spectra on one axis."""
     fig, ax = plt.subplots(figsize=(9, 4))
     for label, y in curves.items():
         ax.plot(wavenumbers, y, lw=1, label=label)
-    spectrum_axes(ax, wavenumbers, known)
+    spectrum_axes(ax, wavenumbers, known, ylabel)
     ax.set_title(title)
     ax.legend(fontsize="small", ncol=2)
     fig.tight_layout()
@@ -91,7 +115,7 @@ def scan_images(images: Mapping[str, np.ndarray], title: str, colorbar_label: st
     return fig
 
 
-def training_history(history: pd.DataFrame, best_epoch: int | None = None) -> Figure:
+def training_history(history: pd.DataFrame, best_epoch: int | None = None, units: str = ABS_LABEL) -> Figure:
     """Loss curves: reconstruction and KL apart (log scale where positive), validation RMSE."""
     has_val = "val_loss" in history
     fig, axes = plt.subplots(1, 3 if "val_rmse" in history else 2, figsize=(13, 3.8))
@@ -113,7 +137,7 @@ def training_history(history: pd.DataFrame, best_epoch: int | None = None) -> Fi
         ax.plot(history.epoch, history.val_rmse, marker=".", color="C1", label="validation")
         ax.set_yscale("log")
         ax.set_xlabel("epoch")
-        ax.set_ylabel(f"RMSE of reconstruction, {ABS_LABEL}")
+        ax.set_ylabel(f"RMSE of reconstruction, {units}")
         ax.set_title("validation RMSE (latent mean)")
     for ax in axes:
         if best_epoch:
@@ -125,7 +149,7 @@ def training_history(history: pd.DataFrame, best_epoch: int | None = None) -> Fi
 
 def reconstructions(wavenumbers: np.ndarray, originals: np.ndarray, recons: np.ndarray,
                     titles: Sequence[str], extra: Mapping[str, np.ndarray] | None = None,
-                    known: bool = True, ncols: int = 3) -> Figure:
+                    known: bool = True, ncols: int = 3, ylabel: str = ABS_LABEL) -> Figure:
     """Original vs reconstruction, one panel per pixel, with the residual underneath."""
     n = len(originals)
     ncols = min(ncols, n)
@@ -140,7 +164,7 @@ def reconstructions(wavenumbers: np.ndarray, originals: np.ndarray, recons: np.n
         for j, (name, arr) in enumerate((extra or {}).items()):
             ax.plot(wavenumbers, arr[i], lw=0.8, ls="--", color=f"C{j}", label=name)
         ax.plot(wavenumbers, originals[i] - recons[i], color="grey", lw=0.6, label="residual (VAE)")
-        spectrum_axes(ax, wavenumbers, known)
+        spectrum_axes(ax, wavenumbers, known, ylabel)
         ax.set_title(titles[i], fontsize="small")
         if i == 0:
             ax.legend(fontsize="x-small")
@@ -149,7 +173,7 @@ def reconstructions(wavenumbers: np.ndarray, originals: np.ndarray, recons: np.n
 
 
 def error_histogram(errors: Mapping[str, np.ndarray], noise_level: float | None = None,
-                    title: str = "Per-pixel reconstruction RMSE") -> Figure:
+                    title: str = "Per-pixel reconstruction RMSE", units: str = ABS_LABEL) -> Figure:
     """Distribution of per-pixel RMSE (log x), optionally with the known noise level marked."""
     fig, ax = plt.subplots(figsize=(7, 3.8))
     allv = np.concatenate([e[e > 0] for e in errors.values()])
@@ -159,7 +183,7 @@ def error_histogram(errors: Mapping[str, np.ndarray], noise_level: float | None 
     if noise_level:
         ax.axvline(noise_level, color="k", ls=":", label=f"noise level {noise_level:g}")
     ax.set_xscale("log")
-    ax.set_xlabel(f"per-pixel RMSE, {ABS_LABEL}")
+    ax.set_xlabel(f"per-pixel RMSE, {units}")
     ax.set_ylabel("pixels")
     ax.set_title(title)
     ax.legend(fontsize="small")
@@ -167,13 +191,13 @@ def error_histogram(errors: Mapping[str, np.ndarray], noise_level: float | None 
     return fig
 
 
-def method_comparison(table: pd.DataFrame, title: str) -> Figure:
+def method_comparison(table: pd.DataFrame, title: str, units: str = ABS_LABEL) -> Figure:
     """Bar chart of RMSE per method (the table of `analysis.compare_with_pca`)."""
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
     ax.bar(table.index.astype(str), table["rmse"], color=["C3", "C0", "C2", "C4"][: len(table)])
     for i, v in enumerate(table["rmse"]):
         ax.text(i, v, f"{v:.3g}", ha="center", va="bottom", fontsize="small")
-    ax.set_ylabel(f"held-out RMSE, {ABS_LABEL}")
+    ax.set_ylabel(f"held-out RMSE, {units}")
     ax.set_title(title)
     fig.tight_layout()
     return fig
@@ -188,7 +212,8 @@ def latent_scatter(z: np.ndarray, groups: np.ndarray, group_names: Sequence[str]
     for g, name in enumerate(group_names):
         sel = idx[groups[idx] == g]
         if len(sel):
-            ax.scatter(z[sel, 0], z[sel, 1], s=3, alpha=0.5, label=f"{name} ({(groups == g).sum()})")
+            ax.scatter(z[sel, 0], z[sel, 1], s=3, alpha=0.5, label=f"{name} ({(groups == g).sum()})",
+                       rasterized=True)
     ax.set_xlabel(axis_names[0])
     ax.set_ylabel(axis_names[1])
     ax.set_title(title)
@@ -198,7 +223,7 @@ def latent_scatter(z: np.ndarray, groups: np.ndarray, group_names: Sequence[str]
 
 
 def latent_traversal(wavenumbers: np.ndarray, spectra_by_dim: Mapping[str, tuple[np.ndarray, np.ndarray]],
-                     known: bool = True) -> Figure:
+                     known: bool = True, ylabel: str = ABS_LABEL) -> Figure:
     """Spectra decoded along each latent axis: {dim name: (values, spectra (n, C))}."""
     n = len(spectra_by_dim)
     fig, axes = plt.subplots(1, n, figsize=(6 * n, 4), squeeze=False)
@@ -206,7 +231,7 @@ def latent_traversal(wavenumbers: np.ndarray, spectra_by_dim: Mapping[str, tuple
         colours = plt.get_cmap("coolwarm")(np.linspace(0, 1, len(values)))
         for v, y, c in zip(values, curves, colours, strict=False):
             ax.plot(wavenumbers, y, color=c, lw=1, label=f"{name} = {v:+.2f}")
-        spectrum_axes(ax, wavenumbers, known)
+        spectrum_axes(ax, wavenumbers, known, ylabel)
         ax.set_title(f"decoded spectra along {name} (others at 0)")
         ax.legend(fontsize="x-small")
     fig.tight_layout()
@@ -220,7 +245,8 @@ def score_scatter(groups: Mapping[str, tuple[np.ndarray, np.ndarray]], xlabel: s
     fig, ax = plt.subplots(figsize=(7, 5.5))
     for name, (x, y) in groups.items():
         idx = np.arange(len(x)) if len(x) <= max_points else rng.choice(len(x), max_points, replace=False)
-        ax.scatter(np.maximum(x[idx], 1e-12), np.maximum(y[idx], 1e-12), s=3, alpha=0.4, label=f"{name} ({len(x)})")
+        ax.scatter(np.maximum(x[idx], 1e-12), np.maximum(y[idx], 1e-12), s=3, alpha=0.4, label=f"{name} ({len(x)})",
+                   rasterized=True)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel(xlabel)
@@ -241,5 +267,22 @@ def roc(curves: Mapping[str, tuple[np.ndarray, np.ndarray, float]], title: str) 
     ax.set_ylabel("true-positive rate (tumour pixels flagged)")
     ax.set_title(title)
     ax.legend(fontsize="small", loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def loss_curves(histories: Mapping[str, pd.DataFrame], column: str = "val_loss", title: str = "") -> Figure:
+    """One column of several runs' histories (e.g. validation loss) overlaid, one line per run."""
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for name, h in histories.items():
+        if column in h:
+            ax.plot(h["epoch"], h[column], marker=".", lw=1.2, label=name)
+    values = [h[column].to_numpy() for h in histories.values() if column in h]
+    if values and all((v > 0).all() for v in values):
+        ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(column)
+    ax.set_title(title or f"{column} per epoch")
+    ax.legend(fontsize="small")
     fig.tight_layout()
     return fig

@@ -33,6 +33,9 @@ STEPS = ("cut", "resample", "baseline", "rubberband", "savgol", "snv", "vector",
 _DEFAULTS: dict[str, tuple[float, ...]] = {"baseline": (2, 50), "savgol": (9, 2, 0)}
 _NARGS = {"cut": (2, 2), "resample": (3, 3), "baseline": (0, 2), "savgol": (0, 3),
           "rubberband": (0, 0), "snv": (0, 0), "vector": (0, 0), "amide1": (0, 0)}
+NEEDS_AXIS = ("cut", "resample", "amide1")  # steps whose arguments are in cm⁻¹
+MAX_CHANNELS = 100_000  # a resampled grid larger than this is a typo (a step of 0.0001), not a spectrum
+MAX_BASELINE_DEGREE, MAX_BASELINE_ITERATIONS = 20, 1000
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,8 @@ class Step:
 
 def parse(spec: str) -> list[Step]:
     """`"cut(950,1800)|snv"` → [Step('cut', (950, 1800)), Step('snv')]; a clear error otherwise."""
+    if not isinstance(spec, str):
+        raise DataError(f"preprocess: expected a pipeline written as text, such as 'cut(950,1800)|snv'; got {spec!r}")
     steps = []
     for part in [p.strip() for p in spec.split("|") if p.strip()]:
         m = re.fullmatch(r"([a-z0-9_]+)\s*(?:\((.*)\))?", part.lower())
@@ -60,8 +65,42 @@ def parse(spec: str) -> list[Step]:
         if not lo <= len(args) <= hi:
             raise DataError(f"preprocess: step {name} takes {lo}–{hi} arguments, got {len(args)} in {part!r}")
         args = args + _DEFAULTS.get(name, ())[len(args):]
+        _check_args(Step(name, args), part)
         steps.append(Step(name, args))
     return steps
+
+
+def _check_args(step: Step, part: str) -> None:
+    """Signs and ranges of a step's arguments, so no step silently returns nonsense (zeros, a huge grid)."""
+    def bad(why: str) -> DataError:
+        return DataError(f"preprocess: {part!r}: {why}")
+
+    a = step.args
+    if not all(np.isfinite(a)):
+        raise bad("arguments must be finite numbers")
+    if step.name in ("baseline", "savgol") and not all(float(x).is_integer() for x in a):
+        raise bad("arguments must be whole numbers")
+    if step.name == "resample":
+        lo, hi, width = a
+        if width <= 0 or hi <= lo:
+            raise bad("needs lo < hi and step > 0")
+        if (hi - lo) / width + 1 > MAX_CHANNELS:
+            raise bad(f"makes {int((hi - lo) / width) + 1} channels, more than {MAX_CHANNELS}")
+    elif step.name == "baseline":
+        degree, iterations = a
+        if not 0 <= degree <= MAX_BASELINE_DEGREE:
+            raise bad(f"degree must be from 0 to {MAX_BASELINE_DEGREE}")
+        if not 1 <= iterations <= MAX_BASELINE_ITERATIONS:
+            raise bad(f"iterations must be from 1 to {MAX_BASELINE_ITERATIONS}")
+    elif step.name == "savgol":
+        window, order, deriv = a
+        if window < 1 or window % 2 == 0:
+            raise bad("window must be an odd number ≥ 1")
+        if not 0 <= order < window:
+            raise bad("polyorder must be ≥ 0 and smaller than the window")
+        if not 0 <= deriv <= order:
+            # a derivative of higher order than the fitted polynomial is zero everywhere
+            raise bad("deriv must be from 0 to polyorder (a higher derivative of the fitted polynomial is zero)")
 
 
 @dataclass
@@ -83,9 +122,18 @@ class Preprocessor:
         """Whether a processed spectrum maps back to original units (given the original spectrum)."""
         return all(s.name in ("snv", "vector", "amide1", "baseline", "rubberband") for s in self.steps)
 
-    def fit(self, wavenumbers: np.ndarray) -> Preprocessor:
-        """Prepare the axis-dependent maps for input spectra on `wavenumbers`."""
+    def fit(self, wavenumbers: np.ndarray, known: bool = True) -> Preprocessor:
+        """Prepare the axis-dependent maps for input spectra on `wavenumbers`.
+
+        `known=False` says the axis is only channel numbers (the data came without wavenumbers):
+        steps whose arguments are in cm⁻¹ are then refused instead of cutting at channel 950.
+        """
         wn = np.asarray(wavenumbers, dtype=float)
+        needs = [str(s) for s in self.steps if s.name in NEEDS_AXIS]
+        if not known and needs:
+            raise DataError(f"preprocess: {', '.join(needs)} needs the data's wavenumbers (cm⁻¹), and the data "
+                            "have none, only channel numbers; give a wavenumbers.npy beside the scans or "
+                            "wavenumbers= to load_dataset")
         self.input_wavenumbers_ = wn
         self._plan: list[tuple[Step, object]] = []
         for s in self.steps:
@@ -98,8 +146,6 @@ class Preprocessor:
                 wn = wn[keep]
             elif s.name == "resample":
                 lo, hi, step = s.args
-                if step <= 0 or hi <= lo:
-                    raise DataError(f"preprocess: {s} needs lo < hi and step > 0")
                 grid = np.arange(lo, hi + step / 2, step)
                 if grid.min() < wn.min() - 1e-9 or grid.max() > wn.max() + 1e-9:
                     raise DataError(f"preprocess: {s} reaches outside the data's {wn.min():g}–{wn.max():g} cm⁻¹")
@@ -107,6 +153,8 @@ class Preprocessor:
                 wn = grid
             elif s.name == "baseline":
                 degree = int(s.args[0])
+                if degree >= len(wn):
+                    raise DataError(f"preprocess: {s} needs a degree below the {len(wn)} channels")
                 x = (wn - wn.mean()) / (np.ptp(wn) or 1.0)
                 v = np.vander(x, degree + 1)
                 self._plan.append((s, v @ np.linalg.pinv(v)))  # projection onto polynomials

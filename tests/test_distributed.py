@@ -23,7 +23,8 @@ def test_torchrun_two_processes_trains_one_model_written_by_rank_zero(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert proc.stdout.count("in 2 process(es)") == 1  # rank 0 alone reports
     files = sorted(p.name for p in (out / "model").iterdir())
-    assert files == ["best.pt", "final.pt", "last.pt", "splits.json"]  # no stray temporary files
+    assert files == ["best.pt", "final.pt", "last.pt"]  # no stray temporary files
+    assert sorted(p.name for p in out.iterdir()) == ["history.csv", "model", "params.json", "splits.json"]
 
     ddp = SpectraVAE.load(out / "model" / "final.pt")
     assert list(ddp.history.epoch) == [1, 2, 3, 4, 5, 6]

@@ -100,15 +100,23 @@ def test_sigkill_mid_epoch_leaves_last_loadable_and_resume_matches_an_uninterrup
     assert np.allclose(resumed.transform(train), full.transform(train), atol=1e-5)
 
 
-def test_bad_notebook_parameters_fail_the_first_cell_naming_the_parameter(tmp_path):
-    with pytest.raises(pipeline.PipelineError,
-                       match=r"02_train.ipynb failed in cell \d+ \(DataError: parameter epochs: "
-                                                     r"expected a whole number, got 'abc'\)"):
+def test_bad_notebook_parameters_are_refused_before_any_notebook_runs(tmp_path):
+    with pytest.raises(DataError, match=r"parameter epochs: expected a whole number, got 'abc'"):
         pipeline.run_pipeline("", tmp_path / "a", {"epochs": "abc"}, notebooks=("02_train.ipynb",), html=False)
-    with pytest.raises(pipeline.PipelineError, match=r"parameter latent_dim: must be ≥ 1, got 0"):
+    with pytest.raises(DataError, match=r"parameter latent_dim: must be ≥ 1, got 0"):
         pipeline.run_pipeline("", tmp_path / "b", {"latent_dim": 0}, notebooks=("02_train.ipynb",), html=False)
     with pytest.raises(DataError, match="does not exist"):
         pipeline.run_pipeline(tmp_path / "missing", tmp_path / "c", notebooks=("02_train.ipynb",))
+    assert not any((tmp_path / d).exists() for d in "abc")
+
+
+def test_a_bad_parameter_given_to_papermill_directly_fails_the_notebooks_first_cell_naming_it(tmp_path):
+    import papermill as pm
+
+    with pytest.raises(pm.PapermillExecutionError, match=r"parameter epochs: must be ≥ 1, got 0"):
+        pm.execute_notebook(str(pipeline.project_root() / "notebooks" / "02_train.ipynb"), str(tmp_path / "o.ipynb"),
+                            parameters={"epochs": 0, "run_dir": str(tmp_path)}, progress_bar=False, log_output=False,
+                            cwd=str(pipeline.project_root() / "notebooks"))
 
 
 def test_divergence_checked_every_few_batches_as_on_a_gpu_names_the_range(demo_dir, tmp_path, monkeypatch):

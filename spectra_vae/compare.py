@@ -1,0 +1,138 @@
+"""Runs side by side: held-out figures of each run, one table of many runs, the best run per criterion.
+
+Every figure is measured on the run's own recorded held-out scans (its test split, whole scans),
+in the space the model reconstructs (after its preprocessing), with PCA at as many components
+fitted on the same training pixels beside it. `score` (negative RMSE in absorbance units) is the
+figure comparable across preprocessing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import runs
+from .analysis import compare_with_pca
+from .anomaly import evaluate, ground_truth_anomaly, threshold_from_normal
+from .errors import DataError
+
+ACTIVE_KL = 0.01  # nats: a latent dimension whose mean KL over held-out pixels exceeds this is in use
+FLAG_QUANTILE = 0.99  # the threshold's quantile of normal validation tissue scores
+# criterion → whether higher is better; the best run per criterion is picked by these
+CRITERIA = {"rmse": False, "rmse_vs_pca": False, "score": True, "auroc": True}
+_NOT_PARAMS = {"created", "spectra_vae_version", "resumed", "device", "verbose"}
+
+
+def latent_kl_per_dimension(vae: Any, data: Any) -> np.ndarray:
+    """Mean KL(q(z|x) ‖ N(0, 1)) of each latent dimension over the pixels of `data` (nats)."""
+    mu, logvar = vae.encode(data)
+    keep = np.isfinite(mu).all(axis=1)
+    kl = 0.5 * (mu[keep].astype(np.float64) ** 2 + np.exp(logvar[keep]) - 1.0 - logvar[keep])
+    return kl.mean(axis=0) if len(kl) else np.zeros(mu.shape[1])
+
+
+def flag_threshold(run: runs.Run) -> float | None:
+    """The run's anomaly threshold: the `FLAG_QUANTILE` of the scores of its normal validation tissue pixels
+    (`anomaly.threshold_from_normal`); None without validation scans.
+
+    Calibrated detectors replace this threshold here; the flag columns and maps keep their names.
+    """
+    val, vae = run.splits.validation, run.vae
+    if val is None or not len(val):
+        return None
+    return threshold_from_normal(vae.anomaly_score(val)[vae.tissue_mask(val)], FLAG_QUANTILE)
+
+
+def anomaly_figures(run: runs.Run) -> dict[str, float]:
+    """AUROC of the VAE's anomaly score and flag rates (`flag_threshold`) on the run's abnormal scans,
+    where labels exist: tumour (anomalous) pixels flagged, and normal tissue pixels flagged."""
+    vae, ab = run.vae, run.abnormal
+    truth = ground_truth_anomaly(ab, run.anomalous_labels()) if ab is not None else None
+    if truth is None:
+        return {}
+    mask = vae.tissue_mask(ab)
+    if not ((truth[mask] == 1).any() and (truth[mask] == 0).any()):
+        return {}
+    scores = vae.anomaly_score(ab)
+    out = {"auroc": float(evaluate({"VAE": scores}, truth, mask).loc["VAE", "AUROC"])}
+    threshold = flag_threshold(run)
+    if threshold is not None:
+        flagged = scores > threshold
+        out |= {"flag_rate_anomalous": float(flagged[mask & (truth == 1)].mean()),
+                "flag_rate_normal_tissue": float(flagged[mask & (truth == 0)].mean())}
+    return out
+
+
+def score_run(run_dir: str | os.PathLike) -> dict[str, float]:
+    """Held-out figures of one run, written to its scores.json and returned."""
+    run = runs.open_run(run_dir)
+    vae, splits = run.vae, run.splits
+    table = compare_with_pca(vae, splits.train, splits.test)
+    kl = latent_kl_per_dimension(vae, splits.test)
+    try:
+        score = vae.score(splits.test)
+    except DataError:  # preprocessing that cannot be undone: no figure in absorbance units
+        score = math.nan
+    figures = {"rmse": float(table.loc["VAE", "rmse"]), "pca_rmse": float(table.loc["PCA", "rmse"]),
+               "rmse_vs_pca": float(table.loc["VAE", "rmse"] / table.loc["PCA", "rmse"]),
+               "score": float(score), "kl": float(kl.sum()), "active_dims": int((kl > ACTIVE_KL).sum()),
+               "epochs_trained": len(vae.history), "best_epoch": int(vae.best_epoch_),
+               "test_pixels": len(splits.test)}
+    figures |= anomaly_figures(run)
+    runs.write_json(run.path / runs.SCORES, figures)
+    return figures
+
+
+def find_runs(run_dir: str | os.PathLike = "", run_list: str = "") -> list[Path]:
+    """The runs to compare: those listed (comma-separated), else `run_dir` if it is a run, else its runs."""
+    if run_list.strip():
+        folders = [Path(p.strip()).expanduser() for p in run_list.split(",") if p.strip()]
+        bad = [str(p) for p in folders if not runs.is_run(p)]
+        if bad:
+            raise DataError(f"parameter runs: not run folders: {bad}")
+        return folders
+    folder = runs.find_run(run_dir)
+    if runs.is_run(folder):
+        return [folder]
+    found = sorted(p for p in folder.iterdir() if p.is_dir() and runs.is_run(p)) if folder.is_dir() else []
+    if not found:
+        raise DataError(f"parameter run_dir: {folder} is not a run and holds no runs")
+    return found
+
+
+def collect(folders: list[Path]) -> pd.DataFrame:
+    """One row per run: its parameters and held-out figures (scores.json, computed where missing)."""
+    rows = []
+    for folder in folders:
+        params, _ = runs.read_record(folder)
+        scores_path = folder / runs.SCORES
+        figures = json.loads(scores_path.read_text()) if scores_path.exists() else score_run(folder)
+        flat = {k: (",".join(map(str, v)) if isinstance(v, list) else v) for k, v in params.items()
+                if k not in _NOT_PARAMS}
+        rows.append({"run": folder.name, **flat, **figures, "path": str(folder)})
+    return pd.DataFrame(rows).set_index("run")
+
+
+def varying(table: pd.DataFrame) -> list[str]:
+    """The parameter columns whose value differs between runs (what a sweep varied)."""
+    figures = {"rmse", "pca_rmse", "rmse_vs_pca", "score", "kl", "active_dims", "epochs_trained", "best_epoch",
+               "test_pixels", "auroc", "flag_rate_anomalous", "flag_rate_normal_tissue", "path"}
+    return [c for c in table.columns if c not in figures and table[c].astype(str).nunique() > 1]
+
+
+def best_runs(table: pd.DataFrame) -> pd.DataFrame:
+    """Per criterion (lowest held-out RMSE, RMSE relative to PCA, highest score, AUROC) the best run."""
+    rows = []
+    for column, higher in CRITERIA.items():
+        if column not in table or table[column].isna().all():
+            continue
+        best = table[column].idxmax() if higher else table[column].idxmin()
+        rows.append({"criterion": column, "better": "higher" if higher else "lower", "best run": best,
+                     "value": table.loc[best, column]})
+    return pd.DataFrame(rows).set_index("criterion")

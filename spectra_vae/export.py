@@ -1,0 +1,110 @@
+"""A run's per-pixel results for other tools: `maps.h5` (HDF5), `pixels.csv` (Orange/Quasar), figures.
+
+`maps.h5` has one group per scan of the run (named as the scan file), each with
+
+| dataset | shape | what |
+| --- | --- | --- |
+| `latent_mean` | (H, W, k) | latent means μ |
+| `reconstruction_error` | (H, W) | per-pixel RMSE in the model's space |
+| `anomaly_score` | (H, W) | `SpectraVAE.anomaly_score` (higher = more anomalous) |
+| `tissue` | (H, W) int8 | 1 tissue, 0 background by the model's tissue rule, -1 excluded |
+| `flags` | (H, W) int8 | 1 flagged, 0 not, -1 excluded; where the run has a threshold (normal validation scans) |
+
+float maps are NaN where a pixel was excluded (a non-finite value in its spectrum). File
+attributes: `wavenumbers` (the scans' axis), `model_wavenumbers` (after preprocessing),
+`wavenumbers_known`, `params` and `tissue_rule` (JSON); group attributes: `split`, `height`, `width`.
+`pixels.csv` has one row per usable pixel: `scan`, `split`, `row`, `col`, `map_x`, `map_y`
+(scans side by side, two columns apart, so Orange/Quasar's hyperspectral view shows them as one
+map), `tissue`, `z1…zk`, `reconstruction_error`, `anomaly_score` and `flagged` where there are flags.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import __version__, compare, runs
+from .errors import DataError
+
+MAPS, PIXELS = "maps.h5", "pixels.csv"
+GAP = 2  # columns between scans in the pixel table's map coordinates
+
+
+def export_run(run_dir: str | os.PathLike, out: str | os.PathLike) -> list[Path]:
+    """Write `out/maps.h5`, `out/pixels.csv` and the run's figures (PNG and SVG) to `out/figures`."""
+    try:
+        import h5py
+    except ImportError:
+        raise DataError("export writes HDF5 with h5py, which is not installed: "
+                        "pip install 'spectra_vae[export]'") from None
+
+    run = runs.open_run(run_dir)
+    vae = run.vae
+    ds = run.scans()
+    z, err, score = vae.transform(ds), vae.reconstruction_error(ds), vae.anomaly_score(ds)
+    tissue = vae.tissue_mask(ds)
+    threshold = compare.flag_threshold(run)
+    flagged = None if threshold is None else score > threshold
+    roles = run.roles()
+    out = Path(out).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+
+    tmp = out / f".{MAPS}.{uuid.uuid4().hex[:8]}.tmp"
+    with h5py.File(tmp, "w") as f:
+        f.attrs["wavenumbers"] = np.asarray(vae.wavenumbers_, dtype=np.float64)
+        f.attrs["model_wavenumbers"] = np.asarray(vae.preprocessor_.output_wavenumbers_, dtype=np.float64)
+        f.attrs["wavenumbers_known"] = bool(vae.wavenumbers_known_)
+        f.attrs["params"] = json.dumps(run.params)
+        f.attrs["tissue_rule"] = json.dumps(vae.tissue_rule_.to_dict())
+        f.attrs["run"] = str(run.path.resolve())
+        f.attrs["spectra_vae_version"] = __version__
+        if threshold is not None:
+            f.attrs["flag_threshold"] = float(threshold)
+            f.attrs["flag_rule"] = (f"anomaly_score > the {compare.FLAG_QUANTILE:g} quantile of normal validation "
+                                    "tissue pixels' scores")
+        for k, name in enumerate(ds.scans):
+            g = f.create_group(name)
+            g.attrs["split"] = roles.get(name, "")
+            scan = ds.scan_objects[k]
+            g.attrs["height"], g.attrs["width"] = scan.height, scan.width
+            g.create_dataset("latent_mean", data=ds.image(z, k).astype(np.float32), compression="gzip")
+            g.create_dataset("reconstruction_error", data=ds.image(err, k).astype(np.float32), compression="gzip")
+            g.create_dataset("anomaly_score", data=ds.image(score, k).astype(np.float32), compression="gzip")
+            g.create_dataset("tissue", data=_codes(ds.image(tissue.astype(float), k)), compression="gzip")
+            if flagged is not None:
+                g.create_dataset("flags", data=_codes(ds.image(flagged.astype(float), k)), compression="gzip")
+    os.replace(tmp, out / MAPS)
+
+    coords = ds.coords
+    widths = np.array([s.width for s in ds.scan_objects])
+    offsets = np.concatenate([[0], np.cumsum(widths + GAP)[:-1]])
+    table = pd.DataFrame({"scan": np.asarray(ds.scans, dtype=object)[coords[:, 0]],
+                          "split": [roles.get(ds.scans[k], "") for k in coords[:, 0]],
+                          "row": coords[:, 1], "col": coords[:, 2],
+                          "map_x": coords[:, 2] + offsets[coords[:, 0]], "map_y": coords[:, 1],
+                          "tissue": tissue.astype(int)})
+    for d in range(z.shape[1]):
+        table[f"z{d + 1}"] = z[:, d]
+    table["reconstruction_error"], table["anomaly_score"] = err, score
+    if flagged is not None:
+        table["flagged"] = flagged.astype(int)
+    runs.write_atomic(out / PIXELS, table.to_csv(index=False))
+
+    written = [out / MAPS, out / PIXELS]
+    figures = sorted((run.path / "figures").glob("*")) if (run.path / "figures").is_dir() else []
+    if figures:
+        (out / "figures").mkdir(exist_ok=True)
+        for fig in figures:
+            written.append(Path(shutil.copy2(fig, out / "figures" / fig.name)))
+    return written
+
+
+def _codes(values: np.ndarray) -> np.ndarray:
+    """A 0/1 map with NaN for excluded pixels → int8 with -1 for excluded."""
+    return np.where(np.isnan(values), -1, values).astype(np.int8)

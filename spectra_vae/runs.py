@@ -1,0 +1,438 @@
+"""A run is a folder that owns its record: parameters, recorded splits, tissue rule, history, model.
+
+```
+<run>/params.json       every parameter of the run (model, splits, labels, data folder)
+<run>/splits.json       the scan lists of each split as trained, with a fingerprint of each scan,
+                        and the model's tissue rule
+<run>/history.csv       one row per epoch
+<run>/model/            best.pt, last.pt, final.pt
+<run>/figures/, <run>/NN_name.ipynb (+ .html)   what the notebooks made
+```
+
+Reopening a run reads the recorded scan lists, never the seed: new scans in the data folder are
+ignored and reported, scans changed since training are reported, missing scans are a
+`DataError`. A run folder is never overwritten unless asked (`overwrite=True`).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import math
+import os
+import shutil
+import uuid
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import __version__
+from .data import SPLITS_FILE, WAVENUMBERS_FILE, SpectralDataset, available_splits, load_dataset
+from .errors import DataError
+from .estimator import SpectraVAE
+from .tissue import TissueRule
+
+PARAMS, SPLITS, HISTORY, SCORES = "params.json", "splits.json", "history.csv", "scores.json"
+MODEL_DIR, FINAL, LAST = "model", "final.pt", "last.pt"
+RUNS_DIR = Path("reports") / "runs"  # default home of new runs, under the repository root
+DEMO_RUN = Path("reports") / "demo"  # the demo's fixed run, replaced by every `make demo` / `make test`
+SAMPLE_BLOCK, SAMPLE_BLOCKS = 65536, 4  # bytes per sampled block and blocks per fingerprint
+_RECORD_FILES = (PARAMS, SPLITS, HISTORY, SCORES)
+
+
+class RunExistsError(DataError):
+    """The run folder already holds a run and overwriting was not asked for."""
+
+
+# -- names and folders -----------------------------------------------------------------------
+def new_run_dir(root: str | os.PathLike | None = None) -> Path:
+    """A fresh folder `<root>/<YYYYmmdd-HHMMSS>-<6 hex>` (default root reports/runs), created here.
+
+    The random suffix and an exclusive `mkdir` make two runs started in the same second distinct.
+    """
+    from .pipeline import project_root
+
+    base = Path(root) if root is not None else project_root() / RUNS_DIR
+    base.mkdir(parents=True, exist_ok=True)
+    while True:
+        path = base / f"{_dt.datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:  # pragma: no cover - a 1 in 16 million coincidence
+            continue
+
+
+def is_run(path: str | os.PathLike) -> bool:
+    """Whether `path` holds a training run (a record or a checkpoint)."""
+    p = Path(path)
+    return (p / PARAMS).exists() or (p / SPLITS).exists() or any((p / MODEL_DIR).glob("*.pt"))
+
+
+def claim_run_dir(path: str | os.PathLike, overwrite: bool = False, *, notebooks: tuple[str, ...] = ()) -> Path:
+    """`path` made ready for a new run: refused with `RunExistsError` if it holds one, unless `overwrite`.
+
+    Overwriting removes what a run writes (record, model, figures, the executed `notebooks` and
+    their HTML); other files in the folder are left alone.
+    """
+    p = Path(path).expanduser()
+    if is_run(p):
+        if not overwrite:
+            what = json.loads((p / PARAMS).read_text()).get("created", "") if (p / PARAMS).exists() else ""
+            raise RunExistsError(f"{p} already holds a run{f' (created {what})' if what else ''}; give another "
+                                 "run folder, or overwrite it on purpose: overwrite=True, -p overwrite True for "
+                                 "02_train, --overwrite for the command line")
+        for name in _RECORD_FILES:
+            (p / name).unlink(missing_ok=True)
+        shutil.rmtree(p / MODEL_DIR, ignore_errors=True)
+        shutil.rmtree(p / "figures", ignore_errors=True)
+        for nb in notebooks:
+            for f in (p / nb, (p / nb).with_suffix(".html")):
+                f.unlink(missing_ok=True)
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def is_demo_data(data_dir: str | os.PathLike) -> bool:
+    """Whether `data_dir` is the notebooks' embedded demo data folder."""
+    from .pipeline import project_root
+
+    return str(data_dir) == "" or Path(data_dir).resolve() == (project_root() / "data" / "demo").resolve()
+
+
+def training_run_dir(run_dir: str | os.PathLike, data_dir: str | os.PathLike, overwrite: bool = False
+                     ) -> tuple[Path, bool]:
+    """Where a training run goes, and whether it may replace a run already there.
+
+    `run_dir` "" → reports/demo for the demo data (the demo's own run, replaced each time), else a
+    new folder under reports/runs that no other run has.
+    """
+    from .pipeline import project_root
+
+    if str(run_dir) == "":
+        if is_demo_data(data_dir):
+            return project_root() / DEMO_RUN, True
+        return new_run_dir(), overwrite
+    return Path(run_dir).expanduser(), overwrite
+
+
+def find_run(run_dir: str | os.PathLike = "", data_dir: str | os.PathLike = "") -> Path:
+    """The run to open: `run_dir`, else the demo run (demo data) or the newest run on `data_dir`."""
+    from .pipeline import project_root
+
+    if str(run_dir) != "":
+        return Path(run_dir).expanduser()
+    if is_demo_data(data_dir):
+        return project_root() / DEMO_RUN
+    wanted = str(Path(data_dir).expanduser().resolve())
+    candidates = []
+    for p in (project_root() / RUNS_DIR).glob(f"*/{PARAMS}"):
+        params = json.loads(p.read_text())
+        if params.get("data_dir") == wanted:
+            candidates.append((params.get("created", ""), p.parent))
+    if not candidates:
+        raise DataError(f"parameter run_dir: no run trained on {wanted} under {project_root() / RUNS_DIR}; "
+                        "give run_dir (the folder 02_train wrote)")
+    return max(candidates)[1]
+
+
+# -- files -----------------------------------------------------------------------------------
+def write_atomic(path: Path, text: str) -> Path:
+    """Write text to `path` through a temporary file and a rename: never half a file."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def write_json(path: Path, obj: Any) -> Path:
+    return write_atomic(path, json.dumps(_plain(obj), indent=2) + "\n")
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def fingerprint(path: Path) -> dict[str, Any]:
+    """Size, modification time and a SHA-1 of a few sampled blocks of a file: a cheap change detector."""
+    st = path.stat()
+    h = hashlib.sha1(str(st.st_size).encode())
+    with open(path, "rb") as f:
+        starts = {int(i * max(st.st_size - SAMPLE_BLOCK, 0) / max(SAMPLE_BLOCKS - 1, 1)) for i in range(SAMPLE_BLOCKS)}
+        for start in sorted(starts):
+            f.seek(start)
+            h.update(f.read(SAMPLE_BLOCK))
+    return {"size": st.st_size, "mtime": st.st_mtime, "sample_sha1": h.hexdigest()}
+
+
+def _scan_path(data: Path, name: str) -> Path:
+    """Where scan `name` of a data source lives (the source itself when it is one file)."""
+    return data if data.is_file() else data / name
+
+
+def _scan_files(dataset: SpectralDataset) -> dict[str, Path]:
+    return {s.name: s.path for s in dataset.scan_objects if s.path is not None}
+
+
+# -- the record ------------------------------------------------------------------------------
+@dataclass
+class Run:
+    """An opened run: the model, the splits as recorded, and what changed in the data folder since."""
+
+    path: Path
+    vae: SpectraVAE
+    splits: Any  # pipeline.Splits
+    data_dir: Path
+    checkpoint: Path
+    params: dict[str, Any]
+    record: dict[str, Any]
+    abnormal: SpectralDataset | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def normal_labels(self) -> list[str]:
+        """Label names that count as normal (`normal_labels` of the run; empty: not given)."""
+        return list(self.params.get("normal_labels") or [])
+
+    def anomalous_labels(self) -> tuple[str, ...]:
+        """Label names that count as anomalous: those not in `normal_labels`, or ("tumour",) when not given."""
+        if not self.normal_labels:
+            return ("tumour",)
+        names = (self.abnormal if self.abnormal is not None else self.splits.test).label_names or []
+        return tuple(n for n in names if n not in self.normal_labels)
+
+    def scans(self) -> SpectralDataset:
+        """Every scan of the run (train, validation, test, abnormal), whole, in that order."""
+        names = list(dict.fromkeys(self.record["train"] + self.record["validation"] + self.record["test"]
+                                   + self.record.get("abnormal", [])))
+        return load_dataset(self.data_dir).select_scans(names)
+
+    def roles(self) -> dict[str, str]:
+        """Per scan name, its split: train, validation, test or abnormal."""
+        out: dict[str, str] = {}
+        for role in ("abnormal", "test", "validation", "train"):
+            out |= {n: role for n in self.record.get(role, [])}
+        return out
+
+
+def check_split_names(data_dir: Path, names: dict[str, str]) -> None:
+    """Every split name given (non-empty) must be a key of the folder's data_splits.json, if it has one."""
+    have = available_splits(data_dir) if data_dir.is_dir() else {}
+    if not (data_dir / SPLITS_FILE).exists():
+        return
+    for param, name in names.items():
+        if name and name not in have:
+            raise DataError(f"parameter {param}: {data_dir / SPLITS_FILE} has no split {name!r}; it has "
+                            f"{sorted(have)}" + (" (give '' for none)" if param in ("val_split", "abnormal_split")
+                                                 else ""))
+
+
+def split_record(data_dir: Path, splits: Any, abnormal: SpectralDataset | None, seed: int) -> dict[str, Any]:
+    """The scan lists of each split with a fingerprint of every scan file."""
+    train, val, test = splits.train, splits.validation, splits.test
+    by = "pixel" if set(train.scans) & set(test.scans) else "scan"
+    files: dict[str, Path] = {}
+    for ds in (train, val, test, abnormal):
+        if ds is not None:
+            files |= _scan_files(ds)
+    return {"data_dir": str(data_dir.resolve()), "how": splits.how, "by": by, "seed": seed,
+            "train": train.scans, "validation": val.scans if val is not None else [], "test": test.scans,
+            "abnormal": abnormal.scans if abnormal is not None else [],
+            "scans": {name: fingerprint(p) for name, p in files.items()}}
+
+
+def read_record(run: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(params, splits record) of a run; runs from before params.json keep their model/splits.json."""
+    splits_path = run / SPLITS if (run / SPLITS).exists() else run / MODEL_DIR / SPLITS
+    record = json.loads(splits_path.read_text()) if splits_path.exists() else {}
+    params = json.loads((run / PARAMS).read_text()) if (run / PARAMS).exists() else {}
+    return params, record
+
+
+def check_scans(data_dir: Path, record: dict[str, Any]) -> list[str]:
+    """Notes on the data folder against the record; a `DataError` when recorded scans are missing."""
+    from .formats import SCAN_SUFFIXES
+
+    recorded = list(dict.fromkeys(record["train"] + record["validation"] + record["test"]
+                                  + record.get("abnormal", [])))
+    missing = [n for n in recorded if not _scan_path(data_dir, n).exists()]
+    if missing:
+        raise DataError(f"{data_dir}: {len(missing)} scan(s) this run was trained and tested with are missing: "
+                        f"{missing[:10]}; restore them or give data_dir where they are")
+    notes = []
+    present = [p.name for p in sorted(data_dir.iterdir()) if p.is_file() and p.suffix.lower() in SCAN_SUFFIXES
+               and not p.name.startswith(".") and p.name != WAVENUMBERS_FILE] if data_dir.is_dir() else []
+    new = [n for n in present if n not in recorded]
+    if new:
+        notes.append(f"{len(new)} scan(s) in {data_dir} are not part of this run and are ignored: {new[:10]}"
+                     + (" …" if len(new) > 10 else ""))
+    for name, was in record.get("scans", {}).items():
+        now = fingerprint(_scan_path(data_dir, name))
+        what = [f"{k} {was[k]} → {now[k]}" for k in ("size",) if was.get(k) != now[k]]
+        if was.get("sample_sha1") != now["sample_sha1"]:
+            what.append("sampled content differs")
+        if not what and was.get("mtime") != now["mtime"]:
+            what.append("modification time differs (sampled content identical)")
+        if what:
+            notes.append(f"{name} changed since training: {', '.join(what)}")
+    return notes
+
+
+def recorded_splits(data_dir: Path, record: dict[str, Any]) -> tuple[Any, SpectralDataset | None]:
+    """The run's splits rebuilt from its recorded scan lists (a pixel split: re-split those scans)."""
+    from .pipeline import Splits
+
+    ds = load_dataset(data_dir)
+    how = record.get("how", "recorded splits")
+    if record.get("by") == "pixel":
+        train, val, test = ds.select_scans(record["train"]).split(by="pixel", fractions=(0.8, 0.1, 0.1),
+                                                                  seed=int(record.get("seed", 0)))
+    else:
+        train, test = ds.select_scans(record["train"]), ds.select_scans(record["test"])
+        val = ds.select_scans(record["validation"]) if record["validation"] else None
+    abnormal = ds.select_scans(record["abnormal"]) if record.get("abnormal") else None
+    return Splits(train, val, test, f"{how} (as recorded with the run)"), abnormal
+
+
+def open_run(run_dir: str | os.PathLike = "", checkpoint: str = "", data_dir: str | os.PathLike = "") -> Run:
+    """A run's model and splits exactly as recorded at training time.
+
+    `data_dir` "" means the folder the run was trained on; another folder (the data moved) must
+    hold the same scans. New scans there are ignored and reported in `Run.notes` (and as a warning).
+    """
+    from .pipeline import resolve_checkpoint
+
+    run = find_run(run_dir, data_dir)
+    ckpt = resolve_checkpoint(checkpoint, run)
+    vae = SpectraVAE.load(ckpt)
+    params, record = read_record(run)
+    if str(data_dir) == "" and record.get("data_dir"):
+        data = Path(record["data_dir"])
+        if not data.exists():
+            raise DataError(f"{run}: the data folder of this run, {data}, does not exist; give data_dir")
+    else:
+        from .pipeline import resolve_data_dir
+
+        data = resolve_data_dir(data_dir)
+    if not record.get("train"):
+        raise DataError(f"{run}: no recorded splits ({SPLITS}); this run cannot be reopened on its own splits")
+    record.setdefault("validation", [])
+    notes = check_scans(data, record)
+    for note in notes:
+        warnings.warn(note, UserWarning, stacklevel=2)
+    splits, abnormal = recorded_splits(data, record)
+    if vae.tissue_rule_ is None and record.get("tissue_rule"):
+        vae.tissue_rule_ = TissueRule.from_dict(record["tissue_rule"])
+    if vae.tissue_only:
+        splits = splits.tissue_only(vae)
+    return Run(run, vae, splits, data, ckpt, params, record, abnormal, notes)
+
+
+# -- training and resuming -------------------------------------------------------------------
+def _parse_labels(value: Any) -> list[str]:
+    if value is None or value == "":
+        return []
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return [str(v).strip() for v in items if str(v).strip()]
+
+
+def train(data_dir: str | os.PathLike, out: str | os.PathLike = "", *, overwrite: bool = False,
+          train_split: str = "normal_train", val_split: str = "normal_val", test_split: str = "normal_test",
+          abnormal_split: str = "abnormal", normal_labels: str | list[str] = "", verbose: bool = True,
+          **model: Any) -> tuple[SpectraVAE, Any, Path]:
+    """Train a new run in `out` ("" → a new folder; see `training_run_dir`); returns (vae, splits, final.pt).
+
+    Writes params.json and splits.json before training (so an interrupted run can be resumed),
+    then model/final.pt, history.csv and the tissue rule. `model` holds `SpectraVAE` parameters.
+    """
+    from .pipeline import make_splits, resolve_data_dir
+    from .train import dist_info, init_distributed
+
+    data = resolve_data_dir(data_dir)
+    rank, world = init_distributed()
+    if world > 1 and str(out) == "":
+        raise DataError("a distributed run needs --out: every process must write to and read from the same folder")
+    names = {"train_split": train_split, "val_split": val_split, "test_split": test_split,
+             "abnormal_split": abnormal_split}
+    check_split_names(data, names)
+    splits = make_splits(data, train_split, val_split, test_split, int(model.get("seed", 0)))
+    named = available_splits(data) if data.is_dir() else {}
+    abnormal = load_dataset(data, split=abnormal_split) if named.get(abnormal_split) else None
+    vae = SpectraVAE(verbose=verbose, **model)
+    vae._check_params()  # bad data, split names or parameters fail before any folder is touched
+    run, replace = training_run_dir(out, data_dir, overwrite)
+    if rank == 0:
+        claim_run_dir(run, replace)
+        params = {"data_dir": str(data.resolve()), **names, "normal_labels": _parse_labels(normal_labels),
+                  **{k: v for k, v in vae.get_params().items() if k != "verbose"},
+                  "created": _dt.datetime.now().isoformat(timespec="seconds"), "spectra_vae_version": __version__}
+        write_json(run / PARAMS, params)
+        write_json(run / SPLITS, split_record(data, splits, abnormal, vae.seed) | {"tissue_only": vae.tissue_only})
+    model_dir = run / MODEL_DIR
+    model_dir.mkdir(parents=True, exist_ok=True)
+    vae.fit(splits.train, validation=splits.validation, checkpoint_dir=model_dir)
+    if vae.tissue_only:
+        splits = splits.tissue_only(vae)
+    final = model_dir / FINAL
+    if dist_info()[0] == 0:  # in a distributed run only the first process writes
+        _finish(run, vae, splits.how)
+    return vae, splits, final
+
+
+def _finish(run: Path, vae: SpectraVAE, how: str) -> None:
+    """The model, history and tissue rule written into the run once training ends."""
+    vae.save(run / MODEL_DIR / FINAL)
+    write_atomic(run / HISTORY, vae.history.to_csv(index=False))
+    record = json.loads((run / SPLITS).read_text())
+    write_json(run / SPLITS, record | {"how_trained": how, "tissue_rule": vae.tissue_rule_.to_dict()})
+
+
+def resume(run_dir: str | os.PathLike, epochs: int | None = None) -> tuple[SpectraVAE, Any, Path]:
+    """Continue a run from its `last` checkpoint on its recorded splits, to `epochs` (default: as planned)."""
+    run = Path(run_dir).expanduser()
+    last = run / MODEL_DIR / LAST
+    if not last.exists():
+        raise DataError(f"resume: {run} has no {MODEL_DIR}/{LAST} to continue from")
+    params, record = read_record(run)
+    if not record.get("train"):
+        raise DataError(f"resume: {run} has no recorded splits ({SPLITS})")
+    data = Path(record["data_dir"])
+    record.setdefault("validation", [])
+    for note in check_scans(data, record):
+        warnings.warn(note, UserWarning, stacklevel=2)
+    splits, _ = recorded_splits(data, record)
+    vae = SpectraVAE.resume(last, splits.train, validation=splits.validation, checkpoint_dir=run / MODEL_DIR,
+                            epochs=epochs)
+    if vae.tissue_only:
+        splits = splits.tissue_only(vae)
+    if params:
+        write_json(run / PARAMS, params | {"epochs": vae.epochs,
+                                           "resumed": _dt.datetime.now().isoformat(timespec="seconds")})
+    _finish(run, vae, splits.how)
+    return vae, splits, run / MODEL_DIR / FINAL
+
+
+def read_history(run: str | os.PathLike) -> pd.DataFrame:
+    """A run's history.csv (from its final checkpoint for runs from before history.csv)."""
+    p = Path(run)
+    if (p / HISTORY).exists():
+        return pd.read_csv(p / HISTORY)
+    return SpectraVAE.load(p / MODEL_DIR / FINAL, device="cpu").history

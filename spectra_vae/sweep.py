@@ -1,0 +1,96 @@
+"""A sweep: notebook 02 once per combination of parameter values (papermill), each a run; then the table.
+
+`python -m spectra_vae sweep --data D --out R --grid latent_dim=2,5,10 --grid beta=0.5,1 -p epochs 50`
+writes `R/<nn>-latent_dim-2_beta-0.5/` (a run each), `R/runs.csv` (parameters and held-out
+figures, one row per run) and `R/06_compare_runs.ipynb` (executed).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from . import compare, runs
+from .errors import DataError
+from .pipeline import PipelineError, export_html, parse_value, project_root, run_pipeline
+
+TRAIN_NOTEBOOK, COMPARE_NOTEBOOK = "02_train.ipynb", "06_compare_runs.ipynb"
+TABLE = "runs.csv"
+
+
+def parse_grid(items: list[str]) -> dict[str, list[Any]]:
+    """`["latent_dim=2,5,10", "beta=0.5,1"]` → {"latent_dim": [2, 5, 10], "beta": [0.5, 1]}.
+
+    Values are separated by commas, or by semicolons when a value holds commas
+    (`hidden_dims=221,110;64,32`).
+    """
+    grid: dict[str, list[Any]] = {}
+    for item in items:
+        name, sep, values = item.partition("=")
+        name = name.strip()
+        parts = [v.strip() for v in values.split(";" if ";" in values else ",") if v.strip()]
+        if not sep or not name.isidentifier() or not parts:
+            raise DataError(f"--grid {item!r}: expected NAME=V1,V2,... (e.g. latent_dim=2,5,10)")
+        if name in grid:
+            raise DataError(f"--grid {name} is given twice")
+        grid[name] = [parse_value(v) for v in parts]
+    if not grid:
+        raise DataError("sweep: give at least one --grid NAME=V1,V2,...")
+    return grid
+
+
+def combinations(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """Every combination of the grid's values, the last name varying fastest."""
+    return [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
+
+
+def run_name(index: int, combo: dict[str, Any]) -> str:
+    """`03-latent_dim-5_beta-0.5`: the number keeps names distinct and in order; the rest says what varied."""
+    text = "_".join(f"{k}-{v}" for k, v in combo.items())
+    return f"{index:02d}-" + re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")
+
+
+def run_sweep(data: str | os.PathLike, out: str | os.PathLike, grid: dict[str, list[Any]],
+              fixed: dict[str, Any] | None = None, *, kernel_name: str | None = None, overwrite: bool = False,
+              live: bool = True, notebooks_dir: str | os.PathLike | None = None, log: Any = print) -> pd.DataFrame:
+    """Train and score one run per combination under `out`; write runs.csv and the comparison notebook."""
+    import papermill as pm
+
+    src = Path(notebooks_dir) if notebooks_dir else project_root() / "notebooks"
+    fixed = dict(fixed or {})
+    declared = set(pm.inspect_notebook(str(src / TRAIN_NOTEBOOK)))
+    unknown = sorted((set(grid) | set(fixed)) - declared)
+    if unknown:
+        raise DataError(f"sweep: {TRAIN_NOTEBOOK} has no parameter(s) {unknown}; it has {sorted(declared)}")
+    both = sorted(set(grid) & set(fixed))
+    if both:
+        raise DataError(f"sweep: {both} given both as --grid and -p")
+    out = Path(out).expanduser().resolve()
+    combos = combinations(grid)
+    targets = [out / run_name(i + 1, c) for i, c in enumerate(combos)]
+    taken = [str(t) for t in targets if runs.is_run(t)]
+    if taken and not overwrite:
+        raise runs.RunExistsError(f"sweep: {len(taken)} run(s) already in {out}: {taken[:3]}; give another --out "
+                                  "or --overwrite")
+    out.mkdir(parents=True, exist_ok=True)
+    for k, (combo, target) in enumerate(zip(combos, targets, strict=True)):
+        log(f"[sweep {k + 1}/{len(combos)}] {target.name}")
+        run_pipeline(data, target, {**fixed, **combo}, notebooks_dir=src, notebooks=(TRAIN_NOTEBOOK,), html=False,
+                     kernel_name=kernel_name, log=log, overwrite=True, live=live)
+        compare.score_run(target)
+    table = compare.collect(targets)
+    runs.write_atomic(out / TABLE, table.to_csv())
+    target = out / COMPARE_NOTEBOOK
+    try:
+        pm.execute_notebook(str(src / COMPARE_NOTEBOOK), str(target), parameters={"run_dir": str(out)},
+                            cwd=str(src), progress_bar=live, kernel_name=kernel_name)
+    except pm.PapermillExecutionError as exc:
+        raise PipelineError(f"{COMPARE_NOTEBOOK} failed in cell {exc.exec_count} ({exc.ename}: {exc.evalue}); "
+                            f"the partly executed notebook is {target}") from None
+    export_html(target)
+    return table

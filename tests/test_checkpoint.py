@@ -97,5 +97,5 @@ def test_optional_sections_default_when_absent_and_unknown_ones_are_ignored(run,
         SpectraVAE.resume(d / "best.pt", train)
     del payload["normaliser"]
     torch.save(payload, tmp_path / "broken.pt")
-    with pytest.raises(DataError, match="incomplete .*normaliser"):
+    with pytest.raises(DataError, match="incomplete: .normaliser. is missing"):
         SpectraVAE.load(tmp_path / "broken.pt")

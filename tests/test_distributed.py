@@ -34,7 +34,8 @@ def test_torchrun_two_processes_trains_one_model_written_by_rank_zero(tmp_path):
     assert np.allclose(ddp.normaliser_.offset_, train.to_array().astype(np.float64).mean(0), atol=1e-6)
     assert ddp.normaliser_.n_samples_ == len(train)
     val = load_dataset(data, split="normal_val")
-    single = SpectraVAE(epochs=6, patience=None, verbose=False).fit(train, validation=val)
+    # the one-process run that takes the same steps: two processes of 512 pixels make steps of 1024
+    single = SpectraVAE(epochs=6, patience=None, batch_size=1024, verbose=False).fit(train, validation=val)
     rmse_ddp = compare_with_pca(ddp, train, test).loc["VAE", "rmse"]
     rmse_one = compare_with_pca(single, train, test).loc["VAE", "rmse"]
     assert rmse_ddp < 1.5 * rmse_one, (rmse_ddp, rmse_one)
@@ -99,7 +100,7 @@ def test_two_processes_end_identical_recover_together_and_resume_exactly(demo_di
             assert torch.equal(v, ranks[1][part][k]), (part, k)
     # recovered together, at the batch where rank 1 alone saw a NaN
     where = [[{k: v for k, v in e.items() if k != "error"} for e in r["events"]] for r in ranks]
-    assert where[0] == where[1] == [{"epoch": 1, "batch": 4, "rolled_back_to_batch": 0, "learning_rate": 1e-3}]
+    assert where[0] == where[1] == [{"epoch": 1, "batch": 4, "rolled_back_to_batch": 0, "peak_learning_rate": 1e-3}]
     assert "non-finite in another process" in ranks[0]["events"][0]["error"]
     assert ranks[0]["history"]["recoveries"] == [1, 0, 0]
 
@@ -169,12 +170,11 @@ def test_two_nodes_meet_through_a_c10d_rendezvous_and_share_the_finite_check(dem
         assert agent.returncode == 0, out[-3000:]
     nodes = [json.loads((tmp_path / "run" / f"node{r}.json").read_text()) for r in (0, 1)]
     assert nodes[0]["world"] == nodes[1]["world"] == 2
-    files = set(nodes[0]["files"])
     # every file's pixels were read by one node only, and every node remembers every file
+    checked = set(nodes[0]["checked"]) | set(nodes[1]["checked"])
     assert set(nodes[0]["checked"]).isdisjoint(nodes[1]["checked"]) and nodes[1]["checked"]
-    assert set(nodes[0]["checked"]) | set(nodes[1]["checked"]) == files
-    assert nodes[0]["cached"] == nodes[1]["cached"] == len(files)
-    assert sorted(p.name for p in (tmp_path / "run" / "model").iterdir()) == ["best.pt", "final.pt", "last.pt",
-                                                                             "splits.json"]
+    assert checked >= set(nodes[0]["files"])  # the training, validation and test scans (and any other opened)
+    assert nodes[0]["cached"] == nodes[1]["cached"] == len(checked)
+    assert sorted(p.name for p in (tmp_path / "run" / "model").iterdir()) == ["best.pt", "final.pt", "last.pt"]
     a, b = (torch.load(tmp_path / "run" / f"node{r}.pt", weights_only=True) for r in (0, 1))
     assert all(torch.equal(v, b[k]) for k, v in a.items())

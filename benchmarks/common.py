@@ -13,18 +13,21 @@ import numpy as np
 import torch
 
 from spectra_vae import make_demo_dataset
+from spectra_vae.demo import GENERATOR_VERSION
 
 BENCH_DATA = Path(os.environ.get("SPECTRA_VAE_BENCH_DATA", "data/bench"))
 
 
-def demo_data(name: str, n_scans: int, size: int, seed: int = 0) -> Path:
-    """Demo scans for a benchmark, generated once and reused."""
+def demo_data(name: str, n_scans: int, size: int, seed: int = 0, scatter: bool = False) -> Path:
+    """Demo scans for a benchmark, generated once and reused (remade when the generator changed)."""
     path = BENCH_DATA / name
     meta = path / "demo.json"
-    if not (meta.exists() and json.loads(meta.read_text()).get("height") == size
-            and json.loads(meta.read_text()).get("n_scans") == n_scans):
+    wanted = {"n_scans": n_scans, "height": size, "width": size, "seed": seed, "scatter": scatter,
+              "version": GENERATOR_VERSION}
+    recorded = json.loads(meta.read_text()) if meta.exists() else {}
+    if any(recorded.get(k) != v for k, v in wanted.items()):
         t = time.perf_counter()
-        make_demo_dataset(path, n_scans=n_scans, height=size, width=size, seed=seed)
+        make_demo_dataset(path, n_scans=n_scans, height=size, width=size, seed=seed, scatter=scatter)
         print(f"generated {n_scans} scans of {size}×{size} in {time.perf_counter() - t:.1f} s → {path}")
     return path
 

@@ -16,23 +16,27 @@
 data_dir: str = ""  # directory of .npy scans; empty: the embedded demo data, generated on first use
 run_dir: str = ""  # run folder for figures; empty: reports/demo for the demo data, else a new folder under reports/runs
 max_pixels: int = 20000  # pixels per scan used for the mean spectra
-tissue_threshold: str = "auto"  # tissue rule: "auto" finds the background level, a number sets it, "none" = no mask
+tissue_threshold: str = "auto"  # tissue rule: "auto" finds the background, a number sets it, "none": no mask
+scattered_dir: str = "auto"  # the same scans uncorrected for scattering, shown beside; "auto": demo's twin; "": none
+emsc_degree: int = 2  # polynomial degree of EMSC's baseline in the side-by-side comparison
 seed: int = 0
 
 # %%
 # %matplotlib inline
 import numpy as np
 
-from spectra_vae import analysis, load_dataset, pipeline, plots
+from spectra_vae import analysis, load_dataset, pipeline, plots, variants
 from spectra_vae.tissue import TissueRule, default_measure, tissue_intensity
 
 data = pipeline.resolve_data_dir(data_dir)
+scattered = pipeline.resolve_scattered_dir(scattered_dir, data_dir)
 run = pipeline.resolve_run_dir(run_dir, data_dir)
-checked = pipeline.check_parameters(dict(max_pixels=max_pixels, seed=seed, tissue_threshold=tissue_threshold))
-max_pixels, seed = checked["max_pixels"], checked["seed"]
+checked = pipeline.check_parameters(dict(max_pixels=max_pixels, seed=seed, tissue_threshold=tissue_threshold,
+                                         emsc_degree=emsc_degree))
+max_pixels, seed, emsc_degree = checked["max_pixels"], checked["seed"], checked["emsc_degree"]
 ds = load_dataset(data)
 pipeline.warn_if_no_axis(ds)  # scans without wavenumbers.npy: channel numbers, and what follows from that
-print(f"data: {data}\nreport: {run}")
+print(f"data: {data}\nscattered variant: {scattered or 'none'}\nreport: {run}")
 
 # %% [markdown]
 # ## The dataset in numbers
@@ -99,3 +103,55 @@ if ds.labels is not None:
     print(f"tissue mask agrees with the ground truth on {agree:.1%} of pixels")
 else:
     print("no label maps in this dataset")
+
+# %% [markdown]
+# ## Scattering: the same scans uncorrected
+# When the scans' uncorrected ("scattered") variant is there (`scattered_dir`; for the demo, its scattered twin from
+# the same seed), the two are compared pixel by pixel on the tissue pixels above. Scattering adds a broad Mie baseline,
+# changes the path length, and mixes each band with its Kramers–Kronig partner (the dispersion artefact), which pulls
+# the apparent amide I maximum down. EMSC (`emsc` in `spectra_vae.preprocessing`) is fitted on each variant's tissue
+# pixels here; a model fits it on its training tissue pixels and keeps it.
+
+# %%
+comparison = None
+if scattered is not None:
+    comparison = variants.compare_variants(ds, load_dataset(scattered), tissue, degree=emsc_degree,
+                                           max_pixels=max_pixels, seed=seed)
+    fig = plots.spectra(comparison.wavenumbers, comparison.means(), "Mean tissue spectrum per variant",
+                        ds.wavenumbers_known)
+    pipeline.save_figure(fig, run, "01_variants_mean_spectra")
+else:
+    print("no scattered variant to compare (scattered_dir)")
+
+# %%
+if comparison is not None:
+    fig = plots.histograms(comparison.peak_positions(), "apparent amide I position (cm⁻¹)",
+                           "Maximum in 1600–1700 cm⁻¹ (parabola through the top three channels), tissue pixels")
+    pipeline.save_figure(fig, run, "01_variants_amide_i_position")
+    print(comparison.spread.round(2).to_string())
+    print(comparison.difference.round(4).to_string())
+
+# %% [markdown]
+# The same pixels before and after EMSC: the least and the most dispersed by EMSC's own estimate, and a median one.
+# After EMSC each spectrum is in units of its variant's reference (the mean tissue spectrum).
+
+# %%
+if comparison is not None:
+    panels = {f"{name}: {analysis.pixel_name(ds, int(comparison.positions[row]))}":
+              {variant: x[row] for variant, x in comparison.spectra.items()}
+              for name, row in comparison.examples().items()}
+    fig = plots.spectra_panels(comparison.wavenumbers, panels, ds.wavenumbers_known)
+    pipeline.save_figure(fig, run, "01_variants_before_after_emsc")
+
+# %% [markdown]
+# EMSC's terms per pixel of the scattered variant, as maps: the multiplicative term (how much reference: thickness and
+# path length), the dispersion term relative to it, and the baseline's mean. They show where scattering is strong.
+
+# %%
+if comparison is not None:
+    terms = comparison.emsc_terms
+    for column, label in (("multiplicative", "multiplicative term a"), ("dispersion_share", "dispersion b / a"),
+                          ("baseline", "baseline mean (absorbance)")):
+        fig = plots.scan_images({n: ds.image(terms[column].to_numpy(), k) for k, n in enumerate(ds.scans)},
+                                f"EMSC on the scattered variant: {label}", label)
+        pipeline.save_figure(fig, run, f"01_emsc_{column}")

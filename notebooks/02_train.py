@@ -22,7 +22,7 @@ resume: bool = False  # True: continue the run in run_dir from its last checkpoi
 epochs: int = 20
 preprocess: str = ""  # e.g. cut(950,1800)|snv ; see spectra_vae.preprocessing; empty: none
 tissue_only: bool = False  # True: train and validate on tissue pixels only (amide I mask); use with snv/vector
-tissue_threshold: str = "auto"  # tissue rule: "auto" finds the background level, a number sets it, "none" = no mask
+tissue_threshold: str = "auto"  # tissue rule: "auto" finds the background, a number sets it, "none": no mask
 latent_dim: int = 2
 hidden_dims: str = "221,110"  # encoder layer sizes; the decoder mirrors them
 reconstruction: str = "gaussian"  # gaussian | mse | mae | bce

@@ -8,110 +8,87 @@
 
 # %% [markdown]
 # # 05 · Anomaly detection
-# A VAE trained on normal tissue only: which pixels does it not explain? Every pixel gets a
-# reconstruction error and a KL term; the anomaly score is the negative ELBO at the latent mean
-# (reconstruction NLL + β·KL, `SpectraVAE.anomaly_score`). Background pixels are left out by a
-# tissue mask computed from the spectra (amide I intensity), not from labels. The VAE is compared
-# on the same pixels with PCA reconstruction error (as many components as latent dimensions) and
-# the RX detector (Mahalanobis distance to the normal training pixels). The scans (normal test, normal
-# validation, abnormal), the tissue rule and which labels count as normal all come from the run's record:
-# split names and `normal_labels` are given once, to 02_train.
+# A VAE trained on normal tissue only: which pixels does it not explain? A pixel can be unexplained in
+# two ways: its residual is large where normal tissue's residuals also vary (normal molecules in unusual
+# proportions, like the demo's tumour), or it has a residual where normal residuals sit at the noise floor
+# (a compound normal tissue lacks, like the demo's paraffin residue). So the score measures the residual
+# inside the principal directions of normal residual variation, plainly (`inside`) and scaled by their
+# variances (`t2`, Hotelling's T²), and outside them (`q`), each with a tail fitted on normal tissue,
+# combined by Fisher's method (`SpectraVAE.anomaly_score`, see `spectra_vae.monitor`). The threshold is
+# calibrated on normal scans to a chosen false-positive rate.
+# Background never counts: the model's own tissue rule decides what is tissue. The baselines (RX with a
+# Ledoit–Wolf covariance, PCA with Hotelling's T² and Q) are fitted on exactly the VAE's training pixels.
 
 # %% tags=["parameters"]
 data_dir: str = ""  # empty: the data folder recorded with the run; give another only if the data moved
 run_dir: str = ""  # the run folder of 02_train; empty: reports/demo for the demo data, else the newest run on data_dir
 checkpoint: str = ""  # model file; empty: run_dir/model/final.pt as written by 02_train
-threshold_quantile: float = 0.99  # flag pixels scoring above this quantile of normal validation tissue
+false_positive_rate: float = 0.01  # share of normal tissue pixels the threshold flags (on the validation scans)
+n_bootstrap: int = 200  # resamples of whole scans for the AUROC intervals; 0: none
 seed: int = 0
 
 # %%
 # %matplotlib inline
 import numpy as np
-import pandas as pd
 
-from spectra_vae import anomaly, pipeline, plots, runs
+from spectra_vae import anomaly, load_dataset, pipeline, plots, runs
 
-threshold_quantile = pipeline.check_float("threshold_quantile", threshold_quantile, 0.0, strict=True)
-if threshold_quantile >= 1:
-    raise pipeline.DataError(f"parameter threshold_quantile: must be < 1, got {threshold_quantile}")
+checked = pipeline.check_parameters(dict(false_positive_rate=false_positive_rate, n_bootstrap=n_bootstrap, seed=seed))
+false_positive_rate, n_bootstrap, seed = checked["false_positive_rate"], checked["n_bootstrap"], checked["seed"]
 opened = runs.open_run(run_dir, checkpoint, data_dir)  # the splits as recorded, never recomputed
 vae, splits, data, ckpt, run = opened.vae, opened.splits, opened.data_dir, opened.checkpoint, opened.path
-sets = {"normal": splits.test}
-if opened.abnormal is not None:
-    sets["abnormal"] = opened.abnormal
-threshold_set = splits.validation
-anomalous = opened.anomalous_labels()  # label names not counted as normal (normal_labels of the run)
-print(f"run: {run}\nmodel: {ckpt} (trained on {splits.train.scans})\ndata: {data}")
+normal_labels = opened.normal_labels  # given once, to 02_train; every other label is an anomaly
+sets = {"normal": splits.test} | ({"abnormal": opened.abnormal} if opened.abnormal is not None else {})
+calibration = splits.validation
+print(f"run: {run}\nmodel: {ckpt} (trained on {splits.train.scans})\ndata: {data}\ntissue: {vae.tissue_rule_}")
 for note in opened.notes:  # new or changed scans in the data folder since training
     print(f"note: {note}")
 for name, ds in sets.items():
     print(f"{name}: {ds.scans}")
-if "abnormal" not in sets:
-    print(f"no abnormal scans recorded with this run (abnormal_split {opened.params.get('abnormal_split')!r})")
-print(f"threshold chosen on: {threshold_set.scans if threshold_set is not None else 'none'}")
-print(f"anomalous labels: {anomalous}")
+print(f"calibration: {calibration.scans if calibration is not None else 'none'}; normal labels: {normal_labels}")
 
 # %% [markdown]
-# ## Scores per pixel
-# Tissue pixels only (spectral mask). Where ground truth exists, abnormal scans are split into tumour pixels and
-# the normal tissue around them.
+# ## Calibration
+# The tails of the statistics are refitted on the calibration scans' tissue and the threshold set to flag
+# `false_positive_rate` of it. How flags cluster in space there sets the scan-level limits below.
 
 # %%
-frames, masks = {}, {}
-for name, ds in sets.items():
-    f = vae.score_samples(ds)
-    masks[name] = vae.tissue_mask(ds)
-    frames[name] = f
-groups = {"normal scans": frames["normal"][masks["normal"]]}
-if "abnormal" in sets:
-    ab, truth = frames["abnormal"], anomaly.ground_truth_anomaly(sets["abnormal"], anomalous)
-    if truth is not None:
-        groups["abnormal scans: normal tissue"] = ab[masks["abnormal"] & (truth == 0)]
-        groups["abnormal scans: tumour"] = ab[masks["abnormal"] & (truth == 1)]
-    else:
-        groups["abnormal scans"] = ab[masks["abnormal"]]
-{name: len(g) for name, g in groups.items()}
-
-# %%
-fig = plots.score_scatter({n: (g["reconstruction_error"].to_numpy(), g["kl"].to_numpy()) for n, g in groups.items()},
-                          f"reconstruction RMSE, {plots.value_label(vae.preprocess)}", "KL term (nats)",
-                          "Reconstruction error vs KL, tissue pixels", seed=seed)
-pipeline.save_figure(fig, run, "05_error_vs_kl")
+if calibration is None or len(calibration) == 0:
+    raise pipeline.DataError("this run has no normal validation scans to calibrate on: train it with a "
+                             "val_split (normal scans the model does not train on)")
+vae.calibrate(calibration, false_positive_rate=false_positive_rate)
+m = vae.monitor_
+print(f"residual directions: {m.subspace.n_components}; statistics combined: {', '.join(m.statistics)}\n"
+      f"tails fitted on {m.tails_from}\nthreshold: score > {m.threshold:.4g} "
+      f"(flags {m.calibration['flagged_fraction']:.2%} of the calibration tissue); design effect {m.design_effect:.2f}")
 
 # %% [markdown]
-# ## Key statistics side by side
+# ## The two terms of the score
+# Inside the principal directions of normal residual variation against outside them (Q), tissue pixels only.
 
 # %%
-anomaly.score_statistics(groups, ("reconstruction_error", "kl", "anomaly_score")).round(4)
-
-# %% [markdown]
-# ## Threshold and flagged fraction per scan
-# The threshold is a quantile of the anomaly score on normal validation tissue pixels, so about 1 − quantile of
-# normal tissue is flagged by construction.
+frames = {name: vae.score_samples(ds) for name, ds in sets.items()}
+groups = anomaly.pixel_groups(frames, sets, normal_labels)
+fig = plots.score_scatter({n: (g["inside"].to_numpy(), g["q"].to_numpy()) for n, g in groups.items()},
+                          "residual inside the normal directions (model units²)",
+                          "residual outside them, Q (model units²)",
+                          "The two residual terms, tissue pixels", seed=seed)
+pipeline.save_figure(fig, run, "05_inside_vs_q")
 
 # %%
-if threshold_set is not None and len(threshold_set):
-    t_mask = vae.tissue_mask(threshold_set)
-    threshold = anomaly.threshold_from_normal(vae.anomaly_score(threshold_set)[t_mask], threshold_quantile)
-else:
-    normal_scores = frames["normal"]["anomaly_score"][masks["normal"]].to_numpy()
-    threshold = anomaly.threshold_from_normal(normal_scores, threshold_quantile)
-    print("no normal validation scans: threshold chosen on the normal test scans (optimistic)")
-print(f"threshold: anomaly score > {threshold:.4g} (the {threshold_quantile:.1%} quantile of normal validation tissue)")
-pd.concat({name: anomaly.flagged_fraction(sets[name], frames[name]["anomaly_score"].to_numpy(), threshold, masks[name])
-           for name in sets}).round(4)
+anomaly.score_statistics(groups, ("inside", "q", "kl", "reconstruction_error", "anomaly_score")).round(4)
 
 # %% [markdown]
-# ## Score maps
-# Anomaly score per pixel (background left blank), next to the ground-truth labels where there are any.
+# ## Score maps beside the labels
 
 # %%
 for name, ds in sets.items():
-    score = np.where(masks[name], frames[name]["anomaly_score"].to_numpy(), np.nan)
-    lo, hi = np.nanpercentile(score, [1, 99]) if np.isfinite(score).any() else (0, 1)
-    fig = plots.scan_images({s: ds.image(score, k) for k, s in enumerate(ds.scans)},
-                            f"Anomaly score, {name} scans (tissue only)", "negative ELBO (nats)", cmap="inferno",
-                            vmin=lo, vmax=hi)
+    f = frames[name]
+    maps = anomaly.score_maps(ds, f["anomaly_score"].to_numpy(), f["tissue"].to_numpy())
+    finite = np.concatenate([v[np.isfinite(v)] for v in maps.values()])
+    lo, hi = np.percentile(finite, [1, 99]) if finite.size else (0, 1)
+    fig = plots.scan_images(maps, f"Anomaly score, {name} scans (tissue only)", "Fisher score (−2 Σ log p)",
+                            cmap="inferno", vmin=lo, vmax=hi)
     pipeline.save_figure(fig, run, f"05_score_maps_{name}")
     if ds.labels is not None:
         fig = plots.scan_images({s: ds.image(ds.labels.astype(float), k) for k, s in enumerate(ds.scans)},
@@ -119,19 +96,37 @@ for name, ds in sets.items():
         pipeline.save_figure(fig, run, f"05_labels_{name}")
 
 # %% [markdown]
-# ## ROC against ground truth, with the baselines
-# Tumour pixels against the normal tissue pixels of the abnormal scans, tissue mask applied to every method alike.
+# ## Each anomaly kind against the baselines
+# Every held-out scan pooled; each kind's pixels against all normal tissue pixels; intervals from a bootstrap
+# over whole scans (pixels of one scan are not independent, so with few scans the intervals are wide).
 
 # %%
-ab = sets.get("abnormal")
-truth = anomaly.ground_truth_anomaly(ab, anomalous) if ab is not None else None
-if truth is None or not ((truth[masks["abnormal"]] == 1).any() and (truth[masks["abnormal"]] == 0).any()):
+held_out = load_dataset(data).select_scans([s for ds in sets.values() for s in ds.scans])
+f_all = vae.score_samples(held_out)
+mask = f_all["tissue"].to_numpy()
+kinds = anomaly.anomaly_kinds(held_out, normal_labels)
+if not any((t[mask] == 1).any() for t in kinds.values()):
     table = None
-    print("no ground truth with both tumour and normal tissue pixels: ROC cannot be computed")
+    print("no labelled anomalous tissue pixels among the held-out scans: nothing to evaluate")
 else:
-    scores = anomaly.baseline_scores(vae, splits.train, ab, frames["abnormal"]["anomaly_score"].to_numpy())
-    table = anomaly.evaluate(scores, truth, masks["abnormal"])
-    fig = plots.roc(anomaly.roc_curves(scores, truth, masks["abnormal"]), "Tumour vs normal tissue, abnormal scans")
-    pipeline.save_figure(fig, run, "05_roc")
+    scores = anomaly.baseline_scores(vae, splits.train, held_out, normal_calibration=calibration,
+                                     vae_scores=f_all["anomaly_score"].to_numpy())
+    table = anomaly.evaluate_kinds(scores, held_out, mask, normal_labels, n_boot=n_bootstrap, seed=seed)
+    for kind, truth in kinds.items():
+        if (truth[mask] == 1).any():
+            fig = plots.roc(anomaly.roc_curves(scores, truth, mask), f"{kind} vs normal tissue, held-out scans",
+                            positive=kind)
+            pipeline.save_figure(fig, run, f"05_roc_{kind}")
     print(anomaly.verdict(table))
-table.round(4) if table is not None else None
+table.round(3) if table is not None else None
+
+# %% [markdown]
+# ## Flags per scan, and the scans' own calls
+# Pixels flagged at the calibrated threshold; a scan is called abnormal when its flagged fraction exceeds the
+# nominal rate by more than the one-sided 99 % spread of normal scans (widened by how flags cluster).
+
+# %%
+scan_calls = vae.scan_scores(held_out)
+normal_test = scan_calls.loc[sets["normal"].scans, "flagged fraction"]
+print(f"flagged on the held-out normal scans' tissue: {normal_test.mean():.2%} (nominal {false_positive_rate:.1%})")
+scan_calls.round(4)

@@ -90,7 +90,8 @@ def _parser() -> argparse.ArgumentParser:
     dd.add_argument("--height", type=int, default=64)
     dd.add_argument("--width", type=int, default=64)
     dd.add_argument("--seed", type=int, default=0)
-    dd.add_argument("--scatter", action="store_true", help="add scattering baselines ('uncorrected')")
+    dd.add_argument("--scatter", action="store_true",
+                    help="the 'uncorrected' variant: the same scans plus scattering (path length, dispersion, Mie)")
     return p
 
 

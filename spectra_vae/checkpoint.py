@@ -36,6 +36,9 @@ OPTIONAL_SECTIONS: dict[str, Any] = {
     "best_epoch": 0,
     "train_source": "",
     "tissue_rule": None,  # the model's tissue rule (spectra_vae.tissue); None: saved before rules were stored
+    "preprocessing": None,  # fitted preprocessing state (e.g. emsc's reference); None: a stateless pipeline
+    "monitor": None,  # the residual model for anomaly scores (spectra_vae.monitor); None: call fit_anomaly_model
+    "training_digest": "",  # fingerprint of the training pixels, so baselines are checked to use the same ones
 }
 
 

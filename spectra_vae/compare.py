@@ -19,11 +19,11 @@ import pandas as pd
 
 from . import runs
 from .analysis import compare_with_pca
-from .anomaly import evaluate, ground_truth_anomaly, threshold_from_normal
+from .anomaly import anomaly_kinds, evaluate, ground_truth_anomaly
 from .errors import DataError
 
 ACTIVE_KL = 0.01  # nats: a latent dimension whose mean KL over held-out pixels exceeds this is in use
-FLAG_QUANTILE = 0.99  # the threshold's quantile of normal validation tissue scores
+FLAG_RATE = 0.01  # the false-positive rate the flags are calibrated to, on normal validation tissue
 # criterion → whether higher is better; the best run per criterion is picked by these
 CRITERIA = {"rmse": False, "rmse_vs_pca": False, "score": True, "auroc": True}
 _NOT_PARAMS = {"created", "spectra_vae_version", "resumed", "device", "verbose"}
@@ -37,23 +37,26 @@ def latent_kl_per_dimension(vae: Any, data: Any) -> np.ndarray:
     return kl.mean(axis=0) if len(kl) else np.zeros(mu.shape[1])
 
 
-def flag_threshold(run: runs.Run) -> float | None:
-    """The run's anomaly threshold: the `FLAG_QUANTILE` of the scores of its normal validation tissue pixels
-    (`anomaly.threshold_from_normal`); None without validation scans.
-
-    Calibrated detectors replace this threshold here; the flag columns and maps keep their names.
-    """
+def calibrate(run: runs.Run) -> bool:
+    """Calibrate the run's model on its normal validation tissue at `FLAG_RATE` (`SpectraVAE.calibrate`);
+    False where the run has too few validation pixels for that."""
     val, vae = run.splits.validation, run.vae
     if val is None or not len(val):
-        return None
-    return threshold_from_normal(vae.anomaly_score(val)[vae.tissue_mask(val)], FLAG_QUANTILE)
+        return False
+    try:
+        vae.calibrate(val, false_positive_rate=FLAG_RATE)
+    except DataError:
+        return False
+    return True
 
 
 def anomaly_figures(run: runs.Run) -> dict[str, float]:
-    """AUROC of the VAE's anomaly score and flag rates (`flag_threshold`) on the run's abnormal scans,
-    where labels exist: tumour (anomalous) pixels flagged, and normal tissue pixels flagged."""
+    """Where the abnormal scans have labels: AUROC of the VAE's anomaly score for all anomalies and per
+    kind (`auroc_<kind>`), over the tissue of the abnormal scans; and, calibrated at `FLAG_RATE` on the
+    validation scans, the share of anomalous and of normal tissue pixels flagged there and of the
+    normal test scans' tissue (which should be near `FLAG_RATE`)."""
     vae, ab = run.vae, run.abnormal
-    truth = ground_truth_anomaly(ab, run.anomalous_labels()) if ab is not None else None
+    truth = ground_truth_anomaly(ab, run.normal_labels) if ab is not None else None
     if truth is None:
         return {}
     mask = vae.tissue_mask(ab)
@@ -61,11 +64,15 @@ def anomaly_figures(run: runs.Run) -> dict[str, float]:
         return {}
     scores = vae.anomaly_score(ab)
     out = {"auroc": float(evaluate({"VAE": scores}, truth, mask).loc["VAE", "AUROC"])}
-    threshold = flag_threshold(run)
-    if threshold is not None:
-        flagged = scores > threshold
+    for kind, kind_truth in anomaly_kinds(ab, run.normal_labels).items():
+        if (kind_truth[mask] == 1).any():
+            out[f"auroc_{kind}"] = float(evaluate({"VAE": scores}, kind_truth, mask).loc["VAE", "AUROC"])
+    if calibrate(run):
+        flagged = vae.predict(ab).astype(bool)
+        test = run.splits.test
         out |= {"flag_rate_anomalous": float(flagged[mask & (truth == 1)].mean()),
-                "flag_rate_normal_tissue": float(flagged[mask & (truth == 0)].mean())}
+                "flag_rate_normal_tissue": float(flagged[mask & (truth == 0)].mean()),
+                "flag_rate_normal_test": float(vae.predict(test)[vae.tissue_mask(test)].mean())}
     return out
 
 
@@ -122,8 +129,10 @@ def collect(folders: list[Path]) -> pd.DataFrame:
 def varying(table: pd.DataFrame) -> list[str]:
     """The parameter columns whose value differs between runs (what a sweep varied)."""
     figures = {"rmse", "pca_rmse", "rmse_vs_pca", "score", "kl", "active_dims", "epochs_trained", "best_epoch",
-               "test_pixels", "auroc", "flag_rate_anomalous", "flag_rate_normal_tissue", "path"}
-    return [c for c in table.columns if c not in figures and table[c].astype(str).nunique() > 1]
+               "test_pixels", "auroc", "flag_rate_anomalous", "flag_rate_normal_tissue", "flag_rate_normal_test",
+               "path"}
+    return [c for c in table.columns if c not in figures and not c.startswith("auroc_")
+            and table[c].astype(str).nunique() > 1]
 
 
 def best_runs(table: pd.DataFrame) -> pd.DataFrame:

@@ -437,6 +437,14 @@ class SpectralDataset:
         return SpectralDataset(scans, index, kw["wavenumbers"], self.label_names, self.source,
                                self.wavenumbers_known, kw["preprocessor"], kw["raw_wavenumbers"])
 
+    def pixel_digest(self) -> str:
+        """A short fingerprint of which pixels of which scans this dataset holds (not their values)."""
+        h = hashlib.sha1()
+        for scan, idx in zip(self._scans, self._index, strict=True):
+            h.update(scan.name.encode() + b"\0")
+            h.update(np.ascontiguousarray(idx, dtype=np.int64).tobytes())
+        return h.hexdigest()[:16]
+
     def raw(self) -> SpectralDataset:
         """The same pixels without a preprocessing view: spectra as the scans hold them."""
         return self if self.preprocessor is None else self._replace(self._scans, self._index, preprocessor=None)

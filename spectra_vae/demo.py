@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy.ndimage import distance_transform_edt
+from scipy.special import ndtr
 
 from .errors import DataError
+from .scattering import kramers_kronig_partner, mie_extinction
 
 WAVENUMBER_RANGE = (950.0, 1800.0)
 N_CHANNELS = 442
-LABEL_NAMES = ("background", "stroma", "epithelium", "tumour")
-GENERATOR_VERSION = 2  # bump when the generated spectra change, so cached demo data are remade
+LABEL_NAMES = ("background", "stroma", "epithelium", "tumour", "paraffin")
+NORMAL_LABELS = ("background", "stroma", "epithelium")  # every other label is an anomaly
+GENERATOR_VERSION = 3  # bump when the generated spectra change, so cached demo data are remade
 NOISE_SIGMA = 0.002  # absorbance units; background pixels are this noise only
 
 # (centre cm⁻¹, full width at half maximum cm⁻¹, peak height) per band, per pure component.
@@ -55,6 +60,30 @@ CLASS_COMPOSITION: dict[str, dict[str, float]] = {
 TUMOUR_AMIDE_I_SHIFT = -2.0  # cm⁻¹, mean shift; normal pixels vary by AMIDE_I_SHIFT_SD around 0
 AMIDE_I_SHIFT_SD = 1.0  # cm⁻¹
 
+# A second kind of anomaly, a compound that normal tissue's molecules cannot produce: paraffin wax
+# left in a formalin-fixed, paraffin-embedded (FFPE) section where dewaxing failed locally. In
+# 950–1800 cm⁻¹ crystalline paraffin absorbs in the sharp CH₂ scissoring doublet at 1472/1462 cm⁻¹
+# (beside tissue's broad 1455 cm⁻¹ band) and the CH₃ symmetric bend near 1378 cm⁻¹ (Ó Faoláin et al.
+# 2005, Vib. Spectrosc. 38:121; Ly et al. 2008, Analyst 133:197). Strength, fixed from the
+# literature before any scoring: in embedded, undewaxed sections the doublet is of the order of
+# tissue's amide II band (Ly et al. 2008), and dewaxing removes over 97 % of the wax (Meuse & Barker
+# 2009, Appl. Immunohistochem. Mol. Morphol. 17:547); a patch where it failed keeps between 3 % and
+# 30 % of the embedded amount (log-uniform per patch), so its 1462 cm⁻¹ band reaches that fraction
+# of the pixel's own amide II height.
+PARAFFIN_BANDS = [(1472, 7, 1.0), (1462, 7, 0.9), (1378, 8, 0.2)]  # (centre, FWHM, height), cm⁻¹
+PARAFFIN_RESIDUE = (0.03, 0.30)  # fraction of the embedded amount left, log-uniform per patch
+
+# Scattering of the "uncorrected" variant (scatter=True), see `simulate_scattering`. Sizes were fixed
+# from the literature before any benchmark ran, and are not tuned to one.
+SCATTER_PATH_LENGTH_SD = 0.10  # log s.d. of the multiplicative path-length factor (±10 %)
+SCATTER_DISPERSION = 0.3  # share d of the Kramers–Kronig partner in the interior: amide I ≈ 3 cm⁻¹ lower
+SCATTER_BASELINE = 0.04  # mean absorbance of the Mie baseline in the interior, about a tenth of amide I
+SCATTER_EDGE_GAIN = 2.0  # at the core's edge scattering is 1 + gain times as strong as inside
+SCATTER_EDGE_WIDTH = 0.04  # how far (fraction of the scan's size) the edge effect reaches into the core
+SCATTER_DENSITY_SD = 0.3  # log s.d. of the scatterer density, smooth over the core
+MIE_RADIUS_UM = (2.0, 7.1)  # scatterer radius a, µm: ME-EMSC's default range (Solheim et al. 2019)
+MIE_REFRACTIVE_INDEX = (1.1, 1.4)  # real refractive index n0 of the scatterers: the same source
+
 
 def demo_wavenumbers(n_channels: int = N_CHANNELS) -> np.ndarray:
     """The demo's wavenumber axis in cm⁻¹, ascending (950–1800, ≈1.93 cm⁻¹ apart for 442)."""
@@ -86,6 +115,12 @@ def component_spectra(wavenumbers: np.ndarray, amide_i_shift: float = 0.0,
     return spectra
 
 
+def paraffin_spectrum(wavenumbers: np.ndarray) -> np.ndarray:
+    """Crystalline paraffin's bands in the window, scaled so the 1462 cm⁻¹ band has height 1."""
+    spectrum = sum(h * pseudo_voigt(wavenumbers, c, w) for c, w, h in PARAFFIN_BANDS)
+    return spectrum / spectrum[int(np.argmin(np.abs(wavenumbers - 1462)))]
+
+
 def smooth_field(rng: np.random.Generator, height: int, width: int, length: float) -> np.ndarray:
     """A zero-mean, unit-variance Gaussian random field with correlation length ~`length` pixels."""
     noise = rng.standard_normal((height, width))
@@ -96,17 +131,102 @@ def smooth_field(rng: np.random.Generator, height: int, width: int, length: floa
     return (field - field.mean()) / (field.std() + 1e-12)
 
 
+@dataclass(frozen=True)
+class DemoScattering:
+    """What `scatter=True` added to one scan: per-pixel maps `(H, W)` and the added spectra.
+
+    scattered = clean + `added`, and for a tissue pixel with noise-free absorbance A
+    `added` = (m − 1)·A + m·d·K(A) + h·Q(ρ)/mean Q, that is scattered = m·(A + d·K(A)) + h·Q/mean Q + noise,
+    with K the Kramers–Kronig partner and Q the Mie extinction of a sphere of radius a and index n0.
+    Background pixels get nothing (m = 1, d = h = 0).
+    """
+
+    path_length: np.ndarray  # m
+    dispersion: np.ndarray  # d
+    baseline: np.ndarray  # h, the Mie baseline's mean absorbance over the axis
+    radius_um: np.ndarray  # a
+    refractive_index: np.ndarray  # n0
+    strength: np.ndarray  # the edge × density factor that d and h scale with (1 on average inside)
+    added: np.ndarray  # (H·W, n_channels) float32
+
+    def maps(self) -> dict[str, np.ndarray]:
+        """The per-pixel maps by name (what `make_demo_dataset` writes to `scattering/`)."""
+        return {k: getattr(self, k) for k in ("path_length", "dispersion", "baseline", "radius_um",
+                                              "refractive_index", "strength")}
+
+
+def simulate_scattering(rng: np.random.Generator, absorbance: np.ndarray, tissue: np.ndarray,
+                        wavenumbers: np.ndarray) -> DemoScattering:
+    """Scattering as FTIR images of tissue sections have it, for noise-free `absorbance` `(H·W, C)`.
+
+    - A multiplicative path-length factor m, log-normal with s.d. `SCATTER_PATH_LENGTH_SD`, smooth
+      over the core (EMSC's multiplicative term: Martens & Stark 1991).
+    - The dispersion artefact: the band is mixed with its Kramers–Kronig partner K(A) (the real
+      refractive index near a resonance; Bassan et al. 2009 show it as resonant Mie scattering, and
+      Kohler et al. 2005 model it in EMSC with the same partner). It acts in proportion to band
+      strength, so amide I and amide II carry it; d = `SCATTER_DISPERSION` moves the apparent amide I
+      maximum about 3 cm⁻¹ down, three times that at the core's edge about 9 cm⁻¹, the densest
+      edge pixels past 12 cm⁻¹: within the "up to tens of cm⁻¹" reported (Bassan et al. 2009).
+    - A Mie-type oscillating baseline h·Q(ρ)/mean Q, with Q the van de Hulst extinction of spheres of
+      radius a ∈ `MIE_RADIUS_UM` and index n0 ∈ `MIE_REFRACTIVE_INDEX` (the ranges ME-EMSC searches,
+      Solheim et al. 2019), a and n0 varying smoothly over the core; h = `SCATTER_BASELINE` inside.
+    - d and h scale with a strength that is 1 + `SCATTER_EDGE_GAIN` at the core's edge (tissue–air
+      boundaries scatter most), falls off over `SCATTER_EDGE_WIDTH` of the scan, and follows a smooth
+      scatterer density (log s.d. `SCATTER_DENSITY_SD`): stronger at edges and in dense regions.
+    """
+    height, width = tissue.shape
+    size = min(height, width)
+    wn = np.asarray(wavenumbers, dtype=np.float64)
+    flat = tissue.ravel()
+    idx = np.flatnonzero(flat)
+
+    def smooth(length: float, sd: float) -> np.ndarray:  # log-normal with mean 1
+        return np.exp(sd * smooth_field(rng, height, width, length * size) - sd**2 / 2)
+
+    def uniform(lo_hi: tuple[float, float], length: float) -> np.ndarray:  # smooth, uniform in [lo, hi]
+        lo, hi = lo_hi
+        return lo + (hi - lo) * ndtr(smooth_field(rng, height, width, length * size))
+
+    edge = 1 + SCATTER_EDGE_GAIN * np.exp(-distance_transform_edt(tissue) / max(SCATTER_EDGE_WIDTH * size, 1e-9))
+    strength = np.where(tissue, edge * smooth(0.08, SCATTER_DENSITY_SD), 0.0)
+    path_length = np.where(tissue, smooth(0.15, SCATTER_PATH_LENGTH_SD), 1.0)
+    dispersion = SCATTER_DISPERSION * strength
+    baseline = SCATTER_BASELINE * strength
+    radius = np.where(tissue, uniform(MIE_RADIUS_UM, 0.1), 0.0)
+    index = np.where(tissue, uniform(MIE_REFRACTIVE_INDEX, 0.1), 0.0)
+
+    added = np.zeros(absorbance.shape, dtype=np.float32)
+    for s in range(0, idx.size, 8192):  # the Hilbert transform works on padded copies: bounded memory
+        sel = idx[s:s + 8192]
+        a = absorbance[sel].astype(np.float64)
+        m, d = path_length.ravel()[sel, None], dispersion.ravel()[sel, None]
+        rho = 4 * np.pi * (radius.ravel()[sel, None] * 1e-4) * (index.ravel()[sel, None] - 1) * wn[None, :]
+        q = mie_extinction(rho)
+        mie = baseline.ravel()[sel, None] * q / q.mean(axis=1, keepdims=True)
+        added[sel] = ((m - 1) * a + m * d * kramers_kronig_partner(a, wn) + mie).astype(np.float32)
+    return DemoScattering(path_length, dispersion, baseline, radius, index, strength, added)
+
+
 def make_demo_scan(
     rng: np.random.Generator,
     height: int,
     width: int,
     *,
     abnormal: bool = False,
+    paraffin: np.random.Generator | None = None,
     noise: float = NOISE_SIGMA,
     scatter: bool = False,
     wavenumbers: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """One scan: absorbance (height, width, n_channels) float32 and its label map (uint8)."""
+    return_scattering: bool = False,
+) -> tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, DemoScattering | None]:
+    """One scan: absorbance (height, width, n_channels) float32 and its label map (uint8).
+
+    `paraffin`: a generator of its own for a patch of paraffin residue (the scan's other random
+    draws, and so the rest of the scan, are the same with or without it).
+    `scatter=True` adds scattering (`simulate_scattering`) drawn from a generator spawned from `rng`,
+    so every other draw, the noise included, is the clean scan's: scattered = clean + added, pixel by
+    pixel. `return_scattering=True` also returns what was added (`DemoScattering`, None if nothing).
+    """
     wn = demo_wavenumbers() if wavenumbers is None else wavenumbers
     size = min(height, width)
     yy, xx = np.mgrid[0:height, 0:width].astype(float)
@@ -160,19 +280,45 @@ def make_demo_scan(
         pixel *= thickness.ravel()[idx, None] * (1 + 0.03 * rng.standard_normal((idx.size, 1)))
         absorbance[idx] = pixel
 
+    if paraffin is not None:
+        _add_paraffin(paraffin, absorbance, labels, core, wn, (cy, cx), radius)
+
+    scattering = None
     if scatter:
-        # "Uncorrected" spectra: a smooth, pixel-varying scattering baseline under the tissue.
-        x = (wn - wn.min()) / np.ptp(wn)
-        tissue = flat_labels > 0
-        offset = 0.05 * np.exp(0.3 * smooth_field(rng, height, width, 0.1 * size)).ravel()
-        slope = 0.08 * np.exp(0.4 * smooth_field(rng, height, width, 0.1 * size)).ravel()
-        phase = rng.uniform(0, 2 * np.pi)
-        wiggle = 0.02 * np.sin(2 * np.pi * x * 1.3 + phase)
-        baseline = offset[:, None] + slope[:, None] * x[None, :] ** 1.5 + wiggle[None, :]
-        absorbance[tissue] += baseline[tissue].astype(np.float32)
+        # "Uncorrected" spectra. Spawning a generator does not advance `rng`, so the noise below is
+        # the clean variant's; the terms are added after it.
+        scattering = simulate_scattering(rng.spawn(1)[0], absorbance, labels > 0, wn)
 
     absorbance += rng.standard_normal(absorbance.shape, dtype=np.float32) * np.float32(noise)
-    return absorbance.reshape(height, width, len(wn)), labels
+    if scattering is not None:
+        absorbance += scattering.added
+    out = absorbance.reshape(height, width, len(wn))
+    return (out, labels, scattering) if return_scattering else (out, labels)
+
+
+def _add_paraffin(rng: np.random.Generator, absorbance: np.ndarray, labels: np.ndarray, core: np.ndarray,
+                  wn: np.ndarray, centre: tuple[float, float], radius: float) -> None:
+    """Add one or two patches of paraffin residue inside the core (in place), labelled `paraffin`."""
+    height, width = labels.shape
+    size = min(height, width)
+    yy, xx = np.mgrid[0:height, 0:width].astype(float)
+    amide_ii = int(np.argmin(np.abs(wn - 1545)))
+    wax = paraffin_spectrum(wn)
+    for _ in range(int(rng.integers(1, 3))):
+        angle, dist = rng.uniform(0, 2 * np.pi), rng.uniform(0, 0.6) * radius
+        py, px = centre[0] + dist * np.sin(angle), centre[1] + dist * np.cos(angle)
+        p_radius = radius * rng.uniform(0.1, 0.2)
+        wobble = 1 + 0.3 * smooth_field(rng, height, width, 0.04 * size)
+        patch = core & (np.hypot(yy - py, xx - px) < max(p_radius, 1.0) * wobble)
+        if not patch.any():
+            continue
+        residue = np.exp(rng.uniform(*np.log(PARAFFIN_RESIDUE)))
+        local = residue * (1 + 0.2 * smooth_field(rng, height, width, 0.05 * size)).clip(0.5, 1.5)
+        idx = np.flatnonzero(patch.ravel())
+        # the residue's 1462 band reaches `residue` × the tissue's own amide II height there
+        level = local.ravel()[idx] * absorbance[idx, amide_ii]
+        absorbance[idx] += (level[:, None] * wax[None, :]).astype(np.float32)
+        labels[patch] = LABEL_NAMES.index("paraffin")
 
 
 def _save_npy_atomic(path: Path, array: np.ndarray) -> None:
@@ -214,7 +360,10 @@ def make_demo_dataset(
     """Write demo scans `data{i}.npy` (H, W, 442), `wavenumbers.npy`, `labels/`, `data_splits.json`.
 
     The last `n_abnormal` scans (default: a third, at least one when n_scans > 1) hold a
-    tumour-like region. `scatter=True` adds scattering baselines (the "uncorrected" variant).
+    tumour-like region; every second of them (the first, third, …) also a patch of paraffin
+    residue. `scatter=True` gives the "uncorrected" variant: the same scans as with
+    `scatter=False` (same seed) plus scattering in the tissue (`simulate_scattering`: path length,
+    dispersion artefact, Mie baseline), whose per-pixel maps go to `scattering/data{i}.npz`.
     Returns the directory. Same arguments, same files.
     """
     from .data import check_output_dir
@@ -237,11 +386,18 @@ def make_demo_dataset(
     (out / "labels").mkdir(parents=True, exist_ok=True)
     wn = demo_wavenumbers()
     rngs = [np.random.default_rng([seed, i]) for i in range(n_scans)]
+    first_abnormal = n_scans - n_abnormal
     for i, rng in enumerate(rngs):
-        abnormal = i >= n_scans - n_abnormal
-        scan, labels = make_demo_scan(rng, height, width, abnormal=abnormal, noise=noise,
-                                      scatter=scatter, wavenumbers=wn)
+        abnormal = i >= first_abnormal
+        # every second abnormal scan (the first, third, …) also carries paraffin residue
+        wax = np.random.default_rng([seed, i, 1]) if abnormal and (i - first_abnormal) % 2 == 0 else None
+        scan, labels, scattering = make_demo_scan(rng, height, width, abnormal=abnormal, paraffin=wax, noise=noise,
+                                                  scatter=scatter, wavenumbers=wn, return_scattering=True)
         _save_npy_atomic(out / f"data{i}.npy", scan.astype(dtype, copy=False))
+        if scattering is not None:
+            (out / "scattering").mkdir(exist_ok=True)
+            maps = {k: v.astype(np.float32) for k, v in scattering.maps().items()}
+            np.savez(out / "scattering" / f"data{i}.npz", **maps)
         _save_npy_atomic(out / "labels" / f"data{i}.npy", labels)
     _save_npy_atomic(out / "wavenumbers.npy", wn)
     (out / "labels" / "label_names.json").write_text(json.dumps(list(LABEL_NAMES)))
@@ -252,6 +408,15 @@ def make_demo_dataset(
         "width": width, "seed": seed, "n_abnormal": n_abnormal, "noise_sigma": noise,
         "scatter": scatter, "label_names": list(LABEL_NAMES),
         "tumour_differs_by": "nucleic acid 0.14→0.18, glycogen 0.11→0.07, amide I −2 cm⁻¹",
+        "paraffin": "residue patches in every second abnormal scan: 1472/1462/1378 cm⁻¹ bands, the 1462 band "
+                    f"{PARAFFIN_RESIDUE[0]:g}–{PARAFFIN_RESIDUE[1]:g} × the pixel's amide II height",
+        "normal_labels": list(NORMAL_LABELS),
     }
+    if scatter:
+        meta["scattering"] = {"path_length_log_sd": SCATTER_PATH_LENGTH_SD, "dispersion": SCATTER_DISPERSION,
+                              "mie_baseline": SCATTER_BASELINE, "edge_gain": SCATTER_EDGE_GAIN,
+                              "edge_width": SCATTER_EDGE_WIDTH, "density_log_sd": SCATTER_DENSITY_SD,
+                              "mie_radius_um": list(MIE_RADIUS_UM),
+                              "mie_refractive_index": list(MIE_REFRACTIVE_INDEX)}
     (out / "demo.json").write_text(json.dumps(meta, indent=2))
     return out

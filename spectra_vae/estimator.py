@@ -29,8 +29,10 @@ from .checkpoint import (
 from .data import SpectralDataset, as_dataset
 from .distributed import all_reduce, dist_info, init_distributed
 from .errors import DataError, TrainingError
-from .loss import RECONSTRUCTIONS, kl_divergence, reconstruction_nll
+from .loss import RECONSTRUCTIONS
 from .model import VAE, ModelConfig
+from .monitor import Monitor, fit_monitor, parse_statistics, pixel_statistics
+from .monitor import calibrate as calibrate_monitor
 from .normalise import METHODS, Normaliser, merge_stats, pixel_stats
 from .preprocessing import Preprocessor
 from .tissue import TissueRule, parse_tissue_threshold
@@ -101,7 +103,7 @@ class SpectraVAE(TransformerMixin, BaseEstimator):
         """Set constructor arguments (scikit-learn's `set_params`); `hidden_dims` is kept as a tuple."""
         unknown = [k for k in params if k not in self._PARAMS]
         if unknown:
-            raise DataError(f"SpectraVAE: unknown parameter {unknown[0]!r}; have {self._PARAMS}")
+            raise DataError(f"SpectraVAE: Invalid parameter {unknown[0]!r} (unknown); have {self._PARAMS}")
         super().set_params(**params)
         if isinstance(self.hidden_dims, list):
             self.hidden_dims = tuple(self.hidden_dims)
@@ -204,7 +206,10 @@ class SpectraVAE(TransformerMixin, BaseEstimator):
         # The one tissue rule of this model: fitted on the raw training pixels, stored in the
         # checkpoint, and used by training on tissue, calibration, baselines and the notebooks.
         self.tissue_rule_ = TissueRule.fit(train, self.tissue_threshold)
-        self.preprocessor_ = Preprocessor(self.preprocess).fit(self.wavenumbers_, known=self.wavenumbers_known_)
+        # Fitted steps (emsc's reference spectrum) learn from the training tissue pixels by that rule.
+        pre = Preprocessor(self.preprocess)
+        self.preprocessor_ = pre.fit(self.wavenumbers_, self.tissue_rule_.select(train) if pre.needs_data else None,
+                                     known=self.wavenumbers_known_)
         if not self.tissue_only and any(s.name in ("snv", "vector") for s in self.preprocessor_.steps):
             warnings.warn(f"preprocess {self.preprocess!r} scales every spectrum to unit size, noise-only background "
                           "included, which can make the VAE collapse onto the background: train with "
@@ -212,6 +217,7 @@ class SpectraVAE(TransformerMixin, BaseEstimator):
         train = self._training_pixels(train.preprocessed(self.preprocessor_))
         if val is not None:
             val = self._training_pixels(val.preprocessed(self.preprocessor_))
+        self.training_digest_ = train.pixel_digest()  # baselines check they see these same pixels
         stats = pixel_stats(train.shard(rank, world).iter_chunks())
         if world > 1:  # every process reads only its shard; statistics are merged
             gathered: list[Any] = [None] * world
@@ -239,6 +245,10 @@ class SpectraVAE(TransformerMixin, BaseEstimator):
             raise DataError(f"{data.source or 'data'}: no pixel is tissue by the rule {self.tissue_rule_} "
                             f"({self.tissue_rule_.how}); train with tissue_only=False or set tissue_threshold")
         return selected
+
+    def training_pixels(self, data: Any) -> SpectralDataset:
+        """`data` as the model trained on it: preprocessed, and tissue pixels only when `tissue_only`."""
+        return self._training_pixels(self.prepare(data))
 
     def tissue_mask(self, data: Any) -> np.ndarray:
         """Per pixel of `data`, True where it is tissue by the model's own rule (`tissue_rule_`)."""
@@ -309,6 +319,8 @@ class SpectraVAE(TransformerMixin, BaseEstimator):
         finally:
             self.history_ = pd.DataFrame(self._state.history)
         self._end_training(finished=True)
+        # What normal tissue's residuals look like, for the anomaly scores (see monitor.py).
+        self.monitor_ = fit_monitor(self, train, val)
         return self
 
     def _end_training(self, finished: bool) -> str:
@@ -397,9 +409,9 @@ class SpectraVAE(TransformerMixin, BaseEstimator):
         ds = as_dataset(data)
         self.prepare(ds)  # checks the axis
         ds = ds.raw()
-        parts = [p.strip() for p in self.preprocess.split("|") if p.strip()]
+        steps = self.preprocessor_.steps
         lead = 0
-        while lead < len(parts) and parts[lead].lower().startswith("cut"):
+        while lead < len(steps) and steps[lead].name == "cut":
             lead += 1
         if lead == 0:
             if self.preprocessor_ and not self.preprocessor_.invertible:
@@ -411,8 +423,7 @@ class SpectraVAE(TransformerMixin, BaseEstimator):
                 back = self.reconstruct(one, original_units=True)
                 total, count = total + float(((back - raw) ** 2).sum()), count + raw.size
             return -math.sqrt(total / max(count, 1))
-        cut = Preprocessor("|".join(parts[:lead])).fit(self.wavenumbers_)
-        rest = Preprocessor("|".join(parts[lead:])).fit(cut.output_wavenumbers_)
+        cut, rest = self.preprocessor_.split(lead)
         if not rest.invertible:
             raise DataError(f"score: preprocess {self.preprocess!r} cannot be undone after its cut, so there is no "
                             "RMSE in absorbance units; compare such models by reconstruction_error in their own space")
@@ -475,41 +486,97 @@ class SpectraVAE(TransformerMixin, BaseEstimator):
         return _every_row(data, ds, np.concatenate(out) if out else np.zeros(0))
 
     def score_samples(self, data: Any) -> pd.DataFrame:
-        """Per pixel: reconstruction RMSE (absorbance), reconstruction NLL of decode(μ), KL and the
-        default anomaly score (NLL + β·KL); with (scan, row, col)."""
+        """Per pixel, with (scan, row, col) and whether it is tissue by the model's rule: the
+        reconstruction RMSE (data units), the reconstruction NLL of decode(μ), the KL term, the
+        residual statistics `inside`, `t2` and `q` (see `spectra_vae.monitor`), the anomaly score
+        (`anomaly_score`'s default) and, once calibrated, `flagged`. Higher is more anomalous in
+        every score column; deterministic (the latent mean, never a random draw)."""
         ds = self.prepare(data)
-        rmse, nll, kl = [], [], []
-        with torch.no_grad():
-            for chunk, x in self._batches(ds):
-                mu, logvar = self.model_.encode(x)
-                x_hat = self.model_.decode(mu)
-                nll.append(reconstruction_nll(x_hat, x, self.reconstruction, self.model_.noise_log_var()).cpu().numpy())
-                kl.append(kl_divergence(mu, logvar).cpu().numpy())
-                r = self.normaliser_.inverse_transform(x_hat.cpu().numpy())
-                rmse.append(pixel_rmse(chunk, r))
+        monitor = self._monitor()
+        values = pixel_statistics(self, ds, monitor)
         coords = ds.coords
         frame = pd.DataFrame({"scan": np.asarray(ds.scans, dtype=object)[coords[:, 0]] if len(ds) else [],
-                              "row": coords[:, 1], "col": coords[:, 2],
-                              "reconstruction_error": np.concatenate(rmse),
-                              "reconstruction_nll": np.concatenate(nll),
-                              "kl": np.concatenate(kl)})
-        frame["anomaly_score"] = frame["reconstruction_nll"] + self.beta * frame["kl"]
+                              "row": coords[:, 1], "col": coords[:, 2], "tissue": self.tissue_mask(ds), **values})
+        frame["anomaly_score"] = monitor.combine(values)
+        if monitor.threshold is not None:
+            frame["flagged"] = frame["tissue"] & (frame["anomaly_score"] > monitor.threshold)
         return frame
 
-    ANOMALY_SCORES = ("elbo", "reconstruction", "kl")
+    ANOMALY_SCORES = ("mspc", "elbo", "reconstruction", "kl", "inside", "t2", "q")
 
-    def anomaly_score(self, data: Any, method: str = "elbo") -> np.ndarray:
+    def anomaly_score(self, data: Any, method: str = "mspc") -> np.ndarray:
         """One number per pixel, higher = more anomalous; deterministic, streamed in batches.
 
-        `elbo` (default): the negative ELBO at the latent mean, reconstruction NLL + β·KL: how
-        badly the decoder explains the spectrum plus how far from the prior its code lies, the
-        model's own measure of how unlikely a pixel is. `reconstruction`: RMSE in absorbance.
-        `kl`: the KL term alone.
+        `mspc` (default): Fisher's combination of the tail probabilities of the residual
+        statistics inside (`inside`, `t2`) and outside (`q`) the principal directions of normal
+        tissue's residuals (`monitor_.statistics`; see `spectra_vae.monitor`). The parts: `inside` (squared residual
+        within those directions), `t2` (the same scaled by their variances, Hotelling's T²), `q`
+        (squared residual outside them), `kl` (the KL term), `elbo` (reconstruction NLL + β·KL at
+        the latent mean), `reconstruction` (RMSE in the data's units). A combination of statistics
+        joined by "+" (e.g. `"t2+q"`) is scored like `mspc` (Fisher's method over their tails).
         """
+        if "+" in method:
+            values = pixel_statistics(self, self.prepare(data), self._monitor())
+            return self.monitor_.combine(values, parse_statistics(method))
         if method not in self.ANOMALY_SCORES:
-            raise ValueError(f"method must be one of {self.ANOMALY_SCORES}; got {method!r}")
-        column = {"elbo": "anomaly_score", "reconstruction": "reconstruction_error", "kl": "kl"}[method]
-        return self.score_samples(data)[column].to_numpy()
+            raise ValueError(f"method must be one of {self.ANOMALY_SCORES} or a combination such as 't2+q'; "
+                             f"got {method!r}")
+        if method == "mspc":
+            return self.score_samples(data)["anomaly_score"].to_numpy()
+        if method in ("inside", "t2", "q"):
+            return pixel_statistics(self, self.prepare(data), self._monitor())[method]
+        values = pixel_statistics(self, self.prepare(data))
+        if method == "elbo":
+            return values["reconstruction_nll"] + self.beta * values["kl"]
+        return values["reconstruction_error" if method == "reconstruction" else "kl"]
+
+    def _monitor(self) -> Monitor:
+        self._check_fitted()
+        if getattr(self, "monitor_", None) is None:
+            raise DataError("this model has no residual model for anomaly scores (it was saved before they "
+                            "existed, or is a best.pt written during training): call "
+                            "vae.fit_anomaly_model(normal_training_data, validation=...) or load final.pt")
+        return self.monitor_
+
+    def fit_anomaly_model(self, normal_train: Any, validation: Any = None) -> SpectraVAE:
+        """Learn the residual structure of normal tissue from `normal_train` (fit does this itself)."""
+        val = None if validation is None else self.training_pixels(validation)
+        self.monitor_ = fit_monitor(self, self.training_pixels(normal_train), val)
+        return self
+
+    def calibrate(self, normal_data: Any, false_positive_rate: float = 0.01) -> SpectraVAE:
+        """Learn the anomaly score's distribution on the tissue pixels of held-out normal scans and
+        set the threshold that flags `false_positive_rate` of them (stored in the checkpoint).
+
+        Use scans the model did not train on; the validation scans serve (early stopping picks one
+        of the epochs by their mean loss, which barely moves the tail of their score distribution).
+        """
+        self._monitor()
+        self.monitor_ = calibrate_monitor(self, self.prepare(normal_data), float(false_positive_rate))
+        return self
+
+    def predict(self, data: Any) -> np.ndarray:
+        """1 for each pixel flagged as anomalous, 0 otherwise; background (by the tissue rule) is never
+        flagged. The threshold is `calibrate`'s, or until then the one fit set: 1 % of the normal
+        validation tissue (of the training tissue without validation data, where it flags too few)."""
+        if self._monitor().threshold is None:
+            raise DataError("the model is not calibrated: call vae.calibrate(normal_scans, false_positive_rate=0.01)")
+        return self.score_samples(data)["flagged"].to_numpy().astype(np.int8)
+
+    def scan_scores(self, data: Any) -> pd.DataFrame:
+        """Per scan: tissue pixels, flagged fraction, its calibrated limit and the call (abnormal or
+        not), and the 99th-percentile pixel score. The limit is the nominal false-positive rate
+        plus the one-sided 99 % spread of a normal scan's flagged fraction, widened by how much
+        flags cluster in space on the calibration tissue."""
+        from .anomaly import scan_table
+
+        monitor = self._monitor()
+        if monitor.threshold is None:
+            raise DataError("the model is not calibrated: call vae.calibrate(normal_scans, false_positive_rate=0.01)")
+        ds = self.prepare(data)
+        f = self.score_samples(ds)
+        return scan_table(ds, f["anomaly_score"].to_numpy(), f["flagged"].to_numpy(), f["tissue"].to_numpy(),
+                          float(monitor.false_positive_rate or 0.01), float(monitor.design_effect or 1.0))
 
     # -- checkpoints ---------------------------------------------------------------------
     def _training_section(self) -> dict[str, Any]:
@@ -539,6 +606,12 @@ class SpectraVAE(TransformerMixin, BaseEstimator):
         }
         if getattr(self, "tissue_rule_", None) is not None:
             payload["tissue_rule"] = self.tissue_rule_.to_dict()
+        if self.preprocessor_:
+            payload["preprocessing"] = self.preprocessor_.to_dict()  # fitted state, e.g. emsc's reference
+        if getattr(self, "monitor_", None) is not None:
+            payload["monitor"] = self.monitor_.to_dict()
+        if getattr(self, "training_digest_", None):
+            payload["training_digest"] = self.training_digest_
         if training is not None:
             payload["training"] = training
         return _plain(payload)
@@ -571,11 +644,17 @@ class SpectraVAE(TransformerMixin, BaseEstimator):
             vae.normaliser_ = Normaliser.from_dict(payload["normaliser"])
             vae.wavenumbers_ = payload["wavenumbers"].numpy()
             vae.wavenumbers_known_ = bool(section(payload, "wavenumbers_known"))
-            vae.preprocessor_ = Preprocessor(config.get("preprocess", "")).fit(vae.wavenumbers_,
-                                                                               known=vae.wavenumbers_known_)
+            # Files without the section predate fitted steps: their pipelines are stateless.
+            fitted = section(payload, "preprocessing")
+            vae.preprocessor_ = (Preprocessor.from_dict(fitted) if fitted is not None
+                                 else Preprocessor(config.get("preprocess", "")).fit(vae.wavenumbers_,
+                                                                                   known=vae.wavenumbers_known_))
             vae.train_source_ = section(payload, "train_source")
             rule = section(payload, "tissue_rule")
             vae.tissue_rule_ = None if rule is None else TissueRule.from_dict(rule)
+            monitor = section(payload, "monitor")
+            vae.monitor_ = None if monitor is None else Monitor.from_dict(monitor)
+            vae.training_digest_ = section(payload, "training_digest")
             columns = payload["history"]
             history = [dict(zip(columns, row, strict=True)) for row in zip(*columns.values(), strict=True)]
         except (KeyError, TypeError, RuntimeError, ValueError) as exc:

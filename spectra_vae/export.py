@@ -49,8 +49,8 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike) -> list[Path]
     ds = run.scans()
     z, err, score = vae.transform(ds), vae.reconstruction_error(ds), vae.anomaly_score(ds)
     tissue = vae.tissue_mask(ds)
-    threshold = compare.flag_threshold(run)
-    flagged = None if threshold is None else score > threshold
+    flagged = vae.predict(ds).astype(bool) if compare.calibrate(run) else None
+    threshold = vae.monitor_.threshold if flagged is not None else None
     roles = run.roles()
     out = Path(out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
@@ -66,8 +66,8 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike) -> list[Path]
         f.attrs["spectra_vae_version"] = __version__
         if threshold is not None:
             f.attrs["flag_threshold"] = float(threshold)
-            f.attrs["flag_rule"] = (f"anomaly_score > the {compare.FLAG_QUANTILE:g} quantile of normal validation "
-                                    "tissue pixels' scores")
+            f.attrs["flag_rule"] = (f"tissue and anomaly_score > the threshold calibrated to flag "
+                                    f"{compare.FLAG_RATE:g} of the normal validation scans' tissue")
         for k, name in enumerate(ds.scans):
             g = f.create_group(name)
             g.attrs["split"] = roles.get(name, "")

@@ -51,24 +51,40 @@ def project_root(start: str | os.PathLike | None = None) -> Path:
     return pkg_root if (pkg_root / "notebooks").is_dir() else here
 
 
-def resolve_data_dir(data_dir: str | os.PathLike = "") -> Path:
-    """`""` → the embedded demo data (generated on first use, seeded); else the directory given."""
+def resolve_data_dir(data_dir: str | os.PathLike = "", scatter: bool = False) -> Path:
+    """`""` → the embedded demo data (generated on first use, seeded; `scatter`: its scattered,
+    "uncorrected" twin); else the directory given."""
     if str(data_dir) == "":
-        path = project_root() / "data" / "demo"
+        path = project_root() / "data" / ("demo_scattered" if scatter else "demo")
         meta = path / "demo.json"
-        wanted = {**DEMO, "version": GENERATOR_VERSION}
+        wanted = {**DEMO, "version": GENERATOR_VERSION, "scatter": scatter}
         try:
             recorded = read_json(meta) if meta.exists() else {}
         except DataError:
             recorded = {}  # a damaged record of our own demo data: make the data again
         if not isinstance(recorded, dict) or any(recorded.get(k) != v for k, v in wanted.items()):
-            make_demo_dataset(path, **DEMO)
+            make_demo_dataset(path, **DEMO, scatter=scatter)
         return path
     if not isinstance(data_dir, (str, os.PathLike)):
         raise DataError(f"parameter data_dir: expected a path, got {data_dir!r}")
     path = Path(data_dir).expanduser()
     if not path.exists():
         raise DataError(f"parameter data_dir: {path} does not exist")
+    return path
+
+
+def resolve_scattered_dir(scattered_dir: str | os.PathLike, data_dir: str | os.PathLike = "") -> Path | None:
+    """The folder of the scattered ("uncorrected") variant of `data_dir`'s scans, or None for none:
+    `"auto"` → the embedded demo's scattered twin when `data_dir` is the demo, else none; `""` or
+    `"none"` → none; else the folder given."""
+    text = str(scattered_dir).strip()
+    if text.lower() in ("", "none"):
+        return None
+    if text.lower() == "auto":
+        return resolve_data_dir("", scatter=True) if str(data_dir) == "" else None
+    path = Path(text).expanduser()
+    if not path.exists():
+        raise DataError(f"parameter scattered_dir: {path} does not exist")
     return path
 
 
@@ -210,8 +226,8 @@ PARAMETER_CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "tissue_threshold": lambda name, value: parse_tissue_threshold(value),
     "train_split": check_str, "val_split": check_str, "test_split": check_str,
     "normal_split": check_str, "abnormal_split": check_str, "threshold_split": check_str, "normal_labels": check_str,
-    "overwrite": check_bool, "resume": check_bool, "false_positive_rate": _number(0.0, strict=True, maximum=1.0),
-    "n_bootstrap": _whole(0),
+    "overwrite": check_bool, "resume": check_bool, "scattered_dir": check_str, "emsc_degree": _whole(0, 10),
+    "false_positive_rate": _number(0.0, strict=True, maximum=1.0), "n_bootstrap": _whole(0),
 }
 
 

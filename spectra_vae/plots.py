@@ -257,14 +257,15 @@ def score_scatter(groups: Mapping[str, tuple[np.ndarray, np.ndarray]], xlabel: s
     return fig
 
 
-def roc(curves: Mapping[str, tuple[np.ndarray, np.ndarray, float]], title: str) -> Figure:
-    """ROC curves with their AUROC in the legend."""
+def roc(curves: Mapping[str, tuple[np.ndarray, np.ndarray, float]], title: str,
+        positive: str = "anomalous") -> Figure:
+    """ROC curves with their AUROC in the legend; `positive` names the pixels to find."""
     fig, ax = plt.subplots(figsize=(5.5, 5))
     for name, (fpr, tpr, auc) in curves.items():
         ax.plot(fpr, tpr, lw=1.5, label=f"{name}: AUROC {auc:.3f}")
     ax.plot([0, 1], [0, 1], color="grey", ls=":", lw=1, label="chance")
     ax.set_xlabel("false-positive rate (normal tissue pixels flagged)")
-    ax.set_ylabel("true-positive rate (tumour pixels flagged)")
+    ax.set_ylabel(f"true-positive rate ({positive} pixels flagged)")
     ax.set_title(title)
     ax.legend(fontsize="small", loc="lower right")
     fig.tight_layout()
@@ -283,6 +284,40 @@ def loss_curves(histories: Mapping[str, pd.DataFrame], column: str = "val_loss",
     ax.set_xlabel("epoch")
     ax.set_ylabel(column)
     ax.set_title(title or f"{column} per epoch")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def spectra_panels(wavenumbers: np.ndarray, panels: Mapping[str, Mapping[str, np.ndarray]], known: bool = True,
+                   ncols: int = 3) -> Figure:
+    """One axis per panel (title → {label: spectrum}), e.g. the same pixel in several variants."""
+    n = len(panels)
+    ncols = max(1, min(ncols, n))
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.6 * nrows), squeeze=False)
+    for ax, (title, curves) in zip(axes.flat, panels.items(), strict=False):
+        for j, (label, y) in enumerate(curves.items()):
+            ax.plot(wavenumbers, y, lw=1, color=f"C{j}", label=label)
+        spectrum_axes(ax, wavenumbers, known)
+        ax.set_title(title, fontsize="small")
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize="x-small")
+    fig.tight_layout()
+    return fig
+
+
+def histograms(values: Mapping[str, np.ndarray], xlabel: str, title: str, bins: int = 60) -> Figure:
+    """Distributions of one quantity in several groups, on shared bins, each with its mean ± s.d."""
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    allv = np.concatenate([np.asarray(v, float) for v in values.values()])
+    edges = np.linspace(np.percentile(allv, 0.5), np.percentile(allv, 99.5), bins + 1)
+    for name, v in values.items():
+        ax.hist(v, bins=edges, histtype="step", lw=1.4, label=f"{name} ({np.mean(v):.1f} ± {np.std(v):.1f})")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("pixels")
+    ax.set_title(title)
     ax.legend(fontsize="small")
     fig.tight_layout()
     return fig

@@ -32,9 +32,10 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
-from .data import SPLITS_FILE, WAVENUMBERS_FILE, SpectralDataset, available_splits, load_dataset
+from .data import SPLITS_FILE, WAVENUMBERS_FILE, SpectralDataset, available_splits, check_output_dir, load_dataset
 from .errors import DataError
 from .estimator import SpectraVAE
+from .preprocessing import Preprocessor
 from .tissue import TissueRule
 
 PARAMS, SPLITS, HISTORY, SCORES = "params.json", "splits.json", "history.csv", "scores.json"
@@ -208,16 +209,12 @@ class Run:
     notes: list[str] = field(default_factory=list)
 
     @property
-    def normal_labels(self) -> list[str]:
-        """Label names that count as normal (`normal_labels` of the run; empty: not given)."""
-        return list(self.params.get("normal_labels") or [])
+    def normal_labels(self) -> tuple[str, ...]:
+        """Label names that count as normal: the run's `normal_labels`, else background, stroma and
+        epithelium (`anomaly.NORMAL_LABELS`); every other label is an anomaly."""
+        from .anomaly import NORMAL_LABELS
 
-    def anomalous_labels(self) -> tuple[str, ...]:
-        """Label names that count as anomalous: those not in `normal_labels`, or ("tumour",) when not given."""
-        if not self.normal_labels:
-            return ("tumour",)
-        names = (self.abnormal if self.abnormal is not None else self.splits.test).label_names or []
-        return tuple(n for n in names if n not in self.normal_labels)
+        return tuple(self.params.get("normal_labels") or NORMAL_LABELS)
 
     def scans(self) -> SpectralDataset:
         """Every scan of the run (train, validation, test, abnormal), whole, in that order."""
@@ -234,15 +231,14 @@ class Run:
 
 
 def check_split_names(data_dir: Path, names: dict[str, str]) -> None:
-    """Every split name given (non-empty) must be a key of the folder's data_splits.json, if it has one."""
-    have = available_splits(data_dir) if data_dir.is_dir() else {}
-    if not (data_dir / SPLITS_FILE).exists():
+    """Every split name given (non-empty) is a key of the folder's data_splits.json, if it has one, and
+    the splits used together share no scan (`pipeline.check_split_names`, the one check of split names)."""
+    from .pipeline import check_split_names as check
+
+    if not (data_dir.is_dir() and (data_dir / SPLITS_FILE).exists()):
         return
-    for param, name in names.items():
-        if name and name not in have:
-            raise DataError(f"parameter {param}: {data_dir / SPLITS_FILE} has no split {name!r}; it has "
-                            f"{sorted(have)}" + (" (give '' for none)" if param in ("val_split", "abnormal_split")
-                                                 else ""))
+    given = {k: v for k, v in names.items() if v}
+    check(data_dir, given, required=set(given))
 
 
 def split_record(data_dir: Path, splits: Any, abnormal: SpectralDataset | None, seed: int) -> dict[str, Any]:
@@ -378,6 +374,10 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike = "", *, overwrite
     abnormal = load_dataset(data, split=abnormal_split) if named.get(abnormal_split) else None
     vae = SpectraVAE(verbose=verbose, **model)
     vae._check_params()  # bad data, split names or parameters fail before any folder is touched
+    # steps that need the axis (a cut outside the data, cm⁻¹ on bare scans) fail here, not after the record
+    Preprocessor(vae.preprocess).fit(splits.train.wavenumbers, known=splits.train.wavenumbers_known)
+    if str(out):
+        check_output_dir(out, "out")
     run, replace = training_run_dir(out, data_dir, overwrite)
     if rank == 0:
         claim_run_dir(run, replace)

@@ -70,6 +70,13 @@ def demo_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def scattered_dir(tmp_path_factory):
+    """The scattered ("uncorrected") twin of `demo_dir`: the same scans plus scattering."""
+    return make_demo_dataset(tmp_path_factory.mktemp("demo_scattered") / "scans", n_scans=6, height=24, width=24,
+                             seed=0, scatter=True)
+
+
+@pytest.fixture(scope="session")
 def demo(demo_dir):
     return load_dataset(demo_dir)
 

@@ -1,57 +1,160 @@
+"""Anomaly scores, calibration, flags and baselines: definitions, round trips and fairness."""
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from spectra_vae import SpectraVAE, anomaly, load_dataset
+from spectra_vae import DataError, SpectraVAE, anomaly, load_dataset
+from spectra_vae.mspc import Moments, Subspace
 
 
-def test_rx_is_the_squared_mahalanobis_distance():
+def test_rx_with_ledoit_wolf_by_default_and_plain_mahalanobis_without_shrinkage():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2000, 4)) @ np.array([[2, 0, 0, 0], [1, 1, 0, 0], [0, 0, 3, 0], [0, 0, 1, 0.5]])
-    rx = anomaly.RXDetector(ridge=0).fit(x)
     y = rng.normal(size=(5, 4))
-    cov = np.cov(x, rowvar=False)
+    plain = anomaly.RXDetector(shrinkage=0).fit(x)
     d = y - x.mean(0)
-    expected = np.einsum("ij,jk,ik->i", d, np.linalg.inv(cov), d)
-    assert np.allclose(rx.score_samples(y), expected, rtol=1e-6)
+    expected = np.einsum("ij,jk,ik->i", d, np.linalg.inv(np.cov(x, rowvar=False, bias=True)), d)
+    np.testing.assert_allclose(plain.score_samples(y), expected, rtol=1e-6)
+    shrunk = anomaly.RXDetector().fit(x)
+    assert 0 <= shrunk.shrinkage_ < 0.1 and shrunk.n_samples_ == 2000  # well-conditioned data need little
+    with pytest.raises(DataError, match="shrinkage"):
+        anomaly.RXDetector(shrinkage=2).fit(x)
 
 
-def test_scores_are_per_pixel_deterministic_and_carry_coordinates(fitted):
+def test_pca_monitor_combines_t2_and_q_with_tails_from_the_calibration_pixels():
+    rng = np.random.default_rng(1)
+    basis = np.linalg.qr(rng.normal(size=(20, 2)))[0]
+    normal = (rng.normal(size=(4000, 2)) * [3, 1]) @ basis.T + 0.1 * rng.normal(size=(4000, 20))
+    mon = anomaly.PCAMonitor(2).fit(normal[:3000], normal[3000:])
+    inside = normal[:5] + 8 * basis[:, 1]  # far along a modelled direction: T² sees it
+    outside = normal[:5] + 1.0 * np.linalg.qr(np.c_[basis, rng.normal(size=20)])[0][:, 2]  # off the plane: Q
+    s_normal = mon.score_samples(normal[3000:])
+    assert (mon.score_samples(inside) > np.quantile(s_normal, 0.999)).all()
+    assert (mon.score_samples(outside) > np.quantile(s_normal, 0.999)).all()
+    assert mon.statistics(inside)["t2"].min() > mon.statistics(outside)["t2"].max()
+
+
+def test_scores_carry_coordinates_tissue_and_every_statistic_deterministically(fitted):
     vae, _, _, test, _ = fitted
     f = vae.score_samples(test)
-    assert list(f.columns[:3]) == ["scan", "row", "col"] and len(f) == len(test)
-    assert (f.kl >= 0).all() and (f.reconstruction_error > 0).all()
-    assert np.allclose(f.reconstruction_error, vae.reconstruction_error(test))
+    assert list(f.columns[:4]) == ["scan", "row", "col", "tissue"] and len(f) == len(test)
+    for col in ("reconstruction_error", "reconstruction_nll", "kl", "inside", "t2", "q", "anomaly_score"):
+        assert col in f and np.isfinite(f[col]).all()
+    assert (f.kl >= 0).all() and (f.q >= 0).all() and (f.reconstruction_error > 0).all()
+    np.testing.assert_allclose(f.reconstruction_error, vae.reconstruction_error(test))
+    np.testing.assert_array_equal(f.tissue, vae.tissue_mask(test))
     a, b = vae.anomaly_score(test), vae.anomaly_score(test)
-    assert np.array_equal(a, b)
-    assert np.allclose(a, f.reconstruction_nll + vae.beta * f.kl)
-    assert np.array_equal(vae.anomaly_score(test, "kl"), f.kl.to_numpy())
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(a, f.anomaly_score)
+    m = vae.monitor_
+    np.testing.assert_allclose(a, -2 * sum(m.tails[s].log_sf(f[s].to_numpy()) for s in m.statistics))
+    np.testing.assert_allclose(vae.anomaly_score(test, "elbo"), f.reconstruction_nll + vae.beta * f.kl)
+    np.testing.assert_array_equal(vae.anomaly_score(test, "q"), f.q.to_numpy())
     with pytest.raises(ValueError, match="method must be one of"):
         vae.anomaly_score(test, "magic")
 
 
-def test_threshold_flags_the_chosen_fraction_of_normal_pixels():
-    s = np.random.default_rng(0).exponential(size=10000)
-    t = anomaly.threshold_from_normal(s, 0.95)
-    assert np.isclose((s > t).mean(), 0.05, atol=0.002)
+def test_residual_model_is_the_pca_of_the_normal_training_tissue_residuals(fitted):
+    vae, train, _, _, _ = fitted
+    import torch
+
+    tissue = vae.training_pixels(train).select_pixels(np.flatnonzero(vae.tissue_mask(train)))
+    x = torch.from_numpy(vae.normaliser_.transform(vae.prepare(tissue).to_array()))
+    with torch.no_grad():
+        residual = (x - vae.model_.decode(vae.model_.encode(x)[0])).double().numpy()
+    expected = Subspace.fit(Moments.of([residual]), vae.monitor_.subspace.n_components)
+    np.testing.assert_allclose(vae.monitor_.subspace.mean_, expected.mean_, atol=1e-6)
+    np.testing.assert_allclose(vae.monitor_.subspace.variances_, expected.variances_, rtol=1e-4)
+    assert "validation" in vae.monitor_.tails_from
 
 
-def test_evaluate_ranks_a_perfect_score_first_and_ignores_unknown_labels():
-    truth = np.array([0, 0, 1, 1, -1])
-    table = anomaly.evaluate({"perfect": np.array([0, 1, 2, 3, 100.0]), "inverse": np.array([3, 2, 1, 0, -5.0])}, truth)
+def test_calibrate_then_predict_flags_the_chosen_share_of_normal_tissue_never_background(fitted, tmp_path):
+    vae, _, val, test, _ = fitted
+    # fit set a first threshold at 1 % of the validation tissue its tails came from; it is saved too
+    first = SpectraVAE.load(vae.save(tmp_path / "first.pt"))
+    assert first.monitor_.calibration["automatic"] and first.monitor_.false_positive_rate == 0.01
+    tissue = first.tissue_mask(val)
+    assert np.isclose(first.predict(val)[tissue].mean(), 0.01, atol=0.005)
+    first.monitor_.threshold = None  # a residual model without any threshold refuses to flag
+    with pytest.raises(DataError, match="not calibrated"):
+        first.predict(test)
+    vae.calibrate(val, false_positive_rate=0.05)
+    m = vae.monitor_
+    assert "automatic" not in m.calibration and m.false_positive_rate == 0.05
+    assert np.isclose(m.calibration["flagged_fraction"], 0.05, atol=0.01)
+    flags = vae.predict(val)
+    tissue = vae.tissue_mask(val)
+    assert set(np.unique(flags)) <= {0, 1} and not flags[~tissue].any()
+    assert np.isclose(flags[tissue].mean(), 0.05, atol=0.01)
+    # the calibration and the threshold travel in the checkpoint
+    loaded = SpectraVAE.load(vae.save(tmp_path / "cal.pt"))
+    assert loaded.monitor_.threshold == m.threshold and loaded.monitor_.tails == m.tails
+    np.testing.assert_array_equal(loaded.predict(test), vae.predict(test))
+    with pytest.raises(DataError, match="false_positive_rate"):
+        vae.calibrate(val, false_positive_rate=1.5)
+
+
+def test_baselines_are_fitted_on_exactly_the_pixels_the_vae_trained_on(fitted, demo_dir):
+    vae, train, val, test, _ = fitted
+    view = anomaly.training_view(vae, train)
+    assert len(view) == vae.normaliser_.n_samples_
+    scores = anomaly.baseline_scores(vae, train, test, normal_calibration=val)
+    assert {"VAE", "RX (Ledoit–Wolf)"} <= set(scores) and all(len(s) == len(test) for s in scores.values())
+    with pytest.raises(DataError, match="not the pixels the model was trained on"):
+        anomaly.baseline_scores(vae, load_dataset(demo_dir, split="normal_test"), test)
+
+
+def test_ground_truth_follows_normal_labels_and_splits_anomaly_kinds(demo):
+    kinds = anomaly.anomaly_kinds(demo)
+    assert set(kinds) == {"tumour", "paraffin"}
+    labels = np.asarray(demo.label_names)[demo.labels]
+    assert (kinds["tumour"][labels == "tumour"] == 1).all() and (kinds["tumour"][labels == "paraffin"] == -1).all()
+    assert (kinds["paraffin"][labels == "stroma"] == 0).all()
+    truth = anomaly.ground_truth_anomaly(demo, normal_labels=("background", "stroma", "epithelium", "tumour"))
+    assert (truth[labels == "tumour"] == 0).all() and (truth[labels == "paraffin"] == 1).all()
+    with pytest.raises(DataError, match="not among the label names"):
+        anomaly.anomaly_kinds(demo, normal_labels=("normal",))
+
+
+def test_evaluate_ranks_a_perfect_score_first_and_bootstraps_over_scans():
+    truth = np.array([0, 0, 1, 1, -1] * 4)
+    groups = np.repeat(np.arange(4), 5)
+    table = anomaly.evaluate({"perfect": np.tile([0, 1, 2, 3, 100.0], 4), "inverse": np.tile([3, 2, 1, 0, -5.0], 4)},
+                             truth, groups=groups, n_boot=50)
     assert table.index[0] == "perfect" and table.loc["perfect", "AUROC"] == 1.0 and table.loc["inverse", "AUROC"] == 0.0
+    assert table.loc["perfect", "AUROC low"] == 1.0
     assert "A baseline wins" in anomaly.verdict(table, "inverse")
     assert "The VAE separates best" in anomaly.verdict(table.rename(index={"perfect": "VAE"}))
+    rng = np.random.default_rng(0)
+    noisy = rng.normal(size=len(truth)) + truth
+    lo, hi = anomaly.auroc_interval(truth[truth >= 0], noisy[truth >= 0], groups[truth >= 0], 200)
+    point = anomaly.evaluate({"s": noisy}, truth).loc["s", "AUROC"]
+    assert lo <= point <= hi and hi - lo > 0
 
 
-def test_vae_trained_on_normal_tissue_scores_tumour_pixels_higher(demo_dir):
-    """On the tiny demo, tumour pixels of abnormal scans outscore their normal tissue (AUROC well above chance)."""
-    train = load_dataset(demo_dir, split="normal_train")
-    vae = SpectraVAE(epochs=15, verbose=False).fit(train, validation=load_dataset(demo_dir, split="normal_val"))
-    ab = load_dataset(demo_dir, split="abnormal")
-    scores = anomaly.baseline_scores(vae, train, ab)
-    table = anomaly.evaluate(scores, anomaly.ground_truth_anomaly(ab), vae.tissue_mask(ab))
-    assert set(table.index) == {"VAE", "PCA (2 comp.) error", "RX (Mahalanobis)"}
-    assert table.loc["VAE", "AUROC"] > 0.75, table
-    flagged = anomaly.flagged_fraction(ab, scores["VAE"], np.quantile(scores["VAE"], 0.5))
-    assert isinstance(flagged, pd.DataFrame) and list(flagged.index) == ab.scans
+def test_design_effect_is_one_for_independent_flags_and_grows_when_they_cluster(demo):
+    rng = np.random.default_rng(0)
+    mask = np.ones(len(demo), bool)
+    independent = rng.uniform(size=len(demo)) < 0.05
+    assert anomaly.design_effect(demo, independent, mask, 0.05, tile=8) < 1.6
+    coords = demo.coords
+    clustered = ((coords[:, 1] // 8 + coords[:, 2] // 8) % 20 == 0)  # whole 8×8 blocks flagged together
+    assert anomaly.design_effect(demo, clustered, mask, float(clustered.mean()), tile=8) > 10
+
+
+def test_scan_threshold_calls_about_one_percent_of_normal_scans_with_independent_flags():
+    rng = np.random.default_rng(3)
+    n, rate = 2000, 0.01
+    limit = anomaly.scan_threshold(n, rate, design=1.0)
+    fractions = rng.binomial(n, rate, size=20000) / n
+    assert 0.003 < (fractions > limit).mean() < 0.02
+    assert anomaly.scan_threshold(n, rate, design=4.0) > limit
+
+
+def test_scan_scores_call_the_abnormal_scans(fitted, demo_dir):
+    vae, _, val, _, _ = fitted
+    vae.calibrate(val, false_positive_rate=0.05)
+    table = vae.scan_scores(load_dataset(demo_dir))
+    assert isinstance(table, pd.DataFrame) and {"flagged fraction", "scan threshold", "abnormal"} <= set(table)
+    assert (table["flagged fraction"] >= 0).all() and table["tissue pixels"].gt(0).all()

@@ -23,7 +23,7 @@ def test_grid_takes_lists_and_semicolons_for_values_that_hold_commas():
 
 
 def test_sweep_trains_a_run_per_combination_writes_runs_csv_and_the_comparison(tmp_path, capsys):
-    data = make_demo_dataset(tmp_path / "scans", n_scans=4, height=10, width=10, seed=11)
+    data = make_demo_dataset(tmp_path / "scans", n_scans=4, height=16, width=16, seed=11)
     out = tmp_path / "sweep"
     rc = main(["sweep", "--data", str(data), "--out", str(out), "--grid", "latent_dim=2,3", "--quiet",
                "-p", "epochs", "1", "-p", "hidden_dims", "16,8", "-p", "batch_size", "128"])

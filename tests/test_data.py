@@ -13,7 +13,7 @@ def test_directory_dataset_counts_pixels_channels_and_reads_memory_mapped(demo, 
     assert demo.scans == [f"data{i}.npy" for i in range(6)]
     assert np.array_equal(demo.wavenumbers, np.load(demo_dir / "wavenumbers.npy"))
     assert all(isinstance(s.pixels, np.memmap) for s in demo.scan_objects)
-    assert demo.label_names == ["background", "stroma", "epithelium", "tumour"]
+    assert demo.label_names == ["background", "stroma", "epithelium", "tumour", "paraffin"]
 
 
 def test_coords_and_labels_point_back_to_the_source_pixel(demo, demo_dir):

@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+from scipy.ndimage import binary_erosion
 
 from spectra_vae import make_demo_dataset
 from spectra_vae.demo import (
@@ -11,7 +12,9 @@ from spectra_vae.demo import (
     TUMOUR_AMIDE_I_SHIFT,
     component_spectra,
     demo_wavenumbers,
+    make_demo_scan,
 )
+from spectra_vae.scattering import apparent_peak_position
 
 
 def test_demo_scans_have_lab_layout(demo_dir):
@@ -80,4 +83,83 @@ def test_scatter_variant_adds_a_baseline_under_tissue_only(tmp_path):
     lab = np.load(a / "labels" / "data0.npy")
     diff = np.load(b / "data0.npy") - np.load(a / "data0.npy")
     assert diff[lab > 0].mean() > 0.03
-    assert abs(diff[lab == 0].mean()) < 1e-3
+    assert not diff[lab == 0].any()  # background is the clean variant's, noise included
+def test_paraffin_residue_sits_in_every_second_abnormal_scan_and_leaves_other_pixels_alone():
+    from spectra_vae.demo import PARAFFIN_RESIDUE, make_demo_scan, paraffin_spectrum
+
+    wn = demo_wavenumbers()
+    plain, labels = make_demo_scan(np.random.default_rng([5, 1]), 48, 48, abnormal=True, noise=0.0)
+    waxed, wax_labels = make_demo_scan(np.random.default_rng([5, 1]), 48, 48, abnormal=True, noise=0.0,
+                                       paraffin=np.random.default_rng([5, 1, 1]))
+    patch = wax_labels == LABEL_NAMES.index("paraffin")
+    assert patch.any() and (labels[patch] > 0).all()  # on tissue only
+    np.testing.assert_array_equal(waxed[~patch], plain[~patch])
+    np.testing.assert_array_equal(wax_labels[~patch], labels[~patch])
+    # what was added is paraffin's spectrum, its 1462 band a literature-bounded share of amide II
+    added = (waxed - plain)[patch]
+    shape = paraffin_spectrum(wn)
+    np.testing.assert_allclose(added / added[:, [np.argmax(shape)]], np.broadcast_to(shape / shape.max(), added.shape),
+                               atol=1e-4)
+    i1462, i_amide2 = np.argmin(np.abs(wn - 1462)), np.argmin(np.abs(wn - 1545))
+    ratio = added[:, i1462] / plain[patch][:, i_amide2]
+    assert PARAFFIN_RESIDUE[0] * 0.5 - 1e-6 <= ratio.min() and ratio.max() <= PARAFFIN_RESIDUE[1] * 1.5 + 1e-6
+
+
+def test_demo_folder_marks_paraffin_in_every_second_abnormal_scan(tmp_path):
+    path = make_demo_dataset(tmp_path / "d", n_scans=7, height=32, width=32, seed=2, n_abnormal=3)
+    splits = json.loads((path / "data_splits.json").read_text())
+    has_wax = [bool((np.load(path / "labels" / f) == LABEL_NAMES.index("paraffin")).any()) for f in splits["abnormal"]]
+    assert has_wax == [True, False, True]
+    for f in splits["normal_train"] + splits["normal_val"] + splits["normal_test"]:
+        assert set(np.unique(np.load(path / "labels" / f))) <= {0, 1, 2}
+
+
+
+def test_scattered_scan_equals_the_clean_scan_plus_the_reported_terms():
+    clean, labels = make_demo_scan(np.random.default_rng([5, 0]), 20, 18, abnormal=True)
+    scattered, labels2, terms = make_demo_scan(np.random.default_rng([5, 0]), 20, 18, abnormal=True, scatter=True,
+                                               return_scattering=True)
+    assert np.array_equal(labels, labels2)
+    added = terms.added.reshape(clean.shape)
+    assert np.array_equal(scattered, clean + added)  # every other draw, the noise included, is shared
+    tissue = labels > 0
+    assert not added[~tissue].any() and (np.abs(added[tissue]).max(axis=1) > 0.01).all()
+    assert (terms.path_length[~tissue] == 1).all() and (terms.dispersion[~tissue] == 0).all()
+    _, _, none = make_demo_scan(np.random.default_rng([5, 0]), 20, 18, return_scattering=True)
+    assert none is None
+
+
+def test_scattered_dataset_is_the_clean_one_plus_scattering_with_its_maps_on_disk(tmp_path):
+    a = make_demo_dataset(tmp_path / "corr", n_scans=2, height=16, width=16, seed=1, n_abnormal=1)
+    b = make_demo_dataset(tmp_path / "uncorr", n_scans=2, height=16, width=16, seed=1, n_abnormal=1, scatter=True)
+    assert not (a / "scattering").exists() and "scattering" in json.loads((b / "demo.json").read_text())
+    for i in range(2):
+        assert np.array_equal(np.load(a / "labels" / f"data{i}.npy"), np.load(b / "labels" / f"data{i}.npy"))
+        wax = np.random.default_rng([1, i, 1]) if i == 1 else None  # the first abnormal scan carries paraffin
+        _, _, terms = make_demo_scan(np.random.default_rng([1, i]), 16, 16, abnormal=i == 1, paraffin=wax,
+                                     scatter=True, return_scattering=True)
+        clean, scattered = np.load(a / f"data{i}.npy"), np.load(b / f"data{i}.npy")
+        assert np.array_equal(scattered, clean + terms.added.reshape(clean.shape))
+        maps = np.load(b / "scattering" / f"data{i}.npz")
+        assert np.array_equal(maps["dispersion"], terms.dispersion.astype(np.float32))
+
+
+def test_scattering_moves_amide_i_down_scales_path_length_and_is_strongest_at_the_core_edge():
+    wn = demo_wavenumbers()
+    clean, labels = make_demo_scan(np.random.default_rng([2, 0]), 48, 48)
+    scattered, _, terms = make_demo_scan(np.random.default_rng([2, 0]), 48, 48, scatter=True, return_scattering=True)
+    tissue = labels > 0
+    shift = (apparent_peak_position(scattered[tissue], wn) - apparent_peak_position(clean[tissue], wn))
+    assert shift.mean() < -2 and (shift < 0).mean() > 0.9  # the dispersion artefact pulls amide I down
+    edge = tissue & ~binary_erosion(tissue, iterations=2)
+    inner = binary_erosion(tissue, iterations=8)
+    assert terms.strength[edge].mean() > 1.5 * terms.strength[inner].mean()
+    assert np.abs(shift[edge[tissue]]).mean() > 1.5 * np.abs(shift[inner[tissue]]).mean()
+    m = terms.path_length[tissue]
+    assert 0.7 < m.min() and m.max() < 1.4 and m.std() > 0.03
+    # the Mie baseline: a, n0 in ME-EMSC's ranges, and a broad positive offset under the bands
+    assert terms.radius_um[tissue].min() >= 2 and terms.radius_um[tissue].max() <= 7.1
+    assert 1.1 <= terms.refractive_index[tissue].min() and terms.refractive_index[tissue].max() <= 1.4
+    base = terms.added.reshape(scattered.shape)[tissue] - (m[:, None] - 1) * clean[tissue]
+    far = (wn > 1760) | (wn < 1000)  # where bands are weak, what is added is mostly baseline
+    assert base[:, far].mean() > 0.02

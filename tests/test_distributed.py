@@ -74,8 +74,12 @@ DDP_SCRIPT = textwrap.dedent("""
         vae = SpectraVAE(checkpoint_minutes=1e-9, **kw).fit(train, validation=val, checkpoint_dir=out + "/model")
     else:
         vae = SpectraVAE.resume(out + "/inside_epoch_2.pt", train, validation=val, checkpoint_dir=out + "/resumed")
+    m = vae.monitor_
+    monitor = {"threshold": torch.tensor(m.threshold), "mean": torch.as_tensor(m.subspace.mean_),
+               "variances": torch.as_tensor(m.subspace.variances_),
+               "tails": torch.tensor([[t.g, t.h] for t in m.tails.values()])}
     torch.save({"training": vae._final_training["state_dict"], "model": vae.model_.state_dict(),
-                "history": vae.history.to_dict("list"), "events": vae._state.events},
+                "history": vae.history.to_dict("list"), "events": vae._state.events, "monitor": monitor},
                f"{out}/{mode}_rank{rank}.pt")
 """)
 
@@ -95,7 +99,9 @@ def test_two_processes_end_identical_recover_together_and_resume_exactly(demo_di
     ranks = [torch.load(tmp_path / f"fit_rank{r}.pt", weights_only=True) for r in (0, 1)]
     # gradients synchronised: every parameter identical; the noise level all-reduced, not each
     # process's own last update (nor rank 0's broadcast over the others)
-    for part in ("training", "model"):
+    # and the anomaly monitor fitted after training is one model too: residual moments, tails and
+    # the first threshold pooled over both processes' shards
+    for part in ("training", "model", "monitor"):
         for k, v in ranks[0][part].items():
             assert torch.equal(v, ranks[1][part][k]), (part, k)
     # recovered together, at the batch where rank 1 alone saw a NaN

@@ -337,7 +337,7 @@ def test_notebook_parameters_are_checked_against_the_notebooks_before_any_runs(t
              (["-p", "epochs", "0"], "parameter epochs: must be ≥ 1"),
              (["-p", "epochs", "2.5"], "parameter epochs: expected a whole number"),
              (["-p", "tissue_only", "yes"], "parameter tissue_only: expected True or False"),
-             (["-p", "threshold_quantile", "1"], "parameter threshold_quantile: must be < 1"),
+             (["-p", "false_positive_rate", "1"], "parameter false_positive_rate: must be < 1"),
              (["-p", "train_split", "normal_trian"], "parameter train_split: .* no split 'normal_trian'"),
              (["-p", "data_dir", "/x"], "parameter data_dir: the pipeline sets it from data"),
              (["-p", "epochs", "2", "-p", "epochs", "3"], "parameter epochs: given more than once")]
@@ -368,12 +368,16 @@ def test_output_paths_are_checked_before_anything_is_written(tmp_path, demo_dir,
 
 
 def test_an_os_error_while_writing_is_an_error_line_not_a_traceback(tmp_path, demo_dir, monkeypatch, capsys):
-    from pathlib import Path
+    import os
 
-    def refused(self, *a, **k):
-        raise PermissionError(13, "Permission denied", str(self))
+    real_replace = os.replace
 
-    monkeypatch.setattr(Path, "write_text", refused)
+    def refused(src, dst, *a, **k):  # the run's record is written atomically: the rename is refused
+        if str(dst).endswith("splits.json"):
+            raise PermissionError(13, "Permission denied", str(dst))
+        return real_replace(src, dst, *a, **k)
+
+    monkeypatch.setattr(os, "replace", refused)
     rc = main(["train", "--data", str(demo_dir), "--out", str(tmp_path / "run"), "--epochs", "1"])
     err = capsys.readouterr().err
     assert rc == 1 and err.startswith("error: ") and "splits.json: Permission denied" in err

@@ -1,9 +1,15 @@
+import json
+
 import numpy as np
 import pytest
+import torch
 from scipy.signal import savgol_filter
 
 from spectra_vae import DataError, SpectraVAE, load_dataset
-from spectra_vae.preprocessing import Preprocessor, parse
+from spectra_vae.demo import component_spectra
+from spectra_vae.emsc import EMSC, MIN_SCALE, pixel_terms
+from spectra_vae.preprocessing import Preprocessor, lower_hull, parse
+from spectra_vae.scattering import kramers_kronig_partner
 
 WN = np.linspace(950, 1800, 442)
 RNG = np.random.default_rng(0)
@@ -107,3 +113,139 @@ def test_invertible_preprocessing_reconstructs_in_original_units(demo_dir):
     assert r.shape == x.shape
     assert np.sqrt(np.mean((r - x) ** 2)) < 0.2 * x.std()
     assert np.median(np.linalg.norm(vae.reconstruct(tissue), axis=1)) > 0.9
+
+
+def _per_spectrum_lower_hull(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The rubber band as `rubberband` computed it before it was vectorised (Andrew's monotone chain,
+    one spectrum at a time): the oracle the vectorised hull must equal."""
+    order = np.argsort(x)
+    xs, ys = x[order], y[order].astype(np.float64)
+    hull: list[int] = []
+    for i in range(len(xs)):
+        while len(hull) >= 2:
+            a, b = hull[-2], hull[-1]
+            if (xs[b] - xs[a]) * (ys[i] - ys[a]) - (ys[b] - ys[a]) * (xs[i] - xs[a]) <= 0:
+                hull.pop()
+            else:
+                break
+        hull.append(i)
+    out = np.empty_like(ys)
+    out[order] = np.interp(xs, xs[hull], ys[hull])
+    return out
+
+
+def test_vectorised_rubberband_equals_the_per_spectrum_hull(demo):
+    rng = np.random.default_rng(3)
+    walks = rng.standard_normal((40, 442)).cumsum(axis=1)
+    ties = rng.integers(0, 3, (40, 442)).astype(float)  # many collinear points and equal values
+    irregular = np.sort(rng.uniform(950, 1800, 442))
+    for x, y in ((WN, walks), (WN, ties), (WN[::-1], walks), (irregular, ties), (WN, demo.to_array()[::7])):
+        expected = np.stack([_per_spectrum_lower_hull(x, row) for row in y])
+        assert np.allclose(lower_hull(x, y), expected, rtol=0, atol=1e-9)
+        out = Preprocessor("rubberband").fit(x).transform(y.astype(np.float32))
+        assert np.allclose(out, y.astype(np.float32) - expected.astype(np.float32), atol=1e-5)
+
+
+REF = component_spectra(WN).T @ np.array([0.5, 0.1, 0.14, 0.11, 0.07])  # an epithelium-like reference
+
+
+def _legendre(degree: int) -> np.ndarray:
+    return np.polynomial.legendre.legvander(2 * (WN - WN.min()) / np.ptp(WN) - 1, degree)
+
+
+def test_emsc_recovers_known_multiplicative_dispersion_and_polynomial_terms_exactly():
+    rng = np.random.default_rng(7)
+    a = rng.uniform(0.3, 2.5, (50, 1))
+    b = rng.uniform(-0.8, 0.8, (50, 1))
+    c = rng.normal(0, 0.1, (50, 4))
+    x = a * REF + b * kramers_kronig_partner(REF, WN) + c @ _legendre(3).T
+    emsc = EMSC(REF, WN, degree=3)
+    assert emsc.terms == ["multiplicative", "dispersion", "baseline_0", "baseline_1", "baseline_2", "baseline_3"]
+    assert np.allclose(emsc.coefficients(x), np.hstack([a, b, c]), rtol=1e-9, atol=1e-12)
+    corrected, _ = emsc.correct(x)
+    assert np.allclose(corrected, REF, rtol=0, atol=1e-5 * REF.max())
+    # basic EMSC (no dispersion term) cannot take the dispersion out
+    basic, _ = EMSC(REF, WN, degree=3, dispersion=False).correct(x)
+    assert np.abs(basic - REF).max() > 0.05 * REF.max()
+
+
+def test_emsc_step_takes_its_reference_from_the_training_spectra_and_is_undone_exactly():
+    rng = np.random.default_rng(8)
+    spread = rng.normal(0, 0.05, (20, 442))
+    training = np.vstack([REF + spread, REF - spread])  # mean: exactly the reference
+    pre = Preprocessor("emsc(2)").fit(WN, training)
+    assert np.allclose(pre.fitted_step("emsc").reference, REF, atol=1e-6)
+    x = (rng.uniform(0.5, 2, (30, 1)) * REF + rng.normal(0, 0.05, (30, 1)) * kramers_kronig_partner(REF, WN)
+         + (_legendre(2) @ rng.normal(0, 0.1, (3, 30))).T)
+    y, undo = pre.transform(x.astype(np.float32), return_inverse=True)
+    assert np.allclose(y, REF, atol=1e-4 * REF.max())
+    assert pre.invertible and np.allclose(pre.inverse_transform(y, undo), x, atol=1e-5)
+    with pytest.raises(DataError, match="learns its reference"):
+        Preprocessor("emsc").fit(WN)
+    for bad in ("emsc(2.5)", "emsc(2,3)", "emsc(11)"):
+        with pytest.raises(DataError, match="whole polynomial degree"):
+            Preprocessor(bad).fit(WN, training)
+
+
+def pixel_terms_of(pre: Preprocessor, x: np.ndarray) -> np.ndarray:
+    return pre.fitted_step("emsc").coefficients(pre.transform_until(x, "emsc"))
+
+
+def test_emsc_does_not_divide_background_by_its_near_zero_reference_amount():
+    pre = Preprocessor("emsc").fit(WN, REF[None, :])
+    noise = np.random.default_rng(9).normal(0, 0.002, (200, 442)).astype(np.float32)
+    y, undo = pre.transform(noise, return_inverse=True)
+    terms = pixel_terms_of(pre, noise)
+    assert (np.abs(terms[:, 0]) < MIN_SCALE).all()
+    assert np.abs(y).max() < 0.02  # noise stays noise-sized: not divided by a ≈ 0
+    assert np.allclose(pre.inverse_transform(y, undo), noise, atol=1e-6)
+
+
+def test_fitted_pipeline_round_trips_through_plain_content():
+    pre = Preprocessor("cut(1000,1750)|emsc(3,0)|snv").fit(WN, X)
+    content = json.loads(json.dumps(pre.to_dict()))  # plain: JSON and weights_only checkpoints hold it
+    again = Preprocessor.from_dict(content)
+    assert again.spec == "cut(1000,1750)|emsc(3,0)|snv"
+    assert np.array_equal(again.transform(X), pre.transform(X))
+    assert np.array_equal(again.output_wavenumbers_, pre.output_wavenumbers_)
+    stateless = Preprocessor.from_dict(Preprocessor("baseline|snv").fit(WN).to_dict())
+    assert np.array_equal(stateless.transform(X), Preprocessor("baseline|snv").fit(WN).transform(X))
+    with pytest.raises(DataError, match="another wavenumber axis"):
+        Preprocessor.from_dict({**content, "input_wavenumbers": list(WN + 3)})
+    with pytest.raises(DataError, match=r"is of emsc\(3,0\)"):
+        Preprocessor.from_dict({**content, "spec": "cut(1000,1750)|emsc(2,0)|snv"})
+
+
+def test_model_trained_with_emsc_applies_the_identical_correction_after_loading(scattered_dir, tmp_path):
+    train = load_dataset(scattered_dir, split="normal_train")
+    test = load_dataset(scattered_dir, split="normal_test")
+    vae = SpectraVAE(hidden_dims=(16,), epochs=2, verbose=False, preprocess="emsc").fit(train)
+    reference = vae.tissue_rule_.select(train).to_array().mean(axis=0)  # the training tissue pixels' mean
+    assert np.allclose(vae.preprocessor_.fitted_step("emsc").reference, reference, atol=1e-5)
+    path = vae.save(tmp_path / "m.pt")
+    assert "preprocessing" in torch.load(path, weights_only=True)
+    again = SpectraVAE.load(path)
+    assert np.array_equal(again.prepare(test).to_array(), vae.prepare(test).to_array())
+    assert np.array_equal(again.transform(test), vae.transform(test))
+    assert pixel_terms(again.preprocessor_, test).equals(pixel_terms(vae.preprocessor_, test))
+    # reconstructions back in absorbance: emsc undone pixel by pixel (x = a·y + baseline + dispersion)
+    x = test.to_array()
+    r = again.reconstruct(test, original_units=True)
+    y, undo = again.preprocessor_.transform(x, return_inverse=True)
+    assert np.allclose(r, again.preprocessor_.inverse_transform(again.reconstruct(test), undo), atol=1e-5)
+    assert np.sqrt(np.mean((r - x) ** 2)) < x.std()
+
+
+def test_checkpoint_without_fitted_preprocessing_loads_as_the_stateless_pipeline_it_was(demo_dir, tmp_path):
+    train, test = load_dataset(demo_dir, split="normal_train"), load_dataset(demo_dir, split="normal_test")
+    vae = SpectraVAE(hidden_dims=(16,), epochs=1, verbose=False, preprocess="cut(1000,1750)|snv",
+                     tissue_only=True).fit(train)
+    payload = torch.load(vae.save(tmp_path / "new.pt"), weights_only=True)
+    del payload["preprocessing"]  # as written before pipelines had fitted state
+    torch.save(payload, tmp_path / "old.pt")
+    old = SpectraVAE.load(tmp_path / "old.pt")
+    assert np.array_equal(old.prepare(test).to_array(), vae.prepare(test).to_array())
+    payload["config"]["preprocess"] = "emsc"  # a fitted step whose state is missing cannot be rebuilt
+    torch.save(payload, tmp_path / "broken.pt")
+    with pytest.raises(DataError, match="learns its reference"):
+        SpectraVAE.load(tmp_path / "broken.pt")

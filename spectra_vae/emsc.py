@@ -1,0 +1,150 @@
+"""Extended multiplicative signal correction (EMSC) of scattering, vectorised over pixels.
+
+Each spectrum x is modelled as
+
+    x ≈ a·r + b·K(r) + Σₖ cₖ·Pₖ(ν)
+
+with r a reference spectrum (the mean of the training tissue pixels), K(r) its Kramers–Kronig
+partner (`spectra_vae.scattering.kramers_kronig_partner`) standing for the dispersion artefact, and
+Legendre polynomials Pₖ of the wavenumber up to `degree` for the broad scattering baseline. EMSC is
+Martens & Stark 1991 (J. Pharm. Biomed. Anal. 9:625); the dispersion regressor follows Kohler et al.
+2005 (Appl. Spectrosc. 59:707), who extend EMSC with Mie and dispersion terms for cells, and Bassan et
+al. 2009 (Analyst 134:1586) for what the artefact is. One least-squares solve serves every pixel:
+the coefficients are x @ pinv(M)ᵀ for the design M, never a loop over spectra. The corrected
+spectrum is (x − b·K(r) − Σ cₖPₖ) / a; where a ≤ `MIN_SCALE` (noise-only background, which holds no
+reference) it is not divided: x − b·K(r) − Σ cₖPₖ.
+
+ME-EMSC (Solheim et al. 2019, J. Biophotonics 12:e201800415) would replace the polynomial and the
+single dispersion regressor by principal components of many Mie extinction curves computed from
+the reference's complex refractive index over a range of sphere radii and indices, and iterate with
+the corrected spectrum as the next reference: it models the Mie baseline's shape and each band's
+resonant distortion physically, at the cost of iterations per pixel. It is not implemented here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from .scattering import kramers_kronig_partner
+
+if TYPE_CHECKING:
+    from .data import SpectralDataset
+    from .preprocessing import Preprocessor
+
+MIN_SCALE = 0.05  # pixels holding less than 5 % of the reference are not divided by it
+BLOCK = 4096  # spectra corrected at a time
+
+
+@dataclass(eq=False)
+class EMSC:
+    """EMSC with a fixed `reference` on `wavenumbers`; `degree` of the baseline polynomial;
+    `dispersion`: whether the reference's Kramers–Kronig partner is a regressor."""
+
+    reference: np.ndarray
+    wavenumbers: np.ndarray
+    degree: int = 2
+    dispersion: bool = True
+    design_: np.ndarray = field(init=False, repr=False)  # (n_channels, n_terms)
+    solver_: np.ndarray = field(init=False, repr=False)  # (n_terms, n_channels): the pseudo-inverse
+
+    def __post_init__(self) -> None:
+        self.reference = np.asarray(self.reference, dtype=np.float64)
+        self.wavenumbers = np.asarray(self.wavenumbers, dtype=np.float64)
+        self.degree = int(self.degree)
+        self.dispersion = bool(self.dispersion)
+        if self.reference.shape != self.wavenumbers.shape:
+            raise ValueError(f"EMSC reference has {self.reference.shape} values for {self.wavenumbers.shape} channels")
+        wn = self.wavenumbers
+        span = float(np.ptp(wn)) or 1.0
+        x = 2 * (wn - wn.min()) / span - 1  # the axis on [−1, 1], where Legendre polynomials are orthogonal
+        columns = [self.reference[:, None]]
+        if self.dispersion:
+            columns.append(kramers_kronig_partner(self.reference, wn)[:, None])
+        columns.append(np.polynomial.legendre.legvander(x, self.degree))
+        self.design_ = np.hstack(columns)
+        self.solver_ = np.linalg.pinv(self.design_)
+
+    @property
+    def terms(self) -> list[str]:
+        """Names of the coefficients, in the order of `coefficients`' columns."""
+        return (["multiplicative"] + (["dispersion"] if self.dispersion else [])
+                + [f"baseline_{k}" for k in range(self.degree + 1)])
+
+    def coefficients(self, spectra: np.ndarray) -> np.ndarray:
+        """Least-squares coefficients of every spectrum `(n, C)` → `(n, n_terms)`, one solve for all."""
+        return np.asarray(spectra, dtype=np.float64) @ self.solver_.T
+
+    def scale(self, coefficients: np.ndarray) -> np.ndarray:
+        """What each spectrum is divided by, `(n, 1)`: its multiplicative term, or 1 where that is ≤ MIN_SCALE."""
+        a = coefficients[:, :1]
+        return np.where(a > MIN_SCALE, a, 1.0)
+
+    def additive(self, coefficients: np.ndarray) -> np.ndarray:
+        """Per spectrum, the fitted dispersion part and baseline `(n, C)`: what correction subtracts."""
+        return coefficients[:, 1:] @ self.design_[:, 1:].T
+
+    def baseline(self, coefficients: np.ndarray) -> np.ndarray:
+        """Per spectrum, the fitted polynomial baseline alone `(n, C)`."""
+        k = self.degree + 1
+        return coefficients[:, -k:] @ self.design_[:, -k:].T
+
+    def correct(self, spectra: np.ndarray, return_additive: bool = False
+                ) -> tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(corrected spectra `(n, C)` float32, coefficients `(n, n_terms)`[, the subtracted part `(n, C)`
+        float32]), in blocks of `BLOCK` spectra so that float64 intermediates stay small."""
+        x = np.asarray(spectra)
+        corrected = np.empty(x.shape, dtype=np.float32)
+        coef = np.empty((len(x), self.design_.shape[1]))
+        additive = np.empty(x.shape, dtype=np.float32) if return_additive else None
+        for s in range(0, len(x), BLOCK):
+            block = x[s:s + BLOCK].astype(np.float64)
+            c = coef[s:s + BLOCK] = self.coefficients(block)
+            add = self.additive(c)
+            corrected[s:s + BLOCK] = (block - add) / self.scale(c)
+            if additive is not None:
+                additive[s:s + BLOCK] = add
+        return (corrected, coef, additive) if additive is not None else (corrected, coef)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain content for a checkpoint (`torch.load(weights_only=True)`) or a JSON record."""
+        return {"reference": [float(v) for v in self.reference], "wavenumbers": [float(v) for v in self.wavenumbers],
+                "degree": self.degree, "dispersion": self.dispersion}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> EMSC:
+        return cls(np.asarray(d["reference"], dtype=np.float64), np.asarray(d["wavenumbers"], dtype=np.float64),
+                   int(d["degree"]), bool(d["dispersion"]))
+
+
+def pixel_terms(preprocessor: Preprocessor, data: SpectralDataset) -> pd.DataFrame:
+    """Per pixel of `data`, what the pipeline's `emsc` step fitted, aligned with the pixels so that
+    `data.image(frame[column].to_numpy(), scan)` draws each column as a map.
+
+    Columns: `multiplicative` (a, the amount of reference: path length and thickness), `dispersion`
+    (b, where modelled) and `dispersion_share` (b / a, the artefact's strength whatever the
+    thickness; NaN where guarded), `baseline` (the fitted polynomial's mean over the axis, absorbance),
+    `baseline_0` … (Legendre coefficients), `residual_rmse` (what the model leaves, absorbance) and
+    `guarded` (a ≤ MIN_SCALE: not divided). Streamed; `data` may be raw or a preprocessed view.
+    """
+    emsc: EMSC = preprocessor.fitted_step("emsc")
+    raw = data.raw() if data.preprocessor is not None else data
+    parts = []
+    for chunk in raw.iter_chunks():
+        x = preprocessor.transform_until(chunk, "emsc").astype(np.float64)
+        coef = emsc.coefficients(x)
+        frame = pd.DataFrame(coef, columns=emsc.terms)
+        guarded = coef[:, 0] <= MIN_SCALE
+        if emsc.dispersion:
+            share = coef[:, 1] / np.where(guarded, 1.0, coef[:, 0])
+            frame.insert(2, "dispersion_share", np.where(guarded, np.nan, share))
+        frame.insert(3 if emsc.dispersion else 1, "baseline", emsc.baseline(coef).mean(axis=1))
+        frame["residual_rmse"] = np.sqrt(np.mean((x - coef @ emsc.design_.T) ** 2, axis=1))
+        frame["guarded"] = guarded
+        parts.append(frame)
+    if not parts:
+        return pd.DataFrame(columns=[*emsc.terms, "dispersion_share", "baseline", "residual_rmse", "guarded"])
+    return pd.concat(parts, ignore_index=True)

@@ -1,0 +1,213 @@
+"""The VAE's anomaly monitor: how normal tissue's residuals vary, and how far a pixel's lie from that.
+
+A pixel the model of normal tissue does not explain leaves a residual x − decode(μ(x)) of one of
+two kinds: large where normal residuals also vary (normal molecules in unusual proportions,
+which a small latent space cannot hold) or present where normal residuals sit at the noise
+floor (a compound normal tissue does not contain). After training, the principal directions of
+the residuals of the normal training tissue are found (`mspc.Subspace`, as many as rise above
+the noise floor); each pixel is then measured inside them, plainly (`inside`: sensitive along
+the directions where normal tissue varies most, where a shift in proportions shows) and scaled
+by their variances (`t2`, Hotelling's T²: sensitive along the quieter ones), and outside them
+(`q`: a compound normal tissue lacks); each statistic gets a scaled-χ² tail fitted on held-out
+normal tissue, and the tails' p-values are combined by Fisher's method into one score.
+`calibrate` refits the tails on normal pixels of the user's choice and sets the threshold that
+flags the requested share of them (fit sets a first one, at 1 %, on the pixels its tails came
+from, so that `predict` works at once). Everything is in the VAE's normalised units (the encoder's
+inputs); the model's tissue rule decides which pixels are tissue.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from .data import SpectralDataset
+from .distributed import all_reduce, dist_info
+from .errors import DataError
+from .loss import kl_divergence, reconstruction_nll
+from .mspc import Moments, ScaledChi2, Subspace, fisher
+
+if TYPE_CHECKING:
+    from .estimator import SpectraVAE
+
+RESIDUAL_STATISTICS = ("inside", "t2", "q")
+STATISTICS = (*RESIDUAL_STATISTICS, "kl")
+DEFAULT_STATISTICS = ("inside", "t2", "q")  # chosen by measurement: see the README's anomaly section
+DEFAULT_FALSE_POSITIVE_RATE = 0.01  # the threshold fit sets on the tails' pixels, until `calibrate` sets another
+QUANTILE_BINS = 1 << 16  # resolution of the threshold pooled over the processes of a distributed run
+
+
+@dataclass
+class Monitor:
+    """A fitted residual model: the subspace, the statistics combined, their tails, the calibration."""
+
+    subspace: Subspace
+    statistics: tuple[str, ...]
+    tails: dict[str, ScaledChi2]
+    tails_from: str  # which pixels the tails were fitted on
+    threshold: float | None = None  # on the combined score; set by calibrate
+    false_positive_rate: float | None = None
+    design_effect: float | None = None  # spatial clustering of flags on the calibration tissue
+    calibration: dict[str, Any] = field(default_factory=dict)
+
+    def combine(self, values: dict[str, np.ndarray], statistics: tuple[str, ...] | None = None) -> np.ndarray:
+        """Fisher's combination of the statistics' tail p-values, −2 Σ log pᵢ (higher = more
+        anomalous); `statistics` other than the default ones may be named."""
+        return fisher(self.tails[s].log_sf(values[s]) for s in (statistics or self.statistics))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"subspace": self.subspace.to_dict(), "statistics": list(self.statistics),
+                "tails": {k: v.to_dict() for k, v in self.tails.items()}, "tails_from": self.tails_from,
+                "threshold": self.threshold, "false_positive_rate": self.false_positive_rate,
+                "design_effect": self.design_effect, "calibration": dict(self.calibration)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Monitor:
+        return cls(Subspace.from_dict(d["subspace"]), tuple(d["statistics"]),
+                   {k: ScaledChi2.from_dict(v) for k, v in d["tails"].items()}, str(d.get("tails_from", "")),
+                   d.get("threshold"), d.get("false_positive_rate"), d.get("design_effect"),
+                   dict(d.get("calibration", {})))
+
+
+def _passes(vae: SpectraVAE, data: SpectralDataset) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor,
+                                                                      torch.Tensor, torch.Tensor]]:
+    """Per batch: (pixels as the model sees them, normalised x, μ, log σ², decode(μ)); no gradients."""
+    with torch.no_grad():
+        for chunk, x in vae._batches(data):
+            mu, logvar = vae.model_.encode(x)
+            yield chunk, x, mu, logvar, vae.model_.decode(mu)
+
+
+def residual_moments(vae: SpectraVAE, data: SpectralDataset) -> Moments:
+    """One-pass moments of the residuals x − decode(μ) of `data` (normalised units), summed over
+    the processes of a distributed run."""
+    moments = Moments()
+    for _, x, _, _, x_hat in _passes(vae, data):
+        moments.update((x - x_hat).double().cpu().numpy())
+    if dist_info()[1] > 1:
+        c = vae.model_config_.n_channels
+        local = moments.as_array() if moments.n else np.zeros(3 + 2 * c + c * c)
+        moments = Moments.from_array(all_reduce(local), c)
+    return moments
+
+
+def pixel_statistics(vae: SpectraVAE, data: SpectralDataset, monitor: Monitor | None = None
+                     ) -> dict[str, np.ndarray]:
+    """Per pixel of `data` (as the model sees them): reconstruction RMSE (data units), the
+    reconstruction NLL of decode(μ) and the KL term, and with a monitor the residual statistics."""
+    from .estimator import pixel_rmse
+
+    out: dict[str, list[np.ndarray]] = {k: [] for k in ("reconstruction_error", "reconstruction_nll", "kl",
+                                                         *(RESIDUAL_STATISTICS if monitor else ()))}
+    for chunk, x, mu, logvar, x_hat in _passes(vae, data):
+        out["reconstruction_nll"].append(reconstruction_nll(x_hat, x, vae.reconstruction,
+                                                            vae.model_.noise_log_var()).cpu().numpy())
+        out["kl"].append(kl_divergence(mu, logvar).cpu().numpy())
+        out["reconstruction_error"].append(pixel_rmse(chunk, vae.normaliser_.inverse_transform(x_hat.cpu().numpy())))
+        if monitor is not None:
+            for k, v in monitor.subspace.statistics((x - x_hat).double().cpu().numpy()).items():
+                out[k].append(v)
+    return {k: np.concatenate(v).astype(np.float64) if v else np.zeros(0) for k, v in out.items()}
+
+
+def parse_statistics(method: str) -> tuple[str, ...]:
+    """`"inside+q"` → ("inside", "q"): statistics whose tail p-values a score combines."""
+    parts = tuple(s.strip() for s in method.split("+") if s.strip())
+    if not parts or any(s not in STATISTICS for s in parts) or len(set(parts)) != len(parts):
+        raise ValueError(f"a combination names distinct statistics among {STATISTICS} joined by '+'; got {method!r}")
+    return parts
+
+
+def _tails(values: dict[str, np.ndarray], statistics: tuple[str, ...]) -> dict[str, ScaledChi2]:
+    """Scaled-χ² tails of each statistic (every one, so any combination can be scored), from its
+    mean and variance pooled over all processes."""
+    sums = all_reduce(np.array([[len(values[s]), values[s].sum(), (values[s] ** 2).sum()] for s in statistics]))
+    tails = {}
+    for s, (n, s1, s2) in zip(statistics, sums, strict=True):
+        if n < 2:
+            raise DataError(f"too few normal tissue pixels ({int(n)}) to fit the tail of the {s} statistic")
+        mean = s1 / n
+        tails[s] = ScaledChi2.from_moments(mean, max(s2 / n - mean**2, 0.0))
+    return tails
+
+
+def fit_monitor(vae: SpectraVAE, train: SpectralDataset, validation: SpectralDataset | None,
+                n_components: int | str = "auto", statistics: tuple[str, ...] = DEFAULT_STATISTICS) -> Monitor:
+    """The residual model of a trained VAE: directions from the normal training tissue, tails
+    from the normal validation tissue (the training tissue when there is none)."""
+    unknown = [s for s in statistics if s not in STATISTICS]
+    if unknown or not statistics:
+        raise DataError(f"anomaly statistics must be some of {STATISTICS}; got {statistics!r}")
+    train = vae.tissue_rule_.select(train) if vae.tissue_rule_ is not None else train
+    moments = residual_moments(vae, train)
+    if moments.n < 2:
+        raise DataError(f"{train.source or 'data'}: too few training tissue pixels to learn the residuals' "
+                        f"structure (n_samples = {moments.n})")
+    monitor = Monitor(Subspace.fit(moments, n_components), tuple(statistics), {}, "")
+    held_out = validation is not None and len(validation) > 0
+    source = vae.tissue_rule_.select(validation) if held_out and vae.tissue_rule_ is not None else validation
+    if not held_out or source is None or len(source) == 0:
+        source = train
+    values = pixel_statistics(vae, source, monitor)
+    monitor.tails = _tails(values, STATISTICS)
+    monitor.tails_from = (f"normal validation tissue ({len(source)} pixels)" if source is not train
+                          else f"normal training tissue ({len(source)} pixels; no validation data)")
+    # A first threshold on the same pixels, so that predict works after fit; `calibrate` on
+    # held-out normal scans replaces it (on training tissue the model flags too few pixels).
+    _set_threshold(monitor, source, np.ones(len(source), bool), monitor.combine(values), DEFAULT_FALSE_POSITIVE_RATE)
+    monitor.calibration["automatic"] = True
+    return monitor
+
+
+def _quantile(score: np.ndarray, q: float) -> float:
+    """`np.quantile(score, q)`, pooled over the processes of a distributed run (there from a
+    histogram of `QUANTILE_BINS` bins between the pooled minimum and maximum)."""
+    if dist_info()[1] == 1:
+        return float(np.quantile(score, q))
+    lo = float(all_reduce(np.array([score.min() if len(score) else np.inf]), op="min")[0])
+    hi = float(all_reduce(np.array([score.max() if len(score) else -np.inf]), op="max")[0])
+    counts = all_reduce(np.histogram(score, QUANTILE_BINS, (lo, hi))[0].astype(np.float64))
+    edges = np.linspace(lo, hi, QUANTILE_BINS + 1)
+    return float(edges[1:][np.searchsorted(np.cumsum(counts), q * counts.sum())])
+
+
+def _set_threshold(monitor: Monitor, normal: SpectralDataset, mask: np.ndarray, score: np.ndarray,
+                   false_positive_rate: float) -> None:
+    """The threshold flagging `false_positive_rate` of the tissue pixels (`mask`) of `normal`,
+    whose combined scores are `score`, and how their flags cluster in space."""
+    from .anomaly import design_effect
+
+    monitor.threshold = _quantile(score, 1 - false_positive_rate)
+    monitor.false_positive_rate = float(false_positive_rate)
+    flags = np.zeros(len(normal), bool)
+    flags[np.flatnonzero(mask)] = score > monitor.threshold
+    monitor.design_effect = design_effect(normal, flags, mask, false_positive_rate)
+    monitor.calibration = {"pixels": int(mask.sum()), "scans": list(normal.scans),
+                           "flagged_fraction": float((score > monitor.threshold).mean()) if len(score) else 0.0}
+
+
+def calibrate(vae: SpectraVAE, normal: SpectralDataset, false_positive_rate: float) -> Monitor:
+    """Refit the tails on the tissue pixels of `normal` and set the threshold flagging
+    `false_positive_rate` of them; also measure how flags cluster there (for scan-level calls)."""
+    if not 0 < false_positive_rate < 1:
+        raise DataError(f"false_positive_rate must be in (0, 1); got {false_positive_rate!r}")
+    monitor = vae.monitor_
+    mask = vae.tissue_mask(normal)
+    tissue = normal.select_pixels(np.flatnonzero(mask))
+    if len(tissue) < 10:
+        raise DataError(f"{normal.source or 'data'}: {len(tissue)} normal tissue pixels are too few to calibrate "
+                        "a threshold (give at least a few hundred)")
+    if len(tissue) * false_positive_rate < 1:
+        warnings.warn(f"{normal.source or 'data'}: {len(tissue)} normal tissue pixels cannot resolve a "
+                      f"false-positive rate of {false_positive_rate:g}; the threshold is about their maximum",
+                      UserWarning, stacklevel=3)
+    values = pixel_statistics(vae, tissue, monitor)
+    monitor.tails = _tails(values, STATISTICS)
+    monitor.tails_from = f"calibration tissue ({len(tissue)} pixels of {normal.scans})"
+    _set_threshold(monitor, normal, mask, monitor.combine(values), false_positive_rate)
+    return monitor

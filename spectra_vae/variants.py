@@ -1,0 +1,96 @@
+"""Two variants of the same scans side by side: scatter-corrected ("clean") and uncorrected ("scattered").
+
+The lab keeps both variants of every scan, and `make_demo_dataset(..., scatter=True)` makes the
+scattered twin of a demo dataset from the same seed: the same pixels at the same places, so they
+compare pixel by pixel. `compare_variants` reads both on a common sample of tissue pixels and
+returns what notebook 01 shows: mean spectra, the spread of the apparent amide I position, and the
+spectra before and after EMSC, with EMSC's per-pixel terms over the whole scattered dataset for maps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .data import SpectralDataset
+from .emsc import pixel_terms
+from .errors import DataError
+from .preprocessing import Preprocessor
+from .scattering import apparent_peak_position, peak_position_spread
+
+
+@dataclass
+class VariantComparison:
+    """What `compare_variants` found. Spectra are `(n, C)` on `wavenumbers`, rows the same pixels in every variant."""
+
+    wavenumbers: np.ndarray
+    positions: np.ndarray  # dataset positions of the sampled tissue pixels
+    spectra: dict[str, np.ndarray]  # variant → sampled spectra: clean, scattered, and each after EMSC
+    spread: pd.DataFrame  # apparent amide I position per variant: mean, s.d., 5–95 %
+    difference: pd.DataFrame  # RMS difference scattered − clean, before and after EMSC
+    emsc_terms: pd.DataFrame  # EMSC's per-pixel terms over every pixel of the scattered dataset
+    emsc: Preprocessor  # the EMSC fitted on the scattered variant's tissue pixels
+
+    def means(self) -> dict[str, np.ndarray]:
+        """Mean spectrum of the sampled tissue pixels, per variant."""
+        return {name: x.mean(axis=0) for name, x in self.spectra.items()}
+
+    def examples(self) -> dict[str, int]:
+        """Rows of `spectra` worth looking at: the pixels EMSC found least and most dispersed, and a median one."""
+        share = self.emsc_terms["dispersion_share"].to_numpy()[self.positions]
+        order = np.argsort(np.nan_to_num(share, nan=np.nanmedian(share)), kind="stable")
+        return {"least dispersion": int(order[0]), "median": int(order[len(order) // 2]),
+                "most dispersion": int(order[-1])}
+
+    def peak_positions(self) -> dict[str, np.ndarray]:
+        """Apparent amide I position of each sampled pixel, per variant (cm⁻¹)."""
+        return {name: apparent_peak_position(x, self.wavenumbers) for name, x in self.spectra.items()}
+
+
+def check_variants(clean: SpectralDataset, scattered: SpectralDataset) -> None:
+    """Both datasets hold the same scans, pixels and axis, else a `DataError` saying what differs."""
+    if clean.scans != scattered.scans:
+        raise DataError(f"the two variants hold different scans: {clean.scans[:4]}… and {scattered.scans[:4]}…")
+    if len(clean) != len(scattered) or not np.array_equal(clean.coords, scattered.coords):
+        raise DataError("the two variants hold different pixels (scan sizes or excluded pixels differ)")
+    if clean.n_channels != scattered.n_channels or not np.allclose(clean.wavenumbers, scattered.wavenumbers):
+        raise DataError("the two variants have different wavenumber axes")
+
+
+def compare_variants(clean: SpectralDataset, scattered: SpectralDataset, tissue: np.ndarray, degree: int = 2,
+                     max_pixels: int = 20000, seed: int = 0) -> VariantComparison:
+    """Compare the two variants on up to `max_pixels` of the `tissue` pixels (one mask for both).
+
+    EMSC (`emsc(degree)`) is fitted on the scattered variant's tissue pixels and applied to it, and
+    likewise for the clean variant: if it removes what scattering added, the two then agree.
+    """
+    check_variants(clean, scattered)
+    pool = np.flatnonzero(np.asarray(tissue, dtype=bool))
+    if pool.size == 0:
+        raise DataError("no tissue pixels to compare the variants on")
+    rng = np.random.default_rng(seed)
+    positions = np.sort(rng.choice(pool, min(max_pixels, pool.size), replace=False))
+    fitted = {name: Preprocessor(f"emsc({degree})").fit(ds.wavenumbers, ds.select_pixels(pool))
+              for name, ds in (("scattered", scattered), ("clean", clean))}
+    x_clean, x_scattered = clean.read(positions), scattered.read(positions)
+    spectra = {"clean": x_clean, "scattered": x_scattered,
+               "scattered, EMSC": fitted["scattered"].transform(x_scattered),
+               "clean, EMSC": fitted["clean"].transform(x_clean)}
+
+    def rms(a: np.ndarray, b: np.ndarray) -> float:
+        return float(np.sqrt(np.mean((np.asarray(a, np.float64) - b) ** 2)))
+
+    def centred(x: np.ndarray) -> np.ndarray:  # what varies from pixel to pixel, without the mean spectrum
+        return x - x.mean(axis=0)
+
+    after = f"after emsc({degree}), each variant its own fit"
+    difference = pd.DataFrame({
+        "RMS difference scattered − clean": {"as measured": rms(x_scattered, x_clean),
+                                            after: rms(spectra["scattered, EMSC"], spectra["clean, EMSC"])},
+        "… of each pixel's departure from its variant's mean": {
+            "as measured": rms(centred(x_scattered), centred(x_clean)),
+            after: rms(centred(spectra["scattered, EMSC"]), centred(spectra["clean, EMSC"]))}})
+    return VariantComparison(clean.wavenumbers, positions, spectra, peak_position_spread(spectra, clean.wavenumbers),
+                             difference, pixel_terms(fitted["scattered"], scattered), fitted["scattered"])

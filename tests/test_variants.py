@@ -1,0 +1,37 @@
+import numpy as np
+import pytest
+
+from spectra_vae import DataError, load_dataset, pipeline
+from spectra_vae.tissue import TissueRule
+from spectra_vae.variants import check_variants, compare_variants
+
+
+def test_compare_variants_sees_scattering_spread_amide_i_and_emsc_maps_where_it_is_strong(demo_dir, scattered_dir):
+    clean, scattered = load_dataset(demo_dir), load_dataset(scattered_dir)
+    tissue = TissueRule.fit(clean).mask(clean)
+    c = compare_variants(clean, scattered, tissue, max_pixels=1000)
+    assert len(c.positions) == 1000 and tissue[c.positions].all()
+    assert set(c.spectra) == {"clean", "scattered", "scattered, EMSC", "clean, EMSC"}
+    assert c.spread.loc["scattered", "mean (cm⁻¹)"] < c.spread.loc["clean", "mean (cm⁻¹)"] - 2
+    assert c.spread.loc["scattered", "s.d. (cm⁻¹)"] > c.spread.loc["clean", "s.d. (cm⁻¹)"]
+    centred = c.difference["… of each pixel's departure from its variant's mean"]
+    assert centred.iloc[1] < centred.iloc[0]  # after EMSC the variants vary alike from pixel to pixel
+    # EMSC's per-pixel dispersion share, drawn as maps, follows the dispersion the demo added
+    terms = c.emsc_terms
+    assert len(terms) == len(scattered)
+    for k, name in enumerate(scattered.scans):
+        truth = np.load(scattered_dir / "scattering" / name.replace(".npy", ".npz"))["dispersion"]
+        fitted = scattered.image(terms["dispersion_share"].to_numpy(), k)
+        inside = scattered.image(tissue.astype(float), k) > 0
+        assert np.corrcoef(fitted[inside], truth[inside])[0, 1] > 0.6
+    with pytest.raises(DataError, match="different scans"):
+        check_variants(clean, scattered.select_scans([0, 1]))
+
+
+def test_scattered_dir_parameter_resolves_to_a_folder_or_none(tmp_path):
+    assert pipeline.resolve_scattered_dir("", "") is None
+    assert pipeline.resolve_scattered_dir("none", "") is None
+    assert pipeline.resolve_scattered_dir("auto", str(tmp_path)) is None  # own data: no demo twin
+    assert pipeline.resolve_scattered_dir(str(tmp_path), str(tmp_path)) == tmp_path
+    with pytest.raises(DataError, match="scattered_dir"):
+        pipeline.resolve_scattered_dir(str(tmp_path / "missing"), "")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -17,6 +20,33 @@ IN_MEMORY_BYTES = 2 * 1024**3  # datasets up to this size (float32, normalised) 
 GPU_MEMORY_FRACTION = 0.5  # on CUDA: up to this fraction of the free device memory
 STREAM_BLOCK = 8192  # pixels read per block when streaming from disk
 STREAM_BUFFER_BLOCKS = 16  # blocks (drawn across scans) shuffled together when streaming
+TRIM_EVERY = 4  # scoring batches between returns of freed heap memory to the system
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc.malloc_trim
+    except (OSError, AttributeError):  # not glibc (macOS, Windows, musl): nothing to do
+        return None
+
+
+def release_freed_memory() -> None:
+    """Give heap memory that has been freed back to the system (glibc's `malloc_trim`; a no-op
+    elsewhere).
+
+    Scoring a dataset allocates one batch's temporaries (about 30 MB) after another and keeps
+    each batch's small results. Those sizes sit under glibc's adaptive mmap threshold, so the
+    temporaries come from the heap, and the small results left between the freed blocks keep
+    them from being returned: measured over 7 million pixels, the process grew by 6.8 GB of
+    memory that was free but never released (about 1 KB per pixel). Trimming every
+    `TRIM_EVERY` batches (measured on 2.3 million streamed pixels: every 32 left 1.2 GB, every 4
+    0.56 GB, the same as a fixed mmap threshold; a trim takes microseconds) keeps it flat.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def in_memory_budget(device: torch.device) -> int:

@@ -17,6 +17,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.exceptions import NotFittedError
 
 from . import __version__
+from .batches import TRIM_EVERY, release_freed_memory
 from .checkpoint import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
@@ -370,8 +371,10 @@ class SpectraVAE(TransformerMixin, BaseEstimator):
         """(pixels as the model sees them, normalised tensor on device) in batches, streaming from disk."""
         ds = self.prepare(data)
         self.model_.eval()
-        for chunk in ds.iter_chunks(PREDICT_BATCH):
+        for i, chunk in enumerate(ds.iter_chunks(PREDICT_BATCH), start=1):
             yield chunk, torch.from_numpy(self.normaliser_.transform(chunk)).to(self.device_)
+            if i % TRIM_EVERY == 0:  # memory does not grow with the dataset (see release_freed_memory)
+                release_freed_memory()
 
     def _decode_mean(self, x: torch.Tensor) -> np.ndarray:
         """decode(μ) of a normalised batch, back in absorbance (the data's units)."""

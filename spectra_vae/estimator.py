@@ -709,17 +709,19 @@ class SpectraVAE(TransformerMixin, BaseEstimator):
     @classmethod
     def resume(cls, checkpoint: str | os.PathLike, data: Any, validation: Any = None,
                checkpoint_dir: str | os.PathLike | None = None, epochs: int | None = None,
-               learning_rate: float | None = None) -> SpectraVAE:
+               learning_rate: float | None = None, device: str = "auto") -> SpectraVAE:
         """Go on training from a checkpoint (`last.pt`, or `final.pt`) to its planned or `epochs` epochs.
 
         The history continues where it stopped, and weights, optimiser, position within the epoch
         and every process's random-number states are restored, so on CPU the result is the same
         as an uninterrupted run's, bit for bit (on CUDA within floating-point tolerance). A run
         that stopped early goes on when `epochs` asks for more (early stopping counts afresh).
-        A new `learning_rate` (e.g. after a run diverged) replaces the planned one.
+        A new `learning_rate` (e.g. after a run diverged) replaces the planned one. `device` as
+        for `SpectraVAE` ("auto": CUDA when there is one); resuming on another kind of device than
+        the run's goes on with a warning that it will not match exactly.
         """
         checkpoint = Path(checkpoint)
-        vae = cls.load(checkpoint)
+        vae = cls.load(checkpoint, device=device)
         training = vae._final_training
         if not training:
             raise DataError(f"{checkpoint}: holds a model but not the optimiser and random-number states that "

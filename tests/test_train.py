@@ -144,6 +144,9 @@ def test_a_checkpoint_within_an_epoch_resumes_to_the_uninterrupted_result(parts,
     if streamed:
         monkeypatch.setattr(batches_module, "IN_MEMORY_BYTES", 0)
         monkeypatch.setattr(batches_module, "STREAM_BLOCK", 100)  # several pools per epoch
+    # on an accelerator the loss is read back (and a checkpoint can be written) every SYNC_EVERY
+    # batches only: make batch 7 one of those moments, so the same position is tested there
+    monkeypatch.setattr(train_module, "SYNC_EVERY", 7)
     kw = dict(hidden_dims=(32, 16), batch_size=64, epochs=3, patience=None, seed=4, device=device, verbose=False)
     plain = SpectraVAE(**kw).fit(train, validation=val)
     kept = tmp_path / "1_7.pt"
@@ -156,7 +159,7 @@ def test_a_checkpoint_within_an_epoch_resumes_to_the_uninterrupted_result(parts,
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # an exact resume warns about nothing
-        resumed = SpectraVAE.resume(kept, train, validation=val, checkpoint_dir=tmp_path / "resumed")
+        resumed = SpectraVAE.resume(kept, train, validation=val, checkpoint_dir=tmp_path / "resumed", device=device)
     assert list(resumed.history.epoch) == [1, 2, 3]
     cols = ["train_loss", "train_reconstruction", "train_kl", "val_loss", "val_rmse"]
     if device == "cpu":

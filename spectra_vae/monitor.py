@@ -39,7 +39,7 @@ RESIDUAL_STATISTICS = ("inside", "t2", "q")
 STATISTICS = (*RESIDUAL_STATISTICS, "kl")
 DEFAULT_STATISTICS = ("inside", "t2", "q")  # chosen by measurement: see the README's anomaly section
 DEFAULT_FALSE_POSITIVE_RATE = 0.01  # the threshold fit sets on the tails' pixels, until `calibrate` sets another
-MONITOR_MAX_PIXELS = 500_000  # tissue pixels (over all processes) the residual model is fitted on, at most
+MONITOR_MAX_PIXELS = 200_000  # tissue pixels (over all processes) the residual model is fitted on, at most
 MONITOR_BLOCK = 8192  # ...drawn as blocks of consecutive pixels, so that flags can still be counted in tiles
 QUANTILE_BINS = 1 << 16  # resolution of the threshold pooled over the processes of a distributed run
 
@@ -98,19 +98,23 @@ def residual_moments(vae: SpectraVAE, data: SpectralDataset) -> Moments:
     return moments
 
 
-def pixel_statistics(vae: SpectraVAE, data: SpectralDataset, monitor: Monitor | None = None
-                     ) -> dict[str, np.ndarray]:
+def pixel_statistics(vae: SpectraVAE, data: SpectralDataset, monitor: Monitor | None = None,
+                     monitored_only: bool = False) -> dict[str, np.ndarray]:
     """Per pixel of `data` (as the model sees them): reconstruction RMSE (data units), the
-    reconstruction NLL of decode(μ) and the KL term, and with a monitor the residual statistics."""
+    reconstruction NLL of decode(μ) and the KL term, and with a monitor the residual statistics
+    (with `monitored_only`, just the statistics a monitor's tails are fitted to: the KL term
+    and the residual statistics)."""
     from .estimator import pixel_rmse
 
-    out: dict[str, list[np.ndarray]] = {k: [] for k in ("reconstruction_error", "reconstruction_nll", "kl",
-                                                         *(RESIDUAL_STATISTICS if monitor else ()))}
+    plain = () if monitored_only else ("reconstruction_error", "reconstruction_nll")
+    out: dict[str, list[np.ndarray]] = {k: [] for k in (*plain, "kl", *(RESIDUAL_STATISTICS if monitor else ()))}
     for chunk, x, mu, logvar, x_hat in _passes(vae, data):
-        out["reconstruction_nll"].append(reconstruction_nll(x_hat, x, vae.reconstruction,
-                                                            vae.model_.noise_log_var()).cpu().numpy())
         out["kl"].append(kl_divergence(mu, logvar).cpu().numpy())
-        out["reconstruction_error"].append(pixel_rmse(chunk, vae.normaliser_.inverse_transform(x_hat.cpu().numpy())))
+        if not monitored_only:
+            out["reconstruction_nll"].append(reconstruction_nll(x_hat, x, vae.reconstruction,
+                                                                vae.model_.noise_log_var()).cpu().numpy())
+            out["reconstruction_error"].append(pixel_rmse(chunk,
+                                                          vae.normaliser_.inverse_transform(x_hat.cpu().numpy())))
         if monitor is not None:
             for k, v in monitor.subspace.statistics((x - x_hat).double().cpu().numpy()).items():
                 out[k].append(v)
@@ -156,7 +160,7 @@ def fit_monitor(vae: SpectraVAE, train: SpectralDataset, validation: SpectralDat
     if not held_out or source is None or len(source) == 0:
         source = train
     source = _sample(source)
-    values = pixel_statistics(vae, source, monitor)
+    values = pixel_statistics(vae, source, monitor, monitored_only=True)
     monitor.tails = _tails(values, STATISTICS)
     monitor.tails_from = (f"normal validation tissue ({len(source)} pixels)" if source is not train
                           else f"normal training tissue ({len(source)} pixels; no validation data)")
@@ -170,9 +174,10 @@ def fit_monitor(vae: SpectraVAE, train: SpectralDataset, validation: SpectralDat
 def _sample(data: SpectralDataset) -> SpectralDataset:
     """At most `MONITOR_MAX_PIXELS` pixels of `data` (over all processes): blocks of
     `MONITOR_BLOCK` consecutive pixels, spread evenly over the data. A 442×442 residual
-    covariance and a 1 % quantile are precise from half a million pixels, while the two passes
-    cost time in proportion (8.4 s for 463 704 pixels on 2 CPU cores, so minutes for tens of
-    millions); blocks keep neighbouring pixels together for the design effect."""
+    covariance and a 1 % quantile (2 000 pixels beyond it) are precise from 200 000 pixels,
+    while the two passes cost time in proportion (8.4 s for 463 704 pixels in a profile on 2 CPU
+    cores, so minutes for tens of millions); blocks keep neighbouring pixels together for the
+    design effect."""
     world = dist_info()[1]
     cap = MONITOR_MAX_PIXELS // world
     if len(data) <= cap:
@@ -227,7 +232,7 @@ def calibrate(vae: SpectraVAE, normal: SpectralDataset, false_positive_rate: flo
         warnings.warn(f"{normal.source or 'data'}: {len(tissue)} normal tissue pixels cannot resolve a "
                       f"false-positive rate of {false_positive_rate:g}; the threshold is about their maximum",
                       UserWarning, stacklevel=3)
-    values = pixel_statistics(vae, tissue, monitor)
+    values = pixel_statistics(vae, tissue, monitor, monitored_only=True)
     monitor.tails = _tails(values, STATISTICS)
     monitor.tails_from = f"calibration tissue ({len(tissue)} pixels of {normal.scans})"
     _set_threshold(monitor, normal, mask, monitor.combine(values), false_positive_rate)

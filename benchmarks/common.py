@@ -1,4 +1,4 @@
-"""Shared by the benchmark scripts: data on disk, memory readings, the seed-style loop."""
+"""Shared by the benchmark scripts: data on disk, memory readings, timing the training loop."""
 
 from __future__ import annotations
 
@@ -82,14 +82,50 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), {gpu}"
 
 
-class SeedStylePixels(torch.utils.data.Dataset):
-    """The prototype's feeding: one pixel per __getitem__, converted with torch.tensor."""
+class PremadeBatches:
+    """Batches that cost nothing to make: a few tensors made once, handed out in turn. Training on
+    them times the model's own arithmetic (the floor under any way of feeding it)."""
 
-    def __init__(self, x: np.ndarray) -> None:
-        self.x = x
+    def __init__(self, n_pixels: int, batch_size: int, device: torch.device, n_channels: int = 442) -> None:
+        self.device, self.batch_size = device, batch_size
+        self.n_batches = -(-n_pixels // batch_size)
+        g = torch.Generator().manual_seed(0)
+        self.xs = [torch.randn(batch_size, n_channels, generator=g).to(device) for _ in range(32)]
 
     def __len__(self) -> int:
-        return len(self.x)
+        return self.n_batches
 
-    def __getitem__(self, i: int) -> torch.Tensor:
-        return torch.tensor(self.x[i])
+    def epoch(self, generator: torch.Generator | None, start: int = 0):
+        for b in range(start, self.n_batches):
+            yield self.xs[b % len(self.xs)]
+
+
+def loop_epoch(batches, device: torch.device, precision: str = "fp32") -> tuple[float, int]:
+    """One epoch of `spectra_vae`'s own training loop (warm-up, clipping, checks: the step `fit`
+    takes) over `batches`, from a fresh model; (seconds, pixels)."""
+    from spectra_vae import SpectraVAE
+    from spectra_vae.model import VAE, ModelConfig
+    from spectra_vae.train import TrainConfig, TrainState, make_optimizer, train_loop
+
+    defaults = SpectraVAE()
+    torch.manual_seed(0)
+    model = VAE(ModelConfig(442)).to(device)
+    optimizer = make_optimizer(model, defaults.learning_rate, device)
+    config = TrainConfig(epochs=1, learning_rate=defaults.learning_rate, precision=precision,
+                         warmup_steps=min(len(batches), 500))
+    generators = {"shuffle": torch.Generator().manual_seed(0), "sample": torch.Generator(device=device).manual_seed(1)}
+    n = len(batches) * batches.batch_size
+    if hasattr(batches, "data"):  # PixelBatches: the last batch may be short
+        n = min(n, len(batches.data))
+    sync(device)
+    t = time.perf_counter()
+    train_loop(model, optimizer, batches, None, config, TrainState(), generators, torch.ones(442, device=device),
+               progress=False)
+    sync(device)
+    return time.perf_counter() - t, n
+
+
+def sync(device: torch.device) -> None:
+    """Wait for queued device work, so a timing covers it (CUDA runs asynchronously)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

@@ -1,193 +1,150 @@
-"""Goal 1: epoch time at seed scale — seed-style DataLoader vs ours vs the arithmetic floor; time to quality.
+"""Epoch speed and time to quality: the public `SpectraVAE.fit` against the lab's prototype loop.
 
-Seed scale: 6 demo scans of 278×278 (≈464 000 pixels × 442 channels), the 442→221→110→2 model,
-the same loss (Gaussian, shared calibrated σ, β=1) in all three loops; only the feeding differs.
+Seed scale: 6 demo scans of 278×278 (463 704 pixels × 442 channels). The prototype runs its own
+loop with its own loss and scaling (`benchmarks/prototype.py`); `fit` runs with its defaults.
+
+- **Epoch time.** Whole epochs, the two alternated (A B B A A B ...) so that a drift in the
+  machine's speed falls on both, `--reps` times each; median and spread (min–max). For `fit`: the
+  whole call with `epochs=1` (reading and normalising the data included) and the epoch alone (the
+  history's `seconds`). For the prototype: the epoch alone, and its setup (reading the data into
+  memory and scaling it). The arithmetic floor: `fit`'s own loop over batches made in advance.
+- **Time to quality.** Both train on the normal training scans and are scored on the normal test
+  scan: RMSE (absorbance) of decode(μ). The target is the RMSE the prototype reaches after 5
+  epochs; the time to reach it is the wall clock from the start of training (setup included, the
+  scoring between epochs excluded) to the end of the first epoch at or below it. `fit` scores the
+  held-out scan itself each epoch (`validation=`, included in its time).
 """
 
 from __future__ import annotations
 
 import argparse
-import cProfile
-import io
-import pstats
+import statistics
 import time
 
 import numpy as np
 import torch
 
-from benchmarks.common import SeedStylePixels, demo_data, machine
+from benchmarks import prototype
+from benchmarks.common import PremadeBatches, demo_data, loop_epoch, machine
 from spectra_vae import SpectraVAE, load_dataset
-from spectra_vae.analysis import fit_pca, pca_errors, pixel_rmse
-from spectra_vae.loss import elbo_loss
-from spectra_vae.model import VAE, ModelConfig
-from spectra_vae.normalise import Normaliser
-from spectra_vae.train import PixelBatches, make_optimizer, resolve_device
+from spectra_vae.analysis import fit_pca, pca_errors
+from spectra_vae.train import resolve_device
 
 
-def sync(device: torch.device) -> None:
-    """Wait for queued device work, so a timing covers it (CUDA runs asynchronously)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+def spread(values: list[float]) -> str:
+    return (f"median {statistics.median(values):.2f} s (min {min(values):.2f}, max {max(values):.2f}; "
+            f"n = {len(values)}: {', '.join(f'{v:.2f}' for v in values)})")
 
 
-def step(model: VAE, opt: torch.optim.Optimizer, x: torch.Tensor, precision: str = "fp32") -> None:
-    """One optimiser step as `train_loop` takes it (same autocast rule, loss in float32)."""
-    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-        x_hat, mu, logvar = model(x)
-    x_hat, mu, logvar = x_hat.float(), mu.float(), logvar.float()
-    model.update_noise(x, x_hat)
-    loss = elbo_loss(x, x_hat, mu, logvar, kind="gaussian", beta=1.0, log_noise_var=model.noise_log_var()).total
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
-
-
-def new_model(device: torch.device, seed: int = 0, lr: float | None = None) -> tuple[VAE, torch.optim.Optimizer]:
-    torch.manual_seed(seed)
-    m = VAE(ModelConfig(442)).to(device)
-    return m, make_optimizer(m, lr or SpectraVAE().learning_rate, device)
-
-
-def seed_loader(xn: np.ndarray) -> torch.utils.data.DataLoader:
-    """The prototype's feeding: per-pixel `torch.tensor`, batches of 100, shuffled."""
-    return torch.utils.data.DataLoader(SeedStylePixels(xn), batch_size=100, shuffle=True)
-
-
-def seed_style_epoch(xn: np.ndarray, device: torch.device, max_seconds: float | None = None) -> tuple[float, int]:
-    model, opt = new_model(device)
-    t, n = time.perf_counter(), 0
-    for x in seed_loader(xn):
-        step(model, opt, x.to(device))
-        n += len(x)
-        if max_seconds and time.perf_counter() - t > max_seconds:
-            break
-    sync(device)
-    return time.perf_counter() - t, n
-
-
-def our_epoch(ds, norm: Normaliser, batch_size: int, device: torch.device, precision: str = "fp32",
-              max_steps: int | None = None, in_memory_bytes: int | None = None) -> tuple[float, int, float, bool]:
-    """Our feeding: (seconds of training, pixels seen, seconds to read and normalise, held in memory).
-
-    `max_steps` stops early; `in_memory_bytes` overrides the in-memory budget (0: stream)."""
-    model, opt = new_model(device)
-    t0 = time.perf_counter()
-    batches = PixelBatches(ds, norm, batch_size, device, in_memory_bytes=in_memory_bytes, max_batches=max_steps)
-    sync(device)
-    load = time.perf_counter() - t0
-    g = torch.Generator().manual_seed(0)
-    t, n = time.perf_counter(), 0
-    for x in batches.epoch(g):
-        step(model, opt, x, precision)
-        n += len(x)
-    sync(device)
-    return time.perf_counter() - t, n, load, batches.in_memory
-
-
-def floor_epoch(n: int, batch_size: int, device: torch.device, precision: str = "fp32") -> float:
-    """The model's arithmetic alone: forward, loss, backward, step over pre-made tensors."""
-    model, opt = new_model(device)
-    xs = [torch.randn(batch_size, 442, device=device) for _ in range(32)]
-    steps = int(np.ceil(n / batch_size))
-    sync(device)
+def prototype_epoch(path: str) -> tuple[float, float]:
+    """(setup seconds: reading into memory and scaling, epoch seconds) of the prototype."""
     t = time.perf_counter()
-    for i in range(steps):
-        step(model, opt, xs[i % len(xs)], precision)
-    sync(device)
-    return time.perf_counter() - t
+    data = load_dataset(path).to_array()
+    scaled, _, _ = prototype.min_max(data)
+    model, optimizer, loader = prototype.setup(scaled.astype(np.float32))
+    setup = time.perf_counter() - t
+    t = time.perf_counter()
+    prototype.train_epoch(model, optimizer, loader)
+    return setup, time.perf_counter() - t
 
 
-def time_to_quality(train, test, budget: float, batch_size: int, seed_style: bool, device: torch.device,
-                    precision: str = "fp32") -> dict[str, float]:
-    """Train for `budget` seconds of wall clock (checked every batch); held-out RMSE (absorbance) reached.
-
-    Both loops use the same model, loss, optimiser and normaliser; only the feeding differs. The
-    clock starts before the data are read and normalised. RMSE is that of decode(μ) on the
-    held-out pixels, against PCA with as many components fitted on the training pixels.
-    """
-    model, opt = new_model(device)
-    start = time.perf_counter()
-    norm = Normaliser(SpectraVAE().normalisation_method()).fit(train.iter_chunks())
-    if seed_style:
-        loader = seed_loader(norm.transform(train.to_array()))
-        epoch_batches = lambda: (x.to(device) for x in loader)  # noqa: E731
-    else:
-        batches = PixelBatches(train, norm, batch_size, device)
-        g = torch.Generator().manual_seed(0)
-        epoch_batches = lambda: batches.epoch(g)  # noqa: E731
-    n = 0
-    while time.perf_counter() - start < budget:
-        for x in epoch_batches():
-            step(model, opt, x, precision)
-            n += len(x)
-            if time.perf_counter() - start >= budget:
-                break
-    sync(device)
-    seconds = time.perf_counter() - start
-    model.eval()
-    x = test.to_array()
-    with torch.no_grad():
-        xt = torch.from_numpy(norm.transform(x)).to(device)
-        recon = norm.inverse_transform(model.decode(model.encode(xt)[0]).cpu().numpy())
-    pca = fit_pca(train, model.config.latent_dim)
-    return {"seconds": seconds, "epochs": n / len(train),
-            "vae_rmse": float(np.sqrt(np.mean(pixel_rmse(x, recon) ** 2))),
-            "pca_rmse": float(np.sqrt(np.mean(pca_errors(pca, test) ** 2)))}
+def fit_epoch(path: str, device: str, precision: str) -> tuple[float, float]:
+    """(whole `fit(epochs=1)` call, its epoch's seconds from the history)."""
+    t = time.perf_counter()
+    vae = SpectraVAE(epochs=1, device=device, precision=precision, verbose=False).fit(load_dataset(path))
+    return time.perf_counter() - t, float(vae.history.seconds.iloc[0])
 
 
-def profile(fn, *args) -> str:
-    pr = cProfile.Profile()
-    pr.enable()
-    fn(*args)
-    pr.disable()
-    s = io.StringIO()
-    pstats.Stats(pr, stream=s).sort_stats("tottime").print_stats(8)
-    return "\n".join(line for line in s.getvalue().splitlines() if line.strip())[:2500]
+def epoch_times(path: str, reps: int, device: str, precision: str) -> None:
+    ds = load_dataset(path)
+    print(f"epoch time: {len(ds)} pixels × {ds.n_channels} channels, {reps} repetitions alternated")
+    proto_setup, proto, fit_call, fit_ep = [], [], [], []
+    for r in range(reps):
+        order = ("prototype", "fit") if r % 2 == 0 else ("fit", "prototype")
+        for which in order:
+            if which == "prototype":
+                s, e = prototype_epoch(path)
+                proto_setup.append(s)
+                proto.append(e)
+            else:
+                c, e = fit_epoch(path, device, precision)
+                fit_call.append(c)
+                fit_ep.append(e)
+            print(f"  rep {r + 1}: {which} done", flush=True)
+    dev = resolve_device(device)
+    bs = SpectraVAE().batch_size
+    floor = [loop_epoch(PremadeBatches(len(ds), bs, dev), dev, precision)[0] for _ in range(reps)]
+    print(f"prototype epoch (batch {prototype.BATCH_SIZE}, per-pixel torch.tensor, BCE + KL): {spread(proto)}")
+    print(f"prototype setup (read into memory, min–max):                  {spread(proto_setup)}")
+    print(f"fit, the epoch (history seconds; batch {bs}, {precision}):          {spread(fit_ep)}")
+    print(f"fit(epochs=1), the whole call (reading and normalising incl.): {spread(fit_call)}")
+    print(f"arithmetic floor (fit's loop on batches made in advance):     {spread(floor)}")
+    m = statistics.median
+    print(f"speed-up per epoch: {m(proto) / m(fit_ep):.2f}× (epoch against epoch), "
+          f"{(m(proto) + m(proto_setup)) / m(fit_call):.2f}× (one epoch with setup against fit(epochs=1)); "
+          f"fit's epoch / floor: {m(fit_ep) / m(floor):.2f}×")
+
+
+def time_to_quality(root: str, reps: int, device: str, precision: str, max_epochs: int) -> None:
+    train, test = load_dataset(root, split="normal_train"), load_dataset(root, split="normal_test")
+    pca = float(np.sqrt(np.mean(pca_errors(fit_pca(train, 2), test) ** 2)))
+    print(f"time to quality: train on {train.scans} ({len(train)} px), held-out {test.scans}; "
+          f"PCA-2 held-out RMSE {pca:.5f}")
+    x_test = test.to_array()
+    proto_t, fit_t, targets = [], [], []
+    for r in range(reps):
+        # the prototype: 5 epochs, scored after each (scoring time not counted)
+        t0 = time.perf_counter()
+        data = train.to_array()
+        scaled, lo, hi = prototype.min_max(data)
+        model, optimizer, loader = prototype.setup(scaled.astype(np.float32), seed=r)
+        clock, curve = time.perf_counter() - t0, []
+        for _ in range(5):
+            t = time.perf_counter()
+            prototype.train_epoch(model, optimizer, loader)
+            clock += time.perf_counter() - t
+            rec = prototype.reconstruct(model, ((x_test - lo) / (hi - lo)).astype(np.float32), lo, hi)
+            curve.append((clock, float(np.sqrt(np.mean((rec - x_test.astype(np.float64)) ** 2)))))
+        target = curve[-1][1]
+        reached = next(c for c, e in curve if e <= target)
+        # fit: the held-out scan as validation data, so the history holds its RMSE after each epoch
+        t = time.perf_counter()
+        vae = SpectraVAE(epochs=max_epochs, patience=None, seed=r, device=device, precision=precision,
+                         verbose=False).fit(train, validation=test)
+        total = time.perf_counter() - t
+        h = vae.history
+        ends = total - h.seconds.sum() + h.seconds.cumsum()  # setup, then each epoch's end
+        hit = np.flatnonzero(h.val_rmse.to_numpy() <= target)
+        ours = float(ends.iloc[hit[0]]) if len(hit) else float("inf")
+        proto_t.append(reached)
+        fit_t.append(ours)
+        targets.append(target)
+        print(f"  rep {r + 1}: prototype after 5 epochs {target:.5f} at {reached:.1f} s (curve "
+              + ", ".join(f"{e:.5f}" for _, e in curve) + "); fit reached it after "
+              + (f"{hit[0] + 1} epoch(s), {ours:.1f} s" if len(hit) else f"— not within {max_epochs} epochs")
+              + f" (its RMSE after {max_epochs}: {h.val_rmse.iloc[-1]:.5f})", flush=True)
+    m = statistics.median
+    print(f"prototype: {spread(proto_t)}; fit: {spread(fit_t)}; targets {', '.join(f'{v:.5f}' for v in targets)}")
+    print(f"time to the prototype's 5-epoch quality: {m(proto_t) / m(fit_t):.2f}× sooner")
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--size", type=int, default=278)
-    ap.add_argument("--batch-size", type=int, default=SpectraVAE().batch_size)
-    ap.add_argument("--budget", type=float, default=60.0, help="seconds of training for time to quality (0: skip)")
-    ap.add_argument("--device", default="auto", help="auto, cpu, cuda, ... (all three loops run there)")
-    ap.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="for our loop and the floor")
-    ap.add_argument("--profile", action="store_true")
-    ap.add_argument("--quality-only", action="store_true", help="skip the epoch timings")
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", type=int, default=278, help="demo scans of SIZE×SIZE (6 scans)")
+    ap.add_argument("--reps", type=int, default=3, help="repetitions of each measurement (≥ 3)")
+    ap.add_argument("--device", default="auto", help="for fit and the floor (the prototype runs on the CPU)")
+    ap.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="for fit and the floor")
+    ap.add_argument("--max-epochs", type=int, default=20, help="fit's epochs at most, for time to quality")
+    ap.add_argument("--skip-epoch", action="store_true", help="time to quality only")
+    ap.add_argument("--skip-quality", action="store_true", help="epoch time only")
     a = ap.parse_args()
-    device = resolve_device(a.device)
-    print(f"machine: {machine()}; device {device}, precision {a.precision}")
-    ds = load_dataset(demo_data(f"seed{a.size}", 6, a.size))
-    norm = Normaliser("global_standard").fit(ds.iter_chunks())
-    print(f"data: {len(ds)} pixels × {ds.n_channels} channels; our batch size {a.batch_size}")
-
-    if not a.quality_only:
-        xn = norm.transform(ds.to_array())
-        seed_t, n_seed = seed_style_epoch(xn, device)
-        ours_t, n_ours, load, held = our_epoch(ds, norm, a.batch_size, device, a.precision)
-        floor_t = floor_epoch(n_ours, a.batch_size, device, a.precision)
-        where = "held on the device" if held else "streamed from disk"
-        print(f"seed-style epoch (DataLoader, per-pixel torch.tensor, batch 100, fp32): {seed_t:7.2f} s  "
-              f"({n_seed / seed_t:,.0f} px/s)")
-        print(f"our epoch (PixelBatches, batch {a.batch_size}, {a.precision}, data {where}):  {ours_t:7.2f} s  "
-              f"({n_ours / ours_t:,.0f} px/s; +{load:.2f} s once per fit to read and normalise)")
-        print(f"arithmetic floor (pre-made tensors, batch {a.batch_size}, {a.precision}):     {floor_t:7.2f} s")
-        print(f"speed-up over seed-style: {seed_t / ours_t:.2f}×   ours / floor: {ours_t / floor_t:.2f}×")
-        if a.profile:
-            print("\n-- profile: seed-style, 20 s --\n" + profile(seed_style_epoch, xn, device, 20.0))
-            report = profile(our_epoch, ds, norm, a.batch_size, device, a.precision)
-            print("\n-- profile: ours, one epoch --\n" + report)
-        del xn
-
-    if a.budget > 0:
-        root = ds.source
-        train, test = load_dataset(root, split="normal_train"), load_dataset(root, split="normal_test")
-        print(f"time to quality: train on {train.scans} ({len(train)} px), held-out {test.scans}")
-        for label, seed_style in (("seed-style", True), ("ours", False)):
-            r = time_to_quality(train, test, a.budget, a.batch_size, seed_style, device,
-                                "fp32" if seed_style else a.precision)
-            print(f"  {label:>10}: {r['seconds']:.0f} s = {r['epochs']:.2f} epochs → held-out RMSE "
-                  f"{r['vae_rmse']:.5f} (PCA-2 on the same pixels: {r['pca_rmse']:.5f})")
+    print(f"machine: {machine()}; fit on {resolve_device(a.device)}, {a.precision}; "
+          f"torch threads {torch.get_num_threads()}")
+    path = str(demo_data(f"seed{a.size}", 6, a.size))
+    if not a.skip_epoch:
+        epoch_times(path, a.reps, a.device, a.precision)
+    if not a.skip_quality:
+        time_to_quality(path, a.reps, a.device, a.precision, a.max_epochs)
 
 
 if __name__ == "__main__":

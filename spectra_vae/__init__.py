@@ -9,8 +9,8 @@ __version__ = "0.1.0"
 
 from .data import SpectralDataset, available_splits, load_dataset  # noqa: E402
 from .demo import make_demo_dataset  # noqa: E402
-from .errors import DataError, TrainingError  # noqa: E402
+from .errors import DataError, TrainingError, TrainingWarning  # noqa: E402
 from .estimator import SpectraVAE, rmse  # noqa: E402
 
-__all__ = ["DataError", "SpectraVAE", "SpectralDataset", "TrainingError", "__version__",
+__all__ = ["DataError", "SpectraVAE", "SpectralDataset", "TrainingError", "TrainingWarning", "__version__",
            "available_splits", "load_dataset", "make_demo_dataset", "rmse"]

@@ -52,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--tissue-only", action="store_true",
                     help="train and validate on tissue pixels only (amide I above the background)")
     tr.add_argument("--tissue-threshold", default="auto", help='"auto", "none" (no mask) or a number (absorbance)')
+    tr.add_argument("--checkpoint-minutes", type=float, default=30.0,
+                    help="also write OUT/model/last.pt within an epoch at most this often (0: only at epoch ends)")
     tr.add_argument("--train-split", default="normal_train")
     tr.add_argument("--val-split", default="normal_val")
     tr.add_argument("--test-split", default="normal_test")
@@ -127,7 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 train_split=args.train_split, val_split=args.val_split, test_split=args.test_split,
                 abnormal_split=args.abnormal_split, normal_labels=args.normal_labels,
                 preprocess=args.preprocess, tissue_only=args.tissue_only,
-                tissue_threshold=parse_tissue_threshold(args.tissue_threshold), overwrite=args.overwrite)
+                tissue_threshold=parse_tissue_threshold(args.tissue_threshold), overwrite=args.overwrite,
+                checkpoint_minutes=args.checkpoint_minutes or None)
             from .analysis import compare_with_pca
             from .train import dist_info
 

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import stat
+import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -189,6 +190,24 @@ def _file_key(path: Path, pixels: np.ndarray) -> str:
             f"{pixels.shape}|{pixels.dtype.str}")
 
 
+def _finite_record(key: str) -> Path:
+    return cache_dir() / "finite" / (hashlib.sha1(key.encode()).hexdigest() + ".npy")
+
+
+def _remember_finite(record: Path, n_pixels: int, finite: np.ndarray) -> None:
+    """Write a record (the non-finite pixels, usually none); an unwritable cache only costs the re-check."""
+    try:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        bad = np.setdiff1d(np.arange(n_pixels), finite, assume_unique=True).astype(np.int64)
+        # a unique temporary name: processes on several nodes may share the cache directory
+        fd, tmp = tempfile.mkstemp(prefix=f".{record.name}.", suffix=".tmp", dir=record.parent)
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, bad)
+        os.replace(tmp, record)
+    except OSError:
+        pass
+
+
 def _finite_pixels_cached(pixels: np.ndarray, path: Path | None, recheck: bool = False) -> np.ndarray:
     """`_finite_pixels`, remembered per file: checking every pixel reads the whole file, which for
     data larger than RAM means a pass over the disk each time a dataset is opened. The record
@@ -201,7 +220,7 @@ def _finite_pixels_cached(pixels: np.ndarray, path: Path | None, recheck: bool =
     recheck = recheck or os.environ.get(RECHECK_ENV, "").strip().lower() not in ("", "0", "false", "no")
     try:
         key = _file_key(path, pixels)
-        record = cache_dir() / "finite" / (hashlib.sha1(key.encode()).hexdigest() + ".npy")
+        record: Path | None = _finite_record(key)
         if not recheck and record.is_file():
             bad = np.load(record, allow_pickle=False)
             in_range = bad.size == 0 or (0 <= bad.min() and bad.max() < len(pixels))
@@ -216,16 +235,39 @@ def _finite_pixels_cached(pixels: np.ndarray, path: Path | None, recheck: bool =
     except OSError:
         record = None
     if record is not None:
-        try:
-            record.parent.mkdir(parents=True, exist_ok=True)
-            bad = np.setdiff1d(np.arange(len(pixels)), finite, assume_unique=True).astype(np.int64)
-            tmp = record.with_name(f".{record.name}.{os.getpid()}.tmp")
-            with open(tmp, "wb") as f:
-                np.save(f, bad)
-            os.replace(tmp, record)
-        except OSError:
-            pass
+        _remember_finite(record, len(pixels), finite)
     return finite
+
+
+def _shared_finite_check(paths: list[Path], recheck: bool = False) -> dict[Path, np.ndarray]:
+    """In a distributed run (an initialised torch process group), the finite pixels of `.npy`
+    files, each file checked (or looked up in the cache) by one process only, files dealt
+    round-robin, and the results exchanged; every process remembers them in its own cache.
+    Empty when alone. Every process must open the same files, as `pipeline.train` does."""
+    from .distributed import dist_info, gather_objects
+
+    rank, world = dist_info()
+    if world == 1 or not paths:
+        return {}
+    mine: dict[int, np.ndarray] = {}
+    for k in range(rank, len(paths), world):
+        try:
+            pixels = _as_pixels(_open_npy(paths[k]), str(paths[k]))[0]
+        except DataError:
+            continue  # reported by the process that opens it for the dataset, which is every one
+        finite = _finite_pixels_cached(pixels, paths[k], recheck)
+        mine[k] = np.setdiff1d(np.arange(len(pixels)), finite, assume_unique=True).astype(np.int64)
+    out: dict[Path, np.ndarray] = {}
+    for part in gather_objects(mine):
+        for k, bad in part.items():
+            pixels = _as_pixels(_open_npy(paths[k]), str(paths[k]))[0]
+            out[paths[k]] = np.setdiff1d(np.arange(len(pixels)), bad, assume_unique=True)
+            if k % world != rank and pixels.dtype.kind not in "iu":
+                try:
+                    _remember_finite(_finite_record(_file_key(paths[k], pixels)), len(pixels), out[paths[k]])
+                except OSError:
+                    pass
+    return out
 
 
 def check_wavenumbers(wavenumbers: Sequence[float] | np.ndarray, n_channels: int, where: str) -> np.ndarray:
@@ -491,11 +533,13 @@ class SpectralDataset:
 
 # -- loading ---------------------------------------------------------------------------------
 def _make_scan(name: str, arr: np.ndarray, where: str, path: Path | None = None,
-               labels: np.ndarray | None = None, recheck: bool = False) -> tuple[Scan, np.ndarray]:
+               labels: np.ndarray | None = None, recheck: bool = False,
+               finite: np.ndarray | None = None) -> tuple[Scan, np.ndarray]:
     pixels, h, w, image = _as_pixels(arr, where)
     if labels is not None:
         labels = _check_labels(labels, h, w, image, where)
-    finite = _finite_pixels_cached(pixels, path, recheck)
+    if finite is None:  # not already found by a distributed run's shared check
+        finite = _finite_pixels_cached(pixels, path, recheck)
     n_bad = pixels.shape[0] - len(finite)
     if len(finite) == 0:
         raise DataError(f"{where}: no pixel has a finite spectrum (all {pixels.shape[0]} contain NaN or inf)")
@@ -649,6 +693,7 @@ def _load_directory(directory: Path, wavenumbers: np.ndarray | None,
 
     scans, index, channels = [], [], None
     file_axis: tuple[Path, np.ndarray] | None = None
+    shared = _shared_finite_check([p for p in files if p.suffix.lower() == ".npy"], recheck)
     for path in files:
         if path.suffix.lower() == ".npy":
             arr = _open_npy(path)
@@ -663,7 +708,7 @@ def _load_directory(directory: Path, wavenumbers: np.ndarray | None,
                                     f"{file_axis[1][-1]:g} cm⁻¹, {len(file_axis[1])}); resample them first")
         label_path = directory / LABELS_DIR / (path.stem + ".npy")
         labels = _open_npy(label_path) if os.path.lexists(label_path) else None
-        scan, finite = _make_scan(path.name, arr, str(path), path, labels, recheck)
+        scan, finite = _make_scan(path.name, arr, str(path), path, labels, recheck, shared.get(path))
         if labels is not None and label_names is not None and scan.labels is not None and scan.labels.size \
                 and scan.labels.max() >= len(label_names):
             raise DataError(f"{label_path}: holds label {scan.labels.max()} but {names_path} names only "
@@ -690,8 +735,8 @@ def _load_directory(directory: Path, wavenumbers: np.ndarray | None,
 
 
 def _from_array(arr: np.ndarray, name: str, where: str, wavenumbers: np.ndarray | None,
-                path: Path | None = None, recheck: bool = False) -> SpectralDataset:
-    scan, finite = _make_scan(name, arr, where, path, recheck=recheck)
+                path: Path | None = None, recheck: bool = False, finite: np.ndarray | None = None) -> SpectralDataset:
+    scan, finite = _make_scan(name, arr, where, path, recheck=recheck, finite=finite)
     known = wavenumbers is not None
     wn = (check_wavenumbers(wavenumbers, scan.n_channels, where) if known
           else np.arange(scan.n_channels, dtype=float))
@@ -829,7 +874,8 @@ def load_dataset(source: str | os.PathLike | np.ndarray | pd.DataFrame | Spectra
     regular_file(path)
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        return _from_array(_open_npy(path), path.name, str(path), wn, path, recheck)
+        shared = _shared_finite_check([path], recheck)
+        return _from_array(_open_npy(path), path.name, str(path), wn, path, recheck, shared.get(path))
     if suffix in (".mat", ".h5", ".hdf5", ".hdr", ".dmt", ".seq", ".dat"):
         arr, own = _read_other(path, variable, wavenumbers_variable)
         return _from_array(arr, path.name, str(path), wn if wn is not None else own, path)

@@ -9,3 +9,7 @@ class DataError(ValueError):
 
 class TrainingError(RuntimeError):
     """Training cannot go on (for example the loss became NaN or infinite)."""
+
+
+class TrainingWarning(RuntimeWarning):
+    """Training went on after something went wrong (for example a recovery from a non-finite loss)."""

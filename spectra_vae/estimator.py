@@ -17,8 +17,19 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.exceptions import NotFittedError
 
 from . import __version__
+from .batches import TRIM_EVERY, release_freed_memory
+from .checkpoint import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_VERSION,
+    load_checkpoint,
+    restore_training,
+    save_checkpoint,
+    section,
+    training_section,
+)
 from .data import SpectralDataset, as_dataset
-from .errors import DataError
+from .distributed import all_reduce, dist_info, init_distributed
+from .errors import DataError, TrainingError
 from .loss import RECONSTRUCTIONS
 from .model import VAE, ModelConfig
 from .monitor import Monitor, fit_monitor, parse_statistics, pixel_statistics
@@ -28,15 +39,12 @@ from .preprocessing import Preprocessor
 from .tissue import TissueRule, parse_tissue_threshold
 from .train import (
     PRECISIONS,
+    WARMUP_STEPS,
     PixelBatches,
+    TrainConfig,
     TrainState,
-    all_reduce,
-    dist_info,
-    init_distributed,
-    load_checkpoint,
     make_optimizer,
     resolve_device,
-    save_checkpoint,
     train_loop,
 )
 
@@ -67,7 +75,7 @@ class SpectraVAE(TransformerMixin, BaseEstimator):
                  epochs: int = 50, batch_size: int = 512, learning_rate: float = 2e-3,
                  patience: int | None = 10, seed: int = 0, device: str = "auto",
                  precision: str = "fp32", tissue_threshold: float | str = "auto", tissue_only: bool = False,
-                 verbose: bool = True) -> None:
+                 checkpoint_minutes: float | None = 30.0, verbose: bool = True) -> None:
         self.latent_dim = latent_dim
         self.hidden_dims = tuple(hidden_dims) if isinstance(hidden_dims, (list, tuple)) else hidden_dims
         self.reconstruction = reconstruction
@@ -84,12 +92,13 @@ class SpectraVAE(TransformerMixin, BaseEstimator):
         self.precision = precision
         self.tissue_threshold = tissue_threshold
         self.tissue_only = tissue_only
+        self.checkpoint_minutes = checkpoint_minutes
         self.verbose = verbose
 
     # -- configuration -------------------------------------------------------------------
     _PARAMS = ("latent_dim", "hidden_dims", "reconstruction", "beta", "normalisation", "noise", "preprocess", "epochs",
                "batch_size", "learning_rate", "patience", "seed", "device", "precision", "tissue_threshold",
-               "tissue_only", "verbose")  # the constructor's arguments, as scikit-learn's get_params finds them
+               "tissue_only", "checkpoint_minutes", "verbose")  # the constructor's arguments, as get_params finds them
 
     def set_params(self, **params: Any) -> SpectraVAE:
         """Set constructor arguments (scikit-learn's `set_params`); `hidden_dims` is kept as a tuple."""
@@ -166,6 +175,8 @@ class SpectraVAE(TransformerMixin, BaseEstimator):
             raise bad("verbose", "must be True or False")
         if not isinstance(self.tissue_only, (bool, np.bool_)):
             raise bad("tissue_only", "must be True or False")
+        if not (self.checkpoint_minutes is None or (number(self.checkpoint_minutes) and self.checkpoint_minutes > 0)):
+            raise bad("checkpoint_minutes", "must be None or a number of minutes > 0")
         parse_tissue_threshold(self.tissue_threshold)
         _check_device(self.device, bad)
 
@@ -249,11 +260,12 @@ class SpectraVAE(TransformerMixin, BaseEstimator):
         ds = as_dataset(data)
         return self.tissue_rule_.mask(ds)
 
-    def _new_generators(self) -> dict[str, torch.Generator]:
-        # Shuffling runs on the CPU; ε is drawn on the model's device.
+    def _new_generators(self, epoch: int = 0) -> dict[str, torch.Generator]:
+        # Shuffling runs on the CPU; ε is drawn on the model's device. Each process has its own.
         rank = dist_info()[0]
-        return {"shuffle": torch.Generator().manual_seed(self.seed + 1000 * rank),
-                "sample": torch.Generator(device=self.device_).manual_seed(self.seed + 1 + 1000 * rank)}
+        base = self.seed + 1000 * rank + 7919 * epoch
+        return {"shuffle": torch.Generator().manual_seed(base),
+                "sample": torch.Generator(device=self.device_).manual_seed(base + 1)}
 
     def _run(self, train: SpectralDataset, val: SpectralDataset | None,
              checkpoint_dir: str | os.PathLike | None) -> SpectraVAE:
@@ -268,35 +280,66 @@ class SpectraVAE(TransformerMixin, BaseEstimator):
         if world > 1:
             # DDP needs the same number of steps in every process: take the smallest shard's.
             batches.max_batches = int(all_reduce(np.array([len(batches)]), op="min")[0])
+            # Buffers are not broadcast: the noise level is calibrated on every process's residuals
+            # (all-reduced in the loop), not overwritten with the first process's.
             forward = torch.nn.parallel.DistributedDataParallel(
-                self.model_, device_ids=[self.device_.index] if self.device_.type == "cuda" else None)
+                self.model_, device_ids=[self.device_.index] if self.device_.type == "cuda" else None,
+                broadcast_buffers=False)
+        self._place_resumed_position(len(batches))
         val_batches = None
         if val is not None and len(val):
             val_batches = PixelBatches(val, self.normaliser_, max(self.batch_size, PREDICT_BATCH), self.device_)
         scale = torch.as_tensor(self.normaliser_.scale_, dtype=torch.float32, device=self.device_)
+        self._batches_per_epoch = len(batches)
+        directory = self.checkpoint_dir_
 
         def on_epoch_end(state: TrainState, improved: bool) -> None:
-            if self.checkpoint_dir_ is None or rank != 0:  # only the first process writes
+            if directory is None or rank != 0:  # only the first process writes
                 return
             if improved:
-                save_checkpoint(self._payload(weights=state.best_state, training=False), self.checkpoint_dir_ / BEST)
-            save_checkpoint(self._payload(training=True), self.checkpoint_dir_ / LAST)
+                save_checkpoint(self._payload(weights=state.best_state), directory / BEST)
+            save_checkpoint(self._payload(training=self._training_section()), directory / LAST)
 
+        def on_checkpoint(state: TrainState) -> None:  # within an epoch: last.pt only
+            if directory is not None and rank == 0:
+                save_checkpoint(self._payload(training=self._training_section()), directory / LAST)
+
+        minutes = self.checkpoint_minutes
+        config = TrainConfig(epochs=self.epochs, learning_rate=float(self.learning_rate), kind=self.reconstruction,
+                             beta=float(self.beta), patience=self.patience, precision=self.precision,
+                             checkpoint_seconds=None if minutes is None or directory is None else 60.0 * minutes,
+                             warmup_steps=min(WARMUP_STEPS, len(batches)))
+        if self._state.step == 0:  # the schedule is planned once, when training begins; resume keeps it
+            self._state.decay_steps = self.epochs * len(batches)
         try:
-            train_loop(self.model_, self.optimizer_, batches, val_batches, epochs=self.epochs,
-                       kind=self.reconstruction, beta=float(self.beta), patience=self.patience,
-                       state=self._state, generator=self._generators["shuffle"],
-                       sample_generator=self._generators["sample"], scale=scale,
-                       on_epoch_end=on_epoch_end, progress=self.verbose, forward=forward,
-                       precision=self.precision)
+            train_loop(self.model_, self.optimizer_, batches, val_batches, config, self._state, self._generators,
+                       scale, forward=forward, on_epoch_end=on_epoch_end, on_checkpoint=on_checkpoint,
+                       progress=self.verbose)
+        except TrainingError as exc:
+            raise TrainingError(f"{exc}. {self._end_training(finished=False)}") from None
         finally:
             self.history_ = pd.DataFrame(self._state.history)
-        if self._state.best_state is not None:
-            self.model_.load_state_dict(self._state.best_state)
-        self.model_.eval()
+        self._end_training(finished=True)
         # What normal tissue's residuals look like, for the anomaly scores (see monitor.py).
         self.monitor_ = fit_monitor(self, train, val)
         return self
+
+    def _end_training(self, finished: bool) -> str:
+        """Keep the moment training ended for `save` (weights, optimiser and generators of that one
+        moment; none after a failure), then hold the best epoch's weights. Says what is kept."""
+        self._final_training = self._training_section() if finished else None
+        state = self._state
+        if state.best_state is not None:
+            self.model_.load_state_dict(state.best_state)
+            held = f"The model in memory holds the weights of its best epoch ({state.best_epoch})"
+        else:
+            held = "The model in memory holds its last finite weights (no epoch was completed)"
+        self.model_.eval()
+        d = self.checkpoint_dir_
+        if d is None:
+            return f"{held}; no checkpoint_dir was given, so nothing was written to disk."
+        files = [f"{d / name}" for name in (BEST, LAST) if (d / name).is_file()]
+        return f"{held}; on disk: {', '.join(files) if files else 'nothing yet (no epoch was completed)'}."
 
     # -- results -------------------------------------------------------------------------
     @property
@@ -328,8 +371,10 @@ class SpectraVAE(TransformerMixin, BaseEstimator):
         """(pixels as the model sees them, normalised tensor on device) in batches, streaming from disk."""
         ds = self.prepare(data)
         self.model_.eval()
-        for chunk in ds.iter_chunks(PREDICT_BATCH):
+        for i, chunk in enumerate(ds.iter_chunks(PREDICT_BATCH), start=1):
             yield chunk, torch.from_numpy(self.normaliser_.transform(chunk)).to(self.device_)
+            if i % TRIM_EVERY == 0:  # memory does not grow with the dataset (see release_freed_memory)
+                release_freed_memory()
 
     def _decode_mean(self, x: torch.Tensor) -> np.ndarray:
         """decode(μ) of a normalised batch, back in absorbance (the data's units)."""
@@ -537,12 +582,18 @@ class SpectraVAE(TransformerMixin, BaseEstimator):
                           float(monitor.false_positive_rate or 0.01), float(monitor.design_effect or 1.0))
 
     # -- checkpoints ---------------------------------------------------------------------
-    def _payload(self, weights: dict[str, torch.Tensor] | None = None, training: bool = False) -> dict[str, Any]:
+    def _training_section(self) -> dict[str, Any]:
+        return training_section(self.model_, self.optimizer_, self._state, getattr(self, "_batches_per_epoch", 0))
+
+    def _payload(self, weights: dict[str, torch.Tensor] | None = None,
+                 training: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The checkpoint: the model (`weights`, by default the current ones) and, for a file that
+        training can resume from, the `training` section."""
         state = self._state
         weights = self.model_.state_dict() if weights is None else weights
         payload: dict[str, Any] = {
-            "format": "spectra_vae.checkpoint",
-            "version": 1,
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
             "spectra_vae_version": __version__,
             "torch_version": str(torch.__version__),
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -564,21 +615,18 @@ class SpectraVAE(TransformerMixin, BaseEstimator):
             payload["monitor"] = self.monitor_.to_dict()
         if getattr(self, "training_digest_", None):
             payload["training_digest"] = self.training_digest_
-        if training:
-            payload["training"] = {
-                "epoch": state.epoch, "best_epoch": state.best_epoch, "best_loss": state.best_loss,
-                "bad_epochs": state.bad_epochs, "stopped_early": state.stopped_early,
-                "optimizer": self.optimizer_.state_dict(),
-                "best_state_dict": None if state.best_state is None
-                else {k: v.detach().cpu() for k, v in state.best_state.items()},
-                "rng": {k: g.get_state() for k, g in self._generators.items()},
-            }
+        if training is not None:
+            payload["training"] = training
         return _plain(payload)
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the model (weights, config, normaliser, wavenumbers, history) to one file, atomically."""
+        """Write the model (weights, config, normaliser, wavenumbers, history) to one file, atomically.
+
+        After `fit` the weights are the best epoch's, and the file also holds the state training
+        ended in (its own weights, optimiser, generators), so `resume(path, ..., epochs=N)` goes on.
+        """
         self._check_fitted()
-        return save_checkpoint(self._payload(training=True), path)
+        return save_checkpoint(self._payload(training=getattr(self, "_final_training", None)), path)
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str = "auto") -> SpectraVAE:
@@ -586,7 +634,7 @@ class SpectraVAE(TransformerMixin, BaseEstimator):
         payload = load_checkpoint(path)
         _check_payload(payload, path)
         try:
-            config = dict(payload["config"])
+            config = {k: v for k, v in payload["config"].items() if k in cls._PARAMS}
             config["hidden_dims"] = tuple(config["hidden_dims"])
             config["device"] = device
             vae = cls(**config)
@@ -598,60 +646,95 @@ class SpectraVAE(TransformerMixin, BaseEstimator):
             vae.model_.to(vae.device_).eval()
             vae.normaliser_ = Normaliser.from_dict(payload["normaliser"])
             vae.wavenumbers_ = payload["wavenumbers"].numpy()
-            vae.wavenumbers_known_ = bool(payload.get("wavenumbers_known", True))
-            # Files without the key predate fitted steps: their pipelines are stateless.
-            fitted = payload.get("preprocessing")
+            vae.wavenumbers_known_ = bool(section(payload, "wavenumbers_known"))
+            # Files without the section predate fitted steps: their pipelines are stateless.
+            fitted = section(payload, "preprocessing")
             vae.preprocessor_ = (Preprocessor.from_dict(fitted) if fitted is not None
                                  else Preprocessor(config.get("preprocess", "")).fit(vae.wavenumbers_,
                                                                                    known=vae.wavenumbers_known_))
-            vae.train_source_ = payload.get("train_source", "")
-            rule = payload.get("tissue_rule")
+            vae.train_source_ = section(payload, "train_source")
+            rule = section(payload, "tissue_rule")
             vae.tissue_rule_ = None if rule is None else TissueRule.from_dict(rule)
-            monitor = payload.get("monitor")
+            monitor = section(payload, "monitor")
             vae.monitor_ = None if monitor is None else Monitor.from_dict(monitor)
-            vae.training_digest_ = payload.get("training_digest", "")
+            vae.training_digest_ = section(payload, "training_digest")
+            columns = payload["history"]
+            history = [dict(zip(columns, row, strict=True)) for row in zip(*columns.values(), strict=True)]
         except (KeyError, TypeError, RuntimeError, ValueError) as exc:
             raise DataError(f"{path}: checkpoint content is incomplete or does not match the model ({exc})") from exc
         vae.optimizer_ = make_optimizer(vae.model_, vae.learning_rate, vae.device_)
-        columns = payload["history"]
-        history = [dict(zip(columns, row, strict=True)) for row in zip(*columns.values(), strict=True)]
-        vae._state = TrainState(history=history, best_epoch=int(payload.get("best_epoch", 0)))
-        vae._generators = vae._new_generators()
-        training = payload.get("training")
-        if training:
-            vae.optimizer_.load_state_dict(training["optimizer"])
-            best = training.get("best_state_dict")
-            vae._state = TrainState(epoch=int(training["epoch"]), best_epoch=int(training["best_epoch"]),
-                                    best_loss=float(training["best_loss"]), bad_epochs=int(training["bad_epochs"]),
-                                    stopped_early=bool(training["stopped_early"]), history=history,
-                                    best_state=None if best is None
-                                    else {k: v.to(vae.device_) for k, v in best.items()})
-            for k, g in vae._generators.items():
-                if k in training["rng"] and vae.device_.type == "cpu":
-                    g.set_state(training["rng"][k])
-        else:
-            vae._state.epoch = len(history)
+        vae._state = TrainState(epoch=len(history), history=history, best_epoch=int(section(payload, "best_epoch")))
+        vae._final_training = section(payload, "training")
         vae.history_ = pd.DataFrame(history)
         return vae
+
+    def _restore_training(self, training: dict[str, Any], where: Path) -> None:
+        """Put the model, optimiser, generators and loop state back as the `training` section
+        recorded them, for this process of this run."""
+        rank, world = dist_info()
+        self._state = restore_training(training, self.model_, self.optimizer_, self._state.history, self.device_)
+        self._resumed_from_batches = int(training.get("batches_per_epoch", 0))
+        self._generators = self._new_generators(self._state.epoch)
+        saved_world, rngs = int(training.get("world_size", 1)), training.get("rng", [])
+        why = None
+        if not training.get("exact", True):
+            why = ("it is a version-1 final.pt, which held the best epoch's weights beside the last epoch's "
+                   "optimiser; training goes on from the best weights")
+        elif saved_world != world:
+            why = (f"it was saved by {saved_world} process(es) and resumes in {world}: each process's shard "
+                   "and random streams differ, so the rest of the run draws other batches and ε")
+        elif len(rngs) > rank and rngs[rank]:
+            try:
+                for name, g in self._generators.items():
+                    g.set_state(rngs[rank][name])
+            except (RuntimeError, KeyError):
+                self._generators = self._new_generators(self._state.epoch)
+                why = "its random-number states were saved on another kind of device"
+        else:
+            why = "it holds no random-number states"
+        self._state.epoch_rng = self._generators["shuffle"].get_state()
+        if why is not None:
+            warnings.warn(f"{where}: resuming goes on but will not match an uninterrupted run exactly: {why}",
+                          UserWarning, stacklevel=3)
+
+    def _place_resumed_position(self, n_batches: int) -> None:
+        """A run resumed within an epoch whose batches per epoch changed (another number of
+        processes) goes on from the same fraction of the epoch."""
+        old = getattr(self, "_resumed_from_batches", 0)
+        st = self._state
+        if st.batch and old and old != n_batches:
+            st.batch = min(n_batches - 1, round(st.batch * n_batches / old))
+        self._resumed_from_batches = 0
 
     @classmethod
     def resume(cls, checkpoint: str | os.PathLike, data: Any, validation: Any = None,
                checkpoint_dir: str | os.PathLike | None = None, epochs: int | None = None,
-               learning_rate: float | None = None) -> SpectraVAE:
-        """Continue an interrupted run from its `last` checkpoint to its planned (or `epochs`) epochs.
+               learning_rate: float | None = None, device: str = "auto") -> SpectraVAE:
+        """Go on training from a checkpoint (`last.pt`, or `final.pt`) to its planned or `epochs` epochs.
 
-        The history continues where it stopped, and optimiser and random-number states are
-        restored, so the result matches an uninterrupted run on the same device. A new
-        `learning_rate` (e.g. after a run diverged) replaces the optimiser's.
+        The history continues where it stopped, and weights, optimiser, position within the epoch
+        and every process's random-number states are restored, so on CPU the result is the same
+        as an uninterrupted run's, bit for bit (on CUDA within floating-point tolerance). A run
+        that stopped early goes on when `epochs` asks for more (early stopping counts afresh).
+        A new `learning_rate` (e.g. after a run diverged) replaces the planned one. `device` as
+        for `SpectraVAE` ("auto": CUDA when there is one); resuming on another kind of device than
+        the run's goes on with a warning that it will not match exactly.
         """
         checkpoint = Path(checkpoint)
-        vae = cls.load(checkpoint)
+        vae = cls.load(checkpoint, device=device)
+        training = vae._final_training
+        if not training:
+            raise DataError(f"{checkpoint}: holds a model but not the optimiser and random-number states that "
+                            "training needs to go on (best.pt never does); resume from last.pt or final.pt")
+        init_distributed()
+        vae._restore_training(training, checkpoint)
+        st = vae._state
         if epochs is not None:
+            if epochs > st.epoch and st.stopped_early:
+                st.stopped_early, st.bad_epochs = False, 0
             vae.epochs = epochs
         if learning_rate is not None:
-            vae.learning_rate = learning_rate
-            for group in vae.optimizer_.param_groups:
-                group["lr"] = learning_rate
+            vae.learning_rate, st.lr_scale = learning_rate, 1.0
         train = as_dataset(data)
         _check_compatible(vae.wavenumbers_, len(vae.wavenumbers_), train, train.source, "the checkpoint")
         train = vae._training_pixels(train.preprocessed(vae.preprocessor_))
@@ -680,7 +763,7 @@ def _every_row(data: Any, ds: SpectralDataset, values: np.ndarray) -> np.ndarray
     return ds.image(values, 0).reshape((-1,) + values.shape[1:]).astype(values.dtype, copy=False)
 
 
-_TRAINING_KEYS = ("epoch", "best_epoch", "best_loss", "bad_epochs", "stopped_early", "optimizer", "rng")
+_TRAINING_KEYS = ("epoch", "best_epoch", "best_loss", "bad_epochs", "stopped_early", "optimizer", "rng", "state_dict")
 
 
 def _check_payload(payload: dict[str, Any], path: str | os.PathLike) -> None:
@@ -705,8 +788,10 @@ def _check_payload(payload: dict[str, Any], path: str | os.PathLike) -> None:
         missing = [k for k in _TRAINING_KEYS if k not in training]
         if missing:
             raise bad(f"the training state lacks {missing}")
-        if not isinstance(training["optimizer"], dict) or not isinstance(training["rng"], dict):
-            raise bad("the training state's optimizer or rng is not a mapping")
+        if not isinstance(training["optimizer"], dict) or not isinstance(training["state_dict"], dict):
+            raise bad("the training state's optimizer or weights are not a mapping")
+        if not (isinstance(training["rng"], list) and all(isinstance(r, dict) for r in training["rng"])):
+            raise bad("the training state's rng is not a list of mappings (one per process)")
         numbers = [training[k] for k in ("epoch", "best_epoch", "bad_epochs", "best_loss")]
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers) \
                 or not isinstance(training["stopped_early"], bool):

@@ -7,10 +7,12 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 LOG_NOISE_VAR_MIN = -13.8
 NOISE_MOMENTUM = 0.05  # σ ≥ 0.001 in normalised units, so the Gaussian NLL cannot run away
+LOGVAR_BOUNDS = (-10.0, 2.0)  # encoder log σ², softly clipped: see `VAE.encode`
 
 
 @dataclass(frozen=True)
@@ -23,15 +25,19 @@ class ModelConfig:
     output: str = "linear"  # "sigmoid" when the data are min–max scaled to [0, 1]
     negative_slope: float = 0.2
     noise: str = "shared"  # Gaussian noise variance: one for all channels, or one per "channel"
+    logvar_bounds: tuple[float, float] | None = LOGVAR_BOUNDS  # None: unbounded (models saved before the bound)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["hidden_dims"] = list(self.hidden_dims)
+        d["logvar_bounds"] = None if self.logvar_bounds is None else list(self.logvar_bounds)
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
-        return cls(**{**d, "hidden_dims": tuple(d["hidden_dims"])})
+        bounds = d.get("logvar_bounds")  # absent: a model trained before the bound, which keeps none
+        return cls(**{**d, "hidden_dims": tuple(d["hidden_dims"]),
+                      "logvar_bounds": None if bounds is None else tuple(bounds)})
 
 
 def _mlp(sizes: list[int], negative_slope: float) -> nn.Sequential:
@@ -61,7 +67,14 @@ class VAE(nn.Module):
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.encoder(x)
-        return self.to_mu(h), self.to_logvar(h)
+        logvar = self.to_logvar(h)
+        if self.config.logvar_bounds is not None:
+            # Soft clip (identity well inside, smooth at the edges): a posterior variance allowed
+            # to shrink without limit lets the decoder grow arbitrarily steep around a code, and
+            # its gradients with it; above the prior's variance it is never useful.
+            lo, hi = self.config.logvar_bounds
+            logvar = hi - F.softplus(hi - lo - F.softplus(logvar - lo))
+        return self.to_mu(h), logvar
 
     @staticmethod
     def reparameterize(mu: torch.Tensor, logvar: torch.Tensor,
@@ -90,12 +103,12 @@ class VAE(nn.Module):
         return self.log_noise_var.clamp(min=LOG_NOISE_VAR_MIN)
 
     @torch.no_grad()
-    def update_noise(self, x: torch.Tensor, x_hat: torch.Tensor, momentum: float = NOISE_MOMENTUM) -> None:
-        """Move the noise variance towards this batch's mean squared residual (per channel or shared)."""
-        sq = (x - x_hat).pow(2).mean(dim=0)
+    def update_noise(self, mean_sq: torch.Tensor, momentum: float = NOISE_MOMENTUM) -> None:
+        """Move the noise variance towards a batch's mean squared residual per channel, `(C,)`
+        (with `noise="shared"`, towards their mean)."""
         if self.config.noise == "shared":
-            sq = sq.mean().expand_as(sq)
-        target = sq.clamp(min=1e-12).log()
+            mean_sq = mean_sq.mean().expand_as(mean_sq)
+        target = mean_sq.clamp(min=1e-12).log()
         if not self.noise_initialised:
             self.log_noise_var.copy_(target)
             self.noise_initialised = True

@@ -342,13 +342,14 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike = "", *, epochs: i
           device: str = "auto", precision: str = "fp32", train_split: str = "normal_train",
           val_split: str = "normal_val", test_split: str = "normal_test", abnormal_split: str = "abnormal",
           normal_labels: str | list[str] = "", preprocess: str = "", tissue_only: bool = False,
-          tissue_threshold: float | str = "auto", overwrite: bool = False,
+          tissue_threshold: float | str = "auto", overwrite: bool = False, checkpoint_minutes: float | None = 30.0,
           verbose: bool = True) -> tuple[SpectraVAE, Splits, Path]:
     """Train a run in `out` (see `spectra_vae.runs.train`); returns (vae, splits, path of final.pt).
 
     The model fits its tissue rule on the training pixels (`tissue_threshold`: "auto", "none" or
     a number); `tissue_only=True` trains and validates on the tissue pixels by that rule. An
-    existing run in `out` is refused unless `overwrite=True`.
+    existing run in `out` is refused unless `overwrite=True`. `checkpoint_minutes`: `last.pt` is
+    also written within an epoch at most this often.
     """
     from . import runs
 
@@ -358,7 +359,7 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike = "", *, epochs: i
                       reconstruction=reconstruction, beta=beta, batch_size=batch_size,
                       learning_rate=learning_rate, patience=patience, seed=seed, device=device,
                       precision=precision, preprocess=preprocess, tissue_only=tissue_only,
-                      tissue_threshold=tissue_threshold)
+                      tissue_threshold=tissue_threshold, checkpoint_minutes=checkpoint_minutes)
 
 
 def open_run(run_dir: str | os.PathLike = "", checkpoint: str = "", data_dir: str | os.PathLike = ""

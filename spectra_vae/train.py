@@ -1,63 +1,39 @@
-"""The training loop: batches, per-epoch validation, early stopping, atomic checkpoints, history."""
+"""The training loop: warm-up, clipped steps, recovery from a non-finite loss, validation, early
+stopping, checkpoints at epoch ends and within long epochs, progress, history."""
 
 from __future__ import annotations
 
+import copy
 import math
-import os
-import tempfile
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+import warnings
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from .data import SpectralDataset
-from .errors import DataError, TrainingError
+from .batches import PixelBatches
+from .distributed import all_reduce, all_reduce_tensor, dist_info, gather_objects, init_distributed
+from .errors import TrainingError, TrainingWarning
 from .loss import elbo_loss
 from .model import VAE
-from .normalise import Normaliser
 
-IN_MEMORY_BYTES = 2 * 1024**3  # datasets up to this size (float32, normalised) are held in memory
-GPU_MEMORY_FRACTION = 0.5  # on CUDA: up to this fraction of the free device memory
-STREAM_BLOCK = 8192  # pixels read per block when streaming from disk
-STREAM_BUFFER_BLOCKS = 16  # blocks (drawn across scans) shuffled together when streaming
+__all__ = ["PRECISIONS", "PixelBatches", "TrainConfig", "TrainState", "clip_gradients", "dist_info",
+           "init_distributed", "learning_rate", "make_optimizer", "resolve_device", "train_loop"]
+
 VALIDATION_SEED = 12345  # validation draws the same ε every epoch, so its curve is comparable
 SYNC_EVERY = 64  # on an accelerator, the loss is checked for divergence every this many batches
 PRECISIONS = ("fp32", "bf16")
-
-
-def dist_info() -> tuple[int, int]:
-    """(rank, world size) of the distributed run this process belongs to; (0, 1) when alone."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
-def init_distributed() -> tuple[int, int]:
-    """Join the process group that `torchrun` describes in the environment (gloo on CPU, NCCL on GPU)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and torch.distributed.is_available() and not torch.distributed.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        if backend == "nccl":
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        torch.distributed.init_process_group(backend)
-    return dist_info()
-
-
-def all_reduce(values: np.ndarray, op: str = "sum") -> np.ndarray:
-    """Sum (or min) an array over the processes of a distributed run; identity when alone."""
-    if dist_info()[1] == 1:
-        return values
-    t = torch.as_tensor(np.asarray(values, dtype=np.float64))
-    if torch.distributed.get_backend() == "nccl":
-        t = t.cuda()
-    reduce_op = torch.distributed.ReduceOp.MIN if op == "min" else torch.distributed.ReduceOp.SUM
-    torch.distributed.all_reduce(t, op=reduce_op)
-    return t.cpu().numpy()
+WARMUP_STEPS = 100  # the learning rate rises linearly over the first steps of a run (at most one epoch)
+CLIP_FACTOR = 4.0  # a step's gradient norm is clipped to this many times its running average
+CLIP_MOMENTUM = 0.01  # weight of each step in that running average
+MAX_RECOVERIES = 3  # non-finite losses recovered from (rolled back, learning rate lowered) before giving up
+RECOVERY_LR_FACTOR = 0.5  # each recovery halves the learning rate
+SNAPSHOT_EVERY = 256  # steps between the in-memory states that a recovery rolls back to
+LR_FLOOR = 0.1  # after the warm-up the rate decays (cosine) to this fraction of the peak over the planned epochs
+PROGRESS_DELAY = 10.0  # seconds into an epoch before a bar of its batches appears
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -72,184 +48,73 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device("cpu")
 
 
-def in_memory_budget(device: torch.device) -> int:
-    """Bytes of normalised data held on `device` rather than streamed: `IN_MEMORY_BYTES` of host
-    memory, or on CUDA `GPU_MEMORY_FRACTION` of the device memory that is free."""
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return int(free * GPU_MEMORY_FRACTION)
-    return IN_MEMORY_BYTES
-
-
 def make_optimizer(model: torch.nn.Module, learning_rate: float, device: torch.device) -> torch.optim.Adam:
     """Adam; on CUDA the fused kernel (one launch per step instead of one per parameter)."""
     return torch.optim.Adam(model.parameters(), lr=learning_rate, fused=device.type == "cuda" or None)
 
 
-class PixelBatches:
-    """Normalised pixel batches of a dataset as tensors on `device`.
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train; `learning_rate` is the peak, reached after `WARMUP_STEPS` steps."""
 
-    Data that fit in `in_memory_bytes` (default `in_memory_budget(device)`) are read once,
-    chunk by chunk, into one tensor on the device and reshuffled there in full every epoch.
-    Larger data are streamed: blocks of consecutive pixels are drawn in random order across all
-    scans, `STREAM_BUFFER_BLOCKS` blocks at a time are pooled, and the pool is shuffled pixel by
-    pixel, so every batch mixes pixels from up to that many places in the data set.
-    """
-
-    def __init__(self, data: SpectralDataset, normaliser: Normaliser, batch_size: int,
-                 device: torch.device, in_memory_bytes: int | None = None,
-                 max_batches: int | None = None) -> None:
-        self.data, self.batch_size, self.device = data, batch_size, device
-        self.max_batches = max_batches  # a distributed run makes every process take as many steps
-        self.normaliser = normaliser
-        budget = in_memory_budget(device) if in_memory_bytes is None else in_memory_bytes
-        self.in_memory = len(data) * data.n_channels * 4 <= budget
-        self._tensor: torch.Tensor | None = None
-        if self.in_memory:
-            self._tensor = torch.empty((len(data), data.n_channels), dtype=torch.float32, device=device)
-            s = 0
-            for c in data.iter_chunks():  # one chunk at a time: no second copy of the data on the host
-                self._tensor[s : s + len(c)] = torch.from_numpy(normaliser.transform(c))
-                s += len(c)
-
-    def __len__(self) -> int:
-        n = math.ceil(len(self.data) / self.batch_size)
-        return n if self.max_batches is None else min(n, self.max_batches)
-
-    def epoch(self, generator: torch.Generator | None) -> Iterator[torch.Tensor]:
-        """One pass in random order (`generator`) or in dataset order (None)."""
-        for b, x in enumerate(self._epoch(generator)):
-            if self.max_batches is not None and b >= self.max_batches:
-                return
-            yield x
-
-    def _epoch(self, generator: torch.Generator | None) -> Iterator[torch.Tensor]:
-        if self._tensor is not None:
-            n = self._tensor.shape[0]
-            if generator is None:
-                for s in range(0, n, self.batch_size):
-                    yield self._tensor[s : s + self.batch_size]
-                return
-            order = torch.randperm(n, generator=generator).to(self.device)
-            for s in range(0, n, self.batch_size):
-                yield self._tensor.index_select(0, order[s : s + self.batch_size])
-            return
-        yield from self._stream(generator)
-
-    def stream_pools(self, generator: torch.Generator | None) -> Iterator[np.ndarray]:
-        """Dataset positions of each pool, in the order streaming reads them (shuffled with `generator`).
-
-        `generator` is drawn from once per epoch, on the first pool (the block order and a seed
-        for the pools' own shuffles), however many pools are then read.
-        """
-        n = len(self.data)
-        starts = np.arange(0, n, STREAM_BLOCK)
-        seed = 0
-        if generator is not None:
-            starts = starts[torch.randperm(len(starts), generator=generator).numpy()]
-            seed = int(torch.randint(2**62, (1,), generator=generator))
-        for k, g in enumerate(range(0, len(starts), STREAM_BUFFER_BLOCKS)):
-            idx = np.concatenate([np.arange(s, min(s + STREAM_BLOCK, n)) for s in starts[g : g + STREAM_BUFFER_BLOCKS]])
-            yield idx if generator is None else idx[np.random.default_rng((seed, k)).permutation(len(idx))]
-
-    def _load_pool(self, idx: np.ndarray) -> torch.Tensor:
-        """Read and normalise one pool (in a worker thread); in pinned memory when bound for CUDA."""
-        t = torch.from_numpy(self.normaliser.transform(self.data.read(idx)))
-        return t.pin_memory() if self.device.type == "cuda" else t
-
-    def _stream(self, generator: torch.Generator | None) -> Iterator[torch.Tensor]:
-        # The next pool is read from disk and normalised in a worker thread while this one
-        # trains: disk reads and page faults (numpy releases the GIL) overlap the model's work.
-        pools = self.stream_pools(generator)
-        carry: torch.Tensor | None = None  # the last pool's pixels short of a whole batch
-        bs = self.batch_size
-        init: dict[str, Any] = {}
-        if self.device.type == "cuda":  # pin in the training process's own GPU context, not GPU 0's
-            index = self.device.index if self.device.index is not None else torch.cuda.current_device()
-            init = {"initializer": torch.cuda.set_device, "initargs": (index,)}
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="spectra-vae-read", **init) as reader:
-            pending = reader.submit(self._load_pool, next(pools)) if len(self.data) else None
-            while pending is not None:
-                pool = pending.result()
-                idx = next(pools, None)
-                pending = None if idx is None else reader.submit(self._load_pool, idx)
-                pool = pool.to(self.device, non_blocking=pool.is_pinned())
-                s = 0
-                if carry is not None:
-                    if len(carry) + len(pool) < bs:
-                        carry = torch.cat([carry, pool])
-                        continue
-                    s = bs - len(carry)
-                    yield torch.cat([carry, pool[:s]])
-                full = s + (len(pool) - s) // bs * bs
-                for i in range(s, full, bs):
-                    yield pool[i : i + bs]
-                carry = pool[full:] if full < len(pool) else None
-        if carry is not None:
-            yield carry
+    epochs: int
+    learning_rate: float
+    kind: str = "gaussian"
+    beta: float = 1.0
+    patience: int | None = None
+    precision: str = "fp32"
+    checkpoint_seconds: float | None = None  # a checkpoint within an epoch at most this often
+    max_recoveries: int = MAX_RECOVERIES
+    warmup_steps: int = WARMUP_STEPS
 
 
-# -- checkpoints -----------------------------------------------------------------------------
-def save_checkpoint(payload: dict[str, Any], path: str | os.PathLike) -> Path:
-    """Write atomically: a temporary file in the same directory, fsync, then rename over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a writer that was killed
-        stale.unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        if isinstance(exc, OSError):
-            raise OSError(exc.errno, f"could not write checkpoint {path} ({exc.strerror}); "
-                          "the previous file there is unchanged") from exc
-        raise
-    try:
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass  # some file systems cannot fsync a directory; the rename itself is atomic
-    return path
-
-
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint with `weights_only=True`: tensors and plain containers, never pickled code."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such checkpoint file")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ... here
-        raise DataError(f"{path}: not a loadable spectra_vae checkpoint (refused or unreadable: "
-                        f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
-    if not isinstance(payload, dict) or payload.get("format") != "spectra_vae.checkpoint":
-        raise DataError(f"{path}: not a spectra_vae checkpoint")
-    return payload
-
-
-# -- the loop --------------------------------------------------------------------------------
 @dataclass
 class TrainState:
-    """What a resumed run needs besides weights and optimiser state."""
+    """Where a run stands: everything a resumed run needs besides weights and optimiser state."""
 
     epoch: int = 0  # epochs completed
+    batch: int = 0  # batches of epoch `epoch + 1` completed (non-zero for a checkpoint within an epoch)
+    step: int = 0  # optimiser steps taken in all
     best_epoch: int = 0
     best_loss: float = math.inf
     bad_epochs: int = 0
     stopped_early: bool = False
     history: list[dict[str, float]] = field(default_factory=list)
     best_state: dict[str, torch.Tensor] | None = None
+    decay_steps: int | None = None  # the learning rate decays over the steps planned when training began
+    lr_scale: float = 1.0  # lowered by each recovery
+    grad_norm: float = 0.0  # running average of the gradient norm (0: none yet)
+    events: list[dict[str, Any]] = field(default_factory=list)  # recoveries, in order
+    epoch_rng: torch.Tensor | None = None  # the shuffle generator's state when epoch `epoch + 1` began
+    epoch_sums: list[float] | None = None  # loss sums of the batches done in that epoch, all processes
+    epoch_seconds: float = 0.0  # time spent on those batches
+    rng: list[dict[str, torch.Tensor]] = field(default_factory=list)  # generator states per process, at saving
+
+
+def learning_rate(config: TrainConfig, state: TrainState) -> float:
+    """The step's learning rate: linear warm-up to the peak, then (with `state.decay_steps`) a
+    cosine decay to `LR_FLOOR` × the peak, held there after; lowered by recoveries."""
+    warm = min(1.0, (state.step + 1) / max(config.warmup_steps, 1))
+    decay = 1.0
+    if state.decay_steps:
+        t = min(1.0, state.step / state.decay_steps)
+        decay = LR_FLOOR + (1 - LR_FLOOR) * 0.5 * (1 + math.cos(math.pi * t))
+    return config.learning_rate * warm * decay * state.lr_scale
+
+
+def clip_gradients(parameters: Iterable[torch.nn.Parameter], running: torch.Tensor) -> torch.Tensor:
+    """Clip the gradient norm to `CLIP_FACTOR` × `running`, its running average (0: none yet), and
+    return the updated average. On the device: no host synchronisation.
+
+    The scale of the gradients follows the calibrated noise level, so a fixed threshold would mean
+    nothing; what clipping guards against is one step far above the recent ones (under Adam, it
+    would also inflate the second-moment estimate and stall the steps after it).
+    """
+    grads = [p.grad for p in parameters if p.grad is not None]
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+    limit = torch.where(running > 0, CLIP_FACTOR * running, norm)
+    torch._foreach_mul_(grads, (limit / (norm + 1e-12)).clamp(max=1.0))
+    return torch.where(running > 0, (1 - CLIP_MOMENTUM) * running + CLIP_MOMENTUM * torch.minimum(norm, limit), norm)
 
 
 def _evaluate(model: VAE, batches: PixelBatches, kind: str, beta: float,
@@ -287,92 +152,257 @@ def _check_every(device: torch.device) -> int:
     return 1 if device.type == "cpu" else SYNC_EVERY
 
 
-def _diverged(epoch: int, batch: int, check_every: int, terms: Any) -> TrainingError:
-    """The error for a loss that stopped being finite, found when batch `batch` was checked."""
-    if check_every == 1:
-        where = f"loss became {terms.total.item()} at epoch {epoch}, batch {batch}"
-    else:
-        where = (f"loss became non-finite at epoch {epoch}, in one of batches "
-                 f"{max(1, (batch - 1) // check_every * check_every + 1)}–{batch}")
-    return TrainingError(f"{where} (last batch: reconstruction {terms.reconstruction.item():.4g}, "
-                         f"kl {terms.kl.item():.4g}); try a lower learning_rate; the best checkpoint so far is kept")
+class _NonFinite(Exception):
+    """The loss stopped being finite in some process; every process raises it at the same batch."""
+
+    def __init__(self, epoch: int, batch: int, check_every: int, terms: Any) -> None:
+        total = terms.total.item()
+        if math.isfinite(total):
+            where = f"loss became non-finite in another process at epoch {epoch}, batch {batch}"
+        elif check_every == 1:
+            where = f"loss became {total} at epoch {epoch}, batch {batch}"
+        else:
+            where = (f"loss became non-finite at epoch {epoch}, in one of batches "
+                     f"{max(1, (batch - 1) // check_every * check_every + 1)}–{batch}")
+        super().__init__(f"{where} (last batch: reconstruction {terms.reconstruction.item():.4g}, "
+                         f"kl {terms.kl.item():.4g})")
+        self.epoch, self.batch = epoch, batch
+
+
+class _Loop:
+    """One call of `train_loop`. Reads top to bottom: run → epoch → pass over batches → step."""
+
+    def __init__(self, model: VAE, optimizer: torch.optim.Optimizer, train: PixelBatches,
+                 validation: PixelBatches | None, config: TrainConfig, state: TrainState,
+                 generators: dict[str, torch.Generator], scale: torch.Tensor, forward: torch.nn.Module | None,
+                 on_epoch_end: Callable[[TrainState, bool], None] | None,
+                 on_checkpoint: Callable[[TrainState], None] | None, progress: bool) -> None:
+        if config.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}; got {config.precision!r}")
+        self.model, self.optimizer, self.train, self.validation = model, optimizer, train, validation
+        self.config, self.state, self.generators, self.scale = config, state, generators, scale
+        self.forward = model if forward is None else forward
+        self.on_epoch_end, self.on_checkpoint = on_epoch_end, on_checkpoint
+        self.rank, self.world = dist_info()
+        self.progress = progress and self.rank == 0
+        self.check_every = _check_every(train.device)
+        self.device = train.device
+        self.last_checkpoint = time.monotonic()
+        self.snapshots: list[dict[str, Any]] = []
+        self.grad_norm = torch.tensor(state.grad_norm, dtype=torch.float32, device=self.device)
+        if state.epoch_rng is None:
+            state.epoch_rng = generators["shuffle"].get_state()
+
+    # -- run and epoch ----------------------------------------------------------------------
+    def run(self) -> TrainState:
+        from tqdm.auto import tqdm
+
+        st = self.state
+        bar = tqdm(total=self.config.epochs, initial=st.epoch, desc="training", unit="epoch",
+                   disable=not self.progress)
+        try:
+            while st.epoch < self.config.epochs and not st.stopped_early:
+                row = self._epoch(st.epoch + 1)
+                bar.update(1)
+                bar.set_postfix({k: f"{row[k]:.4g}" for k in ("train_loss", "val_loss", "val_rmse") if k in row})
+        finally:
+            bar.close()
+        return st
+
+    def _epoch(self, epoch: int) -> dict[str, float]:
+        st, cfg = self.state, self.config
+        self.t_epoch = time.perf_counter() - st.epoch_seconds
+        events_before = len(st.events)
+        # Loss sums (total, reconstruction, KL, pixels) stay on the device; a run resumed within
+        # an epoch starts from the sums of its first part, held by the first process.
+        self.sums = torch.zeros(4, dtype=torch.float64, device=self.device)
+        if st.epoch_sums is not None and self.rank == 0:
+            self.sums += torch.tensor(st.epoch_sums, dtype=torch.float64, device=self.device)
+        self.snapshots = [self._snapshot()]
+        while True:
+            try:
+                self._pass(epoch)
+                break
+            except _NonFinite as bad:
+                self._recover(bad)
+        sums = all_reduce(self.sums.cpu().numpy())
+        n = max(sums[3], 1)
+        row: dict[str, float] = {"epoch": epoch, "train_loss": sums[0] / n,
+                                 "train_reconstruction": sums[1] / n, "train_kl": sums[2] / n}
+        if self.validation is not None:
+            v = _evaluate(self.model, self.validation, cfg.kind, cfg.beta, self.scale)
+            row |= {"val_loss": v["loss"], "val_reconstruction": v["reconstruction"],
+                    "val_kl": v["kl"], "val_rmse": v["rmse"]}
+        row |= {"lr": learning_rate(cfg, st), "recoveries": len(st.events) - events_before,
+                "seconds": time.perf_counter() - self.t_epoch}
+        monitored = row.get("val_loss", row["train_loss"])
+        improved = monitored < st.best_loss
+        if improved:
+            st.best_loss, st.best_epoch, st.bad_epochs = monitored, epoch, 0
+            st.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        else:
+            st.bad_epochs += 1
+        st.epoch, st.batch, st.epoch_sums, st.epoch_seconds = epoch, 0, None, 0.0
+        st.epoch_rng = self.generators["shuffle"].get_state()
+        st.history.append(row)
+        if cfg.patience and st.bad_epochs >= cfg.patience:
+            st.stopped_early = True
+        self._gather_rng()
+        if self.on_epoch_end is not None:
+            self.on_epoch_end(st, improved)
+        self.last_checkpoint = time.monotonic()
+        return row
+
+    # -- the batches of one epoch -------------------------------------------------------------
+    def _pass(self, epoch: int) -> None:
+        """Train on the epoch's batches from `state.batch` on; raises `_NonFinite` (in every process)."""
+        from tqdm.auto import tqdm
+
+        st, cfg, train = self.state, self.config, self.train
+        n_batches = len(train)
+        shuffle = self.generators["shuffle"]
+        shuffle.set_state(st.epoch_rng)  # the epoch's order, whether it starts here or resumes
+        amp = cfg.precision == "bf16"
+        bar = tqdm(total=n_batches, initial=st.batch, desc=f"epoch {epoch}", unit="batch", leave=False,
+                   delay=PROGRESS_DELAY, disable=not self.progress)
+        pixels, t_bar = 0, time.perf_counter()
+        try:
+            for x in train.epoch(shuffle, start=st.batch):
+                b = st.batch + 1
+                for group in self.optimizer.param_groups:
+                    group["lr"] = learning_rate(cfg, st)
+                with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+                    x_hat, mu, logvar = self.forward(x, generator=self.generators["sample"])
+                x_hat, mu, logvar = x_hat.float(), mu.float(), logvar.float()  # the loss in float32
+                if cfg.kind == "gaussian":
+                    self.model.update_noise(self._mean_squared_residual(x, x_hat))
+                terms = elbo_loss(x, x_hat, mu, logvar, kind=cfg.kind, beta=cfg.beta,
+                                  log_noise_var=self.model.noise_log_var())
+                m = x.shape[0]
+                self.sums += torch.stack([terms.total.detach() * m, terms.reconstruction.detach() * m,
+                                          terms.kl.detach() * m, terms.total.new_tensor(m)]).double()
+                checked = b % self.check_every == 0 or b == n_batches
+                checkpoint_due = False
+                if checked:
+                    # One small collective at each check: every process learns whether any saw a
+                    # non-finite loss, and whether the first wants a checkpoint now.
+                    flags = all_reduce_tensor(torch.stack([(~torch.isfinite(self.sums[0])).double(),
+                                                           self.sums.new_tensor(self._checkpoint_due())]), "max")
+                    bad, checkpoint_due = (bool(f) for f in flags.tolist())
+                    if bad:
+                        raise _NonFinite(epoch, b, self.check_every, terms)
+                self.optimizer.zero_grad(set_to_none=True)
+                terms.total.backward()
+                self.grad_norm = clip_gradients(self.model.parameters(), self.grad_norm)
+                self.optimizer.step()
+                st.batch, st.step = b, st.step + 1
+                pixels += m
+                if self.progress and (b % 16 == 0 or b == n_batches):
+                    seconds = time.perf_counter() - t_bar
+                    bar.update(b - bar.n)  # the end of an epoch long enough to show is always shown
+                    bar.set_postfix_str(f"{pixels / seconds:,.0f} px/s",
+                                        refresh=b == n_batches and seconds >= PROGRESS_DELAY)
+                if checked and st.step - self.snapshots[-1]["step"] >= SNAPSHOT_EVERY:
+                    self.snapshots = [self.snapshots[-1], self._snapshot()]
+                if checkpoint_due and b < n_batches:
+                    self._checkpoint_within_epoch()
+        finally:
+            bar.close()
+
+    def _mean_squared_residual(self, x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+        """Per channel, the batch's mean squared residual; in a distributed run over every
+        process's batch, so the calibrated noise level is the same in all of them."""
+        r = (x - x_hat).detach().pow(2)
+        if self.world == 1:
+            return r.mean(dim=0)
+        packed = all_reduce_tensor(torch.cat([r.sum(dim=0), r.new_tensor([x.shape[0]])]))
+        return packed[:-1] / packed[-1]
+
+    # -- recovery -------------------------------------------------------------------------------
+    def _snapshot(self) -> dict[str, Any]:
+        """What a recovery rolls back to: weights, noise level, optimiser, ε generator, position."""
+        st = self.state
+        return {"model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+                "noise_initialised": self.model.noise_initialised,
+                "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+                "sample": self.generators["sample"].get_state(), "sums": self.sums.clone(),
+                "batch": st.batch, "step": st.step, "grad_norm": self.grad_norm.clone()}
+
+    def _restore(self, snap: dict[str, Any]) -> None:
+        st = self.state
+        self.model.load_state_dict(snap["model"])
+        self.model.noise_initialised = snap["noise_initialised"]
+        self.optimizer.load_state_dict(copy.deepcopy(snap["optimizer"]))
+        self.generators["sample"].set_state(snap["sample"])
+        self.sums = snap["sums"].clone()
+        st.batch, st.step, self.grad_norm = snap["batch"], snap["step"], snap["grad_norm"].clone()
+
+    def _recover(self, bad: _NonFinite) -> None:
+        """Roll back to the older kept state (at least `SNAPSHOT_EVERY` steps back, or the epoch's
+        start) and lower the learning rate; after `max_recoveries` of these, raise `TrainingError`
+        with the model left at that finite state."""
+        st, cfg = self.state, self.config
+        snap = self.snapshots[0]
+        self._restore(snap)
+        self.snapshots = [snap]
+        if len(st.events) >= cfg.max_recoveries:
+            tried = (f" after {len(st.events)} recoveries (each halving the learning rate)" if st.events else "")
+            raise TrainingError(f"{bad}{tried}; training stopped, rolled back to its last finite state (epoch "
+                                f"{bad.epoch} after batch {snap['batch']}); try a lower learning_rate") from None
+        st.lr_scale *= RECOVERY_LR_FACTOR
+        event = {"epoch": bad.epoch, "batch": bad.batch, "rolled_back_to_batch": snap["batch"],
+                 "peak_learning_rate": cfg.learning_rate * st.lr_scale, "error": str(bad)}
+        st.events.append(event)
+        if self.rank == 0:
+            warnings.warn(f"{bad}: rolled back to batch {snap['batch']} of epoch {bad.epoch} and halved the "
+                          f"learning rate (its peak is now {event['peak_learning_rate']:.3g}; recovery "
+                          f"{len(st.events)} of at most {cfg.max_recoveries})", TrainingWarning, stacklevel=2)
+
+    # -- checkpoints within an epoch ------------------------------------------------------------
+    def _checkpoint_due(self) -> bool:
+        seconds = self.config.checkpoint_seconds
+        return (self.rank == 0 and self.on_checkpoint is not None and seconds is not None
+                and time.monotonic() - self.last_checkpoint >= seconds)
+
+    def _checkpoint_within_epoch(self) -> None:
+        """Every process: agree on the loss sums so far and gather generator states; the callback
+        (which writes only in the first process) then saves a state from which resuming is exact."""
+        st = self.state
+        st.epoch_sums = all_reduce(self.sums.cpu().numpy()).tolist()
+        st.epoch_seconds = time.perf_counter() - self.t_epoch
+        self._gather_rng()
+        assert self.on_checkpoint is not None
+        self.on_checkpoint(st)
+        st.epoch_sums = None
+        self.last_checkpoint = time.monotonic()
+
+    def _gather_rng(self) -> None:
+        """Every process's generator states, in rank order (the shuffle one as of the epoch's start),
+        before a checkpoint is written; and the running gradient norm as a number."""
+        self.state.grad_norm = float(self.grad_norm)
+        mine = {"shuffle": self.state.epoch_rng, "sample": self.generators["sample"].get_state()}
+        self.state.rng = gather_objects(mine)
 
 
 def train_loop(model: VAE, optimizer: torch.optim.Optimizer, train: PixelBatches,
-               validation: PixelBatches | None, *, epochs: int, kind: str, beta: float,
-               patience: int | None, state: TrainState, generator: torch.Generator,
-               sample_generator: torch.Generator, scale: torch.Tensor,
+               validation: PixelBatches | None, config: TrainConfig, state: TrainState,
+               generators: dict[str, torch.Generator], scale: torch.Tensor, *,
+               forward: torch.nn.Module | None = None,
                on_epoch_end: Callable[[TrainState, bool], None] | None = None,
-               progress: bool = True, forward: torch.nn.Module | None = None,
-               precision: str = "fp32") -> TrainState:
-    """Train until `epochs` epochs are complete or `patience` epochs pass without improvement.
+               on_checkpoint: Callable[[TrainState], None] | None = None,
+               progress: bool = True) -> TrainState:
+    """Train until `config.epochs` epochs are complete or `patience` epochs pass without improvement.
 
     The monitored loss is the validation loss when there is validation data, else the training
-    loss. `on_epoch_end(state, improved)` is called after every epoch (checkpoints go there).
+    loss. `on_epoch_end(state, improved)` is called after every epoch and `on_checkpoint(state)`
+    within an epoch every `config.checkpoint_seconds` (checkpoints go there; `state.batch` says
+    how far the epoch got). `generators` holds `shuffle` (the order of pixels) and `sample` (ε).
     `forward` is the module to call (a DistributedDataParallel wrapper of `model` in a
     distributed run); sums are combined over processes so every process sees the same history.
-    `precision="bf16"` runs the forward pass under bfloat16 autocast (the output layer and
-    the loss stay float32); "fp32" is plain float32.
+    `precision="bf16"` runs the forward pass under bfloat16 autocast (the output layer and the
+    loss stay float32). A non-finite loss rolls the run back and lowers the learning rate, at
+    most `config.max_recoveries` times (each recorded in `state.events` and the history, and
+    warned), then raises `TrainingError` with the model at its last finite state.
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}; got {precision!r}")
-    amp = precision == "bf16"
-    check_every = _check_every(train.device)
-    n_batches = len(train)
-    from tqdm.auto import tqdm
-
-    forward = model if forward is None else forward
-    bar = tqdm(total=epochs, initial=state.epoch, desc="training", unit="epoch",
-               disable=not progress or dist_info()[0] != 0)
-    try:
-        while state.epoch < epochs and not state.stopped_early:
-            epoch = state.epoch + 1
-            t0 = time.perf_counter()
-            model.train()
-            sums = torch.zeros(3, dtype=torch.float64, device=train.device)
-            n_seen = 0
-            for b, x in enumerate(train.epoch(generator), start=1):
-                with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
-                    x_hat, mu, logvar = forward(x, generator=sample_generator)
-                x_hat, mu, logvar = x_hat.float(), mu.float(), logvar.float()  # the loss in float32
-                if kind == "gaussian":
-                    model.update_noise(x, x_hat)
-                terms = elbo_loss(x, x_hat, mu, logvar, kind=kind, beta=beta,
-                                  log_noise_var=model.noise_log_var())
-                m = x.shape[0]
-                sums += torch.stack([terms.total.detach() * m, terms.reconstruction.detach() * m,
-                                     terms.kl.detach() * m]).double()
-                n_seen += m
-                # The sum turns non-finite with the first bad batch; the best checkpoint is kept.
-                if (b % check_every == 0 or b == n_batches) and not torch.isfinite(sums[0]):
-                    raise _diverged(epoch, b, check_every, terms)
-                optimizer.zero_grad(set_to_none=True)
-                terms.total.backward()
-                optimizer.step()
-            sums = all_reduce(np.append(sums.cpu().numpy(), n_seen))
-            n = max(sums[3], 1)
-            row: dict[str, float] = {"epoch": epoch, "train_loss": sums[0] / n,
-                                     "train_reconstruction": sums[1] / n, "train_kl": sums[2] / n}
-            if validation is not None:
-                v = _evaluate(model, validation, kind, beta, scale)
-                row |= {"val_loss": v["loss"], "val_reconstruction": v["reconstruction"],
-                        "val_kl": v["kl"], "val_rmse": v["rmse"]}
-            row["seconds"] = time.perf_counter() - t0
-            monitored = row.get("val_loss", row["train_loss"])
-            improved = monitored < state.best_loss
-            if improved:
-                state.best_loss, state.best_epoch, state.bad_epochs = monitored, epoch, 0
-                state.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            else:
-                state.bad_epochs += 1
-            state.epoch = epoch
-            state.history.append(row)
-            if patience and state.bad_epochs >= patience:
-                state.stopped_early = True
-            if on_epoch_end is not None:
-                on_epoch_end(state, improved)
-            bar.update(1)
-            bar.set_postfix({k: f"{row[k]:.4g}" for k in ("train_loss", "val_loss", "val_rmse") if k in row})
-    finally:
-        bar.close()
-    return state
+    return _Loop(model, optimizer, train, validation, config, state, generators, scale, forward,
+                 on_epoch_end, on_checkpoint, progress).run()

@@ -158,3 +158,21 @@ def test_scan_scores_call_the_abnormal_scans(fitted, demo_dir):
     table = vae.scan_scores(load_dataset(demo_dir))
     assert isinstance(table, pd.DataFrame) and {"flagged fraction", "scan threshold", "abnormal"} <= set(table)
     assert (table["flagged fraction"] >= 0).all() and table["tissue pixels"].gt(0).all()
+
+
+def test_the_residual_model_of_large_data_is_fitted_on_a_bounded_sample_of_whole_blocks(fitted, monkeypatch):
+    from spectra_vae import monitor as monitor_module
+
+    vae, train, _, _, _ = fitted
+    tissue = vae.tissue_rule_.select(vae.training_pixels(train))
+    assert monitor_module._sample(tissue) is tissue  # under the bound: every pixel
+    monkeypatch.setattr(monitor_module, "MONITOR_MAX_PIXELS", len(tissue) // 4)
+    monkeypatch.setattr(monitor_module, "MONITOR_BLOCK", 20)
+    sample = monitor_module._sample(tissue)
+    assert len(tissue) // 8 < len(sample) <= len(tissue) // 4
+    key = lambda c: (c[:, 0] * 10_000 + c[:, 1]) * 10_000 + c[:, 2]  # noqa: E731
+    picked = np.flatnonzero(np.isin(key(tissue.coords), key(sample.coords)))  # the sample's rows in tissue
+    runs = np.split(picked, np.flatnonzero(np.diff(picked) != 1) + 1)  # consecutive pixels come in blocks
+    assert len(runs) > 2 and all(len(r) == 20 for r in runs[:-1]) and picked[0] == 0
+    sampled = vae.fit_anomaly_model(train).monitor_
+    assert f"({len(sample)} pixels" in sampled.tails_from

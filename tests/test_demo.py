@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import pytest
 from scipy.ndimage import binary_erosion
 
 from spectra_vae import make_demo_dataset
@@ -8,6 +9,7 @@ from spectra_vae.demo import (
     CLASS_COMPOSITION,
     LABEL_NAMES,
     NOISE_SIGMA,
+    TUMOUR_AMIDE_I_SHIFT,
     component_spectra,
     demo_wavenumbers,
     make_demo_scan,
@@ -62,9 +64,17 @@ def test_tumour_differs_from_epithelium_in_nucleic_acid_and_glycogen_not_new_ban
     assert tum["nucleic_acid"] > epi["nucleic_acid"] and tum["glycogen"] < epi["glycogen"]
     assert set(tum) == set(epi)
     wn = demo_wavenumbers()
-    shifted, normal = component_spectra(wn, -3.0), component_spectra(wn)
-    peak = lambda s: wn[np.argmax(np.where(wn > 1600, s[0], 0))]  # noqa: E731
-    assert np.isclose(peak(normal) - peak(shifted), 3.0, atol=2.0)
+    # the tumour's amide I band sits TUMOUR_AMIDE_I_SHIFT away from the normal one: the peak of the
+    # protein component, found to a fraction of a channel by a parabola through its three top channels
+    def peak(s):
+        y = np.where(wn > 1600, s[0], -np.inf)
+        k = int(np.argmax(y))
+        a, b, c = y[k - 1 : k + 2]
+        return wn[k] + 0.5 * (a - c) / (a - 2 * b + c) * (wn[1] - wn[0])
+
+    shifted, normal = component_spectra(wn, TUMOUR_AMIDE_I_SHIFT), component_spectra(wn)
+    assert TUMOUR_AMIDE_I_SHIFT != 0
+    assert peak(shifted) - peak(normal) == pytest.approx(TUMOUR_AMIDE_I_SHIFT, abs=0.1)
 
 
 def test_scatter_variant_adds_a_baseline_under_tissue_only(tmp_path):

@@ -1,7 +1,9 @@
 """Data-parallel training: two CPU processes (gloo) under torchrun on tiny data."""
 
+import json
 import subprocess
 import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -32,7 +34,153 @@ def test_torchrun_two_processes_trains_one_model_written_by_rank_zero(tmp_path):
     assert np.allclose(ddp.normaliser_.offset_, train.to_array().astype(np.float64).mean(0), atol=1e-6)
     assert ddp.normaliser_.n_samples_ == len(train)
     val = load_dataset(data, split="normal_val")
-    single = SpectraVAE(epochs=6, patience=None, verbose=False).fit(train, validation=val)
+    # the one-process run that takes the same steps: two processes of 512 pixels make steps of 1024
+    single = SpectraVAE(epochs=6, patience=None, batch_size=1024, verbose=False).fit(train, validation=val)
     rmse_ddp = compare_with_pca(ddp, train, test).loc["VAE", "rmse"]
     rmse_one = compare_with_pca(single, train, test).loc["VAE", "rmse"]
     assert rmse_ddp < 1.5 * rmse_one, (rmse_ddp, rmse_one)
+
+
+DDP_SCRIPT = textwrap.dedent("""
+    import shutil, sys
+    import torch
+    from spectra_vae import SpectraVAE, load_dataset
+    from spectra_vae import estimator, train as train_module
+    from spectra_vae.distributed import dist_info, init_distributed
+
+    data, out, mode = sys.argv[1], sys.argv[2], sys.argv[3]
+    rank, world = init_distributed()
+    train, val = load_dataset(data, split="normal_train"), load_dataset(data, split="normal_val")
+    kw = dict(hidden_dims=(32, 16), batch_size=64, epochs=3, patience=None, seed=2, verbose=False)
+    if mode == "fit":
+        if rank == 1:  # a non-finite loss in one process only: every process must recover together
+            real, calls = train_module.elbo_loss, [0]
+            def flaky(*a, **k):
+                terms = real(*a, **k)
+                if torch.is_grad_enabled():
+                    calls[0] += 1
+                    if calls[0] == 4:
+                        return terms._replace(total=terms.total * float("nan"))
+                return terms
+            train_module.elbo_loss = flaky
+        real_save = estimator.save_checkpoint
+        def save_and_keep(payload, path):  # keep last.pt as it was inside epoch 2
+            written = real_save(payload, path)
+            t = payload.get("training") or {}
+            if t.get("epoch") == 1 and t.get("batch") == 3:
+                shutil.copy(written, out + "/inside_epoch_2.pt")
+            return written
+        estimator.save_checkpoint = save_and_keep
+        vae = SpectraVAE(checkpoint_minutes=1e-9, **kw).fit(train, validation=val, checkpoint_dir=out + "/model")
+    else:
+        vae = SpectraVAE.resume(out + "/inside_epoch_2.pt", train, validation=val, checkpoint_dir=out + "/resumed")
+    m = vae.monitor_
+    monitor = {"threshold": torch.tensor(m.threshold), "mean": torch.as_tensor(m.subspace.mean_),
+               "variances": torch.as_tensor(m.subspace.variances_),
+               "tails": torch.tensor([[t.g, t.h] for t in m.tails.values()])}
+    torch.save({"training": vae._final_training["state_dict"], "model": vae.model_.state_dict(),
+                "history": vae.history.to_dict("list"), "events": vae._state.events, "monitor": monitor},
+               f"{out}/{mode}_rank{rank}.pt")
+""")
+
+
+def _torchrun(script: str, *args: str, nproc: int = 2) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
+           "--no-python", sys.executable, "-c", script, *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="this torch build has no torch.distributed")
+def test_two_processes_end_identical_recover_together_and_resume_exactly(demo_dir, tmp_path):
+    out = str(tmp_path)
+    _torchrun(DDP_SCRIPT, str(demo_dir), out, "fit")
+    ranks = [torch.load(tmp_path / f"fit_rank{r}.pt", weights_only=True) for r in (0, 1)]
+    # gradients synchronised: every parameter identical; the noise level all-reduced, not each
+    # process's own last update (nor rank 0's broadcast over the others)
+    # and the anomaly monitor fitted after training is one model too: residual moments, tails and
+    # the first threshold pooled over both processes' shards
+    for part in ("training", "model", "monitor"):
+        for k, v in ranks[0][part].items():
+            assert torch.equal(v, ranks[1][part][k]), (part, k)
+    # recovered together, at the batch where rank 1 alone saw a NaN
+    where = [[{k: v for k, v in e.items() if k != "error"} for e in r["events"]] for r in ranks]
+    assert where[0] == where[1] == [{"epoch": 1, "batch": 4, "rolled_back_to_batch": 0, "peak_learning_rate": 1e-3}]
+    assert "non-finite in another process" in ranks[0]["events"][0]["error"]
+    assert ranks[0]["history"]["recoveries"] == [1, 0, 0]
+
+    # resumed in two processes from last.pt as it was inside epoch 2: bit-identical
+    _torchrun(DDP_SCRIPT, str(demo_dir), out, "resume")
+    for r in (0, 1):
+        resumed = torch.load(tmp_path / f"resume_rank{r}.pt", weights_only=True)
+        for k, v in ranks[0]["training"].items():
+            assert torch.equal(resumed["training"][k], v), k
+        for col in ("train_loss", "val_loss", "val_rmse"):  # sums over processes: float64 rounding at most
+            np.testing.assert_allclose(resumed["history"][col], ranks[0]["history"][col], rtol=1e-12)
+
+    # resumed in one process: it goes on, saying it will not match
+    kept = tmp_path / "inside_epoch_2.pt"
+    payload = torch.load(kept, weights_only=True)
+    assert payload["training"]["world_size"] == 2 and len(payload["training"]["rng"]) == 2
+    train, val = load_dataset(demo_dir, split="normal_train"), load_dataset(demo_dir, split="normal_val")
+    with pytest.warns(UserWarning, match=r"saved by 2 process\(es\) and resumes in 1"):
+        vae = SpectraVAE.resume(kept, train, validation=val, checkpoint_dir=tmp_path / "one")
+    assert list(vae.history.epoch) == [1, 2, 3] and np.isfinite(vae.history.train_loss).all()
+
+
+NODE_SCRIPT = textwrap.dedent("""
+    import json, os, sys
+    import torch
+    from spectra_vae import data as data_module, pipeline
+    from spectra_vae.distributed import init_distributed
+
+    data, out = sys.argv[1], sys.argv[2]
+    checked = []  # the files whose every pixel this process read for the finite check
+    real = data_module._finite_pixels
+    def logged(pixels):
+        checked.append(os.path.basename(pixels.filename))
+        return real(pixels)
+    data_module._finite_pixels = logged
+    rank, world = init_distributed()
+    vae, splits, final = pipeline.train(data, out, epochs=2, hidden_dims=(32, 16), batch_size=64, patience=None,
+                                        verbose=False)
+    files = splits.train.scans + splits.validation.scans + splits.test.scans
+    cached = len(os.listdir(os.path.join(os.environ["SPECTRA_VAE_CACHE"], "finite")))
+    json.dump({"world": world, "checked": checked, "files": files, "cached": cached},
+              open(f"{out}/node{rank}.json", "w"))
+    torch.save(vae._final_training["state_dict"], f"{out}/node{rank}.pt")
+""")
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="this torch build has no torch.distributed")
+def test_two_nodes_meet_through_a_c10d_rendezvous_and_share_the_finite_check(demo_dir, tmp_path):
+    """Two torchrun agents on this machine, as on two nodes: --nnodes 2, one process each, a c10d
+    rendezvous; each node has its own cache, as a node-local disk would be."""
+    import os
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    agents = []
+    for node in (0, 1):
+        env = {**os.environ, "SPECTRA_VAE_CACHE": str(tmp_path / f"cache{node}")}
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
+               "--node-rank", str(node), "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}",
+               "--rdzv-id", "spectra-vae-test", "--no-python", sys.executable, "-c", NODE_SCRIPT,
+               str(demo_dir), str(tmp_path / "run")]
+        agents.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    for agent in agents:
+        out, _ = agent.communicate(timeout=300)
+        assert agent.returncode == 0, out[-3000:]
+    nodes = [json.loads((tmp_path / "run" / f"node{r}.json").read_text()) for r in (0, 1)]
+    assert nodes[0]["world"] == nodes[1]["world"] == 2
+    # every file's pixels were read by one node only, and every node remembers every file
+    checked = set(nodes[0]["checked"]) | set(nodes[1]["checked"])
+    assert set(nodes[0]["checked"]).isdisjoint(nodes[1]["checked"]) and nodes[1]["checked"]
+    assert checked >= set(nodes[0]["files"])  # the training, validation and test scans (and any other opened)
+    assert nodes[0]["cached"] == nodes[1]["cached"] == len(checked)
+    assert sorted(p.name for p in (tmp_path / "run" / "model").iterdir()) == ["best.pt", "final.pt", "last.pt"]
+    a, b = (torch.load(tmp_path / "run" / f"node{r}.pt", weights_only=True) for r in (0, 1))
+    assert all(torch.equal(v, b[k]) for k, v in a.items())

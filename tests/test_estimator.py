@@ -88,16 +88,28 @@ def test_early_stopping_stops_after_patience_epochs_without_improvement(demo_dir
     assert vae.best_epoch_ == int(h.epoch[h.val_loss.idxmin()])
 
 
-def test_resume_continues_history_and_matches_an_uninterrupted_run(demo_dir, tmp_path):
+def test_resume_continues_history_and_matches_an_uninterrupted_run(demo_dir, tmp_path, monkeypatch):
+    from spectra_vae import estimator as estimator_module
+
     train = load_dataset(demo_dir, split="normal_train")
     val = load_dataset(demo_dir, split="normal_val")
-    kw = dict(hidden_dims=(32, 16), batch_size=256, patience=None, seed=3, verbose=False)
-    full = SpectraVAE(epochs=4, **kw).fit(train, validation=val, checkpoint_dir=tmp_path / "full")
-    SpectraVAE(epochs=2, **kw).fit(train, validation=val, checkpoint_dir=tmp_path / "cut")
-    resumed = SpectraVAE.resume(tmp_path / "cut" / "last.pt", train, validation=val, epochs=4)
+    kw = dict(hidden_dims=(32, 16), batch_size=256, epochs=4, patience=None, seed=3, verbose=False)
+    full = SpectraVAE(**kw).fit(train, validation=val, checkpoint_dir=tmp_path / "full")
+    real_save = estimator_module.save_checkpoint
+
+    def interrupted_after_epoch_2(payload, path):  # as Ctrl-C right after last.pt of epoch 2 is written
+        real_save(payload, path)
+        if (payload.get("training") or {}).get("epoch") == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(estimator_module, "save_checkpoint", interrupted_after_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        SpectraVAE(**kw).fit(train, validation=val, checkpoint_dir=tmp_path / "cut")
+    monkeypatch.undo()
+    resumed = SpectraVAE.resume(tmp_path / "cut" / "last.pt", train, validation=val)
     assert list(resumed.history.epoch) == [1, 2, 3, 4]
-    assert np.allclose(resumed.history.train_loss, full.history.train_loss, rtol=1e-5)
-    assert np.allclose(resumed.transform(val), full.transform(val), atol=1e-5)
+    np.testing.assert_array_equal(resumed.history.train_loss, full.history.train_loss)
+    np.testing.assert_array_equal(resumed.transform(val), full.transform(val))
 
 
 def test_applying_a_model_to_other_channels_or_axis_is_an_error(fitted):
@@ -125,10 +137,14 @@ def test_checkpoint_with_pickled_code_is_refused_and_not_run(tmp_path):
     assert not os.path.exists("/tmp/spectra_vae_pwned")
 
 
-def test_auto_device_is_cpu_without_accelerators():
-    if not torch.cuda.is_available() and not torch.backends.mps.is_available():
-        assert resolve_device("auto").type == "cpu"
-    assert resolve_device("cpu").type == "cpu"
+def test_auto_device_picks_cuda_then_mps_then_cpu_and_a_named_device_is_kept(monkeypatch):
+    mps = torch.backends.mps
+    for cuda, apple, expected in ((True, True, "cuda:0"), (False, True, "mps"), (False, False, "cpu")):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda cuda=cuda: cuda)
+        monkeypatch.setattr(mps, "is_available", lambda apple=apple: apple)
+        assert resolve_device("auto") == torch.device(expected)
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)  # named: kept as given, even without a GPU
+    assert resolve_device("cpu") == torch.device("cpu")
 
 
 def test_bad_parameters_are_named(demo_dir):

@@ -74,5 +74,30 @@ def test_noise_variance_tracks_mean_squared_residual():
     x = torch.zeros(1000, 4)
     x_hat = torch.randn(1000, 4, generator=torch.Generator().manual_seed(0)) * torch.tensor([0.1, 0.2, 0.5, 1.0])
     for _ in range(200):
-        m.update_noise(x, x_hat)
+        m.update_noise((x - x_hat).pow(2).mean(dim=0))
     assert torch.allclose(m.noise_log_var().exp().sqrt(), torch.tensor([0.1, 0.2, 0.5, 1.0]), rtol=0.1)
+
+
+def test_encoder_log_variance_is_softly_bounded_and_untouched_well_inside():
+    from spectra_vae.model import LOGVAR_BOUNDS
+
+    lo, hi = LOGVAR_BOUNDS
+    m = VAE(ModelConfig(n_channels=8, hidden_dims=(4,)))
+    x = torch.randn(5, 8)
+    with torch.no_grad():
+        m.to_logvar.weight.zero_()
+        for raw in (-1e4, -40.0, 40.0, 1e4):
+            m.to_logvar.bias.fill_(raw)
+            lv = m.encode(x)[1]
+            assert (lv >= lo - 1e-3).all() and (lv <= hi).all() and torch.isfinite(lv).all()
+        m.to_logvar.bias.fill_((lo + hi) / 2)
+        assert torch.allclose(m.encode(x)[1], torch.full((5, 2), (lo + hi) / 2), atol=0.01)
+    unbounded = VAE(ModelConfig(n_channels=8, hidden_dims=(4,), logvar_bounds=None))
+    with torch.no_grad():
+        unbounded.to_logvar.weight.zero_()
+        unbounded.to_logvar.bias.fill_(-40.0)
+    assert (unbounded.encode(x)[1] == -40.0).all()  # a model saved before the bound keeps none
+    assert ModelConfig.from_dict({**ModelConfig(8).to_dict(), "logvar_bounds": None}).logvar_bounds is None
+    old = ModelConfig(8).to_dict()
+    del old["logvar_bounds"]
+    assert ModelConfig.from_dict(old).logvar_bounds is None

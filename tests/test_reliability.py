@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from spectra_vae import DataError, SpectraVAE, TrainingError, load_dataset, pipeline
+from spectra_vae import checkpoint as checkpoint_module
 from spectra_vae import train as train_module
 
 
@@ -52,7 +53,7 @@ def test_full_disk_while_saving_keeps_the_previous_checkpoint(fitted, tmp_path, 
         f.write(b"partial")
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(train_module.torch, "save", full_disk)
+    monkeypatch.setattr(checkpoint_module.torch, "save", full_disk)
     with pytest.raises(OSError, match=r"could not write checkpoint .*model\.pt \(No space left on device\); "
                                       "the previous file there is unchanged"):
         vae.save(path)

@@ -1,0 +1,178 @@
+"""The checkpoint file: written atomically, read with `weights_only=True`, versioned.
+
+A checkpoint is a dict of tensors and plain containers. Version 2 has required keys (the model)
+and optional sections. How the format grows without breaking files already written:
+
+- A new feature that keeps state in the checkpoint (an anomaly calibration, a fitted
+  preprocessing state, a tissue rule, ...) adds an optional top-level key: it registers the key
+  and the value a file without it stands for in `OPTIONAL_SECTIONS`, writes it in
+  `SpectraVAE._payload` and reads it with `section(payload, key)`. Older files then load with
+  that default, and a reader that does not know a key ignores it. No version bump is needed.
+- `CHECKPOINT_VERSION` is bumped only when a key changes meaning; `_UPGRADES` then converts the older
+  layout on reading, or `load_checkpoint` refuses it with a message that says how to convert.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import DataError
+from .train import WARMUP_STEPS, TrainState
+
+CHECKPOINT_FORMAT = "spectra_vae.checkpoint"
+CHECKPOINT_VERSION = 2
+REQUIRED = ("config", "model_config", "state_dict", "normaliser", "wavenumbers", "history")
+
+# Optional sections and what a file without one stands for.
+OPTIONAL_SECTIONS: dict[str, Any] = {
+    "training": None,  # what `resume` needs: weights, optimiser, epoch and generators of one moment
+    "wavenumbers_known": True,
+    "best_epoch": 0,
+    "train_source": "",
+    "tissue_rule": None,  # the model's tissue rule (spectra_vae.tissue); None: saved before rules were stored
+    "preprocessing": None,  # fitted preprocessing state (e.g. emsc's reference); None: a stateless pipeline
+    "monitor": None,  # the residual model for anomaly scores (spectra_vae.monitor); None: call fit_anomaly_model
+    "training_digest": "",  # fingerprint of the training pixels, so baselines are checked to use the same ones
+}
+
+
+def section(payload: dict[str, Any], key: str) -> Any:
+    """An optional section of a loaded checkpoint, or its registered default when the file lacks it."""
+    if key not in OPTIONAL_SECTIONS:
+        raise KeyError(f"{key!r} is not a registered checkpoint section; add it to OPTIONAL_SECTIONS")
+    return payload.get(key, OPTIONAL_SECTIONS[key])
+
+
+def _upgrade_v1(payload: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 → 2. Version 1 kept one set of weights: in `last.pt` the training moment's, but in
+    `final.pt` the best epoch's beside the last epoch's optimiser. Its generator states were
+    one process's, restored only on CPU; it had no position within an epoch."""
+    training = payload.get("training")
+    if training:
+        same_moment = training.get("best_state_dict") is None or int(training["best_epoch"]) == int(training["epoch"])
+        weights_are_best = training.get("best_state_dict") is not None and all(
+            torch.equal(v, training["best_state_dict"][k]) for k, v in payload["state_dict"].items())
+        training = {**training, "state_dict": payload["state_dict"],
+                    "rng": [training.get("rng", {})], "world_size": 1, "step": None,
+                    "exact": same_moment or not weights_are_best}
+        payload = {**payload, "training": training}
+    return {**payload, "version": 2}
+
+
+_UPGRADES = {1: _upgrade_v1}
+
+
+def save_checkpoint(payload: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Write atomically: a temporary file in the same directory, fsync, then rename over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a writer that was killed
+        stale.unlink(missing_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        if isinstance(exc, OSError):
+            raise OSError(exc.errno, f"could not write checkpoint {path} ({exc.strerror}); "
+                          "the previous file there is unchanged") from exc
+        raise
+    try:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass  # some file systems cannot fsync a directory; the rename itself is atomic
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint with `weights_only=True` (tensors and plain containers, never pickled code),
+    upgraded to the current `CHECKPOINT_VERSION`."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such checkpoint file")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ... here
+        raise DataError(f"{path}: not a loadable spectra_vae checkpoint (refused or unreadable: "
+                        f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise DataError(f"{path}: not a spectra_vae checkpoint")
+    version = payload.get("version")
+    if not isinstance(version, int) or version < 1:
+        raise DataError(f"{path}: checkpoint format version {version!r} is not one spectra_vae wrote")
+    if version > CHECKPOINT_VERSION:
+        raise DataError(f"{path}: written by a newer spectra_vae (checkpoint format {version}; this one reads "
+                        f"up to {CHECKPOINT_VERSION}); upgrade spectra_vae to read it")
+    while version < CHECKPOINT_VERSION:
+        if version not in _UPGRADES:
+            raise DataError(f"{path}: checkpoint format {version} can no longer be read; load it with the "
+                            f"spectra_vae that wrote it and save it again with this one")
+        try:
+            payload = _UPGRADES[version](payload)
+        except (KeyError, TypeError, AttributeError, ValueError, RuntimeError) as exc:
+            raise DataError(f"{path}: checkpoint is incomplete: a format-{version} file that cannot be read "
+                            f"as format {version + 1} ({type(exc).__name__}: {exc})") from None
+        version = payload["version"]
+    missing = [k for k in REQUIRED if k not in payload]
+    if missing:
+        raise DataError(f"{path}: checkpoint is incomplete: {missing[0]!r} is missing")
+    return payload
+
+
+def training_section(model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: TrainState,
+                     batches_per_epoch: int) -> dict[str, Any]:
+    """What `resume` needs, all of one moment: the weights being trained (not the best ones), the
+    optimiser, the position (epoch, batch within it, step), early-stopping and recovery state, and
+    every process's generator states (gathered by the training loop before each checkpoint)."""
+    return {
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "noise_initialised": bool(getattr(model, "noise_initialised", True)),
+        "optimizer": copy.deepcopy(optimizer.state_dict()),
+        "epoch": state.epoch, "batch": state.batch, "step": state.step, "batches_per_epoch": batches_per_epoch,
+        "decay_steps": state.decay_steps,
+        "best_epoch": state.best_epoch, "best_loss": state.best_loss, "bad_epochs": state.bad_epochs,
+        "stopped_early": state.stopped_early,
+        "best_state_dict": None if state.best_state is None
+        else {k: v.detach().cpu().clone() for k, v in state.best_state.items()},
+        "lr_scale": state.lr_scale, "grad_norm": state.grad_norm, "events": copy.deepcopy(state.events),
+        "epoch_sums": state.epoch_sums, "epoch_seconds": state.epoch_seconds,
+        "rng": [dict(r) for r in state.rng], "world_size": max(1, len(state.rng)), "exact": True,
+    }
+
+
+def restore_training(training: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                     history: list[dict[str, float]], device: torch.device) -> TrainState:
+    """Put the weights and optimiser back as a `training` section recorded them; the loop state.
+    (Generator states are per process: the caller restores its own from `training["rng"]`.)"""
+    model.load_state_dict(training["state_dict"])
+    model.noise_initialised = bool(training.get("noise_initialised", True))
+    optimizer.load_state_dict(training["optimizer"])
+    best = training.get("best_state_dict")
+    step = training.get("step")
+    return TrainState(
+        epoch=int(training["epoch"]), batch=int(training.get("batch", 0)),
+        step=WARMUP_STEPS if step is None else int(step),  # version 1 had no warm-up
+        decay_steps=training.get("decay_steps"),  # version 1: none (a constant rate)
+        best_epoch=int(training["best_epoch"]), best_loss=float(training["best_loss"]),
+        bad_epochs=int(training["bad_epochs"]), stopped_early=bool(training["stopped_early"]),
+        history=history, best_state=None if best is None else {k: v.to(device) for k, v in best.items()},
+        lr_scale=float(training.get("lr_scale", 1.0)), grad_norm=float(training.get("grad_norm", 0.0)),
+        events=list(training.get("events", [])), epoch_sums=training.get("epoch_sums"),
+        epoch_seconds=float(training.get("epoch_seconds", 0.0)))

@@ -1,0 +1,71 @@
+"""Data-parallel runs: which process this is, joining torchrun's process group, combining values."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def dist_info() -> tuple[int, int]:
+    """(rank, world size) of the distributed run this process belongs to; (0, 1) when alone."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def init_distributed() -> tuple[int, int]:
+    """Join the process group that `torchrun` describes in the environment (gloo on CPU, NCCL on GPU).
+
+    Works for one machine (`--standalone`) and several (`--nnodes N --rdzv-backend c10d`): torchrun
+    sets RANK, WORLD_SIZE, LOCAL_RANK and the rendezvous address; this only reads them.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and torch.distributed.is_available() and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        torch.distributed.init_process_group(backend)
+    return dist_info()
+
+
+_OPS = {"sum": "SUM", "min": "MIN", "max": "MAX"}
+
+
+def all_reduce(values: np.ndarray, op: str = "sum") -> np.ndarray:
+    """Sum (or min, max) an array over the processes of a distributed run (float64); identity when alone."""
+    if dist_info()[1] == 1:
+        return values
+    t = torch.tensor(np.asarray(values, dtype=np.float64))  # a copy: the caller's array stays as it was
+    if torch.distributed.get_backend() == "nccl":
+        t = t.cuda()
+    torch.distributed.all_reduce(t, op=getattr(torch.distributed.ReduceOp, _OPS[op]))
+    return t.cpu().numpy()
+
+
+def all_reduce_tensor(t: torch.Tensor, op: str = "sum") -> torch.Tensor:
+    """`all_reduce` of a tensor that stays on its device (no host synchronisation); in place."""
+    if dist_info()[1] > 1:
+        torch.distributed.all_reduce(t, op=getattr(torch.distributed.ReduceOp, _OPS[op]))
+    return t
+
+
+def gather_objects(obj: Any) -> list[Any]:
+    """Every process's `obj` (picklable), in rank order, on every process; `[obj]` when alone."""
+    rank, world = dist_info()
+    if world == 1:
+        return [obj]
+    out: list[Any] = [None] * world
+    torch.distributed.all_gather_object(out, obj)
+    return out
+
+
+def broadcast_object(obj: Any) -> Any:
+    """Rank 0's `obj` on every process."""
+    if dist_info()[1] == 1:
+        return obj
+    box = [obj]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]

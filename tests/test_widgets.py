@@ -96,6 +96,12 @@ def explorer(fitted, demo):
     return vae, demo, ex
 
 
+def whole(ex):
+    """A brush box around every latent point of the scan shown."""
+    z = ex.scan_data(ex.scan_selector.value).latent
+    return z[:, 0].min() - 1, z[:, 0].max() + 1, z[:, 1].min() - 1, z[:, 1].max() + 1
+
+
 def test_explorer_click_on_the_map_shows_that_pixels_spectrum_reconstruction_and_latent_point(explorer):
     vae, demo, ex = explorer
     assert isinstance(ex, widgets.Widget) and ex.scan_selector.value == 4 and ex.map_selector.value == "amide I"
@@ -142,7 +148,7 @@ def test_explorer_click_blits_markers_and_curves_into_the_rendered_canvases_and_
     assert cyan_near(18, 20) and not cyan_near(3, 4)
     assert not (np.asarray(ex.figure_spectrum.canvas.buffer_rgba()) == spectrum_before).all()
     assert full_draws == []
-    ex.brush((-10, 10, -10, 10))  # an outline on the map is drawn with it, once
+    ex.brush(whole(ex))  # an outline on the map is drawn with it, once
     full_draws.clear()
     click_map(ex, 8, 9)
     assert cyan_near(8, 9) and full_draws == []
@@ -158,7 +164,7 @@ def test_explorer_frames_sent_to_the_browser_rebuild_exactly_what_is_drawn(explo
         c.draw()
     click_map(ex, 6, 7)
     click_map(ex, 15, 12)
-    ex.brush((-10, 10, -10, 10))
+    ex.brush(whole(ex))
     click_map(ex, 9, 20)
     for c in canvases:
         modes = [mode for mode, _ in frames[id(c)]]
@@ -205,14 +211,14 @@ def test_explorer_brush_outlines_counts_and_averages_the_scan_pixels_inside_the_
 
 def test_explorer_click_without_drag_clears_the_brush_and_clear_button_too(explorer):
     _, _, ex = explorer
-    ex.brush((-10, 10, -10, 10))
+    ex.brush(whole(ex))
     assert len(ex.brushed) == 576 and len(ex.figure_map.axes[0].collections[0].get_segments()) == 4 * 24
     ax = ex.figure_latent.axes[0]
     point = np.mean(ax.get_xlim()), np.mean(ax.get_ylim())
     drag_latent(ex, point, point)
     assert ex.brush_box is None and len(ex.brushed) == 0
     assert len(ex.figure_map.axes[0].collections[0].get_segments()) == 0
-    ex.brush((-10, 10, -10, 10))
+    ex.brush(whole(ex))
     ex.clear_button.click()
     assert ex.brush_box is None and len(ex.brushed) == 0
     assert not any(ln.get_visible() and ln.get_label().startswith("mean of") for ln in ex.figure_spectrum.axes[0].lines)

@@ -9,8 +9,8 @@
 # %% [markdown]
 # # 04 · Latent exploration
 # Where pixels land in the latent space: coloured by scan and by ground truth, embedded with PCA and
-# t-SNE, decoded along each latent axis, and drawn back as images. The scans, splits and tissue rule are those
-# recorded with the run; figures of tissue use the model's own tissue rule.
+# t-SNE, decoded along each latent axis, drawn back as images, and explored scan by scan with linked views. The
+# scans, splits and tissue rule are those recorded with the run; figures of tissue use the model's own tissue rule.
 
 # %% tags=["parameters"]
 data_dir: str = ""  # empty: the data folder recorded with the run; give another only if the data moved
@@ -24,6 +24,7 @@ seed: int = 0
 import numpy as np
 
 from spectra_vae import analysis, pipeline, plots, runs
+from spectra_vae.widgets import explore
 
 checked = pipeline.check_parameters(dict(max_points=max_points, seed=seed))
 max_points, seed = checked["max_points"], checked["seed"]
@@ -86,3 +87,13 @@ for d in range(vae.latent_dim):
     fig = plots.scan_images({n: ds.image(values, k) for k, n in enumerate(ds.scans)},
                             f"Latent mean z{d + 1} per tissue pixel", f"z{d + 1}", cmap="coolwarm")
     pipeline.save_figure(fig, run, f"04_latent_z{d + 1}_images")
+
+# %% [markdown]
+# ## Explore a scan: click a pixel, brush the latent space
+# Interactive in JupyterLab; the figures above stay inline for the report. Pick a scan and a map (amide I,
+# reconstruction error, anomaly score, a latent coordinate, the labels) and click a pixel: its spectrum,
+# reconstruction and residual appear below and a cross marks it in the latent scatter. Drag a box over the
+# scatter to outline those pixels on the map, with their count and mean spectrum; a click there clears it.
+
+# %%
+explore(vae, ds)

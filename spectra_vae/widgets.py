@@ -1,4 +1,4 @@
-"""The pixel browser: a slider over pixels that redraws spectrum, reconstruction and error map."""
+"""Widgets: the pixel browser (a slider over pixels) and the explorer (linked map, spectrum and latent views)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 
 from .data import SpectralDataset
 from .estimator import SpectraVAE
+from .explorer import MAX_SCATTER_POINTS, Explorer
 from .plots import ABS_LABEL, spectrum_axes
 
 ORDERS = {
@@ -132,3 +133,17 @@ def browse_reconstructions(vae: SpectraVAE, dataset: Any, order: str = "error_de
     if order not in ORDERS.values():
         raise ValueError(f"order must be one of {list(ORDERS.values())}; got {order!r}")
     return PixelBrowser(vae, dataset, order=order)
+
+
+def explore(vae: SpectraVAE, dataset: Any, scan: int | str = 0, latent_axes: tuple[int, int] = (0, 1),
+            max_points: int = MAX_SCATTER_POINTS) -> Explorer:
+    """Linked views of one scan at a time: click a pixel on a map, brush the latent scatter.
+
+    The map shows amide I (mean absorbance where the data have no wavenumber axis),
+    reconstruction error, anomaly score, a latent coordinate or the labels; clicking it shows that
+    pixel's spectrum, reconstruction and residual and marks it in the latent scatter; dragging a box
+    over the scatter outlines those pixels on the map and shows their count and mean spectrum.
+    `latent_axes`: the two latent dimensions of the scatter; `max_points`: at most this many
+    pixels drawn in the scatter (the brush uses all). Interactive in JupyterLab (ipympl).
+    """
+    return Explorer(vae, dataset, scan=scan, latent_axes=latent_axes, max_points=max_points)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 from typing import Any
 
@@ -28,7 +29,17 @@ def init_distributed() -> tuple[int, int]:
         if backend == "nccl":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         torch.distributed.init_process_group(backend)
+        atexit.register(_leave)
     return dist_info()
+
+
+def _leave() -> None:
+    """Destroy the process group this module joined, at interpreter exit. A gloo group left to the
+    C++ destructors can abort its process as it exits ("terminate called without an active
+    exception", SIGABRT after the work was done), which torchrun then reports as a failed run; a
+    user's own script that calls `init_distributed` (or `fit` under torchrun) need not clean up."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 _OPS = {"sum": "SUM", "min": "MIN", "max": "MAX"}

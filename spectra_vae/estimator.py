@@ -519,7 +519,7 @@ class SpectraVAE(TransformerMixin, BaseEstimator):
         joined by "+" (e.g. `"t2+q"`) is scored like `mspc` (Fisher's method over their tails).
         """
         if "+" in method:
-            values = pixel_statistics(self, self.prepare(data), self._monitor())
+            values = pixel_statistics(self, self.prepare(data), self._monitor(), monitored_only=True)
             return self.monitor_.combine(values, parse_statistics(method))
         if method not in self.ANOMALY_SCORES:
             raise ValueError(f"method must be one of {self.ANOMALY_SCORES} or a combination such as 't2+q'; "
@@ -527,7 +527,7 @@ class SpectraVAE(TransformerMixin, BaseEstimator):
         if method == "mspc":
             return self.score_samples(data)["anomaly_score"].to_numpy()
         if method in ("inside", "t2", "q"):
-            return pixel_statistics(self, self.prepare(data), self._monitor())[method]
+            return pixel_statistics(self, self.prepare(data), self._monitor(), monitored_only=True)[method]
         values = pixel_statistics(self, self.prepare(data))
         if method == "elbo":
             return values["reconstruction_nll"] + self.beta * values["kl"]

@@ -5,6 +5,7 @@ import pytest
 import torch
 from scipy.signal import savgol_filter
 
+from benchmarks.scatter import per_spectrum_rubberband  # the per-spectrum hull: the oracle, and timed there
 from spectra_vae import DataError, SpectraVAE, load_dataset
 from spectra_vae.demo import component_spectra
 from spectra_vae.emsc import EMSC, MIN_SCALE, pixel_terms
@@ -115,32 +116,13 @@ def test_invertible_preprocessing_reconstructs_in_original_units(demo_dir):
     assert np.median(np.linalg.norm(vae.reconstruct(tissue), axis=1)) > 0.9
 
 
-def _per_spectrum_lower_hull(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """The rubber band as `rubberband` computed it before it was vectorised (Andrew's monotone chain,
-    one spectrum at a time): the oracle the vectorised hull must equal."""
-    order = np.argsort(x)
-    xs, ys = x[order], y[order].astype(np.float64)
-    hull: list[int] = []
-    for i in range(len(xs)):
-        while len(hull) >= 2:
-            a, b = hull[-2], hull[-1]
-            if (xs[b] - xs[a]) * (ys[i] - ys[a]) - (ys[b] - ys[a]) * (xs[i] - xs[a]) <= 0:
-                hull.pop()
-            else:
-                break
-        hull.append(i)
-    out = np.empty_like(ys)
-    out[order] = np.interp(xs, xs[hull], ys[hull])
-    return out
-
-
 def test_vectorised_rubberband_equals_the_per_spectrum_hull(demo):
     rng = np.random.default_rng(3)
     walks = rng.standard_normal((40, 442)).cumsum(axis=1)
     ties = rng.integers(0, 3, (40, 442)).astype(float)  # many collinear points and equal values
     irregular = np.sort(rng.uniform(950, 1800, 442))
     for x, y in ((WN, walks), (WN, ties), (WN[::-1], walks), (irregular, ties), (WN, demo.to_array()[::7])):
-        expected = np.stack([_per_spectrum_lower_hull(x, row) for row in y])
+        expected = np.stack([per_spectrum_rubberband(x, row) for row in y])
         assert np.allclose(lower_hull(x, y), expected, rtol=0, atol=1e-9)
         out = Preprocessor("rubberband").fit(x).transform(y.astype(np.float32))
         assert np.allclose(out, y.astype(np.float32) - expected.astype(np.float32), atol=1e-5)

@@ -6,8 +6,10 @@
 2. Anomaly detection: train on the normal scans of a variant, score the abnormal scans' tissue
    (the model's tissue rule) with the current `vae.anomaly_score`, AUROC of tumour against normal
    tissue; PCA and RX on the same pixels and preprocessing. Clean, clean with `emsc`, scattered
-   without correction, scattered with `emsc`. Goal: scattered with emsc ≥ 0.95 × clean. Then,
-   without training, PCA and RX by preprocessing: what dividing each spectrum does to them.
+   without correction, scattered with `emsc`. Goal: scattered with emsc ≥ 0.95 × clean. After
+   `emsc` the VAE's monitor weights residuals by each pixel's noise (see `spectra_vae.monitor`);
+   `VAE, unweighted` is the same model without that. Then, without training, PCA and RX by
+   preprocessing: what dividing each spectrum does to them, and PCA's error with the same weighting.
 3. Speed: EMSC (reference fit and correction) and rubberband on one 278×278 scattered scan, with
    the per-spectrum rubberband it replaced on a sample of the same pixels.
 
@@ -27,6 +29,7 @@ from benchmarks.common import demo_data, machine
 from spectra_vae import SpectraVAE, anomaly, load_dataset
 from spectra_vae.analysis import fit_pca, pca_errors
 from spectra_vae.emsc import pixel_terms
+from spectra_vae.monitor import noise_level, noise_weights
 from spectra_vae.preprocessing import Preprocessor, lower_hull
 from spectra_vae.scattering import peak_position_spread
 from spectra_vae.tissue import TissueRule
@@ -79,8 +82,10 @@ def auroc(size: int, seeds: list[int], epochs: int) -> None:
             ab = load_dataset(path, split="abnormal")
             t = time.perf_counter()
             vae = SpectraVAE(epochs=epochs, seed=seed, preprocess=preprocess, verbose=False).fit(train, validation=val)
-            table = anomaly.evaluate(anomaly.baseline_scores(vae, train, ab), anomaly.ground_truth_anomaly(ab),
-                                     vae.tissue_mask(ab))
+            scores = anomaly.baseline_scores(vae, train, ab)
+            if vae.monitor_.noise_reference is not None:  # what the noise weighting of residuals adds
+                scores["VAE, unweighted"] = vae.fit_anomaly_model(train, val, noise_weighted=False).anomaly_score(ab)
+            table = anomaly.evaluate(scores, anomaly.ground_truth_anomaly(ab), vae.tissue_mask(ab))
             row = {"seed": seed, "variant": name, **table["AUROC"].to_dict(), "epochs run": len(vae.history),
                    "s": time.perf_counter() - t}
             rows.append(row)
@@ -118,11 +123,15 @@ def normalisation_effect(size: int, seeds: list[int]) -> None:
                 ds = ab.preprocessed(pre)
                 scores = {"PCA": pca_errors(fit_pca(fit_on, 2, seed=seed), ds),
                           "RX": anomaly.RXDetector().fit(fit_on).score_samples(ds)}
+                # the residual weighting the VAE's monitor uses after such steps, applied to PCA's error
+                reference = float(np.median(noise_level(fit_on.to_array())))
+                scores["PCA, noise-weighted"] = scores["PCA"] * noise_weights(ds.to_array(), reference)
                 for where, mask in (("tissue", tissue), ("tissue, a > 0.6", thick)):
                     auc = anomaly.evaluate(scores, truth, mask)["AUROC"]
                     rows.append({"seed": seed, "variant": variant, "preprocess": spec or "none", "pixels": where,
-                                 "PCA": auc["PCA"], "RX": auc["RX"]})
-    frame = pd.DataFrame(rows).groupby(["variant", "preprocess", "pixels"], sort=False)[["PCA", "RX"]].mean()
+                                 **{k: auc[k] for k in scores}})
+    frame = pd.DataFrame(rows).groupby(["variant", "preprocess", "pixels"], sort=False)[
+        ["PCA", "PCA, noise-weighted", "RX"]].mean()
     print(f"mean over seeds {seeds}:\n{frame.round(3).to_string()}")
 
 

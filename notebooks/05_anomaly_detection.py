@@ -60,7 +60,9 @@ vae.calibrate(calibration, false_positive_rate=false_positive_rate)
 m = vae.monitor_
 print(f"residual directions: {m.subspace.n_components}; statistics combined: {', '.join(m.statistics)}\n"
       f"tails fitted on {m.tails_from}\nthreshold: score > {m.threshold:.4g} "
-      f"(flags {m.calibration['flagged_fraction']:.2%} of the calibration tissue); design effect {m.design_effect:.2f}")
+      f"(flags {m.calibration['flagged_fraction']:.2%} of the calibration tissue); design effect {m.design_effect:.2f}"
+      + ("\nresiduals weighted by each pixel's own noise level (the preprocessing divides each spectrum by a "
+         "factor of its own)" if m.noise_reference is not None else ""))
 
 # %% [markdown]
 # ## The two terms of the score

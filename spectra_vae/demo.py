@@ -24,7 +24,7 @@ WAVENUMBER_RANGE = (950.0, 1800.0)
 N_CHANNELS = 442
 LABEL_NAMES = ("background", "stroma", "epithelium", "tumour", "paraffin")
 NORMAL_LABELS = ("background", "stroma", "epithelium")  # every other label is an anomaly
-GENERATOR_VERSION = 3  # bump when the generated spectra change, so cached demo data are remade
+GENERATOR_VERSION = 4  # bump when the generated spectra change, so cached demo data are remade
 NOISE_SIGMA = 0.002  # absorbance units; background pixels are this noise only
 
 # (centre cm⁻¹, full width at half maximum cm⁻¹, peak height) per band, per pure component.
@@ -81,6 +81,13 @@ SCATTER_BASELINE = 0.04  # mean absorbance of the Mie baseline in the interior, 
 SCATTER_EDGE_GAIN = 2.0  # at the core's edge scattering is 1 + gain times as strong as inside
 SCATTER_EDGE_WIDTH = 0.04  # how far (fraction of the scan's size) the edge effect reaches into the core
 SCATTER_DENSITY_SD = 0.3  # log s.d. of the scatterer density, smooth over the core
+# Added in generator version 4, after version 3 missed the realism goal (see README): scattering
+# follows the optically dense nuclei (Bambery et al. 2009, Analyst, "Reflection contributions to the
+# dispersion artefact": the distortion is strongest over the nucleus), so it is stronger in
+# cell-dense epithelium than in collagen-rich stroma, and varies from one pixel (≈ 5.5 µm, about a
+# nucleus) to the next. Both sizes are our assumptions, not measured values.
+SCATTER_CELLULARITY = {"stroma": 0.5, "epithelium": 1.5, "tumour": 1.5, "paraffin": 1.0}  # by tissue class
+SCATTER_PIXEL_SD = 0.5  # log s.d. of the strength from pixel to pixel (a nucleus in the pixel or not)
 MIE_RADIUS_UM = (2.0, 7.1)  # scatterer radius a, µm: ME-EMSC's default range (Solheim et al. 2019)
 MIE_REFRACTIVE_INDEX = (1.1, 1.4)  # real refractive index n0 of the scatterers: the same source
 
@@ -146,7 +153,7 @@ class DemoScattering:
     baseline: np.ndarray  # h, the Mie baseline's mean absorbance over the axis
     radius_um: np.ndarray  # a
     refractive_index: np.ndarray  # n0
-    strength: np.ndarray  # the edge × density factor that d and h scale with (1 on average inside)
+    strength: np.ndarray  # the edge × density × cellularity factor that d and h scale with (≈ 1 inside)
     added: np.ndarray  # (H·W, n_channels) float32
 
     def maps(self) -> dict[str, np.ndarray]:
@@ -155,7 +162,7 @@ class DemoScattering:
                                               "refractive_index", "strength")}
 
 
-def simulate_scattering(rng: np.random.Generator, absorbance: np.ndarray, tissue: np.ndarray,
+def simulate_scattering(rng: np.random.Generator, absorbance: np.ndarray, labels: np.ndarray,
                         wavenumbers: np.ndarray) -> DemoScattering:
     """Scattering as FTIR images of tissue sections have it, for noise-free `absorbance` `(H·W, C)`.
 
@@ -173,7 +180,12 @@ def simulate_scattering(rng: np.random.Generator, absorbance: np.ndarray, tissue
     - d and h scale with a strength that is 1 + `SCATTER_EDGE_GAIN` at the core's edge (tissue–air
       boundaries scatter most), falls off over `SCATTER_EDGE_WIDTH` of the scan, and follows a smooth
       scatterer density (log s.d. `SCATTER_DENSITY_SD`): stronger at edges and in dense regions.
+      It also follows the cells' nuclei: a factor by tissue class (`SCATTER_CELLULARITY`; tumour,
+      a carcinoma, as cell-dense as epithelium, so scattering alone does not tell it from epithelium)
+      times an independent log-normal factor per pixel (log s.d. `SCATTER_PIXEL_SD`).
+    `labels` is the scan's label map (`LABEL_NAMES`); background (0) gets nothing.
     """
+    tissue = labels > 0
     height, width = tissue.shape
     size = min(height, width)
     wn = np.asarray(wavenumbers, dtype=np.float64)
@@ -188,7 +200,11 @@ def simulate_scattering(rng: np.random.Generator, absorbance: np.ndarray, tissue
         return lo + (hi - lo) * ndtr(smooth_field(rng, height, width, length * size))
 
     edge = 1 + SCATTER_EDGE_GAIN * np.exp(-distance_transform_edt(tissue) / max(SCATTER_EDGE_WIDTH * size, 1e-9))
-    strength = np.where(tissue, edge * smooth(0.08, SCATTER_DENSITY_SD), 0.0)
+    cellularity = np.zeros(len(LABEL_NAMES))
+    for name, value in SCATTER_CELLULARITY.items():
+        cellularity[LABEL_NAMES.index(name)] = value
+    pixel = np.exp(SCATTER_PIXEL_SD * rng.standard_normal((height, width)) - SCATTER_PIXEL_SD**2 / 2)
+    strength = np.where(tissue, edge * smooth(0.08, SCATTER_DENSITY_SD) * cellularity[labels] * pixel, 0.0)
     path_length = np.where(tissue, smooth(0.15, SCATTER_PATH_LENGTH_SD), 1.0)
     dispersion = SCATTER_DISPERSION * strength
     baseline = SCATTER_BASELINE * strength
@@ -287,7 +303,7 @@ def make_demo_scan(
     if scatter:
         # "Uncorrected" spectra. Spawning a generator does not advance `rng`, so the noise below is
         # the clean variant's; the terms are added after it.
-        scattering = simulate_scattering(rng.spawn(1)[0], absorbance, labels > 0, wn)
+        scattering = simulate_scattering(rng.spawn(1)[0], absorbance, labels, wn)
 
     absorbance += rng.standard_normal(absorbance.shape, dtype=np.float32) * np.float32(noise)
     if scattering is not None:
@@ -416,6 +432,7 @@ def make_demo_dataset(
         meta["scattering"] = {"path_length_log_sd": SCATTER_PATH_LENGTH_SD, "dispersion": SCATTER_DISPERSION,
                               "mie_baseline": SCATTER_BASELINE, "edge_gain": SCATTER_EDGE_GAIN,
                               "edge_width": SCATTER_EDGE_WIDTH, "density_log_sd": SCATTER_DENSITY_SD,
+                              "cellularity": SCATTER_CELLULARITY, "pixel_log_sd": SCATTER_PIXEL_SD,
                               "mie_radius_um": list(MIE_RADIUS_UM),
                               "mie_refractive_index": list(MIE_REFRACTIVE_INDEX)}
     (out / "demo.json").write_text(json.dumps(meta, indent=2))

@@ -541,10 +541,13 @@ class SpectraVAE(TransformerMixin, BaseEstimator):
                             "vae.fit_anomaly_model(normal_training_data, validation=...) or load final.pt")
         return self.monitor_
 
-    def fit_anomaly_model(self, normal_train: Any, validation: Any = None) -> SpectraVAE:
-        """Learn the residual structure of normal tissue from `normal_train` (fit does this itself)."""
+    def fit_anomaly_model(self, normal_train: Any, validation: Any = None,
+                          noise_weighted: bool | None = None) -> SpectraVAE:
+        """Learn the residual structure of normal tissue from `normal_train` (fit does this itself).
+        `noise_weighted`: judge each pixel's residual against its own noise level (None: when the
+        preprocessing divides each spectrum by a factor of its own; see `spectra_vae.monitor`)."""
         val = None if validation is None else self.training_pixels(validation)
-        self.monitor_ = fit_monitor(self, self.training_pixels(normal_train), val)
+        self.monitor_ = fit_monitor(self, self.training_pixels(normal_train), val, noise_weighted=noise_weighted)
         return self
 
     def calibrate(self, normal_data: Any, false_positive_rate: float = 0.01) -> SpectraVAE:

@@ -14,6 +14,13 @@ normal tissue, and the tails' p-values are combined by Fisher's method into one 
 flags the requested share of them (fit sets a first one, at 1 %, on the pixels its tails came
 from, so that `predict` works at once). Everything is in the VAE's normalised units (the encoder's
 inputs); the model's tissue rule decides which pixels are tissue.
+
+When the preprocessing divides each spectrum by a factor of its own (`emsc`, `snv`, `vector`,
+`amide1`), the noise no longer has one size: thin tissue, divided by a small amount of tissue,
+carries several times the noise of thick tissue, and unweighted statistics take that noise for
+anomaly. The residuals are then weighted by the pixel's own noise level (`noise_level`, from the
+spectrum's second differences) relative to normal tissue's median (`Monitor.noise_reference`), so
+every pixel is judged against the noise it carries.
 """
 
 from __future__ import annotations
@@ -42,6 +49,8 @@ DEFAULT_FALSE_POSITIVE_RATE = 0.01  # the threshold fit sets on the tails' pixel
 MONITOR_MAX_PIXELS = 200_000  # tissue pixels (over all processes) the residual model is fitted on, at most
 MONITOR_BLOCK = 8192  # ...drawn as blocks of consecutive pixels, so that flags can still be counted in tiles
 QUANTILE_BINS = 1 << 16  # resolution of the threshold pooled over the processes of a distributed run
+SCALING_STEPS = ("emsc", "snv", "vector", "amide1")  # preprocessing that divides each spectrum by its own factor
+MAX_NOISE_WEIGHT = 10.0  # a pixel's noise level counts as at least 1/10 of normal tissue's median
 
 
 @dataclass
@@ -56,6 +65,7 @@ class Monitor:
     false_positive_rate: float | None = None
     design_effect: float | None = None  # spatial clustering of flags on the calibration tissue
     calibration: dict[str, Any] = field(default_factory=dict)
+    noise_reference: float | None = None  # normal tissue's median noise level; None: residuals not weighted
 
     def combine(self, values: dict[str, np.ndarray], statistics: tuple[str, ...] | None = None) -> np.ndarray:
         """Fisher's combination of the statistics' tail p-values, −2 Σ log pᵢ (higher = more
@@ -66,14 +76,35 @@ class Monitor:
         return {"subspace": self.subspace.to_dict(), "statistics": list(self.statistics),
                 "tails": {k: v.to_dict() for k, v in self.tails.items()}, "tails_from": self.tails_from,
                 "threshold": self.threshold, "false_positive_rate": self.false_positive_rate,
-                "design_effect": self.design_effect, "calibration": dict(self.calibration)}
+                "design_effect": self.design_effect, "calibration": dict(self.calibration),
+                "noise_reference": self.noise_reference}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Monitor:
         return cls(Subspace.from_dict(d["subspace"]), tuple(d["statistics"]),
                    {k: ScaledChi2.from_dict(v) for k, v in d["tails"].items()}, str(d.get("tails_from", "")),
                    d.get("threshold"), d.get("false_positive_rate"), d.get("design_effect"),
-                   dict(d.get("calibration", {})))
+                   dict(d.get("calibration", {})), d.get("noise_reference"))
+
+
+def noise_level(spectra: np.ndarray) -> np.ndarray:
+    """Per spectrum of `(n, C)`, the s.d. of its white noise from second differences along the axis:
+    1.4826·median|Δ²x|/√6 (for white noise of s.d. σ, Δ²x has s.d. √6·σ; the median leaves out the
+    few channels where a band's curvature adds to it)."""
+    d2 = np.diff(np.asarray(spectra, dtype=np.float64), n=2, axis=1)
+    return 1.4826 * np.median(np.abs(d2), axis=1) / np.sqrt(6.0)
+
+
+def noise_weights(spectra: np.ndarray, noise_reference: float) -> np.ndarray:
+    """Per spectrum, `noise_reference` over its own noise level, at most `MAX_NOISE_WEIGHT`."""
+    return noise_reference / np.maximum(noise_level(spectra), noise_reference / MAX_NOISE_WEIGHT)
+
+
+def _residuals(chunk: np.ndarray, x: torch.Tensor, x_hat: torch.Tensor, noise_reference: float | None) -> np.ndarray:
+    """x − decode(μ) in float64; with a `noise_reference`, each pixel's residual weighted by
+    `noise_weights` (`chunk`: the pixels as the model sees them, before normalising)."""
+    r = (x - x_hat).double().cpu().numpy()
+    return r if noise_reference is None else r * noise_weights(chunk, noise_reference)[:, None]
 
 
 def _passes(vae: SpectraVAE, data: SpectralDataset) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor,
@@ -85,12 +116,12 @@ def _passes(vae: SpectraVAE, data: SpectralDataset) -> Iterator[tuple[np.ndarray
             yield chunk, x, mu, logvar, vae.model_.decode(mu)
 
 
-def residual_moments(vae: SpectraVAE, data: SpectralDataset) -> Moments:
-    """One-pass moments of the residuals x − decode(μ) of `data` (normalised units), summed over
-    the processes of a distributed run."""
+def residual_moments(vae: SpectraVAE, data: SpectralDataset, noise_reference: float | None = None) -> Moments:
+    """One-pass moments of the residuals x − decode(μ) of `data` (normalised units; weighted by
+    each pixel's noise with a `noise_reference`), summed over the processes of a distributed run."""
     moments = Moments()
-    for _, x, _, _, x_hat in _passes(vae, data):
-        moments.update((x - x_hat).double().cpu().numpy())
+    for chunk, x, _, _, x_hat in _passes(vae, data):
+        moments.update(_residuals(chunk, x, x_hat, noise_reference))
     if dist_info()[1] > 1:
         c = vae.model_config_.n_channels
         local = moments.as_array() if moments.n else np.zeros(3 + 2 * c + c * c)
@@ -116,7 +147,7 @@ def pixel_statistics(vae: SpectraVAE, data: SpectralDataset, monitor: Monitor | 
             out["reconstruction_error"].append(pixel_rmse(chunk,
                                                           vae.normaliser_.inverse_transform(x_hat.cpu().numpy())))
         if monitor is not None:
-            for k, v in monitor.subspace.statistics((x - x_hat).double().cpu().numpy()).items():
+            for k, v in monitor.subspace.statistics(_residuals(chunk, x, x_hat, monitor.noise_reference)).items():
                 out[k].append(v)
     return {k: np.concatenate(v).astype(np.float64) if v else np.zeros(0) for k, v in out.items()}
 
@@ -142,19 +173,39 @@ def _tails(values: dict[str, np.ndarray], statistics: tuple[str, ...]) -> dict[s
     return tails
 
 
+def scales_each_spectrum(vae: SpectraVAE) -> bool:
+    """Whether the model's preprocessing divides each spectrum by a factor of its own."""
+    preprocessor = getattr(vae, "preprocessor_", None)
+    return bool(preprocessor) and any(s.name in SCALING_STEPS for s in preprocessor.steps)
+
+
+def _noise_reference(vae: SpectraVAE, train: SpectralDataset) -> float | None:
+    """The median noise level of the (prepared) training tissue, pooled over processes; None when
+    there is no noise to measure (noise-free spectra)."""
+    levels = [noise_level(chunk) for chunk in vae.prepare(train).iter_chunks(MONITOR_BLOCK)]
+    reference = _quantile(np.concatenate(levels) if levels else np.zeros(0), 0.5)
+    return reference if np.isfinite(reference) and reference > 0 else None
+
+
 def fit_monitor(vae: SpectraVAE, train: SpectralDataset, validation: SpectralDataset | None,
-                n_components: int | str = "auto", statistics: tuple[str, ...] = DEFAULT_STATISTICS) -> Monitor:
+                n_components: int | str = "auto", statistics: tuple[str, ...] = DEFAULT_STATISTICS,
+                noise_weighted: bool | None = None) -> Monitor:
     """The residual model of a trained VAE: directions from the normal training tissue, tails
-    from the normal validation tissue (the training tissue when there is none)."""
+    from the normal validation tissue (the training tissue when there is none). `noise_weighted`:
+    weight each pixel's residual by its noise level (None: when the preprocessing divides each
+    spectrum by a factor of its own, see the module's docstring)."""
     unknown = [s for s in statistics if s not in STATISTICS]
     if unknown or not statistics:
         raise DataError(f"anomaly statistics must be some of {STATISTICS}; got {statistics!r}")
     train = _sample(vae.tissue_rule_.select(train) if vae.tissue_rule_ is not None else train)
-    moments = residual_moments(vae, train)
+    if noise_weighted is None:
+        noise_weighted = scales_each_spectrum(vae)
+    reference = _noise_reference(vae, train) if noise_weighted and len(train) else None
+    moments = residual_moments(vae, train, reference)
     if moments.n < 2:
         raise DataError(f"{train.source or 'data'}: too few training tissue pixels to learn the residuals' "
                         f"structure (n_samples = {moments.n})")
-    monitor = Monitor(Subspace.fit(moments, n_components), tuple(statistics), {}, "")
+    monitor = Monitor(Subspace.fit(moments, n_components), tuple(statistics), {}, "", noise_reference=reference)
     held_out = validation is not None and len(validation) > 0
     source = vae.tissue_rule_.select(validation) if held_out and vae.tissue_rule_ is not None else validation
     if not held_out or source is None or len(source) == 0:

@@ -3,8 +3,11 @@
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from spectra_vae import DataError, SpectraVAE, anomaly, load_dataset
+from spectra_vae.demo import CLASS_COMPOSITION, COMPONENTS, NOISE_SIGMA, component_spectra, demo_wavenumbers
+from spectra_vae.monitor import Monitor, _residuals, noise_level
 from spectra_vae.mspc import Moments, Subspace
 
 
@@ -57,7 +60,6 @@ def test_scores_carry_coordinates_tissue_and_every_statistic_deterministically(f
 
 def test_residual_model_is_the_pca_of_the_normal_training_tissue_residuals(fitted):
     vae, train, _, _, _ = fitted
-    import torch
 
     tissue = vae.training_pixels(train).select_pixels(np.flatnonzero(vae.tissue_mask(train)))
     x = torch.from_numpy(vae.normaliser_.transform(vae.prepare(tissue).to_array()))
@@ -176,3 +178,46 @@ def test_the_residual_model_of_large_data_is_fitted_on_a_bounded_sample_of_whole
     assert len(runs) > 2 and all(len(r) == 20 for r in runs[:-1]) and picked[0] == 0
     sampled = vae.fit_anomaly_model(train).monitor_
     assert f"({len(sample)} pixels" in sampled.tails_from
+
+
+def test_noise_level_measures_white_noise_under_smooth_bands():
+    rng = np.random.default_rng(0)
+    wn = demo_wavenumbers()
+    bands = 0.55 * np.array([CLASS_COMPOSITION["epithelium"][c] for c in COMPONENTS]) @ component_spectra(wn)
+    sigma = np.array([NOISE_SIGMA, 0.01, 0.05])  # the demo's noise, and as after dividing thin tissue
+    x = bands[None, :] + sigma[:, None] * rng.standard_normal((3, len(wn)))
+    assert np.allclose(noise_level(x), sigma, rtol=0.12)
+    assert noise_level(bands[None, :])[0] < 0.2 * NOISE_SIGMA  # the bands' own curvature barely counts
+
+
+def test_residuals_are_judged_against_each_pixels_own_noise_when_preprocessing_scales_spectra(demo_dir):
+    """After emsc a thin pixel's spectrum, divided by its small amount of tissue, carries more noise:
+    its residual is weighted down by as much, so the same residual-to-noise ratio scores the same."""
+    train, val = load_dataset(demo_dir, split="normal_train"), load_dataset(demo_dir, split="normal_val")
+    vae = SpectraVAE(hidden_dims=(32, 16), epochs=2, batch_size=128, preprocess="emsc", verbose=False)
+    vae.fit(train, validation=val)
+    assert vae.monitor_.noise_reference is not None and vae.monitor_.noise_reference > 0
+    plain = SpectraVAE(hidden_dims=(32, 16), epochs=1, batch_size=128, verbose=False).fit(train)
+    assert plain.monitor_.noise_reference is None  # absorbance: one noise size, nothing to weight
+    ref = vae.monitor_.noise_reference
+    # the residual model is the PCA of the weighted residuals of the normal training tissue
+    tissue = vae.training_pixels(train).select_pixels(np.flatnonzero(vae.tissue_mask(train)))
+    prepared = vae.prepare(tissue).to_array()
+    assert ref == pytest.approx(np.median(noise_level(prepared)), rel=1e-3)
+    x = torch.from_numpy(vae.normaliser_.transform(prepared))
+    with torch.no_grad():
+        residual = (x - vae.model_.decode(vae.model_.encode(x)[0])).double().numpy()
+    residual *= (ref / np.maximum(noise_level(prepared), ref / 10))[:, None]
+    expected = Subspace.fit(Moments.of([residual]), vae.monitor_.subspace.n_components)
+    np.testing.assert_allclose(vae.monitor_.subspace.variances_, expected.variances_, rtol=1e-4)
+    rng = np.random.default_rng(1)
+    chunk = rng.standard_normal((2, 442)) * np.array([[ref], [4 * ref]])  # the second carries 4× the noise
+    r = torch.from_numpy(rng.standard_normal((1, 442))).repeat(2, 1) * torch.tensor([[1.0], [4.0]])
+    weighted = _residuals(chunk, r, torch.zeros_like(r), ref)
+    assert np.allclose(weighted[0], weighted[1], rtol=0.15)
+    assert np.allclose(_residuals(chunk, r, torch.zeros_like(r), None), r.numpy())
+    # stored with the model, and a monitor saved before weighting existed loads unweighted
+    d = vae.monitor_.to_dict()
+    assert Monitor.from_dict(d).noise_reference == ref
+    assert Monitor.from_dict({k: v for k, v in d.items() if k != "noise_reference"}).noise_reference is None
+    assert vae.fit_anomaly_model(train, val, noise_weighted=False).monitor_.noise_reference is None

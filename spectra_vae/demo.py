@@ -73,8 +73,8 @@ AMIDE_I_SHIFT_SD = 1.0  # cm⁻¹
 PARAFFIN_BANDS = [(1472, 7, 1.0), (1462, 7, 0.9), (1378, 8, 0.2)]  # (centre, FWHM, height), cm⁻¹
 PARAFFIN_RESIDUE = (0.03, 0.30)  # fraction of the embedded amount left, log-uniform per patch
 
-# Scattering of the "uncorrected" variant (scatter=True), see `simulate_scattering`. Sizes were fixed
-# from the literature before any benchmark ran, and are not tuned to one.
+# Scattering of the "uncorrected" variant (scatter=True), see `simulate_scattering`. These six sizes
+# were fixed from the literature before any benchmark ran, and are not tuned to one.
 SCATTER_PATH_LENGTH_SD = 0.10  # log s.d. of the multiplicative path-length factor (±10 %)
 SCATTER_DISPERSION = 0.3  # share d of the Kramers–Kronig partner in the interior: amide I ≈ 3 cm⁻¹ lower
 SCATTER_BASELINE = 0.04  # mean absorbance of the Mie baseline in the interior, about a tenth of amide I

@@ -182,8 +182,11 @@ def scales_each_spectrum(vae: SpectraVAE) -> bool:
 def _noise_reference(vae: SpectraVAE, train: SpectralDataset) -> float | None:
     """The median noise level of the (prepared) training tissue, pooled over processes; None when
     there is no noise to measure (noise-free spectra)."""
-    levels = [noise_level(chunk) for chunk in vae.prepare(train).iter_chunks(MONITOR_BLOCK)]
-    reference = _quantile(np.concatenate(levels) if levels else np.zeros(0), 0.5)
+    parts = [noise_level(chunk) for chunk in vae.prepare(train).iter_chunks(MONITOR_BLOCK)]
+    levels = np.concatenate(parts) if parts else np.zeros(0)
+    if dist_info()[1] == 1 and len(levels) == 0:
+        return None
+    reference = _quantile(levels, 0.5)  # every process takes part, with pixels or without
     return reference if np.isfinite(reference) and reference > 0 else None
 
 
@@ -200,7 +203,7 @@ def fit_monitor(vae: SpectraVAE, train: SpectralDataset, validation: SpectralDat
     train = _sample(vae.tissue_rule_.select(train) if vae.tissue_rule_ is not None else train)
     if noise_weighted is None:
         noise_weighted = scales_each_spectrum(vae)
-    reference = _noise_reference(vae, train) if noise_weighted and len(train) else None
+    reference = _noise_reference(vae, train) if noise_weighted else None
     moments = residual_moments(vae, train, reference)
     if moments.n < 2:
         raise DataError(f"{train.source or 'data'}: too few training tissue pixels to learn the residuals' "

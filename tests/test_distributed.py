@@ -78,6 +78,10 @@ DDP_SCRIPT = textwrap.dedent("""
     monitor = {"threshold": torch.tensor(m.threshold), "mean": torch.as_tensor(m.subspace.mean_),
                "variances": torch.as_tensor(m.subspace.variances_),
                "tails": torch.tensor([[t.g, t.h] for t in m.tails.values()])}
+    # the noise weighting's reference level is pooled too (a collective every process joins)
+    weighted = vae.fit_anomaly_model(train, val, noise_weighted=True).monitor_
+    monitor["noise_reference"] = torch.tensor(weighted.noise_reference)
+    monitor["weighted_variances"] = torch.as_tensor(weighted.subspace.variances_)
     torch.save({"training": vae._final_training["state_dict"], "model": vae.model_.state_dict(),
                 "history": vae.history.to_dict("list"), "events": vae._state.events, "monitor": monitor},
                f"{out}/{mode}_rank{rank}.pt")

@@ -153,8 +153,15 @@ class Preprocessor:
         """
         return self._build(wavenumbers, data=data, known=known)
 
+    def check(self, wavenumbers: np.ndarray, known: bool = True) -> None:
+        """Every check `fit` makes of the steps against the axis (a cut outside the data, cm⁻¹ on
+        bare scans, a window longer than the spectrum, a bad emsc argument), without learning from
+        training spectra: for a run to refuse bad settings before it reads any data."""
+        Preprocessor(self.spec)._build(wavenumbers, known=known, check_only=True)
+
     def _build(self, wavenumbers: np.ndarray, data: Any = None,
-               states: list[dict[str, Any] | None] | None = None, known: bool = True) -> Preprocessor:
+               states: list[dict[str, Any] | None] | None = None, known: bool = True,
+               check_only: bool = False) -> Preprocessor:
         wn = np.asarray(wavenumbers, dtype=float)
         needs = [str(s) for s in self.steps if s.name in NEEDS_AXIS]
         if not known and needs:
@@ -202,17 +209,20 @@ class Preprocessor:
                 self._plan.append((s, band))
             elif s.name == "emsc":
                 state = states[k] if states is not None else None
-                self._plan.append((s, self._fit_emsc(s, wn, data, state)))
+                self._plan.append((s, self._fit_emsc(s, wn, data, state, check_only)))
             else:
                 self._plan.append((s, None))
         self.output_wavenumbers_ = wn
         return self
 
-    def _fit_emsc(self, s: Step, wn: np.ndarray, data: Any, state: dict[str, Any] | None) -> EMSC:
+    def _fit_emsc(self, s: Step, wn: np.ndarray, data: Any, state: dict[str, Any] | None,
+                  check_only: bool = False) -> EMSC | None:
         degree, dispersion = s.args
         if degree != int(degree) or not 0 <= degree <= EMSC_MAX_DEGREE or dispersion not in (0, 1):
             raise DataError(f"preprocess: {s} takes a whole polynomial degree 0–{EMSC_MAX_DEGREE} "
                             "and dispersion 0 or 1")
+        if check_only:
+            return None
         if state is not None:
             emsc = EMSC.from_dict(state)
             if emsc.wavenumbers.shape != wn.shape or not np.allclose(emsc.wavenumbers, wn, rtol=0, atol=1e-6):

@@ -375,7 +375,7 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike = "", *, overwrite
     vae = SpectraVAE(verbose=verbose, **model)
     vae._check_params()  # bad data, split names or parameters fail before any folder is touched
     # steps that need the axis (a cut outside the data, cm⁻¹ on bare scans) fail here, not after the record
-    Preprocessor(vae.preprocess).fit(splits.train.wavenumbers, known=splits.train.wavenumbers_known)
+    Preprocessor(vae.preprocess).check(splits.train.wavenumbers, known=splits.train.wavenumbers_known)
     if str(out):
         check_output_dir(out, "out")
     run, replace = training_run_dir(out, data_dir, overwrite)

@@ -202,3 +202,19 @@ def test_make_lab_leaves_the_kernels_matplotlib_backend_alone_and_headless_verbs
 
     assert "MPLBACKEND=unset" in make("lab")
     assert "MPLBACKEND=Agg" in make("bench")
+
+
+def test_a_run_on_uncorrected_scans_trains_with_emsc_and_reopens_with_the_same_correction(tmp_path, scattered_dir):
+    """`-p preprocess emsc`, as the README gives it for uncorrected scans: the run checks the step
+    before it writes (a fitted step has no data yet then), fits it on the training tissue, and the
+    reopened model corrects exactly as the trained one; its anomaly monitor weights residuals."""
+    vae, splits, _ = pipeline.train(scattered_dir, tmp_path / "run", epochs=1, hidden_dims=(16,), preprocess="emsc",
+                                    verbose=False)
+    assert vae.preprocessor_.fitted_step("emsc") is not None and vae.monitor_.noise_reference is not None
+    reopened, reopened_splits, _, _ = pipeline.open_run(tmp_path / "run")
+    x = splits.test.to_array()
+    np.testing.assert_array_equal(reopened.preprocessor_.transform(x), vae.preprocessor_.transform(x))
+    np.testing.assert_allclose(reopened.anomaly_score(reopened_splits.test), vae.anomaly_score(splits.test))
+    with pytest.raises(DataError, match="whole polynomial degree"):
+        pipeline.train(scattered_dir, tmp_path / "bad", epochs=1, preprocess="emsc(11)", verbose=False)
+    assert not (tmp_path / "bad").exists()

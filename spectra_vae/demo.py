@@ -24,7 +24,7 @@ WAVENUMBER_RANGE = (950.0, 1800.0)
 N_CHANNELS = 442
 LABEL_NAMES = ("background", "stroma", "epithelium", "tumour", "paraffin")
 NORMAL_LABELS = ("background", "stroma", "epithelium")  # every other label is an anomaly
-GENERATOR_VERSION = 4  # bump when the generated spectra change, so cached demo data are remade
+GENERATOR_VERSION = 5  # bump when the generated spectra change, so cached demo data are remade
 NOISE_SIGMA = 0.002  # absorbance units; background pixels are this noise only
 
 # (centre cm⁻¹, full width at half maximum cm⁻¹, peak height) per band, per pure component.
@@ -81,13 +81,14 @@ SCATTER_BASELINE = 0.04  # mean absorbance of the Mie baseline in the interior, 
 SCATTER_EDGE_GAIN = 2.0  # at the core's edge scattering is 1 + gain times as strong as inside
 SCATTER_EDGE_WIDTH = 0.04  # how far (fraction of the scan's size) the edge effect reaches into the core
 SCATTER_DENSITY_SD = 0.3  # log s.d. of the scatterer density, smooth over the core
-# Added in generator version 4, after version 3 missed the realism goal (see README): scattering
-# follows the optically dense nuclei (Bambery et al. 2009, Analyst, "Reflection contributions to the
-# dispersion artefact": the distortion is strongest over the nucleus), so it is stronger in
-# cell-dense epithelium than in collagen-rich stroma, and varies from one pixel (≈ 5.5 µm, about a
-# nucleus) to the next. Both sizes are our assumptions, not measured values.
+# Added in generator version 4 (5: the pixel factor moved to d alone), after version 3 missed the
+# realism goal (see README): scattering follows the optically dense nuclei (Bambery et al. 2009,
+# Analyst, "Reflection contributions to the dispersion artefact": the distortion is strongest over
+# the nucleus), so it is stronger in cell-dense epithelium than in collagen-rich stroma, and the
+# dispersion artefact varies from one pixel (≈ 5.5 µm, about a nucleus) to the next. Both sizes
+# are our assumptions, not measured values.
 SCATTER_CELLULARITY = {"stroma": 0.5, "epithelium": 1.5, "tumour": 1.5, "paraffin": 1.0}  # by tissue class
-SCATTER_PIXEL_SD = 0.5  # log s.d. of the strength from pixel to pixel (a nucleus in the pixel or not)
+SCATTER_PIXEL_SD = 0.5  # log s.d. of d from pixel to pixel (a nucleus in the pixel or not)
 MIE_RADIUS_UM = (2.0, 7.1)  # scatterer radius a, µm: ME-EMSC's default range (Solheim et al. 2019)
 MIE_REFRACTIVE_INDEX = (1.1, 1.4)  # real refractive index n0 of the scatterers: the same source
 
@@ -154,12 +155,13 @@ class DemoScattering:
     radius_um: np.ndarray  # a
     refractive_index: np.ndarray  # n0
     strength: np.ndarray  # the edge × density × cellularity factor that d and h scale with (≈ 1 inside)
+    nuclei: np.ndarray  # the pixel's own factor of d alone (log-normal, mean 1; 0 in background)
     added: np.ndarray  # (H·W, n_channels) float32
 
     def maps(self) -> dict[str, np.ndarray]:
         """The per-pixel maps by name (what `make_demo_dataset` writes to `scattering/`)."""
         return {k: getattr(self, k) for k in ("path_length", "dispersion", "baseline", "radius_um",
-                                              "refractive_index", "strength")}
+                                              "refractive_index", "strength", "nuclei")}
 
 
 def simulate_scattering(rng: np.random.Generator, absorbance: np.ndarray, labels: np.ndarray,
@@ -181,8 +183,9 @@ def simulate_scattering(rng: np.random.Generator, absorbance: np.ndarray, labels
       boundaries scatter most), falls off over `SCATTER_EDGE_WIDTH` of the scan, and follows a smooth
       scatterer density (log s.d. `SCATTER_DENSITY_SD`): stronger at edges and in dense regions.
       It also follows the cells' nuclei: a factor by tissue class (`SCATTER_CELLULARITY`; tumour,
-      a carcinoma, as cell-dense as epithelium, so scattering alone does not tell it from epithelium)
-      times an independent log-normal factor per pixel (log s.d. `SCATTER_PIXEL_SD`).
+      a carcinoma, as cell-dense as epithelium, so scattering alone does not tell it from epithelium).
+      d alone also carries an independent log-normal factor per pixel (log s.d. `SCATTER_PIXEL_SD`):
+      the dispersion artefact is strongest over a nucleus, while the Mie baseline stays smooth.
     `labels` is the scan's label map (`LABEL_NAMES`); background (0) gets nothing.
     """
     tissue = labels > 0
@@ -203,10 +206,11 @@ def simulate_scattering(rng: np.random.Generator, absorbance: np.ndarray, labels
     cellularity = np.zeros(len(LABEL_NAMES))
     for name, value in SCATTER_CELLULARITY.items():
         cellularity[LABEL_NAMES.index(name)] = value
-    pixel = np.exp(SCATTER_PIXEL_SD * rng.standard_normal((height, width)) - SCATTER_PIXEL_SD**2 / 2)
-    strength = np.where(tissue, edge * smooth(0.08, SCATTER_DENSITY_SD) * cellularity[labels] * pixel, 0.0)
+    strength = np.where(tissue, edge * smooth(0.08, SCATTER_DENSITY_SD) * cellularity[labels], 0.0)
+    nuclei = np.where(tissue, np.exp(SCATTER_PIXEL_SD * rng.standard_normal((height, width))
+                                     - SCATTER_PIXEL_SD**2 / 2), 0.0)
     path_length = np.where(tissue, smooth(0.15, SCATTER_PATH_LENGTH_SD), 1.0)
-    dispersion = SCATTER_DISPERSION * strength
+    dispersion = SCATTER_DISPERSION * strength * nuclei
     baseline = SCATTER_BASELINE * strength
     radius = np.where(tissue, uniform(MIE_RADIUS_UM, 0.1), 0.0)
     index = np.where(tissue, uniform(MIE_REFRACTIVE_INDEX, 0.1), 0.0)
@@ -220,7 +224,7 @@ def simulate_scattering(rng: np.random.Generator, absorbance: np.ndarray, labels
         q = mie_extinction(rho)
         mie = baseline.ravel()[sel, None] * q / q.mean(axis=1, keepdims=True)
         added[sel] = ((m - 1) * a + m * d * kramers_kronig_partner(a, wn) + mie).astype(np.float32)
-    return DemoScattering(path_length, dispersion, baseline, radius, index, strength, added)
+    return DemoScattering(path_length, dispersion, baseline, radius, index, strength, nuclei, added)
 
 
 def make_demo_scan(

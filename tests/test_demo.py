@@ -167,18 +167,22 @@ def test_scattering_moves_amide_i_down_scales_path_length_and_is_strongest_at_th
     assert base[:, far].mean() > 0.02
 
 
-def test_scattering_follows_cell_density_and_varies_from_pixel_to_pixel():
-    """Generator 4: nuclei scatter, so epithelium and tumour scatter more than stroma, and the
-    strength varies between neighbouring pixels, not only smoothly over the core."""
+def test_scattering_follows_cell_density_and_dispersion_varies_from_pixel_to_pixel():
+    """Generator 5: nuclei scatter, so epithelium and tumour scatter more than stroma, and the
+    dispersion artefact varies between neighbouring pixels, while the Mie baseline stays smooth."""
     _, labels, terms = make_demo_scan(np.random.default_rng([3, 0]), 64, 64, abnormal=True, scatter=True,
                                       return_scattering=True)
     inner = binary_erosion(labels > 0, iterations=6)  # away from the edge's own gain
     by_class = {name: np.median(terms.strength[inner & (labels == LABEL_NAMES.index(name))])
                 for name in ("stroma", "epithelium", "tumour")}
     assert by_class["epithelium"] > 2 * by_class["stroma"] and by_class["tumour"] > 2 * by_class["stroma"]
-    # neighbouring pixels differ by about the pixel factor's spread (log s.d. 0.5: s.d. of a difference ≈ 0.7)
-    log_s = np.log(np.where(inner, terms.strength, np.nan))
-    step = (log_s[:, 1:] - log_s[:, :-1])[inner[:, 1:] & inner[:, :-1] & (labels[:, 1:] == labels[:, :-1])]
-    assert 0.5 < step.std() < 0.9
-    assert np.allclose(terms.dispersion, SCATTER_DISPERSION * terms.strength)
+    pairs = inner[:, 1:] & inner[:, :-1] & (labels[:, 1:] == labels[:, :-1])
+
+    def step(m):  # the s.d. of the log ratio of horizontal neighbours of one class
+        log_m = np.log(np.where(inner, m, np.nan))
+        return (log_m[:, 1:] - log_m[:, :-1])[pairs].std()
+
+    assert 0.5 < step(terms.dispersion) < 0.9  # log s.d. 0.5 per pixel: a difference has ≈ 0.7
+    assert step(terms.baseline) < 0.1  # smooth over the core
+    assert np.allclose(terms.dispersion, SCATTER_DISPERSION * terms.strength * terms.nuclei)
     assert np.allclose(terms.baseline, SCATTER_BASELINE * terms.strength)

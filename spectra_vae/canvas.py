@@ -52,6 +52,16 @@ def canvas_classes() -> tuple[type, type]:
         matplotlib.use(backend)
 
     class FastFrameCanvas(Canvas):
+        def send_whole_frame(self) -> None:
+            """Make the next frame whole, not a diff against the last one sent.
+
+            The browser view decodes frames into one Image: a frame that arrives while the one
+            before is still loading replaces it, so that one is never drawn, and the diffs after it
+            leave its changes out (seen as a stale brush rectangle after a fast drag). A whole frame
+            at the end of an interaction puts the view back in step.
+            """
+            self._force_full = True
+
         def get_diff_image(self) -> bytes | None:  # matplotlib's webagg (3.7–3.11) but for the encoder
             if not self._png_is_old:
                 return None
@@ -69,6 +79,13 @@ def canvas_classes() -> tuple[type, type]:
             return png_rgba(output.view(np.uint8).reshape((*output.shape, 4)))
 
     return FastFrameCanvas, FigureManager
+
+
+def send_whole_frame(canvas: Any) -> None:
+    """Ask `canvas` to send its next frame whole (`FastFrameCanvas.send_whole_frame`); other
+    canvases (Agg in tests, another backend) have no frames to send and are left alone."""
+    if hasattr(canvas, "send_whole_frame"):
+        canvas.send_whole_frame()
 
 
 def interactive_figure(figsize: tuple[float, float]) -> Figure:
@@ -109,9 +126,12 @@ class Blitter:
         for artist in self.artists:
             self.figure.draw_artist(artist)
 
-    def update(self) -> None:
-        """Redraw the animated artists only (a full draw if there is no background of this size yet)."""
+    def update(self, whole: bool = False) -> None:
+        """Redraw the animated artists only (a full draw if there is no background of this size yet);
+        `whole`: send the browser the whole frame, not a diff (at the end of an interaction)."""
         canvas = self.figure.canvas
+        if whole:
+            send_whole_frame(canvas)
         if self._background is None or self._size != canvas.get_width_height(physical=True):
             canvas.draw()
             return

@@ -25,7 +25,7 @@ from matplotlib.colors import BoundaryNorm, Colormap, ListedColormap, Normalize
 from matplotlib.patches import Rectangle
 
 from . import tissue
-from .canvas import Blitter, interactive_figure
+from .canvas import Blitter, interactive_figure, send_whole_frame
 from .data import SpectralDataset
 from .estimator import SpectraVAE, pixel_rmse
 from .plots import ABS_LABEL, spectrum_axes
@@ -335,9 +335,9 @@ class Explorer(widgets.VBox):
         self._j = j
         self.current = int(sd.positions[j])
         self._show_pixel()
-        self._map_blit.update()
-        self._latent_blit.update()
-        self._spectrum_blit.update()
+        self._map_blit.update(whole=True)  # a click ends an interaction: whole frames (see canvas)
+        self._latent_blit.update(whole=True)
+        self._spectrum_blit.update(whole=True)
         return True
 
     def brush(self, box: tuple[float, float, float, float] | None) -> None:
@@ -347,6 +347,8 @@ class Explorer(widgets.VBox):
         map; their count and mean spectrum are shown.
         """
         self._set_brush(box)
+        for figure in (self.figure_map, self.figure_latent, self.figure_spectrum):
+            send_whole_frame(figure.canvas)  # the drag's diff frames may not all have been drawn
         self.figure_map.canvas.draw()  # the outline is part of the map
         self._latent_blit.update()
         self.figure_spectrum.canvas.draw()  # the legend names the brushed pixels

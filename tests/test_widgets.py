@@ -154,26 +154,70 @@ def test_explorer_click_blits_markers_and_curves_into_the_rendered_canvases_and_
     assert cyan_near(8, 9) and full_draws == []
 
 
-def test_explorer_frames_sent_to_the_browser_rebuild_exactly_what_is_drawn(explorer):
-    _, _, ex = explorer
+def _record_frames(ex):
+    """What each canvas sends the browser from now on: (image mode, PNG), starting with a whole frame."""
     canvases = [fig.canvas for fig in (ex.figure_map, ex.figure_latent, ex.figure_spectrum)]
     frames = {id(c): [] for c in canvases}
-    for c in canvases:  # what the browser receives: a full frame, then diffs whose unchanged pixels are 0
+    for c in canvases:
         c.send_binary = lambda png, c=c: frames[id(c)].append((c._current_image_mode, png))
         c._force_full = True
         c.draw()
+    return canvases, frames
+
+
+def _shown(frames, drop=()):
+    """The image a browser view composes from `frames` (whole frames replace, diffs' nonzero pixels
+    overwrite), leaving out the frames at the indices in `drop` as a view that never drew them."""
+    shown = None
+    for k, (mode, png) in enumerate(frames):
+        if k in drop:
+            continue
+        image = np.asarray(Image.open(io.BytesIO(png)).convert("RGBA"))
+        shown = image if mode == "full" else np.where(image[:, :, 3:] > 0, image, shown)
+    return shown
+
+
+def test_explorer_frames_sent_to_the_browser_rebuild_exactly_what_is_drawn(explorer):
+    _, _, ex = explorer
+    canvases, frames = _record_frames(ex)
+    z = ex.scan_data(ex.scan).latent
+    drag_latent(ex, z.min(axis=0), z.mean(axis=0))  # a drag's moves are sent as diffs
     click_map(ex, 6, 7)
     click_map(ex, 15, 12)
     ex.brush(whole(ex))
     click_map(ex, 9, 20)
     for c in canvases:
         modes = [mode for mode, _ in frames[id(c)]]
-        assert modes[0] == "full" and "diff" in modes and len(modes) >= 4
-        shown = None
-        for mode, png in frames[id(c)]:
-            image = np.asarray(Image.open(io.BytesIO(png)).convert("RGBA"))
-            shown = image if mode == "full" else np.where(image[:, :, 3:] > 0, image, shown)
-        assert np.array_equal(shown, np.asarray(c.buffer_rgba()))
+        assert modes[0] == "full" and len(modes) >= 4
+        assert np.array_equal(_shown(frames[id(c)]), np.asarray(c.buffer_rgba()))
+    assert "diff" in [mode for mode, _ in frames[id(ex.figure_latent.canvas)]]
+
+
+def test_a_frame_the_browser_never_drew_leaves_nothing_stale_once_a_brush_or_click_ends(explorer):
+    """The browser view loads each frame into one Image, so a frame arriving while the one before is
+    still loading replaces it: that one is never drawn, and the diffs after it, made against it,
+    leave its changes out (a stale brush rectangle was seen in the browser test). A drag ends with
+    whole frames, and so does a click."""
+    _, _, ex = explorer
+    latent = ex.figure_latent.canvas
+    canvases, frames = _record_frames(ex)
+    ax = ex.figure_latent.axes[0]
+    z = ex.scan_data(ex.scan).latent
+    start, end = z.min(axis=0), z.mean(axis=0)
+    browser_mouse(ex.figure_latent, "button_press", ax, *start)
+    for t in (0.2, 0.4, 0.6, 0.8, 1.0):
+        browser_mouse(ex.figure_latent, "motion_notify", ax, *(start + t * (end - start)))
+    moves = len(frames[id(latent)])
+    assert [m for m, _ in frames[id(latent)][2:]] == ["diff"] * (moves - 2)
+    during = _shown(frames[id(latent)], drop={2})  # the first move's frame never drawn
+    assert not np.array_equal(during, np.asarray(latent.buffer_rgba()))  # stale pixels of the first box
+    browser_mouse(ex.figure_latent, "button_release", ax, *end, buttons=0)
+    assert frames[id(latent)][-1][0] == "full"
+    assert np.array_equal(_shown(frames[id(latent)], drop={2}), np.asarray(latent.buffer_rgba()))
+    before = {id(c): len(frames[id(c)]) for c in canvases}
+    click_map(ex, 6, 7)
+    for c in canvases:  # each panel a click repaints ends on a whole frame
+        assert len(frames[id(c)]) > before[id(c)] and frames[id(c)][-1][0] == "full"
 
 
 def test_explorer_brush_outlines_counts_and_averages_the_scan_pixels_inside_the_latent_box(explorer):

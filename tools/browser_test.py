@@ -110,6 +110,28 @@ def run_all(page, name: str, timeout_ms: int) -> None:
         }""", timeout=timeout_ms)
 
 
+def stale_brush_pixels(path: Path) -> int:
+    """Dark pixels inside the latent axes that lie within the brush rectangle, away from its edges:
+    what a drag's frame the browser never drew leaves behind. The rectangle is dashed black; the
+    scatter's colours are lighter (viridis starts at (68, 1, 84)), and the cyan marker's black halo
+    is left out with everything near cyan."""
+    import numpy as np
+    from PIL import Image
+    from scipy.ndimage import binary_dilation
+
+    rgb = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    h, w, _ = rgb.shape
+    left, bottom, width, height = LATENT_AXES
+    inner = rgb[int((1 - bottom - height) * h) + 4: int((1 - bottom) * h) - 4, int(left * w) + 4:
+                int((left + width) * w) - 4]
+    cyan = (inner[..., 0] < 100) & (inner[..., 1] > 180) & (inner[..., 2] > 180)
+    dark = (inner < 60).all(axis=2) & ~binary_dilation(cyan, iterations=8)
+    ys, xs = np.nonzero(dark)
+    if len(ys) == 0:
+        return 0
+    return int(dark[ys.min() + 4: ys.max() - 3, xs.min() + 4: xs.max() - 3].sum())
+
+
 def check_explorer(page) -> list[float]:
     """Click pixels on the explorer's map; check the spectrum changes; return each redraw's time (ms).
 
@@ -180,6 +202,10 @@ def check_explorer(page) -> list[float]:
     painted = {d["panel"] for d in page.evaluate("() => window.__explorer.draws")}
     assert " pixels of " in brushed and painted == {"map", "latent", "spectrum"}, (brushed, painted)
     box.screenshot(path=str(SHOTS / "explore_brushed.png"))
+    scatter.screenshot(path=str(SHOTS / "explore_brushed_latent.png"))
+    stale = stale_brush_pixels(SHOTS / "explore_brushed_latent.png")
+    assert stale == 0, (f"{stale} dark pixels inside the brush rectangle: a rectangle of the drag left behind "
+                        "(see explore_brushed_latent.png)")
     print(f"04 explorer ({EXPLORE_SIZE}×{EXPLORE_SIZE} pixels per scan): {len(timings)} clicks, each a new pixel "
           f"and a new spectrum\n  first: {labels[1]}\n  second: {labels[2]}\n"
           f"  redraw from mouse press to last canvas painted: median {statistics.median(timings):.0f} ms, "

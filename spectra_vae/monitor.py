@@ -184,9 +184,9 @@ def _noise_reference(vae: SpectraVAE, train: SpectralDataset) -> float | None:
     there is no noise to measure (noise-free spectra)."""
     parts = [noise_level(chunk) for chunk in vae.prepare(train).iter_chunks(MONITOR_BLOCK)]
     levels = np.concatenate(parts) if parts else np.zeros(0)
-    if dist_info()[1] == 1 and len(levels) == 0:
+    if all_reduce(np.array([float(len(levels))]))[0] == 0:  # every process takes part, with pixels or without
         return None
-    reference = _quantile(levels, 0.5)  # every process takes part, with pixels or without
+    reference = _quantile(levels, 0.5)
     return reference if np.isfinite(reference) and reference > 0 else None
 
 

@@ -58,7 +58,9 @@ def canvas_classes() -> tuple[type, type]:
             The browser view decodes frames into one Image: a frame that arrives while the one
             before is still loading replaces it, so that one is never drawn, and the diffs after it
             leave its changes out (seen as a stale brush rectangle after a fast drag). A whole frame
-            at the end of an interaction puts the view back in step.
+            at the end of a drag puts the view back in step. Not after every click: a whole frame
+            is 10–15× a click's diff (about 180 kB for the three panels against 15–45 kB), which a
+            remote server's users would wait for, and one frame per panel per click is not dropped.
             """
             self._force_full = True
 
@@ -126,12 +128,9 @@ class Blitter:
         for artist in self.artists:
             self.figure.draw_artist(artist)
 
-    def update(self, whole: bool = False) -> None:
-        """Redraw the animated artists only (a full draw if there is no background of this size yet);
-        `whole`: send the browser the whole frame, not a diff (at the end of an interaction)."""
+    def update(self) -> None:
+        """Redraw the animated artists only (a full draw if there is no background of this size yet)."""
         canvas = self.figure.canvas
-        if whole:
-            send_whole_frame(canvas)
         if self._background is None or self._size != canvas.get_width_height(physical=True):
             canvas.draw()
             return

@@ -335,9 +335,9 @@ class Explorer(widgets.VBox):
         self._j = j
         self.current = int(sd.positions[j])
         self._show_pixel()
-        self._map_blit.update(whole=True)  # a click ends an interaction: whole frames (see canvas)
-        self._latent_blit.update(whole=True)
-        self._spectrum_blit.update(whole=True)
+        self._map_blit.update()  # one small diff frame per panel (a drag ends on whole frames: `brush`)
+        self._latent_blit.update()
+        self._spectrum_blit.update()
         return True
 
     def brush(self, box: tuple[float, float, float, float] | None) -> None:

@@ -197,7 +197,7 @@ def test_a_frame_the_browser_never_drew_leaves_nothing_stale_once_a_brush_or_cli
     """The browser view loads each frame into one Image, so a frame arriving while the one before is
     still loading replaces it: that one is never drawn, and the diffs after it, made against it,
     leave its changes out (a stale brush rectangle was seen in the browser test). A drag ends with
-    whole frames, and so does a click."""
+    whole frames; a click sends diffs (one frame per panel)."""
     _, _, ex = explorer
     latent = ex.figure_latent.canvas
     canvases, frames = _record_frames(ex)
@@ -214,10 +214,12 @@ def test_a_frame_the_browser_never_drew_leaves_nothing_stale_once_a_brush_or_cli
     browser_mouse(ex.figure_latent, "button_release", ax, *end, buttons=0)
     assert frames[id(latent)][-1][0] == "full"
     assert np.array_equal(_shown(frames[id(latent)], drop={2}), np.asarray(latent.buffer_rgba()))
+    for c in canvases:  # every panel the brush repaints ends on a whole frame
+        assert frames[id(c)][-1][0] == "full"
     before = {id(c): len(frames[id(c)]) for c in canvases}
     click_map(ex, 6, 7)
-    for c in canvases:  # each panel a click repaints ends on a whole frame
-        assert len(frames[id(c)]) > before[id(c)] and frames[id(c)][-1][0] == "full"
+    for c in canvases:  # a click: one diff frame per panel
+        assert [m for m, _ in frames[id(c)][before[id(c)]:]] == ["diff"]
 
 
 def test_explorer_brush_outlines_counts_and_averages_the_scan_pixels_inside_the_latent_box(explorer):

@@ -65,7 +65,7 @@ def all_reduce_tensor(t: torch.Tensor, op: str = "sum") -> torch.Tensor:
 
 def gather_objects(obj: Any) -> list[Any]:
     """Every process's `obj` (picklable), in rank order, on every process; `[obj]` when alone."""
-    rank, world = dist_info()
+    world = dist_info()[1]
     if world == 1:
         return [obj]
     out: list[Any] = [None] * world

@@ -49,7 +49,6 @@ DEFAULT_FALSE_POSITIVE_RATE = 0.01  # the threshold fit sets on the tails' pixel
 MONITOR_MAX_PIXELS = 200_000  # tissue pixels (over all processes) the residual model is fitted on, at most
 MONITOR_BLOCK = 8192  # ...drawn as blocks of consecutive pixels, so that flags can still be counted in tiles
 QUANTILE_BINS = 1 << 16  # resolution of the threshold pooled over the processes of a distributed run
-SCALING_STEPS = ("emsc", "snv", "vector", "amide1")  # preprocessing that divides each spectrum by its own factor
 MAX_NOISE_WEIGHT = 10.0  # a pixel's noise level counts as at least 1/10 of normal tissue's median
 
 
@@ -173,12 +172,6 @@ def _tails(values: dict[str, np.ndarray], statistics: tuple[str, ...]) -> dict[s
     return tails
 
 
-def scales_each_spectrum(vae: SpectraVAE) -> bool:
-    """Whether the model's preprocessing divides each spectrum by a factor of its own."""
-    preprocessor = getattr(vae, "preprocessor_", None)
-    return bool(preprocessor) and any(s.name in SCALING_STEPS for s in preprocessor.steps)
-
-
 def _noise_reference(vae: SpectraVAE, train: SpectralDataset) -> float | None:
     """The median noise level of the (prepared) training tissue, pooled over processes; None when
     there is no noise to measure (noise-free spectra)."""
@@ -202,7 +195,7 @@ def fit_monitor(vae: SpectraVAE, train: SpectralDataset, validation: SpectralDat
         raise DataError(f"anomaly statistics must be some of {STATISTICS}; got {statistics!r}")
     train = _sample(vae.tissue_rule_.select(train) if vae.tissue_rule_ is not None else train)
     if noise_weighted is None:
-        noise_weighted = scales_each_spectrum(vae)
+        noise_weighted = bool(vae.preprocessor_) and vae.preprocessor_.scales_each_spectrum
     reference = _noise_reference(vae, train) if noise_weighted else None
     moments = residual_moments(vae, train, reference)
     if moments.n < 2:

@@ -48,6 +48,7 @@ _DEFAULTS: dict[str, tuple[float, ...]] = {"baseline": (2, 50), "savgol": (9, 2,
 _NARGS = {"cut": (2, 2), "resample": (3, 3), "baseline": (0, 2), "savgol": (0, 3),
           "rubberband": (0, 0), "snv": (0, 0), "vector": (0, 0), "amide1": (0, 0), "emsc": (0, 2)}
 NEEDS_AXIS = ("cut", "resample", "amide1")  # steps whose arguments are in cm⁻¹
+SCALING_STEPS = ("snv", "vector", "amide1", "emsc")  # steps that divide each spectrum by a factor of its own
 MAX_CHANNELS = 100_000  # a resampled grid larger than this is a typo (a step of 0.0001), not a spectrum
 MAX_BASELINE_DEGREE, MAX_BASELINE_ITERATIONS = 20, 1000
 EMSC_MAX_DEGREE = 10
@@ -136,6 +137,11 @@ class Preprocessor:
     def invertible(self) -> bool:
         """Whether a processed spectrum maps back to original units (given the original spectrum)."""
         return all(s.name in INVERTIBLE_STEPS for s in self.steps)
+
+    @property
+    def scales_each_spectrum(self) -> bool:
+        """Whether a step divides each spectrum by a factor of its own (so its noise, too)."""
+        return any(s.name in SCALING_STEPS for s in self.steps)
 
     @property
     def needs_data(self) -> bool:

@@ -35,7 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
     tr.add_argument("--resume", default="", metavar="RUN",
                     help="continue the run in RUN from its last checkpoint, on its recorded splits, to --epochs")
-    tr.add_argument("--epochs", type=int, default=50)
+    tr.add_argument("--epochs", default=None, metavar="N|auto",
+                    help="a whole number, or auto (the default): 50 epochs, more on small data so that the run "
+                    "takes at least 3000 optimiser steps; with --resume the default is the run's plan")
     tr.add_argument("--latent-dim", type=int, default=2)
     tr.add_argument("--hidden-dims", default="221,110")
     tr.add_argument("--reconstruction", default="gaussian", choices=("gaussian", "mse", "mae", "bce"))
@@ -118,11 +120,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "train" and args.resume:
             from . import runs
 
-            vae, splits, final = runs.resume(args.resume, epochs=args.epochs)
+            epochs = None if args.epochs is None else pipeline.check_epochs("epochs", args.epochs)
+            vae, splits, final = runs.resume(args.resume, epochs=epochs)
             print(f"resumed {args.resume}: {len(vae.history)} epochs in all; model: {final}")
         elif args.command == "train":
             vae, splits, final = pipeline.train(
-                args.data, args.out, epochs=args.epochs, latent_dim=args.latent_dim,
+                args.data, args.out, epochs=pipeline.check_epochs("epochs", args.epochs or "auto"),
+                latent_dim=args.latent_dim,
                 hidden_dims=pipeline.parse_hidden_dims(args.hidden_dims), reconstruction=args.reconstruction,
                 beta=args.beta, batch_size=args.batch_size, learning_rate=args.learning_rate,
                 patience=args.patience or None, seed=args.seed, device=args.device, precision=args.precision,

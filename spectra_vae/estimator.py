@@ -44,6 +44,7 @@ from .train import (
     TrainConfig,
     TrainState,
     make_optimizer,
+    plan_epochs,
     resolve_device,
     train_loop,
 )
@@ -65,14 +66,16 @@ class SpectraVAE(TransformerMixin, BaseEstimator):
     Defaults: the prototype's 442→221→110→2 shape (LeakyReLU 0.2), standardisation with one mean
     and one standard deviation fitted on the training pixels (`global_standard`), and a Gaussian
     likelihood with one calibrated noise level (`noise="shared"`), β = 1, float32 arithmetic
-    (`precision="bf16"` trains under bfloat16 autocast). Learned state ends in `_` (`model_`,
-    `normaliser_`, `wavenumbers_`, `history_`).
+    (`precision="bf16"` trains under bfloat16 autocast). `epochs="auto"`: 50 epochs, more on small
+    data, so that a run takes at least 3000 optimiser steps (`spectra_vae.train.plan_epochs`; the
+    epochs planned are `epochs_`). Learned state ends in `_` (`model_`, `normaliser_`,
+    `wavenumbers_`, `history_`).
     """
 
     def __init__(self, latent_dim: int = 2, hidden_dims: tuple[int, ...] = (221, 110), *,
                  reconstruction: str = "gaussian", beta: float = 1.0, normalisation: str = "auto",
                  noise: str = "shared", preprocess: str = "",
-                 epochs: int = 50, batch_size: int = 512, learning_rate: float = 2e-3,
+                 epochs: int | str = "auto", batch_size: int = 512, learning_rate: float = 2e-3,
                  patience: int | None = 10, seed: int = 0, device: str = "auto",
                  precision: str = "fp32", tissue_threshold: float | str = "auto", tissue_only: bool = False,
                  checkpoint_minutes: float | None = 30.0, verbose: bool = True) -> None:
@@ -157,8 +160,8 @@ class SpectraVAE(TransformerMixin, BaseEstimator):
             raise bad("normalisation", "the bce reconstruction needs 'minmax' or 'global_minmax' (values in [0, 1])")
         if not isinstance(self.preprocess, str):
             raise bad("preprocess", "must be a pipeline written as text, such as 'cut(950,1800)|snv'")
-        if not whole(self.epochs, 1):
-            raise bad("epochs", "must be a whole number ≥ 1")
+        if not (self.epochs == "auto" or whole(self.epochs, 1)):
+            raise bad("epochs", "must be 'auto' or a whole number ≥ 1")
         if not whole(self.batch_size, 1):
             raise bad("batch_size", "must be a whole number ≥ 1")
         if not (number(self.learning_rate) and self.learning_rate > 0):
@@ -305,12 +308,14 @@ class SpectraVAE(TransformerMixin, BaseEstimator):
                 save_checkpoint(self._payload(training=self._training_section()), directory / LAST)
 
         minutes = self.checkpoint_minutes
-        config = TrainConfig(epochs=self.epochs, learning_rate=float(self.learning_rate), kind=self.reconstruction,
-                             beta=float(self.beta), patience=self.patience, precision=self.precision,
+        epochs, patience = plan_epochs(self.epochs, self.patience, len(batches))
+        self.epochs_ = epochs
+        config = TrainConfig(epochs=epochs, learning_rate=float(self.learning_rate), kind=self.reconstruction,
+                             beta=float(self.beta), patience=patience, precision=self.precision,
                              checkpoint_seconds=None if minutes is None or directory is None else 60.0 * minutes,
                              warmup_steps=min(WARMUP_STEPS, len(batches)))
         if self._state.step == 0:  # the schedule is planned once, when training begins; resume keeps it
-            self._state.decay_steps = self.epochs * len(batches)
+            self._state.decay_steps = epochs * len(batches)
         try:
             train_loop(self.model_, self.optimizer_, batches, val_batches, config, self._state, self._generators,
                        scale, forward=forward, on_epoch_end=on_epoch_end, on_checkpoint=on_checkpoint,
@@ -711,7 +716,7 @@ class SpectraVAE(TransformerMixin, BaseEstimator):
 
     @classmethod
     def resume(cls, checkpoint: str | os.PathLike, data: Any, validation: Any = None,
-               checkpoint_dir: str | os.PathLike | None = None, epochs: int | None = None,
+               checkpoint_dir: str | os.PathLike | None = None, epochs: int | str | None = None,
                learning_rate: float | None = None, device: str = "auto") -> SpectraVAE:
         """Go on training from a checkpoint (`last.pt`, or `final.pt`) to its planned or `epochs` epochs.
 
@@ -733,7 +738,7 @@ class SpectraVAE(TransformerMixin, BaseEstimator):
         vae._restore_training(training, checkpoint)
         st = vae._state
         if epochs is not None:
-            if epochs > st.epoch and st.stopped_early:
+            if epochs != "auto" and epochs > st.epoch and st.stopped_early:
                 st.stopped_early, st.bad_epochs = False, 0
             vae.epochs = epochs
         if learning_rate is not None:

@@ -203,6 +203,16 @@ def parse_hidden_dims(value: Any) -> tuple[int, ...]:
     return dims
 
 
+def check_epochs(name: str, value: Any) -> int | str:
+    """'auto' (see `spectra_vae.train.plan_epochs`) or a whole number ≥ 1 (text as typed is read)."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    try:
+        return check_int(name, value, 1)
+    except DataError:
+        raise DataError(f"parameter {name}: expected 'auto' or a whole number ≥ 1, got {value!r}") from None
+
+
 def _whole(minimum: int, maximum: int | None = None) -> Callable[[str, Any], Any]:
     return lambda name, value: check_int(name, value, minimum, maximum)
 
@@ -215,7 +225,7 @@ def _number(minimum: float, strict: bool = False, maximum: float | None = None) 
 # applies the same checks to `-p` values before any notebook runs.
 PARAMETER_CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "data_dir": check_str, "run_dir": check_str, "checkpoint": check_str,
-    "epochs": _whole(1), "latent_dim": _whole(1), "batch_size": _whole(1), "patience": _whole(0),
+    "epochs": check_epochs, "latent_dim": _whole(1), "batch_size": _whole(1), "patience": _whole(0),
     "seed": _whole(0, 2**62), "max_pixels": _whole(1), "max_points": _whole(10),
     "hidden_dims": lambda name, value: parse_hidden_dims(value),
     "reconstruction": lambda name, value: check_choice(name, value, RECONSTRUCTIONS),
@@ -336,7 +346,7 @@ def _check_disjoint(parts: dict[str, SpectralDataset | None], where: Path) -> No
             owner[key] = part
 
 
-def train(data_dir: str | os.PathLike, out: str | os.PathLike = "", *, epochs: int = 50, latent_dim: int = 2,
+def train(data_dir: str | os.PathLike, out: str | os.PathLike = "", *, epochs: int | str = "auto", latent_dim: int = 2,
           hidden_dims: tuple[int, ...] = (221, 110), reconstruction: str = "gaussian", beta: float = 1.0,
           batch_size: int = 512, learning_rate: float = 2e-3, patience: int | None = 10, seed: int = 0,
           device: str = "auto", precision: str = "fp32", train_split: str = "normal_train",
@@ -401,6 +411,10 @@ def notebook_parameters(path: Path) -> dict[str, dict[str, str]]:
             for k, v in found.items()}
 
 
+# declared as text ("auto") but also a number: read by their own check, so the notebook gets 50, not "50"
+TEXT_OR_NUMBER: dict[str, Callable[[str, Any], Any]] = {"epochs": check_epochs}
+
+
 def coerce_parameter(name: str, value: Any, type_name: str, where: str) -> Any:
     """A `-p` value as the type its parameters cell declares (`epochs: int = 30`); text from the
     command line is parsed, other values must already have that type. Undeclared types pass."""
@@ -410,6 +424,8 @@ def coerce_parameter(name: str, value: Any, type_name: str, where: str) -> Any:
         return check_float(name, value)
     if type_name == "bool":
         return check_bool(name, value)
+    if name in TEXT_OR_NUMBER:
+        return TEXT_OR_NUMBER[name](name, value)
     if type_name == "str":
         if not isinstance(value, str):
             raise DataError(f"parameter {name}: {where} declares it as text (str), got {value!r}")

@@ -21,7 +21,7 @@ from .loss import elbo_loss
 from .model import VAE
 
 __all__ = ["PRECISIONS", "PixelBatches", "TrainConfig", "TrainState", "clip_gradients", "dist_info",
-           "init_distributed", "learning_rate", "make_optimizer", "resolve_device", "train_loop"]
+           "init_distributed", "learning_rate", "make_optimizer", "plan_epochs", "resolve_device", "train_loop"]
 
 VALIDATION_SEED = 12345  # validation draws the same ε every epoch, so its curve is comparable
 SYNC_EVERY = 64  # on an accelerator, the loss is checked for divergence every this many batches
@@ -33,6 +33,11 @@ MAX_RECOVERIES = 3  # non-finite losses recovered from (rolled back, learning ra
 RECOVERY_LR_FACTOR = 0.5  # each recovery halves the learning rate
 SNAPSHOT_EVERY = 256  # steps between the in-memory states that a recovery rolls back to
 LR_FLOOR = 0.1  # after the warm-up the rate decays (cosine) to this fraction of the peak over the planned epochs
+# epochs="auto": 50 epochs, or on data so small that 50 epochs are fewer than AUTO_MIN_STEPS optimiser
+# steps (six 64×64 scans: 16 steps an epoch at batch 512), as many as make that many steps, with the
+# patience stretched alike. Measured in benchmarks/RESULTS.md, "Training length on small data".
+AUTO_EPOCHS = 50
+AUTO_MIN_STEPS = 3000
 PROGRESS_DELAY = 10.0  # seconds into an epoch before a bar of its batches appears
 
 
@@ -100,6 +105,23 @@ def learning_rate(config: TrainConfig, state: TrainState) -> float:
         t = min(1.0, state.step / state.decay_steps)
         decay = LR_FLOOR + (1 - LR_FLOOR) * 0.5 * (1 + math.cos(math.pi * t))
     return config.learning_rate * warm * decay * state.lr_scale
+
+
+def plan_epochs(epochs: int | str, patience: int | None, steps_per_epoch: int) -> tuple[int, int | None]:
+    """The epochs and the patience (epochs without improvement before stopping) a run trains with.
+
+    A whole number of `epochs` is taken as given, and so is `patience`. `"auto"` is `AUTO_EPOCHS`
+    epochs, stretched on small data to at least `AUTO_MIN_STEPS` optimiser steps; the patience is
+    stretched by the same factor, so the run keeps the shape of a 50-epoch run on larger data. What
+    converges is counted in steps: on six 64×64 scans an epoch is 16 steps, 50 epochs are 800, and
+    10 epochs of patience (160 steps) ended runs on a plateau they would have left.
+    """
+    if epochs != "auto":
+        return int(epochs), patience
+    planned = max(AUTO_EPOCHS, math.ceil(AUTO_MIN_STEPS / max(steps_per_epoch, 1)))
+    if not patience:
+        return planned, patience
+    return planned, math.ceil(patience * planned / AUTO_EPOCHS)
 
 
 def clip_gradients(parameters: Iterable[torch.nn.Parameter], running: torch.Tensor) -> torch.Tensor:

@@ -334,8 +334,9 @@ def test_notebook_parameters_are_checked_against_the_notebooks_before_any_runs(t
     monkeypatch.setattr(papermill, "execute_notebook", lambda *a, **k: ran.append(k["parameters"]))
     cases = [(["-p", "laten_dim", "3"], r"parameter laten_dim: no notebook of the pipeline declares it "
                                         r"\(did you mean 'latent_dim'\?\)"),
-             (["-p", "epochs", "0"], "parameter epochs: must be ≥ 1"),
-             (["-p", "epochs", "2.5"], "parameter epochs: expected a whole number"),
+             (["-p", "epochs", "0"], "parameter epochs: expected 'auto' or a whole number ≥ 1, got '0'"),
+             (["-p", "epochs", "2.5"], "parameter epochs: expected 'auto' or a whole number"),
+             (["-p", "epochs", "many"], "parameter epochs: expected 'auto' or a whole number"),
              (["-p", "tissue_only", "yes"], "parameter tissue_only: expected True or False"),
              (["-p", "false_positive_rate", "1"], "parameter false_positive_rate: must be < 1"),
              (["-p", "train_split", "normal_trian"], "parameter train_split: .* no split 'normal_trian'"),

@@ -41,6 +41,10 @@ def test_parameter_checks_name_the_parameter():
     with pytest.raises(DataError, match="parameter data_dir: .* does not exist"):
         pipeline.resolve_data_dir("/no/such/dir")
     assert pipeline.parse_hidden_dims("221, 110") == (221, 110) and pipeline.parse_hidden_dims(8) == (8,)
+    assert [pipeline.check_epochs("epochs", v) for v in ("auto", " Auto ", 5, "5", 5.0)] == ["auto", "auto", 5, 5, 5]
+    for bad in (0, "0", "many", 1.5, None, True):
+        with pytest.raises(DataError, match="parameter epochs: expected 'auto' or a whole number ≥ 1"):
+            pipeline.check_epochs("epochs", bad)
     assert [pipeline.parse_value(v) for v in ("50", "0.5", "true", "abc")] == [50, 0.5, True, "abc"]
     with pytest.raises(DataError, match=r"parameter threshold_quantile: must be < 1"):
         pipeline.check_parameters({"threshold_quantile": 1})

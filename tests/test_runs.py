@@ -104,6 +104,22 @@ def test_cropped_scans_are_all_tissue_through_training_and_reopening(tmp_path):
     assert len(opened.splits.train) == 64 * len(opened.splits.train.scans)
 
 
+def test_train_command_takes_auto_epochs_and_records_them_as_asked(tmp_path, monkeypatch):
+    from spectra_vae import train as train_module
+
+    monkeypatch.setattr(train_module, "AUTO_EPOCHS", 2)
+    monkeypatch.setattr(train_module, "AUTO_MIN_STEPS", 3)
+    data = make_demo_dataset(tmp_path / "scans", n_scans=4, height=10, width=10, seed=10)
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "run"), "--hidden-dims", "16",
+                 "--patience", "0"]) == 0  # no --epochs: auto
+    assert json.loads((tmp_path / "run" / "params.json").read_text())["epochs"] == "auto"
+    assert len(pd.read_csv(tmp_path / "run" / "history.csv")) == 3  # one batch an epoch: 3 steps need 3 epochs
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "other"), "--epochs", "AUTO",
+                 "--hidden-dims", "16", "--patience", "0"]) == 0
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "bad"), "--epochs", "many"]) == 1
+    assert not (tmp_path / "bad").exists()
+
+
 def test_train_resume_extends_a_run_on_its_recorded_splits(tmp_path):
     data = make_demo_dataset(tmp_path / "scans", n_scans=4, height=10, width=10, seed=10)
     assert main(["train", "--data", str(data), "--out", str(tmp_path / "run"), "--epochs", "1",

@@ -12,7 +12,7 @@ from spectra_vae import SpectraVAE, TrainingError, TrainingWarning, load_dataset
 from spectra_vae import batches as batches_module
 from spectra_vae import estimator as estimator_module
 from spectra_vae import train as train_module
-from spectra_vae.train import TrainConfig, TrainState, clip_gradients, learning_rate
+from spectra_vae.train import TrainConfig, TrainState, clip_gradients, learning_rate, plan_epochs
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -69,6 +69,31 @@ def test_learning_rate_warms_up_then_decays_to_its_floor_over_the_planned_steps_
     assert learning_rate(cfg, TrainState(step=9999, **plan)) == pytest.approx(floor)
     assert learning_rate(cfg, TrainState(step=9999, lr_scale=0.25, **plan)) == pytest.approx(floor / 4)
     assert learning_rate(cfg, TrainState(step=9999)) == 2e-3  # no plan (a version-1 run): constant
+
+
+def test_auto_epochs_give_small_data_as_many_optimiser_steps_as_fifty_epochs_of_larger_data():
+    big, small = 400, 16  # batches per epoch: ~200 000 training pixels, and six 64×64 scans
+    assert plan_epochs("auto", 10, big) == (50, 10)  # 20 000 steps: nothing to stretch
+    assert plan_epochs("auto", 10, 60) == (50, 10)  # exactly 3000 steps
+    assert plan_epochs("auto", 10, small) == (188, 38)  # ⌈3000 / 16⌉ epochs, patience stretched alike
+    assert plan_epochs("auto", 10, small)[0] * small >= train_module.AUTO_MIN_STEPS
+    assert plan_epochs("auto", None, small) == (188, None) and plan_epochs("auto", 0, 1) == (3000, 0)
+    assert plan_epochs(20, 10, small) == (20, 10) and plan_epochs(7, None, 1) == (7, None)  # as given
+
+
+def test_an_auto_run_trains_and_plans_its_decay_over_the_stretched_epochs(parts, monkeypatch):
+    train, val = parts
+    monkeypatch.setattr(train_module, "AUTO_EPOCHS", 2)
+    monkeypatch.setattr(train_module, "AUTO_MIN_STEPS", 30)
+    vae = SpectraVAE(hidden_dims=(16,), batch_size=256, patience=None, verbose=False)
+    assert vae.epochs == "auto"  # the default
+    vae.fit(train, validation=val)
+    steps = vae._batches_per_epoch
+    assert steps < 15 and vae.epochs_ == -(-30 // steps) == len(vae.history)
+    assert vae._state.decay_steps == vae.epochs_ * steps >= 30
+    assert vae.get_params()["epochs"] == "auto"  # the parameter stays what was asked for
+    with pytest.raises(ValueError, match="epochs='many': must be 'auto' or a whole number"):
+        SpectraVAE(epochs="many").fit(train)
 
 
 def test_a_gradient_far_above_its_running_average_is_clipped_to_a_multiple_of_it():

@@ -114,6 +114,12 @@ def test_train_command_takes_auto_epochs_and_records_them_as_asked(tmp_path, mon
                  "--patience", "0"]) == 0  # no --epochs: auto
     assert json.loads((tmp_path / "run" / "params.json").read_text())["epochs"] == "auto"
     assert len(pd.read_csv(tmp_path / "run" / "history.csv")) == 3  # one batch an epoch: 3 steps need 3 epochs
+    assert main(["train", "--resume", str(tmp_path / "run")]) == 0  # as planned: nothing left to do
+    assert len(pd.read_csv(tmp_path / "run" / "history.csv")) == 3
+    monkeypatch.setattr(train_module, "AUTO_MIN_STEPS", 5)  # the same "auto" on more steps a run: goes on
+    assert main(["train", "--resume", str(tmp_path / "run"), "--epochs", "auto"]) == 0
+    assert len(pd.read_csv(tmp_path / "run" / "history.csv")) == 5
+    assert json.loads((tmp_path / "run" / "params.json").read_text())["epochs"] == "auto"
     assert main(["train", "--data", str(data), "--out", str(tmp_path / "other"), "--epochs", "AUTO",
                  "--hidden-dims", "16", "--patience", "0"]) == 0
     assert main(["train", "--data", str(data), "--out", str(tmp_path / "bad"), "--epochs", "many"]) == 1

@@ -38,7 +38,7 @@ VAE_METHODS = ("mspc", "inside+q", "t2+q", "inside+t2+q+kl", "inside", "t2", "q"
 LAYOUTS = {"8x64": (8, 64), "6x96": (6, 96)}
 
 
-def demo_run(seed: int, layout: str, epochs: int, n_boot: int) -> tuple[pd.DataFrame, dict[str, float]]:
+def demo_run(seed: int, layout: str, epochs: int | str, n_boot: int) -> tuple[pd.DataFrame, dict[str, float]]:
     n_scans, size = LAYOUTS[layout]
     path = demo_data(f"anomaly_{layout}_seed{seed}", n_scans, size, seed=seed)
     train, val, test, ab = (load_dataset(path, split=s) for s in ("normal_train", "normal_val", "normal_test",
@@ -128,7 +128,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[11, 12, 13, 14, 15])
     ap.add_argument("--layouts", nargs="+", default=list(LAYOUTS), choices=list(LAYOUTS))
-    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--epochs", type=lambda v: v if v == "auto" else int(v), default=30,
+                    help="a whole number, or auto (the library's default)")
     ap.add_argument("--bootstrap", type=int, default=200, help="bootstrap samples over scans for AUROC intervals")
     ap.add_argument("--real", action="store_true", help="also the real-spectra check (fetches from PyPI once)")
     ap.add_argument("--real-only", action="store_true")

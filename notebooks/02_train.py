@@ -95,4 +95,5 @@ import os
 
 for f in sorted([*run.glob("*.json"), *run.glob("*.csv"), *(run / "model").iterdir()]):
     print(f"{f}  ({os.path.getsize(f) / 1e6:.2f} MB)")
-print(f"\nbest epoch {vae.best_epoch_} of {len(vae.history)}; load with SpectraVAE.load({str(final)!r})")
+print(f"\nbest epoch {vae.best_epoch_} of {len(vae.history)} (planned {vae.epochs_}, epochs={vae.epochs!r}); "
+      f"load with SpectraVAE.load({str(final)!r})")

@@ -543,7 +543,8 @@ VALUE_TEXT = st.one_of(st.sampled_from(["0", "1", "2", "-2", "0.5", "1e-3", "nan
                                         "savgol(5,2,3)", "cpu", "gpu"]), st.text(max_size=6))
 
 
-VALID_PAIRS = [("epochs", "2"), ("latent_dim", "3"), ("hidden_dims", "8"), ("beta", "0.5"), ("beta", "1"),
+VALID_PAIRS = [("epochs", "2"), ("epochs", "auto"), ("latent_dim", "3"), ("hidden_dims", "8"), ("beta", "0.5"),
+               ("beta", "1"),
                ("learning_rate", "1e-3"), ("patience", "0"), ("seed", "4"), ("preprocess", "snv"),
                ("tissue_only", "true"), ("max_points", "50"), ("noise_level", "0"), ("threshold_quantile", "0.9"),
                ("train_split", "normal_train"), ("val_split", ""), ("precision", "bf16"), ("device", "cpu")]
@@ -576,7 +577,8 @@ def test_pipeline_starts_only_with_checked_parameters(time_limit, demo_dir, pair
     for params in ran:
         for name, value in params.items():
             if name in given_names:
-                assert type(value).__name__ == DECLARED[name] or (DECLARED[name] == "float" and isinstance(value, int))
+                assert (type(value).__name__ == DECLARED[name] or (DECLARED[name] == "float" and isinstance(value, int))
+                        or (name in pipeline.TEXT_OR_NUMBER and (value == "auto" or isinstance(value, int))))
         pipeline.check_parameters(params)
 
 

@@ -101,7 +101,7 @@ def test_sigkill_mid_epoch_leaves_last_loadable_and_resume_matches_an_uninterrup
 
 
 def test_bad_notebook_parameters_are_refused_before_any_notebook_runs(tmp_path):
-    with pytest.raises(DataError, match=r"parameter epochs: expected a whole number, got 'abc'"):
+    with pytest.raises(DataError, match=r"parameter epochs: expected 'auto' or a whole number ≥ 1, got 'abc'"):
         pipeline.run_pipeline("", tmp_path / "a", {"epochs": "abc"}, notebooks=("02_train.ipynb",), html=False)
     with pytest.raises(DataError, match=r"parameter latent_dim: must be ≥ 1, got 0"):
         pipeline.run_pipeline("", tmp_path / "b", {"latent_dim": 0}, notebooks=("02_train.ipynb",), html=False)
@@ -113,7 +113,8 @@ def test_bad_notebook_parameters_are_refused_before_any_notebook_runs(tmp_path):
 def test_a_bad_parameter_given_to_papermill_directly_fails_the_notebooks_first_cell_naming_it(tmp_path):
     import papermill as pm
 
-    with pytest.raises(pm.PapermillExecutionError, match=r"parameter epochs: must be ≥ 1, got 0"):
+    bad = r"parameter epochs: expected 'auto' or a whole number ≥ 1, got 0"
+    with pytest.raises(pm.PapermillExecutionError, match=bad):
         pm.execute_notebook(str(pipeline.project_root() / "notebooks" / "02_train.ipynb"), str(tmp_path / "o.ipynb"),
                             parameters={"epochs": 0, "run_dir": str(tmp_path)}, progress_bar=False, log_output=False,
                             cwd=str(pipeline.project_root() / "notebooks"))

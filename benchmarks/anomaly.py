@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmarks.common import demo_data, machine
+from benchmarks.common import demo_data, epochs_arg, machine
 from spectra_vae import SpectraVAE, anomaly, load_dataset
 from spectra_vae.data import cache_dir
 
@@ -128,7 +128,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[11, 12, 13, 14, 15])
     ap.add_argument("--layouts", nargs="+", default=list(LAYOUTS), choices=list(LAYOUTS))
-    ap.add_argument("--epochs", type=lambda v: v if v == "auto" else int(v), default=30,
+    ap.add_argument("--epochs", type=epochs_arg, default=30,
                     help="a whole number, or auto (the library's default)")
     ap.add_argument("--bootstrap", type=int, default=200, help="bootstrap samples over scans for AUROC intervals")
     ap.add_argument("--real", action="store_true", help="also the real-spectra check (fetches from PyPI once)")

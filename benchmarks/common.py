@@ -14,8 +14,14 @@ import torch
 
 from spectra_vae import make_demo_dataset
 from spectra_vae.demo import GENERATOR_VERSION
+from spectra_vae.pipeline import check_epochs
 
 BENCH_DATA = Path(os.environ.get("SPECTRA_VAE_BENCH_DATA", "data/bench"))
+
+
+def epochs_arg(text: str) -> int | str:
+    """`--epochs`: 'auto' (the library's default) or a whole number ≥ 1, checked as the CLI checks it."""
+    return check_epochs("epochs", text)
 
 
 def demo_data(name: str, n_scans: int, size: int, seed: int = 0, scatter: bool = False) -> Path:

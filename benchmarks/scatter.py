@@ -26,7 +26,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from benchmarks.common import demo_data, machine
+from benchmarks.common import demo_data, epochs_arg, machine
 from spectra_vae import SpectraVAE, anomaly, load_dataset
 from spectra_vae.analysis import fit_pca, pca_errors
 from spectra_vae.emsc import pixel_terms
@@ -175,7 +175,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--epochs", type=lambda v: v if v == "auto" else int(v), default="auto",
+    ap.add_argument("--epochs", type=epochs_arg, default="auto",
                     help="auto (the default: the library's) or a whole number")
     ap.add_argument("--timing-size", type=int, default=278)
     ap.add_argument("--skip-auroc", action="store_true")

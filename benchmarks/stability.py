@@ -22,7 +22,7 @@ from collections import deque
 import numpy as np
 import torch
 
-from benchmarks.common import anon_memory_mb, demo_data, machine
+from benchmarks.common import anon_memory_mb, demo_data, epochs_arg, machine
 from benchmarks.out_of_core import PeakMemory
 from spectra_vae import SpectraVAE, TrainingError, load_dataset
 from spectra_vae import train as train_module
@@ -90,7 +90,8 @@ def run(train, test, label: str, **params) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--epochs", type=epochs_arg, default=12,
+                    help="a whole number, or auto (the library's default)")
     ap.add_argument("--size", type=int, default=278)
     ap.add_argument("--big", action="store_true", help="one default epoch over the out-of-core set instead")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")

@@ -125,8 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"resumed {args.resume}: {len(vae.history)} epochs in all; model: {final}")
         elif args.command == "train":
             vae, splits, final = pipeline.train(
-                args.data, args.out, epochs=pipeline.check_epochs("epochs", args.epochs or "auto"),
-                latent_dim=args.latent_dim,
+                args.data, args.out, latent_dim=args.latent_dim,
+                epochs=pipeline.check_epochs("epochs", "auto" if args.epochs is None else args.epochs),
                 hidden_dims=pipeline.parse_hidden_dims(args.hidden_dims), reconstruction=args.reconstruction,
                 beta=args.beta, batch_size=args.batch_size, learning_rate=args.learning_rate,
                 patience=args.patience or None, seed=args.seed, device=args.device, precision=args.precision,

@@ -10,7 +10,10 @@
 
 For each run: whether it raised `TrainingError`, the recoveries it made (history), and spikes:
 steps whose batch mean squared residual (normalised units) exceeded 10× the median of the 500
-steps before (the prelude of a divergence), with the largest such ratio.
+steps before (the prelude of a divergence), with the largest such ratio. Each spike is listed
+with where it came (step, share of the run), the share of its batch's squared residual that its
+worst pixel carried (near 1: one odd pixel, not the model) and the median ratio of the 20 steps
+after it (near 1: the model was not harmed; a divergence stays high).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections import deque
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -31,17 +35,32 @@ from spectra_vae.analysis import fit_pca, pca_errors
 SPIKE_FACTOR, SPIKE_WINDOW = 10.0, 500
 
 
+@dataclass(frozen=True)
+class Spike:
+    step: int  # 0-based training step
+    ratio: float  # batch error ÷ the median of the SPIKE_WINDOW steps before
+    worst_pixel_share: float  # the share of the batch's squared residual in its worst pixel
+    after: float  # median ratio of the AFTER steps that follow (same reference median)
+
+
 class StepWatch:
-    """Records each training step's batch mean squared residual (reads, never changes, the loss)."""
+    """Records each training step's batch mean squared residual and its worst pixel's share
+    (reads, never changes, the loss)."""
+
+    AFTER = 20
 
     def __init__(self) -> None:
         self.mse: list[float] = []
+        self.worst_share: list[float] = []
         self._real = train_module.elbo_loss
 
     def __enter__(self) -> StepWatch:
         def watched(x, x_hat, *args, **kwargs):
             if torch.is_grad_enabled():
-                self.mse.append(float((x - x_hat).detach().pow(2).mean()))
+                per_pixel = (x - x_hat).detach().pow(2).sum(dim=1)
+                total = float(per_pixel.sum())
+                self.mse.append(total / x.numel())
+                self.worst_share.append(float(per_pixel.max()) / total if total > 0 else 0.0)
             return self._real(x, x_hat, *args, **kwargs)
 
         train_module.elbo_loss = watched
@@ -50,17 +69,21 @@ class StepWatch:
     def __exit__(self, *exc: object) -> None:
         train_module.elbo_loss = self._real
 
-    def spikes(self) -> tuple[int, float]:
-        """(steps above SPIKE_FACTOR × the median of the SPIKE_WINDOW before, the largest ratio)."""
+    def spikes(self) -> tuple[list[Spike], float]:
+        """(the steps above SPIKE_FACTOR × the median of the SPIKE_WINDOW before, the largest ratio)."""
         window: deque[float] = deque(maxlen=SPIKE_WINDOW)
-        count, worst = 0, 0.0
-        for v in self.mse:
+        found, worst = [], 0.0
+        for step, v in enumerate(self.mse):
             if len(window) >= 50:
-                ratio = v / float(np.median(window))
+                median = float(np.median(window))
+                ratio = v / median
                 worst = max(worst, ratio)
-                count += ratio > SPIKE_FACTOR
+                if ratio > SPIKE_FACTOR:
+                    after = self.mse[step + 1:step + 1 + self.AFTER]
+                    found.append(Spike(step, ratio, self.worst_share[step],
+                                       float(np.median(after)) / median if after else float("nan")))
             window.append(v)
-        return count, worst
+        return found, worst
 
 
 def run(train, test, label: str, **params) -> None:
@@ -76,7 +99,7 @@ def run(train, test, label: str, **params) -> None:
     h = vae.history_
     spikes, worst = watch.spikes()
     line = (f"{label}: {time.perf_counter() - t:.0f} s, {len(watch.mse)} steps, {len(h)} epochs; TrainingError: "
-            f"{error}; recoveries {int(h.recoveries.sum()) if len(h) else 0}; spikes {spikes} (largest ratio "
+            f"{error}; recoveries {int(h.recoveries.sum()) if len(h) else 0}; spikes {len(spikes)} (largest ratio "
             f"{worst:.1f}); last train_loss {h.train_loss.iloc[-1] if len(h) else float('nan'):.4g}; "
             f"peak extra anonymous memory {mem.peak - base:.0f} MB")
     if test is not None and error == "none":
@@ -85,6 +108,11 @@ def run(train, test, label: str, **params) -> None:
         verdict = 'below' if vae_rmse < pca_rmse else 'NOT below'
         line += f"; held-out RMSE {vae_rmse:.5f} (PCA-2 {pca_rmse:.5f}: {verdict})"
     print(line, flush=True)
+    n = len(watch.mse)
+    for spike in spikes:
+        print(f"  spike at step {spike.step} ({spike.step / n:.0%} of the run): {spike.ratio:.1f}x; worst pixel "
+              f"{spike.worst_pixel_share:.0%} of the batch's squared residual; next {StepWatch.AFTER} steps "
+              f"{spike.after:.2f}x", flush=True)
 
 
 def main() -> None:

@@ -27,6 +27,11 @@ VALIDATION_SEED = 12345  # validation draws the same ε every epoch, so its curv
 SYNC_EVERY = 64  # on an accelerator, the loss is checked for divergence every this many batches
 PRECISIONS = ("fp32", "bf16")
 WARMUP_STEPS = 100  # the learning rate rises linearly over the first steps of a run (at most one epoch)
+# Adam's second-moment average spans about 1/(1 − β₂) steps: 1000 with the usual 0.999, too slow to
+# follow the gradients' scale, so a streak of larger gradients took steps many times too long (the
+# batch error 10–38× its recent median, for 50–70 steps, in long default runs); 50 steps follow it.
+# Measured in benchmarks/RESULTS.md, "Stability".
+ADAM_BETAS = (0.9, 0.98)
 CLIP_FACTOR = 4.0  # a step's gradient norm is clipped to this many times its running average
 CLIP_MOMENTUM = 0.01  # weight of each step in that running average
 MAX_RECOVERIES = 3  # non-finite losses recovered from (rolled back, learning rate lowered) before giving up
@@ -54,8 +59,9 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 
 def make_optimizer(model: torch.nn.Module, learning_rate: float, device: torch.device) -> torch.optim.Adam:
-    """Adam; on CUDA the fused kernel (one launch per step instead of one per parameter)."""
-    return torch.optim.Adam(model.parameters(), lr=learning_rate, fused=device.type == "cuda" or None)
+    """Adam with `ADAM_BETAS`; on CUDA the fused kernel (one launch per step instead of one per parameter)."""
+    return torch.optim.Adam(model.parameters(), lr=learning_rate, betas=ADAM_BETAS,
+                            fused=device.type == "cuda" or None)
 
 
 @dataclass(frozen=True)

@@ -96,6 +96,20 @@ def test_an_auto_run_trains_and_plans_its_decay_over_the_stretched_epochs(parts,
         SpectraVAE(epochs="many").fit(train)
 
 
+def test_the_optimiser_adapts_its_step_to_a_tenfold_rise_in_the_gradients_within_a_hundred_steps():
+    # Long default runs spiked (batch error 10–38× its median) when a streak of larger gradients met
+    # Adam's second-moment average over ~1000 steps (β₂ = 0.999): each step was then up to 3× the
+    # learning rate. Over ~50 steps (β₂ = 0.98) the step is back near the rate within 100 steps.
+    model = torch.nn.Linear(1, 1, bias=False)
+    opt = train_module.make_optimizer(model, 1.0, torch.device("cpu"))
+    for grad in [1.0] * 2000 + [10.0] * 100:
+        before = model.weight.detach().clone()
+        model.weight.grad = torch.full_like(model.weight, grad)
+        opt.step()
+    step = float((before - model.weight.detach()).abs())
+    assert 0.9 < step < 1.2  # 1.07 with β₂ = 0.98; 2.9 with 0.999
+
+
 def test_a_gradient_far_above_its_running_average_is_clipped_to_a_multiple_of_it():
     p = torch.nn.Parameter(torch.zeros(4))
     p.grad = torch.tensor([3.0, 4.0, 0.0, 0.0])  # norm 5

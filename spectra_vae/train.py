@@ -29,7 +29,7 @@ PRECISIONS = ("fp32", "bf16")
 WARMUP_STEPS = 100  # the learning rate rises linearly over the first steps of a run (at most one epoch)
 # Adam's second-moment average spans about 1/(1 − β₂) steps: 1000 with the usual 0.999, too slow to
 # follow the gradients' scale, so a streak of larger gradients took steps many times too long (the
-# batch error 10–38× its recent median, for 50–70 steps, in long default runs); 50 steps follow it.
+# batch error 10–38× its recent median, for 50–75 steps, in long default runs); 50 steps follow it.
 # Measured in benchmarks/RESULTS.md, "Stability".
 ADAM_BETAS = (0.9, 0.98)
 CLIP_FACTOR = 4.0  # a step's gradient norm is clipped to this many times its running average

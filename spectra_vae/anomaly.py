@@ -255,17 +255,26 @@ def roc_curves(scores: Mapping[str, np.ndarray], truth: np.ndarray, mask: np.nda
 
 def verdict(table: pd.DataFrame, vae_name: str = "VAE") -> str:
     """Plain sentences: per anomaly kind (or for one table), does the VAE separate best, or which
-    baseline beats it and by how much."""
+    baseline beats it and by how much; a tie when the two agree to the three decimals shown, and
+    a caution when their bootstrap intervals over scans overlap."""
     if isinstance(table.index, pd.MultiIndex):
         return " ".join(f"{kind}: {verdict(table.loc[kind], vae_name)}" for kind in table.index.unique(0))
-    best = table["AUROC"].idxmax()
     vae_auc = float(table.loc[vae_name, "AUROC"])
-    if best == vae_name:
-        runner = table["AUROC"].drop(vae_name).idxmax()
-        return (f"The VAE separates best: AUROC {vae_auc:.3f} against {table.loc[runner, 'AUROC']:.3f} "
-                f"for the best baseline, {runner}.")
-    return (f"A baseline wins: {best} reaches AUROC {table.loc[best, 'AUROC']:.3f}, the VAE "
-            f"{vae_auc:.3f}. On these data the simpler method separates better.")
+    others = table["AUROC"].drop(vae_name)
+    rival = str(others.idxmax())
+    rival_auc = float(others.max())
+    if round(vae_auc, 3) == round(rival_auc, 3):
+        return f"A tie: the VAE and {rival} both reach AUROC {vae_auc:.3f}."
+    if vae_auc > rival_auc:
+        text = f"The VAE separates best: AUROC {vae_auc:.3f} against {rival_auc:.3f} for the best baseline, {rival}."
+    else:
+        text = (f"A baseline wins: {rival} reaches AUROC {rival_auc:.3f}, the VAE {vae_auc:.3f}. On these data "
+                f"the simpler method separates better.")
+    if {"AUROC low", "AUROC high"} <= set(table.columns):
+        lo, hi = table["AUROC low"], table["AUROC high"]
+        if max(lo[vae_name], lo[rival]) <= min(hi[vae_name], hi[rival]):
+            text += " Their intervals over scans overlap, so other scans may rank the two the other way."
+    return text
 
 
 # -- thresholds, flags, scans ----------------------------------------------------------------

@@ -128,11 +128,26 @@ def test_evaluate_ranks_a_perfect_score_first_and_bootstraps_over_scans():
     assert table.loc["perfect", "AUROC low"] == 1.0
     assert "A baseline wins" in anomaly.verdict(table, "inverse")
     assert "The VAE separates best" in anomaly.verdict(table.rename(index={"perfect": "VAE"}))
+    assert "overlap" not in anomaly.verdict(table, "inverse")  # [0, 0] and [1, 1]: apart
     rng = np.random.default_rng(0)
     noisy = rng.normal(size=len(truth)) + truth
     lo, hi = anomaly.auroc_interval(truth[truth >= 0], noisy[truth >= 0], groups[truth >= 0], 200)
     point = anomaly.evaluate({"s": noisy}, truth).loc["s", "AUROC"]
     assert lo <= point <= hi and hi - lo > 0
+
+
+def test_the_verdict_calls_a_tie_a_tie_and_cautions_when_the_intervals_overlap():
+    def table(vae, rival, intervals=None):
+        t = pd.DataFrame({"AUROC": [vae, rival]}, index=pd.Index(["VAE", "RX"], name="score"))
+        if intervals:
+            t["AUROC low"], t["AUROC high"] = zip(*intervals, strict=True)
+        return t
+
+    assert anomaly.verdict(table(0.99996, 1.0)) == "A tie: the VAE and RX both reach AUROC 1.000."
+    assert anomaly.verdict(table(0.9, 0.8)).startswith("The VAE separates best: AUROC 0.900 against 0.800 for")
+    close = anomaly.verdict(table(0.93, 0.95, [(0.90, 0.96), (0.92, 0.97)]))
+    assert close.startswith("A baseline wins: RX reaches AUROC 0.950, the VAE 0.930.") and "overlap" in close
+    assert "overlap" not in anomaly.verdict(table(0.93, 0.99, [(0.90, 0.95), (0.97, 1.0)]))
 
 
 def test_design_effect_is_one_for_independent_flags_and_grows_when_they_cluster(demo):

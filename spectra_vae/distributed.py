@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import inspect
 import os
 from typing import Any
 
@@ -40,6 +41,21 @@ def _leave() -> None:
     user's own script that calls `init_distributed` (or `fit` under torchrun) need not clean up."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
+
+
+def data_parallel(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """`model` wrapped in DistributedDataParallel, with its buffers left to each process.
+
+    The buffers (the noise level) are updated from residuals all-reduced over the processes, so
+    they agree without being copied from the first process at every forward pass. torch 2.13 renamed
+    that switch (`broadcast_buffers` to `forward_sync_buffers`, warning at the old name); the new one
+    still copies the buffers once at the start, where they are equal anyway (one initialisation or
+    one checkpoint). torch before 2.13 has only the old name.
+    """
+    ddp = torch.nn.parallel.DistributedDataParallel
+    own_buffers = ({"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(ddp).parameters
+                   else {"broadcast_buffers": False})
+    return ddp(model, device_ids=[device.index] if device.type == "cuda" else None, **own_buffers)
 
 
 _OPS = {"sum": "SUM", "min": "MIN", "max": "MAX"}

@@ -28,7 +28,7 @@ from .checkpoint import (
     training_section,
 )
 from .data import SpectralDataset, as_dataset
-from .distributed import all_reduce, dist_info, init_distributed
+from .distributed import all_reduce, data_parallel, dist_info, init_distributed
 from .errors import DataError, TrainingError
 from .loss import RECONSTRUCTIONS
 from .model import VAE, ModelConfig
@@ -283,11 +283,7 @@ class SpectraVAE(TransformerMixin, BaseEstimator):
         if world > 1:
             # DDP needs the same number of steps in every process: take the smallest shard's.
             batches.max_batches = int(all_reduce(np.array([len(batches)]), op="min")[0])
-            # Buffers are not broadcast: the noise level is calibrated on every process's residuals
-            # (all-reduced in the loop), not overwritten with the first process's.
-            forward = torch.nn.parallel.DistributedDataParallel(
-                self.model_, device_ids=[self.device_.index] if self.device_.type == "cuda" else None,
-                broadcast_buffers=False)
+            forward = data_parallel(self.model_, self.device_)
         self._place_resumed_position(len(batches))
         val_batches = None
         if val is not None and len(val):

@@ -1,9 +1,12 @@
 """Data-parallel training: two CPU processes (gloo) under torchrun on tiny data."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -22,6 +25,7 @@ def test_torchrun_two_processes_trains_one_model_written_by_rank_zero(tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert proc.stdout.count("in 2 process(es)") == 1  # rank 0 alone reports
+    assert "Warning" not in proc.stderr, proc.stderr[-2000:]  # as DDP's FutureWarning at `broadcast_buffers` was
     files = sorted(p.name for p in (out / "model").iterdir())
     assert files == ["best.pt", "final.pt", "last.pt"]  # no stray temporary files
     assert sorted(p.name for p in out.iterdir()) == ["history.csv", "model", "params.json", "splits.json"]
@@ -133,6 +137,22 @@ def test_two_processes_end_identical_recover_together_and_resume_exactly(demo_di
     assert list(vae.history.epoch) == [1, 2, 3] and np.isfinite(vae.history.train_loss).all()
 
 
+def _wait_for_all(procs: list[subprocess.Popen], seconds: float) -> None:
+    """Wait until every process has exited, but no longer than `seconds`, and no longer than the
+    first failure: an agent whose worker failed leaves the others waiting at torchrun's exit
+    barrier for 300 s. Whatever still runs then is killed with its workers (its own session)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        codes = [p.poll() for p in procs]
+        if None not in codes or any(c for c in codes if c is not None):
+            break
+        time.sleep(0.2)
+    for p in procs:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+
+
 NODE_SCRIPT = textwrap.dedent("""
     import json, os, sys
     import torch
@@ -161,23 +181,25 @@ NODE_SCRIPT = textwrap.dedent("""
 def test_two_nodes_meet_through_a_c10d_rendezvous_and_share_the_finite_check(demo_dir, tmp_path):
     """Two torchrun agents on this machine, as on two nodes: --nnodes 2, one process each, a c10d
     rendezvous; each node has its own cache, as a node-local disk would be."""
-    import os
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    agents = []
+    agents, logs = [], [tmp_path / f"agent{node}.log" for node in (0, 1)]
     for node in (0, 1):
-        env = {**os.environ, "SPECTRA_VAE_CACHE": str(tmp_path / f"cache{node}")}
+        # PYTHONFAULTHANDLER: a worker that dies by a signal prints every thread's Python stack
+        env = {**os.environ, "SPECTRA_VAE_CACHE": str(tmp_path / f"cache{node}"), "PYTHONFAULTHANDLER": "1"}
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
                "--node-rank", str(node), "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}",
                "--rdzv-id", "spectra-vae-test", "--no-python", sys.executable, "-c", NODE_SCRIPT,
                str(demo_dir), str(tmp_path / "run")]
-        agents.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-    for agent in agents:
-        out, _ = agent.communicate(timeout=300)
-        assert agent.returncode == 0, out[-3000:]
+        with logs[node].open("w") as log:  # files, not pipes: an agent never blocks on a full pipe
+            agents.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                           start_new_session=True))
+    _wait_for_all(agents, seconds=300)
+    assert all(a.returncode == 0 for a in agents), "\n".join(f"--- agent {k} (exit {a.returncode}):\n" + logs[k].read_text()[-3000:]
+                                            for k, a in enumerate(agents))
     nodes = [json.loads((tmp_path / "run" / f"node{r}.json").read_text()) for r in (0, 1)]
     assert nodes[0]["world"] == nodes[1]["world"] == 2
     # every file's pixels were read by one node only, and every node remembers every file

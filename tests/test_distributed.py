@@ -198,7 +198,8 @@ def test_two_nodes_meet_through_a_c10d_rendezvous_and_share_the_finite_check(dem
             agents.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
                                            start_new_session=True))
     _wait_for_all(agents, seconds=300)
-    report = "\n".join(f"--- agent {k} (exit {a.returncode}):\n{logs[k].read_text()[-3000:]}" for k, a in enumerate(agents))
+    report = "\n".join(f"--- agent {k} (exit {a.returncode}):\n{logs[k].read_text()[-3000:]}"
+                       for k, a in enumerate(agents))
     assert all(a.returncode == 0 for a in agents), report
     nodes = [json.loads((tmp_path / "run" / f"node{r}.json").read_text()) for r in (0, 1)]
     assert nodes[0]["world"] == nodes[1]["world"] == 2

@@ -63,6 +63,10 @@ print(f"residual directions: {m.subspace.n_components}; statistics combined: {',
       f"(flags {m.calibration['flagged_fraction']:.2%} of the calibration tissue); design effect {m.design_effect:.2f}"
       + ("\nresiduals weighted by each pixel's own noise level (the preprocessing divides each spectrum by a "
          "factor of its own)" if m.noise_reference is not None else ""))
+if len(calibration.scans) < 3:
+    print(f"caution: calibrated on {len(calibration.scans)} normal scan(s). How normal scans differ from one another "
+          "(patients, sections) is not in the threshold, so a held-out normal scan's flagged fraction can sit well "
+          "above or below the nominal rate; calibrate on more normal scans to include it")
 
 # %% [markdown]
 # ## The two terms of the score
@@ -125,7 +129,9 @@ table.round(3) if table is not None else None
 # %% [markdown]
 # ## Flags per scan, and the scans' own calls
 # Pixels flagged at the calibrated threshold; a scan is called abnormal when its flagged fraction exceeds the
-# nominal rate by more than the one-sided 99 % spread of normal scans (widened by how flags cluster).
+# nominal rate by more than the one-sided 99 % spread of normal scans (widened by how flags cluster). That
+# spread is measured within the calibration scans; differences between patients enter it only as far as the
+# calibration scans differ, so with one or two of them a normal scan can land far from the nominal rate.
 
 # %%
 scan_calls = vae.scan_scores(held_out)

@@ -88,7 +88,9 @@ def check_output_dir(path: str | os.PathLike, what: str) -> Path:
         raise DataError(f"{what} {path}: exists and is not a folder")
     existing = path
     while not existing.exists():
-        if os.path.lexists(existing):
+        # is_symlink, not lexists: a folder that another process (torchrun's first) makes between
+        # the two looks is no broken link
+        if existing.is_symlink():
             raise DataError(f"{what} {path}: {existing} is a broken symbolic link")
         if existing.parent == existing:
             break

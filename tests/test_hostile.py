@@ -368,6 +368,29 @@ def test_output_paths_are_checked_before_anything_is_written(tmp_path, demo_dir,
     assert f"{tmp_path} is not writable" in capsys.readouterr().err and not (tmp_path / "run").exists()
 
 
+
+def test_an_output_folder_is_checked_for_broken_links_and_not_upset_by_one_made_meanwhile(tmp_path, monkeypatch):
+    """Under torchrun every process checks --out while the first one makes it. A folder that
+    appeared between two looks was reported as a broken symbolic link (2 of 95 two-node runs);
+    a real broken link still is one."""
+    from pathlib import Path
+
+    from spectra_vae.data import check_output_dir
+
+    (tmp_path / "link").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(DataError, match=r"link is a broken symbolic link"):
+        check_output_dir(tmp_path / "link" / "run", "out")
+    target, real_exists = tmp_path / "run", Path.exists
+
+    def exists(self, *args, **kwargs):
+        answer = real_exists(self, *args, **kwargs)
+        if self == target and not answer:
+            target.mkdir()  # the other process, just after this one looked
+        return answer
+
+    monkeypatch.setattr(Path, "exists", exists)
+    assert check_output_dir(target, "out") == target
+
 def test_an_os_error_while_writing_is_an_error_line_not_a_traceback(tmp_path, demo_dir, monkeypatch, capsys):
     import os
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import atexit
-import inspect
+import importlib
 import os
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,11 @@ def init_distributed() -> tuple[int, int]:
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and torch.distributed.is_available() and not torch.distributed.is_initialized():
+        # Imported after the group exists, torch._dynamo (which the first optimiser imports) keeps the
+        # group alive past `destroy_process_group` (torch 2.13): its threads then run into interpreter
+        # shutdown, where one can abort the process (RESULTS §4). Imported first, it does not.
+        importlib.import_module("torch._dynamo")
+
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         if backend == "nccl":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
@@ -43,19 +49,31 @@ def _leave() -> None:
         torch.distributed.destroy_process_group()
 
 
-def data_parallel(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """`model` wrapped in DistributedDataParallel, with its buffers left to each process.
+def broadcast_module(module: torch.nn.Module) -> None:
+    """The first process's parameters and buffers copied into every process's `module`, so that all
+    start from the same weights (a fresh model's initialisation; a resumed one is the same already)."""
+    if dist_info()[1] == 1:
+        return
+    with torch.no_grad():
+        for t in [*module.parameters(), *module.buffers()]:
+            torch.distributed.broadcast(t, src=0)
 
-    The buffers (the noise level) are updated from residuals all-reduced over the processes, so
-    they agree without being copied from the first process at every forward pass. torch 2.13 renamed
-    that switch (`broadcast_buffers` to `forward_sync_buffers`, warning at the old name); the new one
-    still copies the buffers once at the start, where they are equal anyway (one initialisation or
-    one checkpoint). torch before 2.13 has only the old name.
-    """
-    ddp = torch.nn.parallel.DistributedDataParallel
-    own_buffers = ({"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(ddp).parameters
-                   else {"broadcast_buffers": False})
-    return ddp(model, device_ids=[device.index] if device.type == "cuda" else None, **own_buffers)
+
+def average_gradients(parameters: Iterable[torch.nn.Parameter]) -> None:
+    """Every process's gradients replaced by their mean over the processes, with one all-reduce of
+    all of them flattened; nothing when alone. This is the one thing DistributedDataParallel did for
+    training here (in buckets, during backward). Its wrapper kept the process group alive past
+    `destroy_process_group`, so the group's threads ran on into interpreter shutdown, where one of
+    them could abort the process (SIGABRT) after the work was done."""
+    world = dist_info()[1]
+    if world == 1:
+        return
+    grads = [p.grad for p in parameters if p.grad is not None]
+    flat = all_reduce_tensor(torch.cat([g.reshape(-1) for g in grads])).div_(world)
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        offset += g.numel()
 
 
 _OPS = {"sum": "SUM", "min": "MIN", "max": "MAX"}

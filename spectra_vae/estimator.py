@@ -28,7 +28,7 @@ from .checkpoint import (
     training_section,
 )
 from .data import SpectralDataset, as_dataset
-from .distributed import all_reduce, data_parallel, dist_info, init_distributed
+from .distributed import all_reduce, broadcast_module, dist_info, init_distributed
 from .errors import DataError, TrainingError
 from .loss import RECONSTRUCTIONS
 from .model import VAE, ModelConfig
@@ -279,11 +279,11 @@ class SpectraVAE(TransformerMixin, BaseEstimator):
         train = train.shard(rank, world)
         val = None if val is None else val.shard(rank, world)
         batches = PixelBatches(train, self.normaliser_, self.batch_size, self.device_)
-        forward: torch.nn.Module = self.model_
         if world > 1:
-            # DDP needs the same number of steps in every process: take the smallest shard's.
+            # The gradients are averaged over the processes at every step, so every process takes
+            # the same number of steps: the smallest shard's. All start from the first one's weights.
             batches.max_batches = int(all_reduce(np.array([len(batches)]), op="min")[0])
-            forward = data_parallel(self.model_, self.device_)
+            broadcast_module(self.model_)
         self._place_resumed_position(len(batches))
         val_batches = None
         if val is not None and len(val):
@@ -314,7 +314,7 @@ class SpectraVAE(TransformerMixin, BaseEstimator):
             self._state.decay_steps = epochs * len(batches)
         try:
             train_loop(self.model_, self.optimizer_, batches, val_batches, config, self._state, self._generators,
-                       scale, forward=forward, on_epoch_end=on_epoch_end, on_checkpoint=on_checkpoint,
+                       scale, on_epoch_end=on_epoch_end, on_checkpoint=on_checkpoint,
                        progress=self.verbose)
         except TrainingError as exc:
             raise TrainingError(f"{exc}. {self._end_training(finished=False)}") from None

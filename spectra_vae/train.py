@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .batches import PixelBatches
-from .distributed import all_reduce, all_reduce_tensor, dist_info, gather_objects, init_distributed
+from .distributed import all_reduce, all_reduce_tensor, average_gradients, dist_info, gather_objects, init_distributed
 from .errors import TrainingError, TrainingWarning
 from .loss import elbo_loss
 from .model import VAE
@@ -202,14 +202,13 @@ class _Loop:
 
     def __init__(self, model: VAE, optimizer: torch.optim.Optimizer, train: PixelBatches,
                  validation: PixelBatches | None, config: TrainConfig, state: TrainState,
-                 generators: dict[str, torch.Generator], scale: torch.Tensor, forward: torch.nn.Module | None,
+                 generators: dict[str, torch.Generator], scale: torch.Tensor,
                  on_epoch_end: Callable[[TrainState, bool], None] | None,
                  on_checkpoint: Callable[[TrainState], None] | None, progress: bool) -> None:
         if config.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}; got {config.precision!r}")
         self.model, self.optimizer, self.train, self.validation = model, optimizer, train, validation
         self.config, self.state, self.generators, self.scale = config, state, generators, scale
-        self.forward = model if forward is None else forward
         self.on_epoch_end, self.on_checkpoint = on_epoch_end, on_checkpoint
         self.rank, self.world = dist_info()
         self.progress = progress and self.rank == 0
@@ -300,7 +299,7 @@ class _Loop:
                 for group in self.optimizer.param_groups:
                     group["lr"] = learning_rate(cfg, st)
                 with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
-                    x_hat, mu, logvar = self.forward(x, generator=self.generators["sample"])
+                    x_hat, mu, logvar = self.model(x, generator=self.generators["sample"])
                 x_hat, mu, logvar = x_hat.float(), mu.float(), logvar.float()  # the loss in float32
                 if cfg.kind == "gaussian":
                     self.model.update_noise(self._mean_squared_residual(x, x_hat))
@@ -321,6 +320,7 @@ class _Loop:
                         raise _NonFinite(epoch, b, self.check_every, terms)
                 self.optimizer.zero_grad(set_to_none=True)
                 terms.total.backward()
+                average_gradients(self.model.parameters())  # over the processes of a distributed run
                 self.grad_norm = clip_gradients(self.model.parameters(), self.grad_norm)
                 self.optimizer.step()
                 st.batch, st.step = b, st.step + 1
@@ -415,7 +415,6 @@ class _Loop:
 def train_loop(model: VAE, optimizer: torch.optim.Optimizer, train: PixelBatches,
                validation: PixelBatches | None, config: TrainConfig, state: TrainState,
                generators: dict[str, torch.Generator], scale: torch.Tensor, *,
-               forward: torch.nn.Module | None = None,
                on_epoch_end: Callable[[TrainState, bool], None] | None = None,
                on_checkpoint: Callable[[TrainState], None] | None = None,
                progress: bool = True) -> TrainState:
@@ -425,12 +424,12 @@ def train_loop(model: VAE, optimizer: torch.optim.Optimizer, train: PixelBatches
     loss. `on_epoch_end(state, improved)` is called after every epoch and `on_checkpoint(state)`
     within an epoch every `config.checkpoint_seconds` (checkpoints go there; `state.batch` says
     how far the epoch got). `generators` holds `shuffle` (the order of pixels) and `sample` (ε).
-    `forward` is the module to call (a DistributedDataParallel wrapper of `model` in a
-    distributed run); sums are combined over processes so every process sees the same history.
+    In a distributed run the gradients are averaged over the processes at every step and the
+    sums are combined, so every process takes the same steps and sees the same history.
     `precision="bf16"` runs the forward pass under bfloat16 autocast (the output layer and the
     loss stay float32). A non-finite loss rolls the run back and lowers the learning rate, at
     most `config.max_recoveries` times (each recorded in `state.events` and the history, and
     warned), then raises `TrainingError` with the model at its last finite state.
     """
-    return _Loop(model, optimizer, train, validation, config, state, generators, scale, forward,
+    return _Loop(model, optimizer, train, validation, config, state, generators, scale,
                  on_epoch_end, on_checkpoint, progress).run()

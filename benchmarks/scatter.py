@@ -73,26 +73,38 @@ def amide_i_spread(size: int, seeds: list[int]) -> None:
         print(f"seed {seed}:\n{table.round(2).to_string()}")
 
 
-def auroc(size: int, seeds: list[int], epochs: int | str) -> None:
+def auroc(size: int, seeds: list[int], epochs: int | str, train_seeds: list[int] | None = None,
+          variants: list[str] | None = None) -> None:
+    """`train_seeds`: train each variant once per training seed (default: the data seed) and report
+    the spread between them; `variants`: only these names of VARIANTS."""
     print(f"\n2. AUROC, tumour vs normal tissue of the abnormal scans, 6 scans of {size}×{size}, epochs {epochs}")
     rows = []
-    for seed in seeds:
-        for name, scatter, preprocess in VARIANTS:
+    chosen = [v for v in VARIANTS if variants is None or v[0] in variants]
+    for seed, train_seed in ((s, t) for s in seeds for t in (train_seeds or [s])):
+        for name, scatter, preprocess in chosen:
             path = demo_data(f"scatter{size}_seed{seed}_{'scattered' if scatter else 'clean'}", 6, size, seed, scatter)
             train, val = load_dataset(path, split="normal_train"), load_dataset(path, split="normal_val")
             ab = load_dataset(path, split="abnormal")
             t = time.perf_counter()
-            vae = SpectraVAE(epochs=epochs, seed=seed, preprocess=preprocess, verbose=False).fit(train, validation=val)
+            vae = SpectraVAE(epochs=epochs, seed=train_seed, preprocess=preprocess,
+                             verbose=False).fit(train, validation=val)
             scores = anomaly.baseline_scores(vae, train, ab)
             if vae.monitor_.noise_reference is not None:  # what the noise weighting of residuals adds
                 scores["VAE, unweighted"] = vae.fit_anomaly_model(train, val, noise_weighted=False).anomaly_score(ab)
             table = anomaly.evaluate(scores, anomaly.ground_truth_anomaly(ab), vae.tissue_mask(ab))
-            row = {"seed": seed, "variant": name, **table["AUROC"].to_dict(), "epochs run": len(vae.history),
-                   "planned": vae.epochs_, "s": time.perf_counter() - t}
+            best = float(vae.history["val_loss"].min()) if "val_loss" in vae.history else float("nan")
+            row = {"seed": seed, "train seed": train_seed, "variant": name, **table["AUROC"].to_dict(),
+                   "epochs run": len(vae.history), "planned": vae.epochs_, "best val loss": best,
+                   "s": time.perf_counter() - t}
             rows.append(row)
             print("  ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()), flush=True)
     frame = pd.DataFrame(rows)
-    scores = [c for c in frame.columns if c not in ("seed", "variant", "epochs run", "planned", "s")]
+    scores = [c for c in frame.columns
+              if c not in ("seed", "train seed", "variant", "epochs run", "planned", "best val loss", "s")]
+    if train_seeds:
+        spread = frame.groupby(["variant", "seed"], sort=False)["VAE"].agg(["min", "max", "mean"])
+        print(f"\nVAE AUROC over training seeds {train_seeds}:\n{spread.round(3).to_string()}")
+        return
     summary = frame.pivot(index="variant", columns="seed", values="VAE").loc[[v[0] for v in VARIANTS]]
     summary["mean"] = summary.mean(axis=1)
     print(f"\nVAE AUROC per seed:\n{summary.round(3).to_string()}")
@@ -178,13 +190,15 @@ def main() -> None:
     ap.add_argument("--epochs", type=epochs_arg, default="auto",
                     help="auto (the default: the library's) or a whole number")
     ap.add_argument("--timing-size", type=int, default=278)
+    ap.add_argument("--train-seeds", type=int, nargs="+", help="train each variant with each of these seeds")
+    ap.add_argument("--variants", nargs="+", help=f"only these of {[v[0] for v in VARIANTS]}")
     ap.add_argument("--skip-auroc", action="store_true")
     ap.add_argument("--skip-timing", action="store_true")
     a = ap.parse_args()
     print(f"machine: {machine()}; {time.strftime('%Y-%m-%d %H:%M')}")
     amide_i_spread(a.size, a.seeds)
     if not a.skip_auroc:
-        auroc(a.size, a.seeds, a.epochs)
+        auroc(a.size, a.seeds, a.epochs, a.train_seeds, a.variants)
     normalisation_effect(a.size, a.seeds)
     if not a.skip_timing:
         timing(a.timing_size)

@@ -15,7 +15,7 @@ MATLAB outputs that orange-spectroscopy tests against (`MieStd1_rawSpec.csv`, `M
 `MieStd3_corr.csv` from its `datasets/emsc`, not redistributed here).
 
 On demo scans (seeds given; ground-truth tissue pixels, a random sample of each set since the
-iterations cost about 0.03 s per pixel on 2 cores), fitted on the normal training scans' tissue:
+iterations cost about 0.035 s per pixel on 2 cores), fitted on the normal training scans' tissue:
 the apparent amide I position's spread, the tumour's amide I shift against normal tissue of the
 abnormal scans, the first fit's multiplicative term (negative: the correction turns the spectrum
 upside down), and the AUROC of a 2-component PCA's reconstruction error, fitted on the corrected

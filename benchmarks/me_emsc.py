@@ -174,7 +174,8 @@ def check(directory: Path) -> None:
         me = MEEMSC(reference, raw[0], normalise=False, **kw)
         corrected, iters, _ = me.transform(raw[1][None])
         diff = np.abs(corrected[0, ::20] - expected[row]).max()
-        print(f"check, {name}: {me.ncomp} components, {iters[0]} iterations, largest difference from MATLAB "
+        print(f"check, {name}: {me.ncomp} components (condition {me.condition():.0f}), {iters[0]} iterations, "
+              "largest difference from MATLAB "
               f"{diff:.1e} (values up to {np.abs(expected[row]).max():.2f})")
 
 

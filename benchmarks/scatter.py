@@ -74,9 +74,10 @@ def amide_i_spread(size: int, seeds: list[int]) -> None:
 
 
 def auroc(size: int, seeds: list[int], epochs: int | str, train_seeds: list[int] | None = None,
-          variants: list[str] | None = None) -> None:
+          variants: list[str] | None = None, patience: int | None = None) -> None:
     """`train_seeds`: train each variant once per training seed (default: the data seed) and report
-    the spread between them; `variants`: only these names of VARIANTS."""
+    the spread between them; `variants`: only these names of VARIANTS; `patience`: the estimator's
+    (None: its default)."""
     print(f"\n2. AUROC, tumour vs normal tissue of the abnormal scans, 6 scans of {size}×{size}, epochs {epochs}")
     rows = []
     chosen = [v for v in VARIANTS if variants is None or v[0] in variants]
@@ -86,8 +87,9 @@ def auroc(size: int, seeds: list[int], epochs: int | str, train_seeds: list[int]
             train, val = load_dataset(path, split="normal_train"), load_dataset(path, split="normal_val")
             ab = load_dataset(path, split="abnormal")
             t = time.perf_counter()
-            vae = SpectraVAE(epochs=epochs, seed=train_seed, preprocess=preprocess,
-                             verbose=False).fit(train, validation=val)
+            options = {} if patience is None else {"patience": patience or None}
+            vae = SpectraVAE(epochs=epochs, seed=train_seed, preprocess=preprocess, verbose=False,
+                             **options).fit(train, validation=val)
             scores = anomaly.baseline_scores(vae, train, ab)
             if vae.monitor_.noise_reference is not None:  # what the noise weighting of residuals adds
                 scores["VAE, unweighted"] = vae.fit_anomaly_model(train, val, noise_weighted=False).anomaly_score(ab)
@@ -192,13 +194,14 @@ def main() -> None:
     ap.add_argument("--timing-size", type=int, default=278)
     ap.add_argument("--train-seeds", type=int, nargs="+", help="train each variant with each of these seeds")
     ap.add_argument("--variants", nargs="+", help=f"only these of {[v[0] for v in VARIANTS]}")
+    ap.add_argument("--patience", type=int, help="the estimator's patience (default: its own; 0: none)")
     ap.add_argument("--skip-auroc", action="store_true")
     ap.add_argument("--skip-timing", action="store_true")
     a = ap.parse_args()
     print(f"machine: {machine()}; {time.strftime('%Y-%m-%d %H:%M')}")
     amide_i_spread(a.size, a.seeds)
     if not a.skip_auroc:
-        auroc(a.size, a.seeds, a.epochs, a.train_seeds, a.variants)
+        auroc(a.size, a.seeds, a.epochs, a.train_seeds, a.variants, a.patience)
     normalisation_effect(a.size, a.seeds)
     if not a.skip_timing:
         timing(a.timing_size)

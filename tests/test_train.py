@@ -74,9 +74,13 @@ def test_learning_rate_warms_up_then_decays_to_its_floor_over_the_planned_steps_
 def test_auto_epochs_give_small_data_as_many_optimiser_steps_as_fifty_epochs_of_larger_data():
     big, small = 400, 16  # batches per epoch: ~200 000 training pixels, and six 64×64 scans
     assert plan_epochs("auto", 10, big) == (50, 10)  # 20 000 steps: nothing to stretch
-    assert plan_epochs("auto", 10, 60) == (50, 10)  # exactly 3000 steps
-    assert plan_epochs("auto", 10, small) == (188, 38)  # ⌈3000 / 16⌉ epochs, patience stretched alike
+    assert plan_epochs("auto", 10, 100) == (50, 10)  # 5000 steps, a patience of 1000
+    assert plan_epochs("auto", 10, 60) == (50, 17)  # exactly 3000 steps; patience at least 1000 steps
+    assert plan_epochs("auto", 10, small) == (188, 63)  # ⌈3000 / 16⌉ epochs; patience ⌈1000 / 16⌉ (more than 38)
+    assert plan_epochs("auto", 2, small) == (188, 13)  # a shorter patience asked for stays shorter
     assert plan_epochs("auto", 10, small)[0] * small >= train_module.AUTO_MIN_STEPS
+    for batches in (1, 7, 16, 32, 60, 99, 100, 400):  # a plateau of 688 steps (β₂ 0.98) never ends a run
+        assert plan_epochs("auto", 10, batches)[1] * batches >= 1000
     assert plan_epochs("auto", None, small) == (188, None) and plan_epochs("auto", 0, 1) == (3000, 0)
     assert plan_epochs(20, 10, small) == (20, 10) and plan_epochs(7, None, 1) == (7, None)  # as given
 

@@ -71,6 +71,19 @@ def extinction(imag: np.ndarray, real: np.ndarray, alpha0: np.ndarray, gamma: np
             + 4 * (cb / rho) ** 2 * np.cos(2 * beta))
 
 
+def sphere_parameters(radius: np.ndarray, index: np.ndarray, h: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
+    """ME-EMSC's alpha0 = 4π·a·(n0 − 1) and gamma = h·ln 10 / (4π·½π·(n0 − 1)·a) for radii a (µm) and
+    indices n0, element by element."""
+    a, n0 = np.asarray(radius, dtype=np.float64) * 1e-6, np.asarray(index, dtype=np.float64)
+    return 4 * np.pi * a * (n0 - 1), h * np.log(10) / (4 * np.pi * 0.5 * np.pi * (n0 - 1) * a)
+
+
+def sphere_extinction(spectrum: np.ndarray, wn: np.ndarray, radius: float, index: float) -> np.ndarray:
+    """Extinction of one absorbing sphere whose index comes from `spectrum` (normalised to max 1)."""
+    alpha0, gamma = sphere_parameters(np.array([radius]), np.array([index]))
+    return extinction(*complex_index(np.maximum(spectrum / spectrum.max(), 0)[None], wn), alpha0, gamma, wn)[0, 0]
+
+
 def mie_directions(reference: np.ndarray, wn: np.ndarray, alpha0: np.ndarray, gamma: np.ndarray,
                    ncomp: int) -> tuple[np.ndarray, np.ndarray]:
     """Per reference `(B, C)`: the `ncomp` leading directions `(B, ncomp, C)` of its Mie curves made
@@ -103,8 +116,7 @@ class MEEMSC:
         self.scale = float(np.max(reference)) if normalise else 1.0
         self.reference = np.maximum(np.asarray(reference, dtype=np.float64) / self.scale, 0)
         a, n0 = np.linspace(2, 7.1, 10), np.linspace(1.1, 1.4, 10)  # µm, and the sphere's index
-        self.alpha0 = 4 * np.pi * a * (n0 - 1) * 1e-6
-        self.gamma = h * np.log(10) / (4 * np.pi * 0.5 * np.pi * (n0 - 1) * a * 1e-6)
+        self.alpha0, self.gamma = sphere_parameters(a, n0, h)
         comps, w = mie_directions(self.reference[None], self.wn, self.alpha0, self.gamma, 30)
         share = np.cumsum(np.clip(w[0], 0, None)) / np.clip(w[0], 0, None).sum() * 100
         self.ncomp = ncomp or int(np.argmax(share > explained) + 1)
@@ -236,11 +248,7 @@ def own_model(seed: int, pixels: int) -> pd.DataFrame:
         a = ds.to_array()[pick].astype(np.float64)
         top = a.max(axis=1, keepdims=True)
         radius, index = rng.uniform(2, 7.1, len(a)), rng.uniform(1.1, 1.4, len(a))
-        q = np.empty_like(a)
-        for i in range(len(a)):  # one sphere per pixel: extinction's (alpha0, gamma) pair for its radius and index
-            alpha0 = np.array([4 * np.pi * radius[i] * (index[i] - 1) * 1e-6])
-            gamma = np.array([0.25 * np.log(10) / (4 * np.pi * 0.5 * np.pi * (index[i] - 1) * radius[i] * 1e-6)])
-            q[i] = extinction(*complex_index(np.maximum(a[i:i + 1] / top[i], 0), wn), alpha0, gamma, wn)[0, 0]
+        q = np.stack([sphere_extinction(x, wn, r, n) for x, r, n in zip(a, radius, index, strict=True)])
         s = rng.uniform(0.1, 0.3, (len(a), 1)) * top / q.mean(axis=1, keepdims=True)
         m = np.exp(rng.normal(0, 0.1, (len(a), 1)))
         clean[name] = a

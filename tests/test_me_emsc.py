@@ -5,7 +5,7 @@ it removes scattering of its own kind given a scatter-free reference. Its figure
 
 import numpy as np
 
-from benchmarks.me_emsc import MEEMSC, MIN_SCALE, complex_index, extinction
+from benchmarks.me_emsc import MEEMSC, MIN_SCALE, complex_index, extinction, sphere_extinction
 
 WN = np.linspace(950, 1800, 150)
 
@@ -18,10 +18,7 @@ def bands(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 def sphere(spectrum: np.ndarray, radius: float, index: float) -> np.ndarray:
-    """Extinction of one absorbing sphere whose index comes from `spectrum` (normalised to max 1)."""
-    alpha0 = np.array([4 * np.pi * radius * (index - 1) * 1e-6])
-    gamma = np.array([0.25 * np.log(10) / (4 * np.pi * 0.5 * np.pi * (index - 1) * radius * 1e-6)])
-    return extinction(*complex_index(spectrum[None] / spectrum.max(), WN), alpha0, gamma, WN)[0, 0]
+    return sphere_extinction(spectrum, WN, radius, index)
 
 
 def one_spectrum(me: MEEMSC, x: np.ndarray) -> tuple[np.ndarray, int]:

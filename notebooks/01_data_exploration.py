@@ -109,8 +109,11 @@ else:
 # When the scans' uncorrected ("scattered") variant is there (`scattered_dir`; for the demo, its scattered twin from
 # the same seed), the two are compared pixel by pixel on the tissue pixels above. Scattering adds a broad Mie baseline,
 # changes the path length, and mixes each band with its Kramers–Kronig partner (the dispersion artefact), which pulls
-# the apparent amide I maximum down. EMSC (`emsc` in `spectra_vae.preprocessing`) is fitted on each variant's tissue
-# pixels here; a model fits it on its training tissue pixels and keeps it.
+# the apparent amide I maximum down. EMSC is fitted on each variant's tissue pixels here, with its dispersion term
+# (`emsc(2,1)` in `spectra_vae.preprocessing`), which is what narrows the apparent amide I position; a model fits its
+# EMSC on its training tissue pixels and keeps it. The `emsc` step itself is basic EMSC by default (`emsc(2,0)`): the
+# dispersion term also takes out band shifts that are chemistry, such as the demo tumour's, so anomaly detection does
+# better without it (README, Scattering and EMSC).
 
 # %%
 comparison = None

@@ -2,17 +2,20 @@
 
 Each spectrum x is modelled as
 
-    x ≈ a·r + b·K(r) + Σₖ cₖ·Pₖ(ν)
+    x ≈ a·r + Σₖ cₖ·Pₖ(ν)  [+ b·K(r) with `dispersion`]
 
-with r a reference spectrum (the mean of the training tissue pixels), K(r) its Kramers–Kronig
-partner (`spectra_vae.scattering.kramers_kronig_partner`) standing for the dispersion artefact, and
-Legendre polynomials Pₖ of the wavenumber up to `degree` for the broad scattering baseline. EMSC is
+with r a reference spectrum (the mean of the training tissue pixels), Legendre polynomials Pₖ of
+the wavenumber up to `degree` for the broad scattering baseline and, with `dispersion`, K(r) the
+reference's Kramers–Kronig partner (`spectra_vae.scattering.kramers_kronig_partner`) standing for
+the dispersion artefact. Without it (the default, basic EMSC) the dispersion artefact stays in; with
+it, band shifts of the same derivative shape that are chemistry (the demo tumour's amide I shift)
+are taken out as well (README, Scattering and EMSC). EMSC is
 Martens & Stark 1991 (J. Pharm. Biomed. Anal. 9:625); the dispersion regressor follows Kohler et al.
 2005 (Appl. Spectrosc. 59:707), who extend EMSC with Mie and dispersion terms for cells, and Bassan et
 al. 2009 (Analyst 134:1586) for what the artefact is. One least-squares solve serves every pixel:
 the coefficients are x @ pinv(M)ᵀ for the design M, never a loop over spectra. The corrected
 spectrum is (x − b·K(r) − Σ cₖPₖ) / a; where a ≤ `MIN_SCALE` (noise-only background, which holds no
-reference) it is not divided: x − b·K(r) − Σ cₖPₖ.
+reference) it is not divided: x − b·K(r) − Σ cₖPₖ (b = 0 without the dispersion term).
 
 ME-EMSC (Solheim et al. 2019, J. Biophotonics 12:e201800415) replaces the polynomial and the single
 dispersion regressor by principal components of many Mie extinction curves computed from the
@@ -43,12 +46,12 @@ BLOCK = 4096  # spectra corrected at a time
 @dataclass(eq=False)
 class EMSC:
     """EMSC with a fixed `reference` on `wavenumbers`; `degree` of the baseline polynomial;
-    `dispersion`: whether the reference's Kramers–Kronig partner is a regressor."""
+    `dispersion`: whether the reference's Kramers–Kronig partner is a regressor (default: basic EMSC)."""
 
     reference: np.ndarray
     wavenumbers: np.ndarray
     degree: int = 2
-    dispersion: bool = True
+    dispersion: bool = False
     design_: np.ndarray = field(init=False, repr=False)  # (n_channels, n_terms)
     solver_: np.ndarray = field(init=False, repr=False)  # (n_terms, n_channels): the pseudo-inverse
 

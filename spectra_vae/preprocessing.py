@@ -12,10 +12,13 @@ A pipeline is written `"cut(950,1800)|snv"`: steps separated by `|`, arguments i
 | `snv` | standard normal variate: each spectrum minus its mean, divided by its standard deviation |
 | `vector` | vector (L2) normalisation: each spectrum divided by its Euclidean norm |
 | `amide1` | each spectrum divided by its maximum in 1600–1700 cm⁻¹ (amide I) |
-| `emsc(degree, dispersion)` | EMSC against the mean training tissue spectrum, default (2, 1) (`spectra_vae.emsc`) |
+| `emsc(degree, dispersion)` | EMSC against the mean training tissue spectrum, default (2, 0) (`spectra_vae.emsc`) |
 
-`emsc` fits each spectrum as a multiple of the reference, plus a Legendre baseline of `degree` and
-(dispersion 1) the reference's Kramers–Kronig partner for the dispersion artefact, and divides.
+`emsc` fits each spectrum as a multiple of the reference plus a Legendre baseline of `degree`, and
+divides. `emsc(2,1)` adds the reference's Kramers–Kronig partner as a regressor for the dispersion
+artefact: it corrects the apparent amide I position, but it also takes out band shifts of the
+same derivative shape, such as the demo tumour's, so anomaly detection is better off without it
+(README, Scattering and EMSC). Basic EMSC is also the default of Quasar and orange-spectroscopy.
 
 A `Preprocessor` works like a scikit-learn transformer: `fit(wavenumbers, data)` prepares every
 step for the input axis and learns what a step needs from training spectra (`emsc`'s reference:
@@ -44,7 +47,7 @@ from .errors import DataError
 STEPS = ("cut", "resample", "baseline", "rubberband", "savgol", "snv", "vector", "amide1", "emsc")
 FITTED_STEPS = ("emsc",)  # steps that learn from training spectra, not only from the axis
 INVERTIBLE_STEPS = ("snv", "vector", "amide1", "baseline", "rubberband", "emsc")
-_DEFAULTS: dict[str, tuple[float, ...]] = {"baseline": (2, 50), "savgol": (9, 2, 0), "emsc": (2, 1)}
+_DEFAULTS: dict[str, tuple[float, ...]] = {"baseline": (2, 50), "savgol": (9, 2, 0), "emsc": (2, 0)}
 _NARGS = {"cut": (2, 2), "resample": (3, 3), "baseline": (0, 2), "savgol": (0, 3),
           "rubberband": (0, 0), "snv": (0, 0), "vector": (0, 0), "amide1": (0, 0), "emsc": (0, 2)}
 NEEDS_AXIS = ("cut", "resample", "amide1")  # steps whose arguments are in cm⁻¹

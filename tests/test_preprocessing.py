@@ -141,7 +141,7 @@ def test_emsc_recovers_known_multiplicative_dispersion_and_polynomial_terms_exac
     b = rng.uniform(-0.8, 0.8, (50, 1))
     c = rng.normal(0, 0.1, (50, 4))
     x = a * REF + b * kramers_kronig_partner(REF, WN) + c @ _legendre(3).T
-    emsc = EMSC(REF, WN, degree=3)
+    emsc = EMSC(REF, WN, degree=3, dispersion=True)
     assert emsc.terms == ["multiplicative", "dispersion", "baseline_0", "baseline_1", "baseline_2", "baseline_3"]
     assert np.allclose(emsc.coefficients(x), np.hstack([a, b, c]), rtol=1e-9, atol=1e-12)
     corrected, _ = emsc.correct(x)
@@ -155,7 +155,7 @@ def test_emsc_step_takes_its_reference_from_the_training_spectra_and_is_undone_e
     rng = np.random.default_rng(8)
     spread = rng.normal(0, 0.05, (20, 442))
     training = np.vstack([REF + spread, REF - spread])  # mean: exactly the reference
-    pre = Preprocessor("emsc(2)").fit(WN, training)
+    pre = Preprocessor("emsc(2,1)").fit(WN, training)
     assert np.allclose(pre.fitted_step("emsc").reference, REF, atol=1e-6)
     x = (rng.uniform(0.5, 2, (30, 1)) * REF + rng.normal(0, 0.05, (30, 1)) * kramers_kronig_partner(REF, WN)
          + (_legendre(2) @ rng.normal(0, 0.1, (3, 30))).T)
@@ -167,6 +167,18 @@ def test_emsc_step_takes_its_reference_from_the_training_spectra_and_is_undone_e
     for bad in ("emsc(2.5)", "emsc(2,3)", "emsc(11)"):
         with pytest.raises(DataError, match="whole polynomial degree"):
             Preprocessor(bad).fit(WN, training)
+
+
+def test_emsc_by_default_is_basic_emsc_and_a_stored_dispersion_term_stays():
+    """`emsc` is emsc(2,0) (basic EMSC, as in Quasar); a pipeline is stored with its arguments written
+    out, so a model saved when the default had the dispersion term loads with it."""
+    assert Preprocessor("emsc").spec == "emsc(2,0)" and Preprocessor("emsc(3)").spec == "emsc(3,0)"
+    assert EMSC(REF, WN).terms == ["multiplicative", "baseline_0", "baseline_1", "baseline_2"]
+    fitted = Preprocessor("emsc(2,1)").fit(WN, X)
+    assert fitted.to_dict()["spec"] == "emsc(2,1)"
+    again = Preprocessor.from_dict(json.loads(json.dumps(fitted.to_dict())))
+    assert again.fitted_step("emsc").dispersion
+    assert np.array_equal(again.transform(X), fitted.transform(X))
 
 
 def pixel_terms_of(pre: Preprocessor, x: np.ndarray) -> np.ndarray:

@@ -10,7 +10,8 @@
   fitted on the same preprocessed training pixels (`analysis.compare_with_pca`).
 - `--big`: one default epoch over the out-of-core set (24 demo scans of 540×540, 12.4 GB,
   streamed), without validation; held out: the seed-scale set's `normal_test` scan (PCA-2 fitted
-  on all 7 million training pixels, streamed).
+  on all 7 million training pixels, streamed). `--preprocess` applies here too (clean scans:
+  there is no scattered twin of this set).
 
 For each run: whether it raised `TrainingError`, the recoveries it made (history), and spikes:
 steps whose batch mean squared residual (normalised units) exceeded 10× the median of the 500
@@ -144,7 +145,7 @@ def main() -> None:
         test = load_dataset(demo_data(f"seed{a.size}", 6, a.size), split="normal_test")
         print(f"out of core: {len(big)} pixels, {len(big) * big.n_channels * 4 / 1e9:.1f} GB float32, opened in "
               f"{time.perf_counter() - t:.0f} s; held-out {test.source} {test.scans}")
-        run(big, test, "one default epoch, seed 0", epochs=1, seed=0)
+        run(big, test, "one default epoch, seed 0", epochs=1, seed=0, preprocess=a.preprocess)
         return
     root = (demo_data(f"seed{a.size}_scattered", 6, a.size, scatter=True) if a.scattered
             else demo_data(f"seed{a.size}", 6, a.size))

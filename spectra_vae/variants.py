@@ -78,12 +78,13 @@ def compare_variants(clean: SpectralDataset, scattered: SpectralDataset, tissue:
         raise DataError("no tissue pixels to compare the variants on")
     rng = np.random.default_rng(seed)
     positions = np.sort(rng.choice(pool, min(max_pixels, pool.size), replace=False))
-    fitted = {name: Preprocessor(f"emsc({degree},{int(dispersion)})").fit(ds.wavenumbers, ds.select_pixels(pool))
+    spec = f"emsc({degree},{int(dispersion)})"
+    fitted = {name: Preprocessor(spec).fit(ds.wavenumbers, ds.select_pixels(pool))
               for name, ds in (("scattered", scattered), ("clean", clean))}
     x_clean, x_scattered = clean.read(positions), scattered.read(positions)
     spectra = {"clean": x_clean, "scattered": x_scattered,
-               "scattered, EMSC": fitted["scattered"].transform(x_scattered),
-               "clean, EMSC": fitted["clean"].transform(x_clean)}
+               f"scattered, {spec}": fitted["scattered"].transform(x_scattered),
+               f"clean, {spec}": fitted["clean"].transform(x_clean)}
 
     def rms(a: np.ndarray, b: np.ndarray) -> float:
         return float(np.sqrt(np.mean((np.asarray(a, np.float64) - b) ** 2)))
@@ -91,12 +92,12 @@ def compare_variants(clean: SpectralDataset, scattered: SpectralDataset, tissue:
     def centred(x: np.ndarray) -> np.ndarray:  # what varies from pixel to pixel, without the mean spectrum
         return x - x.mean(axis=0)
 
-    after = f"after emsc({degree},{int(dispersion)}), each variant its own fit"
+    after = f"after {spec}, each variant its own fit"
     difference = pd.DataFrame({
         "RMS difference scattered − clean": {"as measured": rms(x_scattered, x_clean),
-                                            after: rms(spectra["scattered, EMSC"], spectra["clean, EMSC"])},
+                                            after: rms(spectra[f"scattered, {spec}"], spectra[f"clean, {spec}"])},
         "… of each pixel's departure from its variant's mean": {
             "as measured": rms(centred(x_scattered), centred(x_clean)),
-            after: rms(centred(spectra["scattered, EMSC"]), centred(spectra["clean, EMSC"]))}})
+            after: rms(centred(spectra[f"scattered, {spec}"]), centred(spectra[f"clean, {spec}"]))}})
     return VariantComparison(clean.wavenumbers, positions, spectra, peak_position_spread(spectra, clean.wavenumbers),
                              difference, pixel_terms(fitted["scattered"], scattered), fitted["scattered"])

@@ -25,7 +25,7 @@ seed: int = 0
 # %matplotlib inline
 import numpy as np
 
-from spectra_vae import analysis, load_dataset, pipeline, plots, variants
+from spectra_vae import analysis, emsc, load_dataset, pipeline, plots, variants
 from spectra_vae.tissue import TissueRule, default_measure, tissue_intensity
 
 data = pipeline.resolve_data_dir(data_dir)
@@ -153,8 +153,7 @@ if comparison is not None:
 # %%
 if comparison is not None:
     terms = comparison.emsc_terms
-    for column, label in (("multiplicative", "multiplicative term a"), ("dispersion_share", "dispersion b / a"),
-                          ("baseline", "baseline mean (absorbance)")):
+    for column, label in ((c, label) for c, label in emsc.MAP_LABELS.items() if c in terms):
         fig = plots.scan_images({n: ds.image(terms[column].to_numpy(), k) for k, n in enumerate(ds.scans)},
                                 f"EMSC on the scattered variant: {label}", label)
         pipeline.save_figure(fig, run, f"01_emsc_{column}")

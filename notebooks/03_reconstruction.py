@@ -23,7 +23,7 @@ noise_level: float = 0.0  # known noise s.d. (absorbance) marked on the error hi
 # %matplotlib inline
 import numpy as np
 
-from spectra_vae import analysis, pipeline, plots, runs
+from spectra_vae import analysis, emsc, pipeline, plots, runs
 from spectra_vae.widgets import browse_reconstructions
 
 noise_level = pipeline.check_parameters(dict(noise_level=noise_level))["noise_level"]
@@ -75,6 +75,22 @@ role = opened.roles()
 maps = {f"{n} ({role[n]})": full.image(err_full, k) for k, n in enumerate(full.scans)}
 fig = plots.scan_images(maps, "Per-pixel reconstruction RMSE", f"RMSE, {units}", cmap="magma", vmin=0)
 pipeline.save_figure(fig, run, "03_error_maps")
+
+# %% [markdown]
+# ## Scattering: what the model's EMSC fitted
+# Only for a model whose preprocessing has an `emsc` step (uncorrected scans): its terms per pixel over every scan.
+# The multiplicative term a is the amount of reference spectrum, thickness and path length; a thin pixel, divided by
+# a small a, carries more noise (the anomaly monitor weights for it). The baseline's mean shows the Mie baseline;
+# with `emsc(…,1)` the dispersion term relative to a shows the dispersion artefact.
+
+# %%
+if emsc.has_emsc(vae.preprocessor_):
+    for column, images in emsc.term_maps(vae.preprocessor_, full).items():
+        fig = plots.scan_images({f"{n} ({role[n]})": image for n, image in images.items()},
+                                f"The model's EMSC: {emsc.MAP_LABELS[column]}", emsc.MAP_LABELS[column])
+        pipeline.save_figure(fig, run, f"03_emsc_{column}")
+else:
+    print(f"no emsc step in this model's preprocessing ({vae.preprocess or 'none'})")
 
 # %% [markdown]
 # ## The VAE against PCA

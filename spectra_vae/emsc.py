@@ -41,6 +41,9 @@ if TYPE_CHECKING:
 
 MIN_SCALE = 0.05  # pixels holding less than 5 % of the reference are not divided by it
 BLOCK = 4096  # spectra corrected at a time
+# The per-pixel terms drawn as maps (where the fit has them), and what their colour bars say.
+MAP_LABELS = {"multiplicative": "multiplicative term a", "dispersion_share": "dispersion b / a",
+              "baseline": "baseline mean (absorbance)"}
 
 
 @dataclass(eq=False)
@@ -152,3 +155,19 @@ def pixel_terms(preprocessor: Preprocessor, data: SpectralDataset) -> pd.DataFra
     if not parts:
         return pd.DataFrame(columns=[*emsc.terms, "dispersion_share", "baseline", "residual_rmse", "guarded"])
     return pd.concat(parts, ignore_index=True)
+
+
+def has_emsc(preprocessor: Preprocessor | None) -> bool:
+    """Whether a (fitted) pipeline has an `emsc` step, such as a model trained on uncorrected scans."""
+    return preprocessor is not None and any(step.name == "emsc" for step in preprocessor.steps)
+
+
+def term_maps(preprocessor: Preprocessor, data: SpectralDataset) -> dict[str, dict[str, np.ndarray]]:
+    """EMSC's per-pixel terms as maps, `{term: {scan: (H, W) image}}`, for the terms of `MAP_LABELS`
+    the fit has (`dispersion_share` only with the dispersion term); NaN where a scan has no pixel
+    (excluded) and, for `dispersion_share`, where a pixel was guarded (background)."""
+    terms = pixel_terms(preprocessor, data)
+    return {column: {name: data.image(terms[column].to_numpy(dtype=np.float64), k)
+                     for k, name in enumerate(data.scans)}
+            for column in MAP_LABELS if column in terms}
+

@@ -9,13 +9,16 @@
 | `anomaly_score` | (H, W) | `SpectraVAE.anomaly_score` (higher = more anomalous) |
 | `tissue` | (H, W) int8 | 1 tissue, 0 background by the model's tissue rule, -1 excluded |
 | `flags` | (H, W) int8 | 1 flagged, 0 not, -1 excluded; where the run has a threshold (normal validation scans) |
+| `emsc_multiplicative`, `emsc_baseline` | (H, W) | where the model has an `emsc` step: its terms per pixel |
+| `emsc_dispersion_share` | (H, W) | the same, with `emsc(…,1)` only (`spectra_vae.emsc.pixel_terms`) |
 
 float maps are NaN where a pixel was excluded (a non-finite value in its spectrum). File
 attributes: `wavenumbers` (the scans' axis), `model_wavenumbers` (after preprocessing),
 `wavenumbers_known`, `params` and `tissue_rule` (JSON); group attributes: `split`, `height`, `width`.
 `pixels.csv` has one row per usable pixel: `scan`, `split`, `row`, `col`, `map_x`, `map_y`
 (scans side by side, two columns apart, so Orange/Quasar's hyperspectral view shows them as one
-map), `tissue`, `z1…zk`, `reconstruction_error`, `anomaly_score` and `flagged` where there are flags.
+map), `tissue`, `z1…zk`, `reconstruction_error`, `anomaly_score`, `flagged` where there are flags,
+and the `emsc_…` terms where there is EMSC.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from . import __version__, compare, runs
+from .emsc import MAP_LABELS, has_emsc, pixel_terms
 from .errors import DataError
 
 MAPS, PIXELS = "maps.h5", "pixels.csv"
@@ -49,6 +53,8 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike) -> list[Path]
     ds = run.scans()
     z, err, score = vae.transform(ds), vae.reconstruction_error(ds), vae.anomaly_score(ds)
     tissue = vae.tissue_mask(ds)
+    fitted = pixel_terms(vae.preprocessor_, ds) if has_emsc(vae.preprocessor_) else pd.DataFrame()
+    emsc_terms = {f"emsc_{c}": fitted[c].to_numpy(dtype=np.float64) for c in MAP_LABELS if c in fitted}
     flagged = vae.predict(ds).astype(bool) if compare.calibrate(run) else None
     threshold = vae.monitor_.threshold if flagged is not None else None
     roles = run.roles()
@@ -79,6 +85,8 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike) -> list[Path]
             g.create_dataset("tissue", data=_codes(ds.image(tissue.astype(float), k)), compression="gzip")
             if flagged is not None:
                 g.create_dataset("flags", data=_codes(ds.image(flagged.astype(float), k)), compression="gzip")
+            for key, values in emsc_terms.items():
+                g.create_dataset(key, data=ds.image(values, k).astype(np.float32), compression="gzip")
     os.replace(tmp, out / MAPS)
 
     coords = ds.coords
@@ -94,6 +102,8 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike) -> list[Path]
     table["reconstruction_error"], table["anomaly_score"] = err, score
     if flagged is not None:
         table["flagged"] = flagged.astype(int)
+    for key, values in emsc_terms.items():
+        table[key] = values
     runs.write_atomic(out / PIXELS, table.to_csv(index=False))
 
     written = [out / MAPS, out / PIXELS]

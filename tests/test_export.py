@@ -31,6 +31,7 @@ def test_export_writes_maps_h5_a_pixel_table_and_the_figures(tmp_path):
         assert np.isnan(g["latent_mean"][2, 3]).all() and np.isnan(g["anomaly_score"][2, 3])
         assert np.isfinite(g["reconstruction_error"][()]).sum() == 10 * 12 - 1 and g["tissue"][2, 3] == -1
         assert g.attrs["split"] == "train" and set(np.unique(g["flags"][()])) <= {-1, 0, 1}
+        assert not [key for key in g if key.startswith("emsc_")]  # no emsc step, no EMSC maps
         z = vae.transform(runs.open_run(tmp_path / "run").scans())[:119]  # data0: 119 usable pixels
         np.testing.assert_allclose(np.delete(g["latent_mean"][()].reshape(-1, 3), 2 * 12 + 3, axis=0), z, rtol=1e-5)
     table = pd.read_csv(out / "pixels.csv")
@@ -39,3 +40,26 @@ def test_export_writes_maps_h5_a_pixel_table_and_the_figures(tmp_path):
     assert len(table) == 4 * 120 - 1
     assert len(table[["map_x", "map_y"]].drop_duplicates()) == len(table)  # scans side by side, no overlap
     assert {p.name for p in (out / "figures").iterdir()} == {"02_loss_curves.png", "02_loss_curves.svg"}
+
+
+def test_export_of_a_model_with_emsc_writes_its_terms_as_maps_and_columns(tmp_path, scattered_dir):
+    """Uncorrected scans, `emsc(2,1)`: the fitted terms per pixel (`pixel_terms`) go into maps.h5 as
+    maps and into pixels.csv as columns, aligned with the pixels."""
+    h5py = __import__("h5py")
+    from spectra_vae.emsc import pixel_terms
+
+    vae, _, _ = runs.train(scattered_dir, tmp_path / "run", epochs=1, hidden_dims=(16,), preprocess="emsc(2,1)",
+                           verbose=False)
+    assert main(["export", str(tmp_path / "run"), "--out", str(tmp_path / "export")]) == 0
+    ds = runs.open_run(tmp_path / "run").scans()
+    terms = pixel_terms(vae.preprocessor_, ds)
+    table = pd.read_csv(tmp_path / "export" / "pixels.csv")
+    with h5py.File(tmp_path / "export" / "maps.h5") as f:
+        for k, name in enumerate(ds.scans):
+            for column in ("multiplicative", "baseline", "dispersion_share"):
+                stored = f[name][f"emsc_{column}"][()]
+                np.testing.assert_allclose(stored, ds.image(terms[column].to_numpy(dtype=float), k), rtol=1e-6)
+    for column in ("multiplicative", "baseline"):
+        np.testing.assert_allclose(table[f"emsc_{column}"], terms[column], rtol=1e-6)
+    assert table["emsc_multiplicative"][table["tissue"] == 1].median() > 0.5  # tissue holds the reference
+

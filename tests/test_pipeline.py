@@ -222,3 +222,12 @@ def test_a_run_on_uncorrected_scans_trains_with_emsc_and_reopens_with_the_same_c
     with pytest.raises(DataError, match="whole polynomial degree"):
         pipeline.train(scattered_dir, tmp_path / "bad", epochs=1, preprocess="emsc(11)", verbose=False)
     assert not (tmp_path / "bad").exists()
+
+
+def test_notebook_03_draws_the_emsc_terms_of_a_model_trained_with_emsc(tmp_path, scattered_dir):
+    """Notebooks 02 and 03 with papermill on uncorrected scans, `-p preprocess emsc`: 03 maps what the
+    model's EMSC fitted (basic EMSC: the multiplicative term and the baseline, no dispersion share)."""
+    pipeline.run_pipeline(scattered_dir, tmp_path / "run", {"preprocess": "emsc", "epochs": 1, "hidden_dims": "16"},
+                          notebooks=("02_train.ipynb", "03_reconstruction.ipynb"), html=False, live=False)
+    figures = {p.name for p in (tmp_path / "run" / "figures").glob("03_emsc_*.png")}
+    assert figures == {"03_emsc_multiplicative.png", "03_emsc_baseline.png"}

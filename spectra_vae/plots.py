@@ -98,11 +98,14 @@ def scan_images(images: Mapping[str, np.ndarray], title: str, colorbar_label: st
     else:
         cmap_obj = plt.get_cmap(cmap)
     im = None
-    for ax, (name, img) in zip(axes.flat, images.items(), strict=False):
+    for k, (ax, (name, img)) in enumerate(zip(axes.flat, images.items(), strict=False)):
         im = ax.imshow(img, cmap=cmap_obj, vmin=vmin, vmax=vmax, interpolation="nearest")
         ax.set_title(name, fontsize="small")
-        ax.set_xlabel("col (pixel)")
-        ax.set_ylabel("row (pixel)")
+        # axis labels on the outer panels only: scans of different sizes would push them into their neighbours
+        if k + ncols >= n:  # nothing below this panel
+            ax.set_xlabel("col (pixel)")
+        if k % ncols == 0:
+            ax.set_ylabel("row (pixel)")
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     if im is not None:

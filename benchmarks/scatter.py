@@ -202,6 +202,10 @@ def main() -> None:
     ap.add_argument("--skip-auroc", action="store_true")
     ap.add_argument("--skip-timing", action="store_true")
     a = ap.parse_args()
+    unknown = sorted(set(a.variants or []) - {v[0] for v in VARIANTS})
+    if unknown:  # commands in RESULTS.md written before the seventh session say "clean, emsc" for emsc(2,1)
+        ap.error(f"unknown variants {unknown}; the variants are {[v[0] for v in VARIANTS]} "
+                 "(\"…, emsc\" in older commands is \"…, emsc(2,1)\")")
     print(f"machine: {machine()}; {time.strftime('%Y-%m-%d %H:%M')}")
     amide_i_spread(a.size, a.seeds)
     if not a.skip_auroc:

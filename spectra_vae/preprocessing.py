@@ -18,7 +18,7 @@ A pipeline is written `"cut(950,1800)|snv"`: steps separated by `|`, arguments i
 divides. `emsc(2,1)` adds the reference's Kramers–Kronig partner as a regressor for the dispersion
 artefact: it corrects the apparent amide I position, but it also takes out band shifts of the
 same derivative shape, such as the demo tumour's, so anomaly detection is better off without it
-(README, Scattering and EMSC). Basic EMSC is also the default of Quasar and orange-spectroscopy.
+(README, Scattering and EMSC). Basic EMSC is what orange-spectroscopy (Quasar) calls EMSC.
 
 A `Preprocessor` works like a scikit-learn transformer: `fit(wavenumbers, data)` prepares every
 step for the input axis and learns what a step needs from training spectra (`emsc`'s reference:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import os
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,6 +51,7 @@ from .train import (
 )
 
 PREDICT_BATCH = 8192
+PREPARE_NOTICE_PIXELS = 1_000_000  # from this many training pixels, `fit` says what it does before the first epoch
 BEST, LAST = "best.pt", "last.pt"
 
 
@@ -207,6 +209,15 @@ class SpectraVAE(TransformerMixin, BaseEstimator):
         self.device_ = resolve_device(self.device)
         self.wavenumbers_ = np.asarray(train.wavenumbers, dtype=float)
         self.wavenumbers_known_ = bool(train.wavenumbers_known)
+        # Before the first epoch come passes over the whole training set; on data larger than memory
+        # each reads it from disk, minutes in all, so say so rather than sit silent.
+        notice = self.verbose and rank == 0 and len(train) >= PREPARE_NOTICE_PIXELS
+        if notice:
+            passes = (["the tissue rule"] + (["the emsc reference"] if Preprocessor(self.preprocess).needs_data else [])
+                      + ["the normalisation statistics"])
+            print(f"preparing {len(train):,} training pixels: {', '.join(passes)}, each a pass over the data…",
+                  flush=True)
+            started = time.perf_counter()
         # The one tissue rule of this model: fitted on the raw training pixels, stored in the
         # checkpoint, and used by training on tissue, calibration, baselines and the notebooks.
         self.tissue_rule_ = TissueRule.fit(train, self.tissue_threshold)
@@ -230,6 +241,8 @@ class SpectraVAE(TransformerMixin, BaseEstimator):
             for st in gathered:
                 stats = merge_stats(stats, st)
         self.normaliser_ = Normaliser(self.normalisation_method()).fit_stats(stats)
+        if notice:
+            print(f"prepared in {time.perf_counter() - started:.0f} s", flush=True)
         output = "sigmoid" if self.normalisation_method() in ("minmax", "global_minmax") else "linear"
         self.model_config_ = ModelConfig(train.n_channels, self.latent_dim, self.hidden_dims, output,
                                          noise=self.noise)

@@ -195,3 +195,20 @@ def test_reconstruct_pixels_returns_the_pixels_asked_for_in_their_order(fitted):
     originals, recons = reconstruct_pixels(vae, test, positions)
     assert np.array_equal(originals, test.read(positions))
     assert np.allclose(recons, vae.reconstruct(test)[positions], atol=1e-6)
+
+
+def test_fit_on_large_data_says_what_it_does_before_the_first_epoch(demo, monkeypatch, capsys):
+    """The passes over the training set before the first epoch (tissue rule, emsc reference,
+    normalisation statistics) are announced on data of PREPARE_NOTICE_PIXELS or more; quiet otherwise."""
+    from spectra_vae import estimator
+
+    train = demo.select_scans([0, 1])
+    SpectraVAE(hidden_dims=(8,), epochs=1, preprocess="emsc", verbose=True).fit(train)
+    assert "preparing" not in capsys.readouterr().out  # small data: nothing new
+    monkeypatch.setattr(estimator, "PREPARE_NOTICE_PIXELS", len(train))
+    SpectraVAE(hidden_dims=(8,), epochs=1, preprocess="emsc", verbose=True).fit(train)
+    out = capsys.readouterr().out
+    assert (f"preparing {len(train):,} training pixels: the tissue rule, the emsc reference, the normalisation "
+            "statistics, each a pass over the data…") in out and "prepared in" in out
+    SpectraVAE(hidden_dims=(8,), epochs=1, verbose=False).fit(train)
+    assert "preparing" not in capsys.readouterr().out

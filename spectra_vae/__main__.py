@@ -50,7 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
                     help="bf16: train under bfloat16 autocast (output layer and loss in float32)")
     tr.add_argument("--preprocess", default="",
-                    help='a pipeline such as "cut(950,1800)|snv" (see spectra_vae.preprocessing)')
+                    help='a pipeline such as "cut(950,1800)|snv", or emsc on scans not corrected for scattering '
+                         '(see spectra_vae.preprocessing)')
     tr.add_argument("--tissue-only", action="store_true",
                     help="train and validate on tissue pixels only (amide I above the background)")
     tr.add_argument("--tissue-threshold", default="auto", help='"auto", "none" (no mask) or a number (absorbance)')

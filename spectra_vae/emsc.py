@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from .errors import DataError
 from .scattering import kramers_kronig_partner
 
 if TYPE_CHECKING:
@@ -72,6 +73,16 @@ class EMSC:
         if self.dispersion:
             columns.append(kramers_kronig_partner(self.reference, wn)[:, None])
         columns.append(np.polynomial.legendre.legvander(x, self.degree))
+        baseline = columns[-1]
+        apart = self.reference - baseline @ np.linalg.lstsq(baseline, self.reference, rcond=None)[0]
+        if not np.linalg.norm(apart) > 1e-6 * np.linalg.norm(self.reference):
+            # zero, flat or a polynomial itself: a·r and the baseline are the same thing, and `a`
+            # would be any number (pinv would quietly split the spectrum between them)
+            raise DataError(f"emsc({self.degree},{int(self.dispersion)}): the reference spectrum (the mean of the "
+                            "training tissue pixels) is " + ("zero" if not np.any(self.reference) else
+                                                             f"a polynomial of degree ≤ {self.degree}")
+                            + ", so EMSC cannot tell the amount of tissue from the baseline; check that the training "
+                            "scans hold tissue spectra, or lower the degree")
         self.design_ = np.hstack(columns)
         self.solver_ = np.linalg.pinv(self.design_)
 

@@ -181,6 +181,18 @@ def test_emsc_by_default_is_basic_emsc_and_a_stored_dispersion_term_stays():
     assert np.array_equal(again.transform(X), fitted.transform(X))
 
 
+def test_emsc_refuses_a_reference_it_cannot_tell_from_the_baseline():
+    """A zero or polynomial reference (training "tissue" that is blank or flat) makes a·r and the
+    baseline the same: a clear error, not a quiet, arbitrary split between them."""
+    with pytest.raises(DataError, match="reference spectrum .* is zero"):
+        Preprocessor("emsc").fit(WN, np.zeros((5, 442)))
+    flat = np.full((5, 442), 0.3) + np.linspace(0, 0.1, 442)  # offset and slope: degree 1
+    with pytest.raises(DataError, match=r"a polynomial of degree ≤ 2"):
+        Preprocessor("emsc").fit(WN, flat)
+    Preprocessor("emsc(0)").fit(WN, flat)  # degree 0 can tell a slope from an offset
+    Preprocessor("emsc(10,1)").fit(WN, X)  # real spectra at the highest degree are fine
+
+
 def pixel_terms_of(pre: Preprocessor, x: np.ndarray) -> np.ndarray:
     return pre.fitted_step("emsc").coefficients(pre.transform_until(x, "emsc"))
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmarks.common import demo_data, epochs_arg, machine
+from benchmarks.common import demo_data, epochs_arg, machine, patience_options
 from spectra_vae import SpectraVAE, anomaly, load_dataset
 from spectra_vae.data import cache_dir
 
@@ -45,8 +45,7 @@ def demo_run(seed: int, layout: str, epochs: int | str, n_boot: int,
     train, val, test, ab = (load_dataset(path, split=s) for s in ("normal_train", "normal_val", "normal_test",
                                                                   "abnormal"))
     held_out = load_dataset(path, split=["normal_test", "abnormal"])
-    options = {} if patience is None else {"patience": patience or None}  # None: the estimator's default
-    vae = SpectraVAE(epochs=epochs, seed=seed, verbose=False, **options).fit(train, validation=val)
+    vae = SpectraVAE(epochs=epochs, seed=seed, verbose=False, **patience_options(patience)).fit(train, validation=val)
     mask = vae.tissue_mask(held_out)
     scores = {f"VAE {m}": vae.anomaly_score(held_out, m) for m in VAE_METHODS}
     base = anomaly.baseline_scores(vae, train, held_out, normal_calibration=val, vae_scores=scores["VAE mspc"])

@@ -135,3 +135,10 @@ def sync(device: torch.device) -> None:
     """Wait for queued device work, so a timing covers it (CUDA runs asynchronously)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def patience_options(patience: int | None) -> dict[str, int | None]:
+    """`SpectraVAE` keyword arguments for a benchmark's `--patience`: none given, the estimator's own;
+    0, no early stopping."""
+    return {} if patience is None else {"patience": patience or None}
+

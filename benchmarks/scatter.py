@@ -26,7 +26,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from benchmarks.common import demo_data, epochs_arg, machine
+from benchmarks.common import demo_data, epochs_arg, machine, patience_options
 from spectra_vae import SpectraVAE, anomaly, load_dataset
 from spectra_vae.analysis import fit_pca, pca_errors
 from spectra_vae.emsc import pixel_terms
@@ -91,9 +91,8 @@ def auroc(size: int, seeds: list[int], epochs: int | str, train_seeds: list[int]
             train, val = load_dataset(path, split="normal_train"), load_dataset(path, split="normal_val")
             ab = load_dataset(path, split="abnormal")
             t = time.perf_counter()
-            options = {} if patience is None else {"patience": patience or None}
             vae = SpectraVAE(epochs=epochs, seed=train_seed, preprocess=preprocess, verbose=False,
-                             **options).fit(train, validation=val)
+                             **patience_options(patience)).fit(train, validation=val)
             scores = anomaly.baseline_scores(vae, train, ab)
             if vae.monitor_.noise_reference is not None:  # what the noise weighting of residuals adds
                 scores["VAE, unweighted"] = vae.fit_anomaly_model(train, val, noise_weighted=False).anomaly_score(ab)

@@ -199,7 +199,7 @@ class SpectraVAE(TransformerMixin, BaseEstimator):
         `y` is ignored (scikit-learn passes it); `validation` data drive early stopping.
         """
         self._check_params()
-        Preprocessor(self.preprocess)  # a bad pipeline fails before any work
+        pre = Preprocessor(self.preprocess)  # a bad pipeline fails before any work
         train = as_dataset(data)
         val = None if validation is None else as_dataset(validation)
         if val is not None:
@@ -213,8 +213,8 @@ class SpectraVAE(TransformerMixin, BaseEstimator):
         # each reads it from disk, minutes in all, so say so rather than sit silent.
         notice = self.verbose and rank == 0 and len(train) >= PREPARE_NOTICE_PIXELS
         if notice:
-            passes = (["the tissue rule"] + (["the emsc reference"] if Preprocessor(self.preprocess).needs_data else [])
-                      + ["the normalisation statistics"])
+            passes = ["the tissue rule"] + (["the emsc reference"] if pre.needs_data else []) + [
+                "the normalisation statistics"]
             print(f"preparing {len(train):,} training pixels: {', '.join(passes)}, each a pass over the data…",
                   flush=True)
             started = time.perf_counter()
@@ -222,7 +222,6 @@ class SpectraVAE(TransformerMixin, BaseEstimator):
         # checkpoint, and used by training on tissue, calibration, baselines and the notebooks.
         self.tissue_rule_ = TissueRule.fit(train, self.tissue_threshold)
         # Fitted steps (emsc's reference spectrum) learn from the training tissue pixels by that rule.
-        pre = Preprocessor(self.preprocess)
         self.preprocessor_ = pre.fit(self.wavenumbers_, self.tissue_rule_.select(train) if pre.needs_data else None,
                                      known=self.wavenumbers_known_)
         if not self.tissue_only and any(s.name in ("snv", "vector") for s in self.preprocessor_.steps):

@@ -82,9 +82,8 @@ def compare_variants(clean: SpectralDataset, scattered: SpectralDataset, tissue:
     fitted = {name: Preprocessor(spec).fit(ds.wavenumbers, ds.select_pixels(pool))
               for name, ds in (("scattered", scattered), ("clean", clean))}
     x_clean, x_scattered = clean.read(positions), scattered.read(positions)
-    spectra = {"clean": x_clean, "scattered": x_scattered,
-               f"scattered, {spec}": fitted["scattered"].transform(x_scattered),
-               f"clean, {spec}": fitted["clean"].transform(x_clean)}
+    y_clean, y_scattered = fitted["clean"].transform(x_clean), fitted["scattered"].transform(x_scattered)
+    spectra = {"clean": x_clean, "scattered": x_scattered, f"scattered, {spec}": y_scattered, f"clean, {spec}": y_clean}
 
     def rms(a: np.ndarray, b: np.ndarray) -> float:
         return float(np.sqrt(np.mean((np.asarray(a, np.float64) - b) ** 2)))
@@ -95,9 +94,9 @@ def compare_variants(clean: SpectralDataset, scattered: SpectralDataset, tissue:
     after = f"after {spec}, each variant its own fit"
     difference = pd.DataFrame({
         "RMS difference scattered − clean": {"as measured": rms(x_scattered, x_clean),
-                                            after: rms(spectra[f"scattered, {spec}"], spectra[f"clean, {spec}"])},
+                                            after: rms(y_scattered, y_clean)},
         "… of each pixel's departure from its variant's mean": {
             "as measured": rms(centred(x_scattered), centred(x_clean)),
-            after: rms(centred(spectra[f"scattered, {spec}"]), centred(spectra[f"clean, {spec}"]))}})
+            after: rms(centred(y_scattered), centred(y_clean))}})
     return VariantComparison(clean.wavenumbers, positions, spectra, peak_position_spread(spectra, clean.wavenumbers),
                              difference, pixel_terms(fitted["scattered"], scattered), fitted["scattered"])

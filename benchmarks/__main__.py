@@ -3,7 +3,8 @@
 import subprocess
 import sys
 
-RUNS = (["epoch_speed"], ["inference"], ["anomaly"], ["scatter"], ["out_of_core", "--cold"], ["data_parallel"])
+RUNS = (["epoch_speed"], ["inference"], ["anomaly"], ["scatter"], ["realism"], ["out_of_core", "--cold"],
+        ["data_parallel"])
 
 for name, *args in RUNS:
     print(f"\n===== benchmarks.{name} {' '.join(args)} =====", flush=True)

@@ -34,7 +34,8 @@ def test_settings_reach_the_generator_for_their_run_only():
 
 
 def test_stronger_dispersion_moves_amide_i_further_and_leaves_the_clean_scans():
-    own, strong = measure(3, 24, {}), measure(3, 24, {"d": 1.0})
+    own, strong = measure(3, 24, {}), measure(3, 24, {"d": 3 * demo.SCATTER_DISPERSION})
     assert own["clean s.d."] == strong["clean s.d."]
     assert strong["median shift"] < own["median shift"] < 0
     assert strong["ratio"] == strong["scattered s.d."] / strong["clean s.d."]
+    assert np.isclose(strong["largest d"], 3 * own["largest d"], rtol=1e-6) and strong["d > 3 (%)"] >= own["d > 3 (%)"]

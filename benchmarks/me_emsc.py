@@ -59,17 +59,29 @@ def complex_index(reference: np.ndarray, wn: np.ndarray) -> tuple[np.ndarray, np
     return reference / (wn * 100), kk
 
 
+def _van_de_hulst(imag: np.ndarray, real: np.ndarray, a0: np.ndarray, g: np.ndarray, wn: np.ndarray) -> np.ndarray:
+    """Van de Hulst extinction of an absorbing sphere: `imag`, `real` `(B, 1, C)`, `a0`, `g` broadcast to them."""
+    rho = a0 * (1 + g * real) * (wn * 100)
+    tanb = imag / (1 / g + real)
+    beta = np.arctan(tanb)
+    cb, decay = np.cos(beta), np.exp(-rho * tanb)
+    return (2 - 4 * decay * (cb / rho) * np.sin(rho - beta) - 4 * decay * (cb / rho) ** 2 * np.cos(rho - 2 * beta)
+            + 4 * (cb / rho) ** 2 * np.cos(2 * beta))
+
+
 def extinction(imag: np.ndarray, real: np.ndarray, alpha0: np.ndarray, gamma: np.ndarray,
                wn: np.ndarray) -> np.ndarray:
     """Van de Hulst extinction of an absorbing sphere for every (alpha0, gamma) pair: `(B, K, C)`."""
     a0 = np.repeat(alpha0, len(gamma))[None, :, None]
     g = np.tile(gamma, len(alpha0))[None, :, None]
-    rho = a0 * (1 + g * real[:, None, :]) * (wn * 100)
-    tanb = imag[:, None, :] / (1 / g + real[:, None, :])
-    beta = np.arctan(tanb)
-    cb, decay = np.cos(beta), np.exp(-rho * tanb)
-    return (2 - 4 * decay * (cb / rho) * np.sin(rho - beta) - 4 * decay * (cb / rho) ** 2 * np.cos(rho - 2 * beta)
-            + 4 * (cb / rho) ** 2 * np.cos(2 * beta))
+    return _van_de_hulst(imag[:, None, :], real[:, None, :], a0, g, wn)
+
+
+def paired_extinction(imag: np.ndarray, real: np.ndarray, alpha0: np.ndarray, gamma: np.ndarray,
+                      wn: np.ndarray) -> np.ndarray:
+    """The same for one sphere per row: row b of `imag`, `real` `(B, C)` with `alpha0[b]`, `gamma[b]`: `(B, C)`."""
+    return _van_de_hulst(imag[:, None, :], real[:, None, :], np.asarray(alpha0)[:, None, None],
+                         np.asarray(gamma)[:, None, None], wn)[:, 0]
 
 
 def sphere_parameters(radius: np.ndarray, index: np.ndarray, h: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
@@ -79,10 +91,18 @@ def sphere_parameters(radius: np.ndarray, index: np.ndarray, h: float = 0.25) ->
     return 4 * np.pi * a * (n0 - 1), h * np.log(10) / (4 * np.pi * 0.5 * np.pi * (n0 - 1) * a)
 
 
+def sphere_extinctions(spectra: np.ndarray, wn: np.ndarray, radius: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Per row of `spectra` `(B, C)`, the extinction of an absorbing sphere of its own `radius` (µm) and
+    `index` whose complex index comes from that row (normalised to max 1): `(B, C)`, vectorised."""
+    x = np.atleast_2d(np.asarray(spectra, dtype=np.float64))
+    alpha0, gamma = sphere_parameters(np.atleast_1d(radius), np.atleast_1d(index))
+    imag, real = complex_index(np.maximum(x / x.max(axis=1, keepdims=True), 0), wn)
+    return paired_extinction(imag, real, alpha0, gamma, wn)
+
+
 def sphere_extinction(spectrum: np.ndarray, wn: np.ndarray, radius: float, index: float) -> np.ndarray:
     """Extinction of one absorbing sphere whose index comes from `spectrum` (normalised to max 1)."""
-    alpha0, gamma = sphere_parameters(np.array([radius]), np.array([index]))
-    return extinction(*complex_index(np.maximum(spectrum / spectrum.max(), 0)[None], wn), alpha0, gamma, wn)[0, 0]
+    return sphere_extinctions(spectrum[None], wn, np.array([radius]), np.array([index]))[0]
 
 
 def mie_directions(reference: np.ndarray, wn: np.ndarray, alpha0: np.ndarray, gamma: np.ndarray,
@@ -249,7 +269,7 @@ def own_model(seed: int, pixels: int) -> pd.DataFrame:
         a = ds.to_array()[pick].astype(np.float64)
         top = a.max(axis=1, keepdims=True)
         radius, index = rng.uniform(2, 7.1, len(a)), rng.uniform(1.1, 1.4, len(a))
-        q = np.stack([sphere_extinction(x, wn, r, n) for x, r, n in zip(a, radius, index, strict=True)])
+        q = sphere_extinctions(a, wn, radius, index)
         s = rng.uniform(0.1, 0.3, (len(a), 1)) * top / q.mean(axis=1, keepdims=True)
         m = np.exp(rng.normal(0, 0.1, (len(a), 1)))
         clean[name] = a

@@ -5,7 +5,15 @@ it removes scattering of its own kind given a scatter-free reference. Its figure
 
 import numpy as np
 
-from benchmarks.me_emsc import MEEMSC, MIN_SCALE, complex_index, extinction, sphere_extinction
+from benchmarks.me_emsc import (
+    MEEMSC,
+    MIN_SCALE,
+    complex_index,
+    extinction,
+    sphere_extinction,
+    sphere_extinctions,
+    sphere_parameters,
+)
 
 WN = np.linspace(950, 1800, 150)
 
@@ -82,3 +90,15 @@ def test_with_a_scatter_free_reference_it_removes_scattering_of_its_own_kind():
         return float(np.median(np.sqrt(np.mean((c / ((c @ t) / (t @ t))[:, None] - t) ** 2, axis=1))))
 
     assert error(corrected) < error(scattered) / 10
+
+
+def test_one_sphere_per_spectrum_at_once_equals_each_alone_and_the_grid():
+    rng = np.random.default_rng(4)
+    x, radius, index = bands(rng, 5), rng.uniform(2, 7.1, 5), rng.uniform(1.1, 1.4, 5)
+    together = sphere_extinctions(x, WN, radius, index)
+    assert together.shape == x.shape
+    for row, r, n, q in zip(x, radius, index, together, strict=True):
+        assert np.array_equal(q, sphere(row, r, n))
+        alpha0, gamma = sphere_parameters(np.array([r]), np.array([n]))
+        grid = extinction(*complex_index(row[None] / row.max(), WN), alpha0, gamma, WN)
+        assert np.allclose(q, grid[0, 0], rtol=1e-12, atol=0)

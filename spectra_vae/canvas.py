@@ -52,6 +52,10 @@ def canvas_classes() -> tuple[type, type]:
         matplotlib.use(backend)
 
     class FastFrameCanvas(Canvas):
+        _png_is_old: bool  # set by matplotlib's webagg canvas
+        _last_buff: np.ndarray
+        _force_full: bool
+
         def send_whole_frame(self) -> None:
             """Make the next frame whole, not a diff against the last one sent.
 
@@ -120,7 +124,8 @@ class Blitter:
 
     def _on_draw(self, event: DrawEvent) -> None:
         canvas = self.figure.canvas
-        self._background = canvas.copy_from_bbox(self.figure.bbox)
+        # Blitting canvases (Agg-based: ipympl's, Agg) have these; FigureCanvasBase declares neither.
+        self._background = canvas.copy_from_bbox(self.figure.bbox)  # type: ignore[attr-defined]
         self._size = canvas.get_width_height(physical=True)
         self._draw_artists()
 
@@ -134,6 +139,6 @@ class Blitter:
         if self._background is None or self._size != canvas.get_width_height(physical=True):
             canvas.draw()
             return
-        canvas.restore_region(self._background)
+        canvas.restore_region(self._background)  # type: ignore[attr-defined]
         self._draw_artists()
         canvas.blit(self.figure.bbox)

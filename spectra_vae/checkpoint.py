@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from .errors import DataError
+from .model import VAE
 from .train import WARMUP_STEPS, TrainState
 
 CHECKPOINT_FORMAT = "spectra_vae.checkpoint"
@@ -157,7 +158,7 @@ def training_section(model: torch.nn.Module, optimizer: torch.optim.Optimizer, s
     }
 
 
-def restore_training(training: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+def restore_training(training: dict[str, Any], model: VAE, optimizer: torch.optim.Optimizer,
                      history: list[dict[str, float]], device: torch.device) -> TrainState:
     """Put the weights and optimiser back as a `training` section recorded them; the loop state.
     (Generator states are per process: the caller restores its own from `training["rng"]`.)"""

@@ -57,7 +57,7 @@ def anomaly_figures(run: runs.Run) -> dict[str, float]:
     normal test scans' tissue (which should be near `FLAG_RATE`)."""
     vae, ab = run.vae, run.abnormal
     truth = ground_truth_anomaly(ab, run.normal_labels) if ab is not None else None
-    if truth is None:
+    if ab is None or truth is None:
         return {}
     mask = vae.tissue_mask(ab)
     if not ((truth[mask] == 1).any() and (truth[mask] == 0).any()):

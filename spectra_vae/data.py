@@ -220,9 +220,10 @@ def _finite_pixels_cached(pixels: np.ndarray, path: Path | None, recheck: bool =
     if path is None or not isinstance(pixels, np.memmap) or pixels.dtype.kind in "iu":
         return _finite_pixels(pixels)
     recheck = recheck or os.environ.get(RECHECK_ENV, "").strip().lower() not in ("", "0", "false", "no")
+    record: Path | None = None
     try:
         key = _file_key(path, pixels)
-        record: Path | None = _finite_record(key)
+        record = _finite_record(key)
         if not recheck and record.is_file():
             bad = np.load(record, allow_pickle=False)
             in_range = bad.size == 0 or (0 <= bad.min() and bad.max() < len(pixels))
@@ -392,7 +393,7 @@ class SpectralDataset:
             raise IndexError(f"pixel index out of range 0..{len(self) - 1}")
         if self.preprocessor is not None:
             return self.preprocessor.transform(self.raw().read(indices, dtype)).astype(dtype, copy=False)
-        out = np.empty((indices.size, self.n_channels), dtype=dtype)
+        out: np.ndarray = np.empty((indices.size, self.n_channels), dtype=dtype)
         scan_k = np.searchsorted(self._offsets, indices, side="right") - 1
         for k in np.unique(scan_k):
             where = np.flatnonzero(scan_k == k)
@@ -403,7 +404,7 @@ class SpectralDataset:
 
     def to_array(self, dtype: type = np.float32) -> np.ndarray:
         """All pixels as one `(n_pixels, C)` array in memory (only for data that fits in RAM)."""
-        out = np.empty((len(self), self.n_channels), dtype=dtype)
+        out: np.ndarray = np.empty((len(self), self.n_channels), dtype=dtype)
         pos = 0
         for block in self.iter_chunks(dtype=dtype):
             out[pos : pos + len(block)] = block
@@ -657,7 +658,8 @@ def _load_directory(directory: Path, wavenumbers: np.ndarray | None,
         raise DataError(f"{directory}: no such directory")
     from .formats import SCAN_SUFFIXES, SIDECAR_SUFFIXES
 
-    files, skipped = [], []
+    files: list[Path] = []
+    skipped: list[Path] = []
     try:
         entries = sorted(directory.iterdir(), key=lambda p: _natural_key(p.name))
     except OSError as exc:
@@ -740,7 +742,7 @@ def _from_array(arr: np.ndarray, name: str, where: str, wavenumbers: np.ndarray 
                 path: Path | None = None, recheck: bool = False, finite: np.ndarray | None = None) -> SpectralDataset:
     scan, finite = _make_scan(name, arr, where, path, recheck=recheck, finite=finite)
     known = wavenumbers is not None
-    wn = (check_wavenumbers(wavenumbers, scan.n_channels, where) if known
+    wn = (check_wavenumbers(wavenumbers, scan.n_channels, where) if wavenumbers is not None
           else np.arange(scan.n_channels, dtype=float))
     return SpectralDataset([scan], [finite], wn, None, where, known)
 
@@ -750,7 +752,7 @@ def _from_frame(df: pd.DataFrame, name: str, where: str, wavenumbers: np.ndarray
     """A table whose column names (or `header`, the file's own first row) are the wavenumbers."""
     columns = list(df.columns) if header is None else list(header)
     try:
-        head = np.array([float(c) for c in columns], dtype=float)  # type: ignore[arg-type]
+        head = np.array([float(c) for c in columns], dtype=np.float64)  # type: ignore[arg-type]
     except (TypeError, ValueError, OverflowError):
         bad = [c for c in columns if not _is_number(c)]
         raise DataError(f"{where}: expected wavenumbers as column names; these are not numbers: {bad[:5]}") from None

@@ -12,6 +12,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 from scipy.ndimage import distance_transform_edt
@@ -125,7 +126,7 @@ def component_spectra(wavenumbers: np.ndarray, amide_i_shift: float = 0.0,
 
 def paraffin_spectrum(wavenumbers: np.ndarray) -> np.ndarray:
     """Crystalline paraffin's bands in the window, scaled so the 1462 cm⁻¹ band has height 1."""
-    spectrum = sum(h * pseudo_voigt(wavenumbers, c, w) for c, w, h in PARAFFIN_BANDS)
+    spectrum = cast(np.ndarray, sum(h * pseudo_voigt(wavenumbers, c, w) for c, w, h in PARAFFIN_BANDS))
     return spectrum / spectrum[int(np.argmin(np.abs(wavenumbers - 1462)))]
 
 
@@ -411,13 +412,16 @@ def make_demo_dataset(
         abnormal = i >= first_abnormal
         # every second abnormal scan (the first, third, …) also carries paraffin residue
         wax = np.random.default_rng([seed, i, 1]) if abnormal and (i - first_abnormal) % 2 == 0 else None
-        scan, labels, scattering = make_demo_scan(rng, height, width, abnormal=abnormal, paraffin=wax, noise=noise,
-                                                  scatter=scatter, wavenumbers=wn, return_scattering=True)
+        scan, labels, scattering = cast(  # return_scattering=True: the three-element form
+            "tuple[np.ndarray, np.ndarray, DemoScattering | None]",
+            make_demo_scan(rng, height, width, abnormal=abnormal, paraffin=wax, noise=noise, scatter=scatter,
+                           wavenumbers=wn, return_scattering=True))
         _save_npy_atomic(out / f"data{i}.npy", scan.astype(dtype, copy=False))
         if scattering is not None:
             (out / "scattering").mkdir(exist_ok=True)
             maps = {k: v.astype(np.float32) for k, v in scattering.maps().items()}
-            np.savez(out / "scattering" / f"data{i}.npz", **maps)
+            # mypy matches a **dict against savez's keyword `allow_pickle: bool` too (none of these names).
+            np.savez(out / "scattering" / f"data{i}.npz", **maps)  # type: ignore[arg-type]
         _save_npy_atomic(out / "labels" / f"data{i}.npy", labels)
     _save_npy_atomic(out / "wavenumbers.npy", wn)
     (out / "labels" / "label_names.json").write_text(json.dumps(list(LABEL_NAMES)))

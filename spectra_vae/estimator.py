@@ -9,7 +9,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -73,6 +73,9 @@ class SpectraVAE(TransformerMixin, BaseEstimator):
     epochs planned are `epochs_`). Learned state ends in `_` (`model_`, `normaliser_`,
     `wavenumbers_`, `history_`).
     """
+
+    tissue_rule_: TissueRule | None  # None: loaded from a file saved before tissue rules were stored
+    monitor_: Monitor | None  # None: loaded from a file without a residual model (older, or a best.pt)
 
     def __init__(self, latent_dim: int = 2, hidden_dims: tuple[int, ...] = (221, 110), *,
                  reconstruction: str = "gaussian", beta: float = 1.0, normalisation: str = "auto",
@@ -141,7 +144,8 @@ class SpectraVAE(TransformerMixin, BaseEstimator):
             return DataError(f"SpectraVAE parameter {name}={getattr(self, name)!r}: {why}")
 
         def whole(value: Any, minimum: int) -> bool:
-            return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)) and value >= minimum
+            return (isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+                    and bool(value >= minimum))
 
         def number(value: Any) -> bool:
             return (isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
@@ -256,10 +260,14 @@ class SpectraVAE(TransformerMixin, BaseEstimator):
         """Training and validation pixels: the tissue pixels by the model's rule when `tissue_only`."""
         if not self.tissue_only:
             return data
-        selected = self.tissue_rule_.select(data)
+        rule = self.tissue_rule_
+        if rule is None:  # a model loaded from a file saved before tissue rules were stored
+            raise DataError("this model was saved before tissue rules were stored with models; set "
+                            "vae.tissue_rule_ = spectra_vae.tissue.TissueRule.fit(training_data) or retrain")
+        selected = rule.select(data)
         if len(selected) == 0:
-            raise DataError(f"{data.source or 'data'}: no pixel is tissue by the rule {self.tissue_rule_} "
-                            f"({self.tissue_rule_.how}); train with tissue_only=False or set tissue_threshold")
+            raise DataError(f"{data.source or 'data'}: no pixel is tissue by the rule {rule} "
+                            f"({rule.how}); train with tissue_only=False or set tissue_threshold")
         return selected
 
     def training_pixels(self, data: Any) -> SpectralDataset:
@@ -532,8 +540,10 @@ class SpectraVAE(TransformerMixin, BaseEstimator):
         joined by "+" (e.g. `"t2+q"`) is scored like `mspc` (Fisher's method over their tails).
         """
         if "+" in method:
-            values = pixel_statistics(self, self.prepare(data), self._monitor(), monitored_only=True)
-            return self.monitor_.combine(values, parse_statistics(method))
+            prepared = self.prepare(data)
+            monitor = self._monitor()
+            values = pixel_statistics(self, prepared, monitor, monitored_only=True)
+            return monitor.combine(values, parse_statistics(method))
         if method not in self.ANOMALY_SCORES:
             raise ValueError(f"method must be one of {self.ANOMALY_SCORES} or a combination such as 't2+q'; "
                              f"got {method!r}")
@@ -548,11 +558,12 @@ class SpectraVAE(TransformerMixin, BaseEstimator):
 
     def _monitor(self) -> Monitor:
         self._check_fitted()
-        if getattr(self, "monitor_", None) is None:
+        monitor = getattr(self, "monitor_", None)
+        if monitor is None:
             raise DataError("this model has no residual model for anomaly scores (it was saved before they "
                             "existed, or is a best.pt written during training): call "
                             "vae.fit_anomaly_model(normal_training_data, validation=...) or load final.pt")
-        return self.monitor_
+        return monitor
 
     def fit_anomaly_model(self, normal_train: Any, validation: Any = None,
                           noise_weighted: bool | None = None) -> SpectraVAE:
@@ -623,12 +634,12 @@ class SpectraVAE(TransformerMixin, BaseEstimator):
             "best_epoch": state.best_epoch,
             "train_source": getattr(self, "train_source_", ""),
         }
-        if getattr(self, "tissue_rule_", None) is not None:
-            payload["tissue_rule"] = self.tissue_rule_.to_dict()
+        if (rule := getattr(self, "tissue_rule_", None)) is not None:
+            payload["tissue_rule"] = rule.to_dict()
         if self.preprocessor_:
             payload["preprocessing"] = self.preprocessor_.to_dict()  # fitted state, e.g. emsc's reference
-        if getattr(self, "monitor_", None) is not None:
-            payload["monitor"] = self.monitor_.to_dict()
+        if (monitor := getattr(self, "monitor_", None)) is not None:
+            payload["monitor"] = monitor.to_dict()
         if getattr(self, "training_digest_", None):
             payload["training_digest"] = self.training_digest_
         if training is not None:
@@ -746,9 +757,10 @@ class SpectraVAE(TransformerMixin, BaseEstimator):
         vae._restore_training(training, checkpoint)
         st = vae._state
         if epochs is not None:
-            if epochs != "auto" and epochs > st.epoch and st.stopped_early:
-                st.stopped_early, st.bad_epochs = False, 0
             vae.epochs = epochs
+            vae._check_params()  # a DataError naming the parameter for anything but "auto" or a whole number ≥ 1
+            if epochs != "auto" and cast(int, epochs) > st.epoch and st.stopped_early:
+                st.stopped_early, st.bad_epochs = False, 0
         if learning_rate is not None:
             vae.learning_rate, st.lr_scale = learning_rate, 1.0
         train = as_dataset(data)

@@ -128,7 +128,7 @@ class Explorer(widgets.VBox):
         self.clear_button.on_click(lambda _: self.brush(None))
         for figure, css in ((self.figure_map, "explorer-map"), (self.figure_latent, "explorer-latent"),
                             (self.figure_spectrum, "explorer-spectrum")):
-            figure.canvas.add_class(css)
+            figure.canvas.add_class(css)  # type: ignore[attr-defined]  # an ipympl canvas is a DOMWidget
         super().__init__([widgets.HBox([self.scan_selector, self.map_selector, self.clear_button]),
                           self.info, self.brush_info,
                           widgets.HBox([self.figure_map.canvas, self.figure_latent.canvas]),
@@ -251,7 +251,8 @@ class Explorer(widgets.VBox):
         """Colour map, normalisation and colour-bar label of a map."""
         if name == LABELS:
             names = self.dataset.label_names or []
-            cmap = ListedColormap(colormaps["tab10"].colors[: len(names)]).with_extremes(bad="0.85")
+            tab10 = colormaps["tab10"].colors  # type: ignore[attr-defined]  # a ListedColormap
+            cmap = ListedColormap(tab10[: len(names)]).with_extremes(bad="0.85")
             return cmap, BoundaryNorm(np.arange(len(names) + 1) - 0.5, len(names)), ""  # the ticks name them
         finite = values[np.isfinite(values)]
         lo, hi = (np.percentile(finite, [1, 99]) if finite.size else (0.0, 1.0))
@@ -398,8 +399,8 @@ class Explorer(widgets.VBox):
         self._update_spectrum_axes()
 
     def _set_outline(self, segments: np.ndarray) -> None:
-        self._outline.set_segments(segments)
-        self._outline_halo.set_segments(segments)
+        self._outline.set_segments(segments)  # type: ignore[arg-type]  # an (n, 2, 2) array serves
+        self._outline_halo.set_segments(segments)  # type: ignore[arg-type]
 
     def _show_pixel(self) -> None:
         """Put the selected pixel's spectrum, reconstruction, residual and markers in place (no drawing)."""
@@ -459,11 +460,13 @@ class Explorer(widgets.VBox):
     def _on_map_press(self, event: MouseEvent) -> None:
         if event.inaxes is not self._ax_map or event.button != 1 or self._navigating(self._ax_map):
             return
+        assert event.xdata is not None and event.ydata is not None  # matplotlib sets them with inaxes
         self.select_pixel(int(round(event.ydata)), int(round(event.xdata)))
 
     def _on_latent_press(self, event: MouseEvent) -> None:
         if event.inaxes is not self._ax_latent or event.button != 1 or self._navigating(self._ax_latent):
             return
+        assert event.xdata is not None and event.ydata is not None  # matplotlib sets them with inaxes
         self._drag = (float(event.xdata), float(event.ydata))
         self._drag_end = self._drag
         self._box.set(xy=self._drag, width=0, height=0, visible=True)
@@ -472,6 +475,7 @@ class Explorer(widgets.VBox):
     def _on_latent_motion(self, event: MouseEvent) -> None:
         if self._drag is None or event.inaxes is not self._ax_latent:
             return
+        assert event.xdata is not None and event.ydata is not None  # matplotlib sets them with inaxes
         self._drag_end = (float(event.xdata), float(event.ydata))
         (x0, y0), (x1, y1) = self._drag, self._drag_end
         self._box.set(xy=(min(x0, x1), min(y0, y1)), width=abs(x1 - x0), height=abs(y1 - y0))
@@ -481,6 +485,7 @@ class Explorer(widgets.VBox):
         if self._drag is None:
             return
         if event.inaxes is self._ax_latent:
+            assert event.xdata is not None and event.ydata is not None  # matplotlib sets them with inaxes
             self._drag_end = (float(event.xdata), float(event.ydata))
         (x0, y0), (x1, y1) = self._drag, self._drag_end
         self._drag = None

@@ -56,7 +56,10 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike) -> list[Path]
     fitted = pixel_terms(vae.preprocessor_, ds) if has_emsc(vae.preprocessor_) else pd.DataFrame()
     emsc_terms = {f"emsc_{c}": fitted[c].to_numpy(dtype=np.float64) for c in MAP_LABELS if c in fitted}
     flagged = vae.predict(ds).astype(bool) if compare.calibrate(run) else None
-    threshold = vae.monitor_.threshold if flagged is not None else None
+    threshold = None
+    if flagged is not None:
+        assert vae.monitor_ is not None  # predict needs one
+        threshold = vae.monitor_.threshold
     roles = run.roles()
     out = Path(out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
@@ -67,6 +70,7 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike) -> list[Path]
         f.attrs["model_wavenumbers"] = np.asarray(vae.preprocessor_.output_wavenumbers_, dtype=np.float64)
         f.attrs["wavenumbers_known"] = bool(vae.wavenumbers_known_)
         f.attrs["params"] = json.dumps(run.params)
+        assert vae.tissue_rule_ is not None  # tissue_mask above needs one
         f.attrs["tissue_rule"] = json.dumps(vae.tissue_rule_.to_dict())
         f.attrs["run"] = str(run.path.resolve())
         f.attrs["spectra_vae_version"] = __version__

@@ -50,6 +50,8 @@ def _mlp(sizes: list[int], negative_slope: float) -> nn.Sequential:
 class VAE(nn.Module):
     """encode → (μ, log σ²); z = μ + σ·ε; decode(z) → x̂ (in normalised units)."""
 
+    log_noise_var: torch.Tensor  # a buffer (`register_buffer` in __init__)
+
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config

@@ -203,7 +203,8 @@ def fit_monitor(vae: SpectraVAE, train: SpectralDataset, validation: SpectralDat
                         f"structure (n_samples = {moments.n})")
     monitor = Monitor(Subspace.fit(moments, n_components), tuple(statistics), {}, "", noise_reference=reference)
     held_out = validation is not None and len(validation) > 0
-    source = vae.tissue_rule_.select(validation) if held_out and vae.tissue_rule_ is not None else validation
+    source = (vae.tissue_rule_.select(validation)
+              if held_out and validation is not None and vae.tissue_rule_ is not None else validation)
     if not held_out or source is None or len(source) == 0:
         source = train
     source = _sample(source)
@@ -270,6 +271,7 @@ def calibrate(vae: SpectraVAE, normal: SpectralDataset, false_positive_rate: flo
     if not 0 < false_positive_rate < 1:
         raise DataError(f"false_positive_rate must be in (0, 1); got {false_positive_rate!r}")
     monitor = vae.monitor_
+    assert monitor is not None  # SpectraVAE.calibrate checks for one first (`_monitor`)
     mask = vae.tissue_mask(normal)
     tissue = normal.select_pixels(np.flatnonzero(mask))
     if len(tissue) < 10:

@@ -89,23 +89,25 @@ class Normaliser:
         self.offset_, self.scale_, self.n_samples_ = offset, scale, int(n)
         return self
 
-    def _check(self, x: np.ndarray) -> None:
+    def _check(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The fitted (offset, scale), after checking that `x` matches them."""
         if self.offset_ is None or self.scale_ is None:
             raise RuntimeError("Normaliser is not fitted")
         if x.shape[-1] != self.offset_.shape[0]:
             raise DataError(f"data have {x.shape[-1]} channels; the normaliser was fitted on {self.offset_.shape[0]}")
+        return self.offset_, self.scale_
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         """(x − offset) / scale as float32 (computed in float32: no float64 copy of large chunks)."""
-        self._check(x)
-        out = np.subtract(x, self.offset_.astype(np.float32), dtype=np.float32)
-        out *= (1.0 / self.scale_).astype(np.float32)
+        offset, scale = self._check(x)
+        out = np.subtract(x, offset.astype(np.float32), dtype=np.float32)
+        out *= (1.0 / scale).astype(np.float32)
         return out
 
     def inverse_transform(self, x: np.ndarray) -> np.ndarray:
-        self._check(x)
-        out = np.multiply(x, self.scale_.astype(np.float32), dtype=np.float32)
-        out += self.offset_.astype(np.float32)
+        offset, scale = self._check(x)
+        out = np.multiply(x, scale.astype(np.float32), dtype=np.float32)
+        out += offset.astype(np.float32)
         return out
 
     def to_dict(self) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -32,7 +32,18 @@ from .train import PRECISIONS
 
 NOTEBOOKS = ("01_data_exploration.ipynb", "02_train.ipynb", "03_reconstruction.ipynb",
              "04_latent_exploration.ipynb", "05_anomaly_detection.ipynb")
-DEMO = {"n_scans": 6, "height": 64, "width": 64, "seed": 0}  # the notebooks' default data
+
+
+class _DemoArgs(TypedDict):
+    """Keyword arguments of `make_demo_dataset` (typed, so `**DEMO` type-checks)."""
+
+    n_scans: int
+    height: int
+    width: int
+    seed: int
+
+
+DEMO: _DemoArgs = {"n_scans": 6, "height": 64, "width": 64, "seed": 0}  # the notebooks' default data
 MODEL_DIR, FINAL = "model", "final.pt"
 
 

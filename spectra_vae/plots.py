@@ -182,7 +182,8 @@ def error_histogram(errors: Mapping[str, np.ndarray], noise_level: float | None 
     allv = np.concatenate([e[e > 0] for e in errors.values()])
     bins = np.logspace(np.log10(allv.min()), np.log10(allv.max()), 60)
     for name, e in errors.items():
-        ax.hist(e, bins=bins, histtype="step", lw=1.4, label=f"{name} (median {np.median(e):.2g})")
+        ax.hist(e, bins=bins, histtype="step", lw=1.4,  # type: ignore[arg-type]  # stubs: no ndarray bins
+                label=f"{name} (median {np.median(e):.2g})")
     if noise_level:
         ax.axvline(noise_level, color="k", ls=":", label=f"noise level {noise_level:g}")
     ax.set_xscale("log")
@@ -317,7 +318,8 @@ def histograms(values: Mapping[str, np.ndarray], xlabel: str, title: str, bins: 
     allv = np.concatenate([np.asarray(v, float) for v in values.values()])
     edges = np.linspace(np.percentile(allv, 0.5), np.percentile(allv, 99.5), bins + 1)
     for name, v in values.items():
-        ax.hist(v, bins=edges, histtype="step", lw=1.4, label=f"{name} ({np.mean(v):.1f} ± {np.std(v):.1f})")
+        ax.hist(v, bins=edges, histtype="step", lw=1.4,  # type: ignore[arg-type]  # stubs: no ndarray bins
+                label=f"{name} ({np.mean(v):.1f} ± {np.std(v):.1f})")
     ax.set_xlabel(xlabel)
     ax.set_ylabel("pixels")
     ax.set_title(title)

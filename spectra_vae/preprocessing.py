@@ -37,7 +37,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 
@@ -275,6 +275,15 @@ class Preprocessor:
         if k is None:
             raise KeyError(f"preprocess {self.spec!r} has no {name} step")
         return self._apply(np.asarray(x, dtype=np.float32), self._plan[:k])
+
+    @overload
+    def transform(self, x: np.ndarray, return_inverse: Literal[False] = False) -> np.ndarray: ...
+    @overload
+    def transform(self, x: np.ndarray, return_inverse: Literal[True]
+                  ) -> tuple[np.ndarray, list[tuple[str, np.ndarray]]]: ...
+    @overload
+    def transform(self, x: np.ndarray, return_inverse: bool = False
+                  ) -> np.ndarray | tuple[np.ndarray, list[tuple[str, np.ndarray]]]: ...
 
     def transform(self, x: np.ndarray, return_inverse: bool = False
                   ) -> np.ndarray | tuple[np.ndarray, list[tuple[str, np.ndarray]]]:

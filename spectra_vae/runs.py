@@ -298,6 +298,7 @@ def recorded_splits(data_dir: Path, record: dict[str, Any]) -> tuple[Any, Spectr
 
     ds = load_dataset(data_dir)
     how = record.get("how", "recorded splits")
+    val: SpectralDataset | None
     if record.get("by") == "pixel":
         train, val, test = ds.select_scans(record["train"]).split(by="pixel", fractions=(0.8, 0.1, 0.1),
                                                                   seed=int(record.get("seed", 0)))
@@ -402,10 +403,11 @@ def _finish(run: Path, vae: SpectraVAE, how: str) -> None:
     vae.save(run / MODEL_DIR / FINAL)
     write_atomic(run / HISTORY, vae.history.to_csv(index=False))
     record = json.loads((run / SPLITS).read_text())
+    assert vae.tissue_rule_ is not None  # fit sets it, and a run's checkpoints store it for resume
     write_json(run / SPLITS, record | {"how_trained": how, "tissue_rule": vae.tissue_rule_.to_dict()})
 
 
-def resume(run_dir: str | os.PathLike, epochs: int | None = None) -> tuple[SpectraVAE, Any, Path]:
+def resume(run_dir: str | os.PathLike, epochs: int | str | None = None) -> tuple[SpectraVAE, Any, Path]:
     """Continue a run from its `last` checkpoint on its recorded splits, to `epochs` (default: as planned)."""
     run = Path(run_dir).expanduser()
     last = run / MODEL_DIR / LAST

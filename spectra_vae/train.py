@@ -295,6 +295,7 @@ class _Loop:
         st, cfg, train = self.state, self.config, self.train
         n_batches = len(train)
         shuffle = self.generators["shuffle"]
+        assert st.epoch_rng is not None  # set in __init__ and at the end of every epoch
         shuffle.set_state(st.epoch_rng)  # the epoch's order, whether it starts here or resumes
         amp = cfg.precision == "bf16"
         bar = tqdm(total=n_batches, initial=st.batch, desc=f"epoch {epoch}", unit="batch", leave=False,

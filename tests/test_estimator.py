@@ -112,6 +112,17 @@ def test_resume_continues_history_and_matches_an_uninterrupted_run(demo_dir, tmp
     np.testing.assert_array_equal(resumed.transform(val), full.transform(val))
 
 
+def test_resume_names_a_bad_epochs_and_an_old_model_without_a_tissue_rule(fitted, tmp_path):
+    vae, train, val, _, ckpt = fitted
+    for bad in ("50", 0, 2.5):
+        with pytest.raises(DataError, match="epochs"):
+            SpectraVAE.resume(ckpt / "last.pt", train, validation=val, epochs=bad)
+    old = SpectraVAE.load(ckpt / "last.pt")
+    old.tissue_only, old.tissue_rule_ = True, None  # as an old file that trained on tissue, before rules were stored
+    with pytest.raises(DataError, match="before tissue rules"):
+        old.training_pixels(train)
+
+
 def test_applying_a_model_to_other_channels_or_axis_is_an_error(fitted):
     vae, _, _, test, _ = fitted
     with pytest.raises(DataError, match="has 100 channels but the model expects 442"):

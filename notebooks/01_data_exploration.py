@@ -17,7 +17,9 @@ data_dir: str = ""  # directory of .npy scans; empty: the embedded demo data, ge
 run_dir: str = ""  # run folder for figures; empty: reports/demo for the demo data, else a new folder under reports/runs
 max_pixels: int = 20000  # pixels per scan used for the mean spectra
 tissue_threshold: str = "auto"  # tissue rule: "auto" finds the background, a number sets it, "none": no mask
+split: str = ""  # data_splits.json split(s) to explore, comma-separated ("normal_corr_train,abnormal_corr"); "": all
 scattered_dir: str = "auto"  # the same scans uncorrected for scattering, shown beside; "auto": demo's twin; "": none
+scattered_split: str = ""  # the uncorrected twins' split(s) when both variants share a folder, in split's order
 emsc_degree: int = 2  # polynomial degree of EMSC's baseline in the side-by-side comparison
 seed: int = 0
 
@@ -29,14 +31,14 @@ from spectra_vae import analysis, emsc, load_dataset, pipeline, plots, variants
 from spectra_vae.tissue import TissueRule, default_measure, tissue_intensity
 
 data = pipeline.resolve_data_dir(data_dir)
-scattered = pipeline.resolve_scattered_dir(scattered_dir, data_dir)
 run = pipeline.resolve_run_dir(run_dir, data_dir)
 checked = pipeline.check_parameters(dict(max_pixels=max_pixels, seed=seed, tissue_threshold=tissue_threshold,
-                                         emsc_degree=emsc_degree))
+                                         emsc_degree=emsc_degree, split=split, scattered_split=scattered_split))
 max_pixels, seed, emsc_degree = checked["max_pixels"], checked["seed"], checked["emsc_degree"]
-ds = load_dataset(data)
+ds = load_dataset(data, split=pipeline.split_names(split) or None)
 pipeline.warn_if_no_axis(ds)  # scans without wavenumbers.npy: channel numbers, and what follows from that
-print(f"data: {data}\nscattered variant: {scattered or 'none'}\nreport: {run}")
+scattered_from, scattered = pipeline.load_scattered_variant(data, data_dir, scattered_dir, split, scattered_split)
+print(f"data: {data}{f', split {split}' if split else ''}\nscattered variant: {scattered_from}\nreport: {run}")
 
 # %% [markdown]
 # ## The dataset in numbers
@@ -106,29 +108,33 @@ else:
 
 # %% [markdown]
 # ## Scattering: the same scans uncorrected
-# When the scans' uncorrected ("scattered") variant is there (`scattered_dir`; for the demo, its scattered twin from
-# the same seed), the two are compared pixel by pixel on the tissue pixels above. Scattering adds a broad Mie baseline,
-# changes the path length, and mixes each band with its Kramers–Kronig partner (the dispersion artefact), which pulls
-# the apparent amide I maximum down. EMSC is fitted on each variant's tissue pixels here, with its dispersion term
-# (`emsc(2,1)` in `spectra_vae.preprocessing`), which is what narrows the apparent amide I position; a model fits its
-# EMSC on its training tissue pixels and keeps it. The `emsc` step itself is basic EMSC by default (`emsc(2,0)`): the
-# dispersion term also takes out band shifts that are chemistry, such as the demo tumour's, so anomaly detection does
-# better without it (README, Scattering and EMSC).
+# When the scans' uncorrected ("scattered") variant is there, the two are compared pixel by pixel on the tissue
+# pixels above: `scattered_dir`, a folder of the same files (for the demo, its scattered twin from the same seed), or
+# `scattered_split`, when both variants share one folder under different names. Scans pair up in order; the first
+# table says which with which, and how well their images agree (a low r: split lists in different orders).
+# Scattering adds a broad Mie baseline, changes the path length, and mixes each band with its Kramers–Kronig partner
+# (the dispersion artefact), which pulls the apparent amide I maximum down. EMSC is fitted on each variant's tissue
+# pixels here, with its dispersion term (`emsc(2,1)` in `spectra_vae.preprocessing`), which is what narrows the
+# apparent amide I position; a model fits its EMSC on its training tissue pixels and keeps it. The `emsc` step
+# itself is basic EMSC by default (`emsc(2,0)`): the dispersion term also takes out band shifts that are chemistry,
+# such as the demo tumour's, so anomaly detection does better without it (README, Scattering and EMSC).
 
 # %%
 comparison = None
 if scattered is not None:
-    comparison = variants.compare_variants(ds, load_dataset(scattered), tissue, degree=emsc_degree,
-                                           max_pixels=max_pixels, seed=seed)
+    pairs = variants.scan_pairs(ds, scattered, amide, tissue_intensity(scattered, measure))
+    print(pairs.round(3).to_string(index=False))
+    comparison = variants.compare_variants(ds, scattered, tissue, degree=emsc_degree, max_pixels=max_pixels,
+                                           seed=seed)
     fig = plots.spectra(comparison.wavenumbers, comparison.means(), "Mean tissue spectrum per variant",
                         ds.wavenumbers_known)
     pipeline.save_figure(fig, run, "01_variants_mean_spectra")
 else:
-    print("no scattered variant to compare (scattered_dir)")
+    print("no scattered variant to compare (scattered_dir, scattered_split)")
 
 # %% [markdown]
 # The table's `s.d. ÷ first` says how much more the apparent amide I position spreads in the uncorrected variant
-# than in the corrected one. The demo's scattered twin spreads it about 2×. For a lab's own pair of folders this is
+# than in the corrected one. The demo's scattered twin spreads it about 2×. For a lab's own pair of variants this is
 # the number to compare: it says whether the demo's scattering is as strong as theirs (README, Scattering and EMSC).
 
 # %%

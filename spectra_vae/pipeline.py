@@ -99,6 +99,35 @@ def resolve_scattered_dir(scattered_dir: str | os.PathLike, data_dir: str | os.P
     return path
 
 
+def split_names(text: str) -> list[str]:
+    """`"normal_corr_train, abnormal_corr"` → the split names, in order ([] for "")."""
+    if not isinstance(text, str):
+        raise DataError(f"expected split names separated by commas, got {text!r}")
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def load_scattered_variant(data: Path, data_dir: str | os.PathLike, scattered_dir: str | os.PathLike,
+                           split: str = "", scattered_split: str = "") -> tuple[str, SpectralDataset | None]:
+    """The uncorrected ("scattered") variant of the scans notebook 01 explores, and where it came from.
+
+    - Two folders of the same files: `scattered_dir` (`"auto"`: the demo's twin), read with the same
+      `split` names as the corrected scans.
+    - Both variants in one folder under different names, as the lab keeps them: `scattered_split`
+      names their split(s) in `data_dir` (or in `scattered_dir` when one is given), listed in the same
+      order as `split`'s, since scans pair up in order.
+    (description, None) when there is no scattered variant."""
+    folder = resolve_scattered_dir(scattered_dir, data_dir)
+    names = split_names(scattered_split)
+    if names:
+        folder = folder if str(scattered_dir).strip().lower() not in ("", "none", "auto") else data
+        return f"{folder}, split {', '.join(names)}", load_dataset(folder, split=names)
+    if folder is None:
+        return "none", None
+    same = split_names(split)
+    where = f"{folder}, split {', '.join(same)}" if same else str(folder)
+    return where, load_dataset(folder, split=same or None)
+
+
 def resolve_run_dir(run_dir: str | os.PathLike = "", data_dir: str | os.PathLike = "") -> Path:
     """`""` → `reports/demo` for the demo data, a new folder under `reports/runs` for other data; created."""
     if not isinstance(run_dir, (str, os.PathLike)):
@@ -248,6 +277,7 @@ PARAMETER_CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "train_split": check_str, "val_split": check_str, "test_split": check_str,
     "normal_split": check_str, "abnormal_split": check_str, "threshold_split": check_str, "normal_labels": check_str,
     "overwrite": check_bool, "resume": check_bool, "scattered_dir": check_str, "emsc_degree": _whole(0, 10),
+    "split": check_str, "scattered_split": check_str,
     "false_positive_rate": _number(0.0, strict=True, maximum=1.0), "n_bootstrap": _whole(0),
 }
 

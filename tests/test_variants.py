@@ -1,9 +1,13 @@
+import json
+import re
+import shutil
+
 import numpy as np
 import pytest
 
 from spectra_vae import DataError, load_dataset, pipeline
-from spectra_vae.tissue import TissueRule
-from spectra_vae.variants import check_variants, compare_variants
+from spectra_vae.tissue import TissueRule, default_measure, tissue_intensity
+from spectra_vae.variants import check_variants, compare_variants, scan_pairs
 
 
 def test_compare_variants_sees_scattering_spread_amide_i_and_emsc_maps_where_it_is_strong(demo_dir, scattered_dir):
@@ -32,7 +36,7 @@ def test_compare_variants_sees_scattering_spread_amide_i_and_emsc_maps_where_it_
     assert sd["kk"].iloc[0] < 1.2 * sd["kk"].iloc[1] and sd["basic"].iloc[0] > 1.5 * sd["basic"].iloc[1]
     assert "dispersion" not in basic.emsc_terms and set(basic.examples()) == {"least baseline", "median",
                                                                              "most baseline"}
-    with pytest.raises(DataError, match="different scans"):
+    with pytest.raises(DataError, match="different numbers of scans"):
         check_variants(clean, scattered.select_scans([0, 1]))
 
 
@@ -62,3 +66,66 @@ def test_term_maps_draw_the_models_emsc_terms_per_scan(scattered_dir):
     cut = ds.select_pixels(np.arange(10, len(ds)))  # the first scan's first 10 pixels left out
     assert np.isnan(emsc.term_maps(pre, cut)["baseline"][ds.scans[0]].ravel()[:10]).all()
 
+
+
+def lab_folder(root, demo_dir, scattered_dir, uncorr_order=None):
+    """Both variants in one folder under their own names, as the lab keeps them, with a split file
+    naming each variant's scans (`uncorr_order`: the uncorrected list in another order)."""
+    root.mkdir()
+    names = sorted(p.name for p in demo_dir.glob("data*.npy"))
+    for name in names:
+        shutil.copy(demo_dir / name, root / name.replace(".npy", "_corr.npy"))
+        shutil.copy(scattered_dir / name, root / name.replace(".npy", "_uncorr.npy"))
+    shutil.copy(demo_dir / "wavenumbers.npy", root / "wavenumbers.npy")
+    order = uncorr_order or list(range(len(names)))
+    (root / "data_splits.json").write_text(json.dumps({
+        "all_corr": [n.replace(".npy", "_corr.npy") for n in names],
+        "all_uncorr": [names[i].replace(".npy", "_uncorr.npy") for i in order]}))
+    return root
+
+
+def test_both_variants_in_one_folder_pair_up_by_their_split_lists(tmp_path, demo_dir, scattered_dir):
+    folder = lab_folder(tmp_path / "lab", demo_dir, scattered_dir)
+    clean = load_dataset(folder, split="all_corr")
+    where, scattered = pipeline.load_scattered_variant(folder, str(folder), "auto", "all_corr", "all_uncorr")
+    assert where == f"{folder}, split all_uncorr" and scattered.scans[0] == "data0_uncorr.npy"
+    measure = default_measure(clean)
+    pairs = scan_pairs(clean, scattered, tissue_intensity(clean, measure), tissue_intensity(scattered, measure))
+    assert list(pairs["scattered"]) == [n.replace("_corr", "_uncorr") for n in clean.scans]
+    assert (pairs["detail r"] > 0.5).all()  # the same measurements: their fine detail agrees
+    c = compare_variants(clean, scattered, TissueRule.fit(clean).mask(clean), max_pixels=500)
+    assert c.spread.loc["scattered", "s.d. (cm⁻¹)"] > c.spread.loc["clean", "s.d. (cm⁻¹)"]
+    # two folders of the same files, read with the same split names
+    assert pipeline.load_scattered_variant(folder, str(folder), "", "all_corr", "")[1] is None
+    twin = pipeline.load_scattered_variant(demo_dir, str(demo_dir), str(scattered_dir), "normal_train", "")[1]
+    assert twin.scans == load_dataset(demo_dir, split="normal_train").scans
+
+
+def test_split_lists_in_different_orders_are_caught(tmp_path, demo_dir, scattered_dir):
+    folder = lab_folder(tmp_path / "lab", demo_dir, scattered_dir, uncorr_order=[1, 0, 2, 3, 5, 4])
+    clean = load_dataset(folder, split="all_corr")
+    scattered = load_dataset(folder, split="all_uncorr")
+    measure = default_measure(clean)
+    with pytest.warns(UserWarning, match="do not look like the same scan") as caught:
+        pairs = scan_pairs(clean, scattered, tissue_intensity(clean, measure), tissue_intensity(scattered, measure))
+    assert len(caught) == 4 and "data0_corr.npy and data1_uncorr.npy" in str(caught[0].message)
+    assert (pairs["detail r"] < 0.2).sum() == 4 and (pairs["detail r"] > 0.5).sum() == 2
+    small = load_dataset(clean.to_array()[:10].reshape(2, 5, -1).astype(np.float32), wavenumbers=clean.wavenumbers)
+    with pytest.raises(DataError, match="array and its uncorrected twin data1_uncorr.npy differ in size: 2×5"):
+        check_variants(small, scattered.select_scans([0]))
+
+
+def test_notebook_01_compares_the_variants_of_one_folder_by_split(tmp_path, demo_dir, scattered_dir):
+    """The lab's layout through papermill: `-p split all_corr -p scattered_split all_uncorr`."""
+    import nbformat
+
+    folder = lab_folder(tmp_path / "lab", demo_dir, scattered_dir)
+    pipeline.run_pipeline(folder, tmp_path / "run", {"split": "all_corr", "scattered_split": "all_uncorr"},
+                          notebooks=("01_data_exploration.ipynb",), html=False, live=False)
+    nb = nbformat.read(tmp_path / "run" / "01_data_exploration.ipynb", as_version=4)
+    printed = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []) if o.output_type == "stream")
+    assert f"scattered variant: {folder}, split all_uncorr" in printed
+    assert re.search(r"data0_corr.npy +data0_uncorr.npy", printed)
+    assert "detail r" in printed and "s.d. ÷ first" in printed
+    assert "do not look like the same scan" not in printed
+    assert (tmp_path / "run" / "figures" / "01_variants_amide_i_position.png").is_file()

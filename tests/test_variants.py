@@ -129,3 +129,23 @@ def test_notebook_01_compares_the_variants_of_one_folder_by_split(tmp_path, demo
     assert "detail r" in printed and "s.d. ÷ first" in printed
     assert "do not look like the same scan" not in printed
     assert (tmp_path / "run" / "figures" / "01_variants_amide_i_position.png").is_file()
+
+
+def test_a_pipeline_run_checks_the_explored_splits_names_but_lets_them_overlap_training(tmp_path, demo_dir,
+                                                                                         scattered_dir):
+    """A run on the uncorrected scans that also shows the variants in notebook 01: `split` and
+    `scattered_split` may list the training scans; each name must exist, checked before any notebook."""
+    folder = lab_folder(tmp_path / "lab", demo_dir, scattered_dir)
+    names = json.loads((folder / "data_splits.json").read_text())
+    corr, uncorr = names["all_corr"], names["all_uncorr"]
+    (folder / "data_splits.json").write_text(json.dumps({
+        **names, "normal_train": uncorr[:2], "normal_val": uncorr[2:3], "normal_test": uncorr[3:4],
+        "abnormal": uncorr[4:], "corr": corr}))
+    src = pipeline.project_root() / "notebooks"
+    declared = {name: pipeline.notebook_parameters(src / name) for name in pipeline.NOTEBOOKS}
+    ok = {"split": "corr", "scattered_split": "normal_train,normal_val,normal_test,abnormal", "preprocess": "emsc"}
+    assert pipeline.check_run(folder, tmp_path / "run", ok, declared)["scattered_split"] == ok["scattered_split"]
+    with pytest.raises(DataError, match=r"parameter scattered_split: .* has no split 'abnormla' \(did you mean "):
+        pipeline.check_run(folder, tmp_path / "run", {**ok, "scattered_split": "normal_train,abnormla"}, declared)
+    with pytest.raises(DataError, match=r"parameter split: .* has no split 'cor'"):
+        pipeline.check_run(folder, tmp_path / "run", {**ok, "split": "cor"}, declared)

@@ -90,6 +90,10 @@ SCATTER_DENSITY_SD = 0.3  # log s.d. of the scatterer density, smooth over the c
 # are our assumptions, not measured values.
 SCATTER_CELLULARITY = {"stroma": 0.5, "epithelium": 1.5, "tumour": 1.5, "paraffin": 1.0}  # by tissue class
 SCATTER_PIXEL_SD = 0.5  # log s.d. of d from pixel to pixel (a nucleus in the pixel or not)
+# How absorbance and its Kramers–Kronig partner mix: "additive", m·(A + d·K(A)) (the demo), or "phase",
+# m·(cos φ·A + sin φ·K(A)) with tan φ = d, which moves amide I as far but keeps the band's height
+# (a what-if of `benchmarks.realism`; nothing else uses it).
+SCATTER_MIXING = "additive"
 MIE_RADIUS_UM = (2.0, 7.1)  # scatterer radius a, µm: ME-EMSC's default range (Solheim et al. 2019)
 MIE_REFRACTIVE_INDEX = (1.1, 1.4)  # real refractive index n0 of the scatterers: the same source
 
@@ -224,7 +228,12 @@ def simulate_scattering(rng: np.random.Generator, absorbance: np.ndarray, labels
         rho = 4 * np.pi * (radius.ravel()[sel, None] * 1e-4) * (index.ravel()[sel, None] - 1) * wn[None, :]
         q = mie_extinction(rho)
         mie = baseline.ravel()[sel, None] * q / q.mean(axis=1, keepdims=True)
-        added[sel] = ((m - 1) * a + m * d * kramers_kronig_partner(a, wn) + mie).astype(np.float32)
+        if SCATTER_MIXING == "phase":  # m·(cos φ·A + sin φ·K(A)), tan φ = d: band heights stay bounded
+            absorbed, dispersed = np.cos(np.arctan(d)), np.sin(np.arctan(d))
+            added[sel] = ((m * absorbed - 1) * a + m * dispersed * kramers_kronig_partner(a, wn) + mie
+                          ).astype(np.float32)
+        else:
+            added[sel] = ((m - 1) * a + m * d * kramers_kronig_partner(a, wn) + mie).astype(np.float32)
     return DemoScattering(path_length, dispersion, baseline, radius, index, strength, nuclei, added)
 
 

@@ -1,7 +1,8 @@
 """Issue 13's realism goal, what if: which sizes of the scattered demo's terms would spread the
 apparent amide I position ≥ 3× as much as on the clean scans, and what do they do to the spectra?
 
-The demo is not changed. For each setting the named constants of `spectra_vae.demo` are set for
+The demo is not changed (the first row is the demo as it is; generator 6 adopted one of these
+settings, README, Scattering and EMSC). For each setting the named constants of `spectra_vae.demo` are set for
 that run only (`unittest.mock.patch.object`), `make_demo_dataset` makes the clean and the
 scattered variant of each seed (6 scans of `--size`² pixels, in a temporary folder), and
 `peak_position_spread` measures the ground-truth tissue, as `benchmarks.scatter` part 1 does.
@@ -92,8 +93,9 @@ def measure(seed: int, size: int, setting: Mapping[str, float]) -> dict[str, flo
 
 
 def settings(grid: bool, only: Mapping[str, float] | None = None, phase: bool = False) -> list[dict[str, float]]:
-    """What each run changes; the first, nothing (the demo: d 0.3, pixel s.d. 0.5, amide I 38 and 40 cm⁻¹);
-    with `phase`, each also with phase mixing."""
+    """What each run changes; the first, nothing (the demo as it is: generator 6 has d 1, pixel s.d. 1.5 and
+    phase mixing, generator 5 had d 0.3, pixel s.d. 0.5 and additive mixing); with `phase`, each also with
+    phase mixing."""
     rows: list[dict[str, float]] = [{}]
     if only:
         rows.append(dict(only))

@@ -111,7 +111,7 @@ else:
 # When the scans' uncorrected ("scattered") variant is there, the two are compared pixel by pixel on the tissue
 # pixels above: `scattered_dir`, a folder of the same files (for the demo, its scattered twin from the same seed), or
 # `scattered_split`, when both variants share one folder under different names. Scans pair up in order; the first
-# table says which with which, and how well their images agree (a low r: split lists in different orders).
+# table says which with which (check that two split lists name the same scans in the same order).
 # Scattering adds a broad Mie baseline, changes the path length, and mixes each band with its Kramers–Kronig partner
 # (the dispersion artefact), which pulls the apparent amide I maximum down. EMSC is fitted on each variant's tissue
 # pixels here, with its dispersion term (`emsc(2,1)` in `spectra_vae.preprocessing`), which is what narrows the
@@ -122,8 +122,7 @@ else:
 # %%
 comparison = None
 if scattered is not None:
-    pairs = variants.scan_pairs(ds, scattered, amide, tissue_intensity(scattered, measure))
-    print(pairs.round(3).to_string(index=False))
+    print(variants.scan_pairs(ds, scattered).to_string(index=False))
     comparison = variants.compare_variants(ds, scattered, tissue, degree=emsc_degree, max_pixels=max_pixels,
                                            seed=seed)
     fig = plots.spectra(comparison.wavenumbers, comparison.means(), "Mean tissue spectrum per variant",

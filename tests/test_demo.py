@@ -11,6 +11,7 @@ from spectra_vae.demo import (
     NOISE_SIGMA,
     SCATTER_BASELINE,
     SCATTER_DISPERSION,
+    SCATTER_PIXEL_SD,
     TUMOUR_AMIDE_I_SHIFT,
     component_spectra,
     demo_wavenumbers,
@@ -156,7 +157,8 @@ def test_scattering_moves_amide_i_down_scales_path_length_and_is_strongest_at_th
     edge = tissue & ~binary_erosion(tissue, iterations=2)
     inner = binary_erosion(tissue, iterations=8)
     assert terms.strength[edge].mean() > 1.5 * terms.strength[inner].mean()
-    assert np.abs(shift[edge[tissue]]).mean() > 1.5 * np.abs(shift[inner[tissue]]).mean()
+    # medians: at the edge many pixels reach the largest move the band allows (≈ 20 cm⁻¹), so means saturate
+    assert np.median(np.abs(shift[edge[tissue]])) > 1.5 * np.median(np.abs(shift[inner[tissue]]))
     m = terms.path_length[tissue]
     assert 0.7 < m.min() and m.max() < 1.4 and m.std() > 0.03
     # the Mie baseline: a, n0 in ME-EMSC's ranges, and a broad positive offset under the bands
@@ -182,7 +184,8 @@ def test_scattering_follows_cell_density_and_dispersion_varies_from_pixel_to_pix
         log_m = np.log(np.where(inner, m, np.nan))
         return (log_m[:, 1:] - log_m[:, :-1])[pairs].std()
 
-    assert 0.5 < step(terms.dispersion) < 0.9  # log s.d. 0.5 per pixel: a difference has ≈ 0.7
+    expected = np.sqrt(2) * SCATTER_PIXEL_SD  # the difference of two independent log factors
+    assert 0.75 * expected < step(terms.dispersion) < 1.25 * expected
     assert step(terms.baseline) < 0.1  # smooth over the core
     assert np.allclose(terms.dispersion, SCATTER_DISPERSION * terms.strength * terms.nuclei)
     assert np.allclose(terms.baseline, SCATTER_BASELINE * terms.strength)

@@ -14,8 +14,9 @@ def scan(scatter: bool) -> np.ndarray:
 
 def test_settings_reach_the_generator_for_their_run_only():
     own_d, own_bands, before = demo.SCATTER_DISPERSION, demo.COMPONENT_BANDS, scan(True)
-    with demo_constants({"d": 1.0, "pixel s.d.": 1.5}):
-        assert (demo.SCATTER_DISPERSION, demo.SCATTER_PIXEL_SD) == (1.0, 1.5)
+    other = {"d": 2 * own_d, "pixel s.d.": demo.SCATTER_PIXEL_SD / 2}
+    with demo_constants(other):
+        assert (demo.SCATTER_DISPERSION, demo.SCATTER_PIXEL_SD) == (other["d"], other["pixel s.d."])
         stronger = scan(True)
         assert np.array_equal(scan(False), make_demo_scan(np.random.default_rng([7, 0]), 24, 24)[0])
     assert demo.SCATTER_DISPERSION == own_d and demo.COMPONENT_BANDS is own_bands

@@ -4,9 +4,10 @@ import shutil
 
 import numpy as np
 import pytest
+from scipy.stats import spearmanr
 
 from spectra_vae import DataError, load_dataset, pipeline
-from spectra_vae.tissue import TissueRule, default_measure, tissue_intensity
+from spectra_vae.tissue import TissueRule
 from spectra_vae.variants import check_variants, compare_variants, scan_pairs
 
 
@@ -27,7 +28,9 @@ def test_compare_variants_sees_scattering_spread_amide_i_and_emsc_maps_where_it_
         truth = np.load(scattered_dir / "scattering" / name.replace(".npy", ".npz"))["dispersion"]
         fitted = scattered.image(terms["dispersion_share"].to_numpy(), k)
         inside = scattered.image(tissue.astype(float), k) > 0
-        assert np.corrcoef(fitted[inside], truth[inside])[0, 1] > 0.6
+        # by rank: b / a follows the phase of the mixing (tan of φ − the reference's), while d = tan φ
+        # is heavy-tailed (a log-normal pixel factor), so the two are not in proportion
+        assert spearmanr(fitted[inside], truth[inside])[0] > 0.8
     # with its dispersion term EMSC narrows the apparent amide I position's spread; basic EMSC (the
     # step's default) leaves the artefact in
     basic = compare_variants(clean, scattered, tissue, max_pixels=1000, dispersion=False)
@@ -89,10 +92,9 @@ def test_both_variants_in_one_folder_pair_up_by_their_split_lists(tmp_path, demo
     clean = load_dataset(folder, split="all_corr")
     where, scattered = pipeline.load_scattered_variant(folder, str(folder), "auto", "all_corr", "all_uncorr")
     assert where == f"{folder}, split all_uncorr" and scattered.scans[0] == "data0_uncorr.npy"
-    measure = default_measure(clean)
-    pairs = scan_pairs(clean, scattered, tissue_intensity(clean, measure), tissue_intensity(scattered, measure))
+    pairs = scan_pairs(clean, scattered)
     assert list(pairs["scattered"]) == [n.replace("_corr", "_uncorr") for n in clean.scans]
-    assert (pairs["detail r"] > 0.5).all()  # the same measurements: their fine detail agrees
+    assert list(pairs["pixels"]) == [576] * 6
     c = compare_variants(clean, scattered, TissueRule.fit(clean).mask(clean), max_pixels=500)
     assert c.spread.loc["scattered", "s.d. (cm⁻¹)"] > c.spread.loc["clean", "s.d. (cm⁻¹)"]
     # two folders of the same files, read with the same split names
@@ -101,15 +103,12 @@ def test_both_variants_in_one_folder_pair_up_by_their_split_lists(tmp_path, demo
     assert twin.scans == load_dataset(demo_dir, split="normal_train").scans
 
 
-def test_split_lists_in_different_orders_are_caught(tmp_path, demo_dir, scattered_dir):
+def test_pairs_follow_the_split_lists_order_and_sizes_must_match(tmp_path, demo_dir, scattered_dir):
     folder = lab_folder(tmp_path / "lab", demo_dir, scattered_dir, uncorr_order=[1, 0, 2, 3, 5, 4])
-    clean = load_dataset(folder, split="all_corr")
-    scattered = load_dataset(folder, split="all_uncorr")
-    measure = default_measure(clean)
-    with pytest.warns(UserWarning, match="do not look like the same scan") as caught:
-        pairs = scan_pairs(clean, scattered, tissue_intensity(clean, measure), tissue_intensity(scattered, measure))
-    assert len(caught) == 4 and "data0_corr.npy and data1_uncorr.npy" in str(caught[0].message)
-    assert (pairs["detail r"] < 0.2).sum() == 4 and (pairs["detail r"] > 0.5).sum() == 2
+    clean, scattered = load_dataset(folder, split="all_corr"), load_dataset(folder, split="all_uncorr")
+    pairs = scan_pairs(clean, scattered)  # what the notebook prints, so that a wrong order shows
+    assert list(zip(pairs["clean"], pairs["scattered"], strict=True))[:2] == [
+        ("data0_corr.npy", "data1_uncorr.npy"), ("data1_corr.npy", "data0_uncorr.npy")]
     small = load_dataset(clean.to_array()[:10].reshape(2, 5, -1).astype(np.float32), wavenumbers=clean.wavenumbers)
     with pytest.raises(DataError, match="array and its uncorrected twin data1_uncorr.npy differ in size: 2×5"):
         check_variants(small, scattered.select_scans([0]))
@@ -125,9 +124,7 @@ def test_notebook_01_compares_the_variants_of_one_folder_by_split(tmp_path, demo
     nb = nbformat.read(tmp_path / "run" / "01_data_exploration.ipynb", as_version=4)
     printed = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []) if o.output_type == "stream")
     assert f"scattered variant: {folder}, split all_uncorr" in printed
-    assert re.search(r"data0_corr.npy +data0_uncorr.npy", printed)
-    assert "detail r" in printed and "s.d. ÷ first" in printed
-    assert "do not look like the same scan" not in printed
+    assert re.search(r"data0_corr.npy +data0_uncorr.npy +576", printed) and "s.d. ÷ first" in printed
     assert (tmp_path / "run" / "figures" / "01_variants_amide_i_position.png").is_file()
 
 

@@ -133,7 +133,7 @@ else:
 
 # %% [markdown]
 # The table's `s.d. ÷ first` says how much more the apparent amide I position spreads in the uncorrected variant
-# than in the corrected one. The demo's scattered twin spreads it about 2×. For a lab's own pair of variants this is
+# than in the corrected one. The demo's scattered twin spreads it 3.2–3.4×. For a lab's own pair of variants this is
 # the number to compare: it says whether the demo's scattering is as strong as theirs (README, Scattering and EMSC).
 
 # %%

@@ -51,6 +51,8 @@ from spectra_vae import demo, load_dataset, make_demo_dataset
 from spectra_vae.scattering import apparent_peak_position, peak_position_spread
 
 GOAL = 3.0
+CONSTANTS = {"d": "SCATTER_DISPERSION", "pixel s.d.": "SCATTER_PIXEL_SD"}  # settings that set one number
+NAMES = (*CONSTANTS, "amide I FWHM", "phase")
 
 
 @contextmanager
@@ -65,8 +67,7 @@ def demo_constants(setting: Mapping[str, float]) -> Iterator[None]:
                          for k, v in demo.COMPONENT_BANDS.items()}
                 stack.enter_context(mock.patch.object(demo, "COMPONENT_BANDS", bands))
             else:
-                stack.enter_context(mock.patch.object(demo, {"d": "SCATTER_DISPERSION",
-                                                             "pixel s.d.": "SCATTER_PIXEL_SD"}[name], value))
+                stack.enter_context(mock.patch.object(demo, CONSTANTS[name], value))
         yield
 
 
@@ -99,12 +100,12 @@ def settings(grid: bool, only: Mapping[str, float] | None = None, phase: bool = 
     rows: list[dict[str, float]] = [{}]
     if only:
         rows.append(dict(only))
-        return [*rows, *({**r, "phase": 1.0} for r in rows)] if phase else rows
-    rows += [{"d": d} for d in (0.6, 1.0, 1.5, 2.5, 4.0)]
-    rows += [{"pixel s.d.": s} for s in (0.8, 1.0, 1.5)]
-    rows += [{"amide I FWHM": w} for w in (45.0, 55.0)]
-    if grid:
-        rows += [{"d": d, "pixel s.d.": s} for d in (0.6, 1.0, 1.5) for s in (0.8, 1.0, 1.5)]
+    else:
+        rows += [{"d": d} for d in (0.6, 1.0, 1.5, 2.5, 4.0)]
+        rows += [{"pixel s.d.": s} for s in (0.8, 1.0, 1.5)]
+        rows += [{"amide I FWHM": w} for w in (45.0, 55.0)]
+        if grid:
+            rows += [{"d": d, "pixel s.d.": s} for d in (0.6, 1.0, 1.5) for s in (0.8, 1.0, 1.5)]
     return [*rows, *({**r, "phase": 1.0} for r in rows)] if phase else rows
 
 
@@ -114,9 +115,9 @@ def label(setting: Mapping[str, float]) -> str:
 
 
 def setting_arg(text: str) -> tuple[str, float]:
-    """`--setting`'s `NAME=VALUE`, NAME one of d, pixel s.d., amide I FWHM."""
+    """`--setting`'s `NAME=VALUE`, NAME one of `NAMES`."""
     name, _, value = text.partition("=")
-    if name.strip() not in ("d", "pixel s.d.", "amide I FWHM", "phase"):
+    if name.strip() not in NAMES:
         raise argparse.ArgumentTypeError(f"{text!r}: NAME=VALUE with NAME d, 'pixel s.d.', 'amide I FWHM' or phase")
     try:
         return name.strip(), float(value)

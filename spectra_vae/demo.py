@@ -240,12 +240,9 @@ def simulate_scattering(rng: np.random.Generator, absorbance: np.ndarray, labels
         rho = 4 * np.pi * (radius.ravel()[sel, None] * 1e-4) * (index.ravel()[sel, None] - 1) * wn[None, :]
         q = mie_extinction(rho)
         mie = baseline.ravel()[sel, None] * q / q.mean(axis=1, keepdims=True)
-        if SCATTER_MIXING == "phase":  # m·(cos φ·A + sin φ·K(A)), tan φ = d: band heights stay bounded
-            absorbed, dispersed = np.cos(np.arctan(d)), np.sin(np.arctan(d))
-            added[sel] = ((m * absorbed - 1) * a + m * dispersed * kramers_kronig_partner(a, wn) + mie
-                          ).astype(np.float32)
-        else:
-            added[sel] = ((m - 1) * a + m * d * kramers_kronig_partner(a, wn) + mie).astype(np.float32)
+        # phase: m·(cos φ·A + sin φ·K(A)), tan φ = d, band heights stay bounded; additive: m·(A + d·K(A))
+        absorbed, dispersed = (np.cos(np.arctan(d)), np.sin(np.arctan(d))) if SCATTER_MIXING == "phase" else (1.0, d)
+        added[sel] = ((m * absorbed - 1) * a + m * dispersed * kramers_kronig_partner(a, wn) + mie).astype(np.float32)
     return DemoScattering(path_length, dispersion, baseline, radius, index, strength, nuclei, added)
 
 

@@ -10,7 +10,7 @@ RUN ?= demo
 HEADLESS := test data demo bench browser-test checked-outputs
 $(HEADLESS): export MPLBACKEND := Agg
 
-.PHONY: setup test lint notebooks checked-outputs demo data train bench lab clean browser-test
+.PHONY: setup test lint notebooks checked-outputs demo data train bench lab clean browser-test docs
 
 setup: $(VENV)/.installed
 
@@ -53,6 +53,12 @@ browser-test: setup
 		|| echo "could not install Debian's chromium (the test will say it skipped)"
 	$(BIN)/python tools/browser_test.py
 
+# The documentation site (mkdocs.yml, docs/), built strictly: a broken link or reference fails. The docs extra
+# (MkDocs, Material, mkdocstrings) is installed on first use, like playwright above.
+docs: setup
+	$(BIN)/python -m pip install --quiet -e ".[docs]"
+	NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true $(BIN)/mkdocs build --strict
+
 bench: setup
 	$(BIN)/python -m benchmarks
 
@@ -60,4 +66,4 @@ lab: setup
 	$(BIN)/jupyter lab notebooks/
 
 clean:
-	rm -rf reports/demo data/demo models .pytest_cache
+	rm -rf reports/demo data/demo models .pytest_cache site

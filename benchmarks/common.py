@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 from spectra_vae import make_demo_dataset
-from spectra_vae.demo import GENERATOR_VERSION
-from spectra_vae.pipeline import check_epochs
+from spectra_vae.io.demo import GENERATOR_VERSION
+from spectra_vae.workflow.notebooks import check_epochs
 
 BENCH_DATA = Path(os.environ.get("SPECTRA_VAE_BENCH_DATA", "data/bench"))
 
@@ -110,8 +110,8 @@ def loop_epoch(batches, device: torch.device, precision: str = "fp32") -> tuple[
     """One epoch of `spectra_vae`'s own training loop (warm-up, clipping, checks: the step `fit`
     takes) over `batches`, from a fresh model; (seconds, pixels)."""
     from spectra_vae import SpectraVAE
-    from spectra_vae.model import VAE, ModelConfig
-    from spectra_vae.train import TrainConfig, TrainState, make_optimizer, train_loop
+    from spectra_vae.model.networks import VAE, ModelConfig
+    from spectra_vae.model.train import TrainConfig, TrainState, make_optimizer, train_loop
 
     defaults = SpectraVAE()
     torch.manual_seed(0)

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import demo_data, machine
-from spectra_vae.analysis import compare_with_pca
-from spectra_vae.pipeline import open_run
+from spectra_vae.views.analysis import compare_with_pca
+from spectra_vae.workflow.notebooks import open_run
 
 
 def run(data: Path, out: Path, nproc: int, epochs: int) -> dict[str, float]:

@@ -27,8 +27,8 @@ import torch
 from benchmarks import prototype
 from benchmarks.common import PremadeBatches, demo_data, loop_epoch, machine
 from spectra_vae import SpectraVAE, load_dataset
-from spectra_vae.analysis import fit_pca, pca_errors
-from spectra_vae.train import resolve_device
+from spectra_vae.model.train import resolve_device
+from spectra_vae.views.analysis import fit_pca, pca_errors
 
 
 def spread(values: list[float]) -> str:

@@ -38,12 +38,13 @@ from sklearn.decomposition import PCA
 from sklearn.metrics import roc_auc_score
 
 from benchmarks.common import demo_data, machine
-from spectra_vae import anomaly, load_dataset
-from spectra_vae.preprocessing import Preprocessor
-from spectra_vae.scattering import apparent_peak_position
-from spectra_vae.tissue import TissueRule
+from spectra_vae import load_dataset
+from spectra_vae.anomaly import baselines as anomaly
+from spectra_vae.core.scattering import apparent_peak_position
+from spectra_vae.preprocess.pipeline import Preprocessor
+from spectra_vae.preprocess.tissue import TissueRule
 
-MIN_SCALE = 0.05  # as spectra_vae.emsc: a pixel with less reference than this is not divided
+MIN_SCALE = 0.05  # as spectra_vae.preprocess.emsc: a pixel with less reference than this is not divided
 
 
 def complex_index(reference: np.ndarray, wn: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

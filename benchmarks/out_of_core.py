@@ -16,8 +16,8 @@ import torch
 
 from benchmarks.common import anon_memory_mb, demo_data, evict_from_page_cache, loop_epoch, machine
 from spectra_vae import load_dataset
-from spectra_vae.batches import PixelBatches
-from spectra_vae.normalise import Normaliser
+from spectra_vae.model.batches import PixelBatches
+from spectra_vae.preprocess.normalise import Normaliser
 
 
 class PeakMemory:

@@ -2,7 +2,7 @@
 apparent amide I position ≥ 3× as much as on the clean scans, and what do they do to the spectra?
 
 The demo is not changed (the first row is the demo as it is; generator 6 adopted one of these
-settings, README, Scattering and EMSC). For each setting the named constants of `spectra_vae.demo` are set for
+settings, README, Scattering and EMSC). For each setting the named constants of `spectra_vae.io.demo` are set for
 that run only (`unittest.mock.patch.object`), `make_demo_dataset` makes the clean and the
 scattered variant of each seed (6 scans of `--size`² pixels, in a temporary folder), and
 `peak_position_spread` measures the ground-truth tissue, as `benchmarks.scatter` part 1 does.
@@ -47,8 +47,9 @@ import pandas as pd
 
 from benchmarks import common, scatter
 from benchmarks.common import machine
-from spectra_vae import demo, load_dataset, make_demo_dataset
-from spectra_vae.scattering import apparent_peak_position, peak_position_spread
+from spectra_vae import load_dataset, make_demo_dataset
+from spectra_vae.core.scattering import apparent_peak_position, peak_position_spread
+from spectra_vae.io import demo
 
 GOAL = 3.0
 CONSTANTS = {"d": "SCATTER_DISPERSION", "pixel s.d.": "SCATTER_PIXEL_SD"}  # settings that set one number

@@ -8,7 +8,7 @@
    tissue; PCA and RX on the same pixels and preprocessing. Clean, clean with `emsc(2,0)` (basic
    EMSC, the step's default) and with `emsc(2,1)` (with the dispersion term), scattered without
    correction and with either. Goal: scattered with emsc ≥ 0.95 × clean. After
-   `emsc` the VAE's monitor weights residuals by each pixel's noise (see `spectra_vae.monitor`);
+   `emsc` the VAE's monitor weights residuals by each pixel's noise (see `spectra_vae.anomaly.monitor`);
    `VAE, unweighted` is the same model without that. Then, without training, PCA and RX by
    preprocessing: what dividing each spectrum does to them, and PCA's error with the same weighting.
 3. Speed: EMSC (reference fit and correction) and rubberband on one 278×278 scattered scan, with
@@ -27,13 +27,14 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.common import demo_data, epochs_arg, machine, patience_options
-from spectra_vae import SpectraVAE, anomaly, load_dataset
-from spectra_vae.analysis import fit_pca, pca_errors
-from spectra_vae.emsc import pixel_terms
-from spectra_vae.monitor import noise_level, noise_weights
-from spectra_vae.preprocessing import Preprocessor, lower_hull
-from spectra_vae.scattering import peak_position_spread
-from spectra_vae.tissue import TissueRule
+from spectra_vae import SpectraVAE, load_dataset
+from spectra_vae.anomaly import baselines as anomaly
+from spectra_vae.anomaly.monitor import noise_level, noise_weights
+from spectra_vae.core.scattering import peak_position_spread
+from spectra_vae.preprocess.emsc import pixel_terms
+from spectra_vae.preprocess.pipeline import Preprocessor, lower_hull
+from spectra_vae.preprocess.tissue import TissueRule
+from spectra_vae.views.analysis import fit_pca, pca_errors
 
 # Until 2026-11-26 (seventh session) `emsc` meant emsc(2,1), and the variants were named "clean, emsc"
 # and "scattered, emsc" for it (benchmarks/RESULTS.md).

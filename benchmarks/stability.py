@@ -34,8 +34,8 @@ import torch
 from benchmarks.common import anon_memory_mb, demo_data, epochs_arg, machine
 from benchmarks.out_of_core import PeakMemory
 from spectra_vae import SpectraVAE, TrainingError, load_dataset
-from spectra_vae import train as train_module
-from spectra_vae.analysis import compare_with_pca
+from spectra_vae.model import train as train_module
+from spectra_vae.views.analysis import compare_with_pca
 
 SPIKE_FACTOR, SPIKE_WINDOW = 10.0, 500
 

@@ -27,8 +27,11 @@ seed: int = 0
 # %matplotlib inline
 import numpy as np
 
-from spectra_vae import analysis, emsc, load_dataset, pipeline, plots, variants
-from spectra_vae.tissue import TissueRule, default_measure, tissue_intensity
+from spectra_vae import load_dataset
+from spectra_vae.preprocess import emsc, variants
+from spectra_vae.preprocess.tissue import TissueRule, default_measure, tissue_intensity
+from spectra_vae.views import analysis, plots
+from spectra_vae.workflow import notebooks as pipeline
 
 data = pipeline.resolve_data_dir(data_dir)
 run = pipeline.resolve_run_dir(run_dir, data_dir)
@@ -114,7 +117,7 @@ else:
 # table says which with which (check that two split lists name the same scans in the same order).
 # Scattering adds a broad Mie baseline, changes the path length, and mixes each band with its Kramers–Kronig partner
 # (the dispersion artefact), which pulls the apparent amide I maximum down. EMSC is fitted on each variant's tissue
-# pixels here, with its dispersion term (`emsc(2,1)` in `spectra_vae.preprocessing`), which is what narrows the
+# pixels here, with its dispersion term (`emsc(2,1)` in `spectra_vae.preprocess.pipeline`), which is what narrows the
 # apparent amide I position; a model fits its EMSC on its training tissue pixels and keeps it. The `emsc` step
 # itself is basic EMSC by default (`emsc(2,0)`): the dispersion term also takes out band shifts that are chemistry,
 # such as the demo tumour's, so anomaly detection does better without it (README, Scattering and EMSC).

@@ -20,7 +20,7 @@ run_dir: str = ""  # run folder; empty: reports/demo for the demo data, else a n
 overwrite: bool = False  # True: replace the run already in run_dir
 resume: bool = False  # True: continue the run in run_dir from its last checkpoint to `epochs`, as recorded
 epochs: str = "auto"  # "auto": 50 epochs, more on small data (at least 3000 optimiser steps); or a number
-preprocess: str = ""  # empty: none; e.g. cut(950,1800)|snv, or emsc on uncorrected scans; see spectra_vae.preprocessing
+preprocess: str = ""  # empty: none; e.g. cut(950,1800)|snv, or emsc on uncorrected scans; see spectra_vae.preprocess
 tissue_only: bool = False  # True: train and validate on tissue pixels only (amide I mask); use with snv/vector
 tissue_threshold: str = "auto"  # tissue rule: "auto" finds the background, a number sets it, "none": no mask
 latent_dim: int = 2
@@ -41,7 +41,9 @@ normal_labels: str = ""  # label names that count as normal, comma-separated (fo
 
 # %%
 # %matplotlib inline
-from spectra_vae import pipeline, plots, runs
+from spectra_vae.views import plots
+from spectra_vae.workflow import notebooks as pipeline
+from spectra_vae.workflow import runs
 
 # the same checks `python -m spectra_vae pipeline` applies before it starts (type, sign, range)
 params = pipeline.check_parameters(dict(

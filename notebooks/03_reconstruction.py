@@ -23,8 +23,11 @@ noise_level: float = 0.0  # known noise s.d. (absorbance) marked on the error hi
 # %matplotlib inline
 import numpy as np
 
-from spectra_vae import analysis, emsc, pipeline, plots, runs
-from spectra_vae.widgets import browse_reconstructions
+from spectra_vae.preprocess import emsc
+from spectra_vae.views import analysis, plots
+from spectra_vae.views.widgets import browse_reconstructions
+from spectra_vae.workflow import notebooks as pipeline
+from spectra_vae.workflow import runs
 
 noise_level = pipeline.check_parameters(dict(noise_level=noise_level))["noise_level"]
 opened = runs.open_run(run_dir, checkpoint, data_dir)  # the splits as recorded, never recomputed

@@ -23,8 +23,10 @@ seed: int = 0
 # %matplotlib inline
 import numpy as np
 
-from spectra_vae import analysis, pipeline, plots, runs
-from spectra_vae.widgets import explore
+from spectra_vae.views import analysis, plots
+from spectra_vae.views.widgets import explore
+from spectra_vae.workflow import notebooks as pipeline
+from spectra_vae.workflow import runs
 
 checked = pipeline.check_parameters(dict(max_points=max_points, seed=seed))
 max_points, seed = checked["max_points"], checked["seed"]

@@ -14,7 +14,7 @@
 # (a compound normal tissue lacks, like the demo's paraffin residue). So the score measures the residual
 # inside the principal directions of normal residual variation, plainly (`inside`) and scaled by their
 # variances (`t2`, Hotelling's T²), and outside them (`q`), each with a tail fitted on normal tissue,
-# combined by Fisher's method (`SpectraVAE.anomaly_score`, see `spectra_vae.monitor`). The threshold is
+# combined by Fisher's method (`SpectraVAE.anomaly_score`, see `spectra_vae.anomaly.monitor`). The threshold is
 # calibrated on normal scans to a chosen false-positive rate.
 # Background never counts: the model's own tissue rule decides what is tissue. The baselines (RX with a
 # Ledoit–Wolf covariance, PCA with Hotelling's T² and Q) are fitted on exactly the VAE's training pixels.
@@ -31,7 +31,11 @@ seed: int = 0
 # %matplotlib inline
 import numpy as np
 
-from spectra_vae import anomaly, load_dataset, pipeline, plots, runs
+from spectra_vae import load_dataset
+from spectra_vae.anomaly import baselines as anomaly
+from spectra_vae.views import plots
+from spectra_vae.workflow import notebooks as pipeline
+from spectra_vae.workflow import runs
 
 checked = pipeline.check_parameters(dict(false_positive_rate=false_positive_rate, n_bootstrap=n_bootstrap, seed=seed))
 false_positive_rate, n_bootstrap, seed = checked["false_positive_rate"], checked["n_bootstrap"], checked["seed"]

@@ -24,8 +24,10 @@ runs = ""  # run folders to compare, comma-separated; empty: those in run_dir
 
 # %%
 # %matplotlib inline
-from spectra_vae import compare, pipeline, plots
-from spectra_vae import runs as run_records
+from spectra_vae.views import plots
+from spectra_vae.workflow import compare
+from spectra_vae.workflow import notebooks as pipeline
+from spectra_vae.workflow import runs as run_records
 
 folders = compare.find_runs(run_dir, runs)
 report = pipeline.resolve_run_dir(run_dir) if not runs else folders[0].parent

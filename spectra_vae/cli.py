@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from .errors import DataError, TrainingError
+from .core.errors import DataError, TrainingError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -101,9 +101,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; a refusal or failure is one `error:` line on stderr and exit status 1."""
     args = _parser().parse_args(argv)
-    from . import pipeline
-    from .data import RECHECK_ENV
-    from .tissue import parse_tissue_threshold
+    from .io.dataset import RECHECK_ENV
+    from .preprocess.tissue import parse_tissue_threshold
+    from .workflow import notebooks as pipeline
 
     if getattr(args, "recheck", False):
         os.environ[RECHECK_ENV] = "1"  # inherited by the notebooks' kernels
@@ -119,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                             overwrite=args.overwrite, live=not args.quiet)
             print(f"done: {len(written)} files")
         elif args.command == "train" and args.resume:
-            from . import runs
+            from .workflow import runs
 
             epochs = None if args.epochs is None else pipeline.check_epochs("epochs", args.epochs)
             vae, splits, final = runs.resume(args.resume, epochs=epochs)
@@ -136,8 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 preprocess=args.preprocess, tissue_only=args.tissue_only,
                 tissue_threshold=parse_tissue_threshold(args.tissue_threshold), overwrite=args.overwrite,
                 checkpoint_minutes=args.checkpoint_minutes or None)
-            from .analysis import compare_with_pca
-            from .train import dist_info
+            from .model.train import dist_info
+            from .views.analysis import compare_with_pca
 
             rank, world = dist_info()
             if world > 1:
@@ -151,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                       f"model: {final}")
                 print(compare_with_pca(vae, splits.train, splits.test).to_string())
         elif args.command == "sweep":
-            from .sweep import parse_grid, run_sweep
+            from .workflow.sweep import parse_grid, run_sweep
 
             fixed = {k: pipeline.parse_value(v) for k, v in args.parameter}
             table = run_sweep(args.data, args.out, parse_grid(args.grid), fixed, kernel_name=args.kernel,
@@ -159,17 +159,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(table.to_string())
             print(f"table: {args.out}/runs.csv; comparison: {args.out}/06_compare_runs.ipynb")
         elif args.command == "export":
-            from .export import export_run
+            from .workflow.export import export_run
 
             written = export_run(args.run, args.out)
             print(f"wrote {len(written)} files to {args.out}")
         elif args.command == "convert":
-            from .formats import convert
+            from .io.readers import convert
 
             written = convert(args.source, args.destination)
             print(f"wrote {len(written)} files to {args.destination}")
         elif args.command == "demo-data":
-            from .demo import make_demo_dataset
+            from .io.demo import make_demo_dataset
 
             path = make_demo_dataset(args.out, n_scans=args.n_scans, height=args.height, width=args.width,
                                      seed=args.seed, scatter=args.scatter)

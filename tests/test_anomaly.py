@@ -5,10 +5,11 @@ import pandas as pd
 import pytest
 import torch
 
-from spectra_vae import DataError, SpectraVAE, anomaly, load_dataset
-from spectra_vae.demo import CLASS_COMPOSITION, COMPONENTS, NOISE_SIGMA, component_spectra, demo_wavenumbers
-from spectra_vae.monitor import Monitor, _residuals, noise_level
-from spectra_vae.mspc import Moments, Subspace
+from spectra_vae import DataError, SpectraVAE, load_dataset
+from spectra_vae.anomaly import baselines as anomaly
+from spectra_vae.anomaly.monitor import Monitor, _residuals, noise_level
+from spectra_vae.anomaly.mspc import Moments, Subspace
+from spectra_vae.io.demo import CLASS_COMPOSITION, COMPONENTS, NOISE_SIGMA, component_spectra, demo_wavenumbers
 
 
 def test_rx_with_ledoit_wolf_by_default_and_plain_mahalanobis_without_shrinkage():
@@ -178,7 +179,7 @@ def test_scan_scores_call_the_abnormal_scans(fitted, demo_dir):
 
 
 def test_the_residual_model_of_large_data_is_fitted_on_a_bounded_sample_of_whole_blocks(fitted, monkeypatch):
-    from spectra_vae import monitor as monitor_module
+    from spectra_vae.anomaly import monitor as monitor_module
 
     vae, train, _, _, _ = fitted
     tissue = vae.tissue_rule_.select(vae.training_pixels(train))

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from spectra_vae.canvas import png_rgba
+from spectra_vae.views.canvas import png_rgba
 
 ROOT = str(Path(__file__).resolve().parent.parent)
 
@@ -23,7 +23,7 @@ def test_png_frames_decode_to_the_same_pixels():
 def test_making_a_canvas_leaves_pyplots_backend_as_it_was():
     # importing ipympl switches pyplot's backend to it: a notebook's inline figures would become widgets
     code = ("import matplotlib; matplotlib.use('agg'); import matplotlib.pyplot as plt; "
-            "from spectra_vae.canvas import interactive_figure; fig = interactive_figure((2, 2)); "
+            "from spectra_vae.views.canvas import interactive_figure; fig = interactive_figure((2, 2)); "
             "print(matplotlib.get_backend(), type(plt.figure().canvas).__name__, type(fig.canvas).__name__)")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))}
     env.pop("MPLBACKEND", None)

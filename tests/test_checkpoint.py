@@ -7,7 +7,13 @@ import pytest
 import torch
 
 from spectra_vae import DataError, SpectraVAE, load_dataset
-from spectra_vae.checkpoint import CHECKPOINT_VERSION, OPTIONAL_SECTIONS, load_checkpoint, save_checkpoint, section
+from spectra_vae.model.checkpoint import (
+    CHECKPOINT_VERSION,
+    OPTIONAL_SECTIONS,
+    load_checkpoint,
+    save_checkpoint,
+    section,
+)
 
 V1_KEYS = ("format", "spectra_vae_version", "torch_version", "created", "config", "model_config", "state_dict",
            "normaliser", "wavenumbers", "wavenumbers_known", "history", "best_epoch", "train_source")

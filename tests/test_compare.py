@@ -7,9 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spectra_vae import DataError, compare, make_demo_dataset, runs
+from spectra_vae import DataError, make_demo_dataset
 from spectra_vae.__main__ import main
-from spectra_vae.sweep import combinations, parse_grid, run_name
+from spectra_vae.workflow import compare, runs
+from spectra_vae.workflow.sweep import combinations, parse_grid, run_name
 
 
 def test_grid_takes_lists_and_semicolons_for_values_that_hold_commas():

@@ -139,7 +139,7 @@ def test_read_returns_pixels_in_the_order_asked(demo):
 
 
 def test_the_finite_pixel_check_is_remembered_per_file_and_redone_when_the_file_changes(tmp_path, monkeypatch):
-    from spectra_vae import data as data_module
+    from spectra_vae.io import dataset as data_module
 
     monkeypatch.setenv("SPECTRA_VAE_CACHE", str(tmp_path / "cache"))
     scans = tmp_path / "scans"

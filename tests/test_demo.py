@@ -5,7 +5,8 @@ import pytest
 from scipy.ndimage import binary_erosion
 
 from spectra_vae import make_demo_dataset
-from spectra_vae.demo import (
+from spectra_vae.core.scattering import apparent_peak_position
+from spectra_vae.io.demo import (
     CLASS_COMPOSITION,
     LABEL_NAMES,
     NOISE_SIGMA,
@@ -17,7 +18,6 @@ from spectra_vae.demo import (
     demo_wavenumbers,
     make_demo_scan,
 )
-from spectra_vae.scattering import apparent_peak_position
 
 
 def test_demo_scans_have_lab_layout(demo_dir):
@@ -88,7 +88,7 @@ def test_scatter_variant_adds_a_baseline_under_tissue_only(tmp_path):
     assert diff[lab > 0].mean() > 0.03
     assert not diff[lab == 0].any()  # background is the clean variant's, noise included
 def test_paraffin_residue_sits_in_every_second_abnormal_scan_and_leaves_other_pixels_alone():
-    from spectra_vae.demo import PARAFFIN_RESIDUE, make_demo_scan, paraffin_spectrum
+    from spectra_vae.io.demo import PARAFFIN_RESIDUE, make_demo_scan, paraffin_spectrum
 
     wn = demo_wavenumbers()
     plain, labels = make_demo_scan(np.random.default_rng([5, 1]), 48, 48, abnormal=True, noise=0.0)

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from spectra_vae import SpectraVAE, load_dataset, make_demo_dataset
-from spectra_vae.analysis import compare_with_pca
+from spectra_vae.views.analysis import compare_with_pca
 
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="this torch build has no torch.distributed")
@@ -49,8 +49,9 @@ DDP_SCRIPT = textwrap.dedent("""
     import shutil, sys
     import torch
     from spectra_vae import SpectraVAE, load_dataset
-    from spectra_vae import estimator, train as train_module
-    from spectra_vae.distributed import dist_info, init_distributed
+    from spectra_vae.estimator import vae as estimator
+    from spectra_vae.model import train as train_module
+    from spectra_vae.core.distributed import dist_info, init_distributed
 
     data, out, mode = sys.argv[1], sys.argv[2], sys.argv[3]
     rank, world = init_distributed()
@@ -156,8 +157,9 @@ def _wait_for_all(procs: list[subprocess.Popen], seconds: float) -> None:
 NODE_SCRIPT = textwrap.dedent("""
     import json, os, sys
     import torch
-    from spectra_vae import data as data_module, pipeline
-    from spectra_vae.distributed import init_distributed
+    from spectra_vae.io import dataset as data_module
+    from spectra_vae.workflow import notebooks as pipeline
+    from spectra_vae.core.distributed import init_distributed
 
     data, out = sys.argv[1], sys.argv[2]
     checked = []  # the files whose every pixel this process read for the finite check
@@ -217,7 +219,7 @@ EXIT_SCRIPT = textwrap.dedent("""
     import atexit
     import numpy as np
     import torch
-    from spectra_vae.distributed import all_reduce, init_distributed
+    from spectra_vae.core.distributed import all_reduce, init_distributed
     rank, world = init_distributed()
     assert world == 2
     for _ in range(50):
@@ -244,7 +246,7 @@ def test_a_script_that_joined_the_group_exits_cleanly_without_destroying_it():
 FIT_EXIT_SCRIPT = textwrap.dedent("""
     import atexit, os, sys
     from spectra_vae import SpectraVAE, load_dataset
-    from spectra_vae.distributed import init_distributed
+    from spectra_vae.core.distributed import init_distributed
     init_distributed()
     train = load_dataset(sys.argv[1], split="normal_train")
     vae = SpectraVAE(epochs=1, hidden_dims=(32, 16), batch_size=64, patience=None, verbose=False).fit(train)

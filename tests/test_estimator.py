@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from spectra_vae import DataError, SpectraVAE, load_dataset, make_demo_dataset
-from spectra_vae.analysis import compare_with_pca
-from spectra_vae.train import resolve_device
+from spectra_vae.model.train import resolve_device
+from spectra_vae.views.analysis import compare_with_pca
 
 
 def test_fit_returns_self_with_history_of_each_term_per_epoch(fitted):
@@ -89,7 +89,7 @@ def test_early_stopping_stops_after_patience_epochs_without_improvement(demo_dir
 
 
 def test_resume_continues_history_and_matches_an_uninterrupted_run(demo_dir, tmp_path, monkeypatch):
-    from spectra_vae import estimator as estimator_module
+    from spectra_vae.estimator import vae as estimator_module
 
     train = load_dataset(demo_dir, split="normal_train")
     val = load_dataset(demo_dir, split="normal_val")
@@ -140,7 +140,7 @@ class _Exploit:
 def test_checkpoint_with_pickled_code_is_refused_and_not_run(tmp_path):
     path = tmp_path / "evil.pt"
     with open(path, "wb") as f:
-        pickle.dump({"format": "spectra_vae.checkpoint", "x": _Exploit()}, f)
+        pickle.dump({"format": "spectra_vae.model.checkpoint", "x": _Exploit()}, f)
     if os.path.exists("/tmp/spectra_vae_pwned"):
         os.remove("/tmp/spectra_vae_pwned")
     with pytest.raises(DataError, match="evil.pt"):
@@ -187,7 +187,7 @@ def test_default_vae_reconstructs_held_out_scans_better_than_pca_with_as_many_co
 def test_compare_with_pca_streams_but_gives_the_rmse_over_all_pixels_and_channels(fitted):
     from sklearn.decomposition import PCA
 
-    from spectra_vae.estimator import rmse
+    from spectra_vae.estimator.vae import rmse
 
     vae, train, _, test, _ = fitted
     table = compare_with_pca(vae, train, test)
@@ -199,7 +199,7 @@ def test_compare_with_pca_streams_but_gives_the_rmse_over_all_pixels_and_channel
 
 
 def test_reconstruct_pixels_returns_the_pixels_asked_for_in_their_order(fitted):
-    from spectra_vae.analysis import reconstruct_pixels
+    from spectra_vae.views.analysis import reconstruct_pixels
 
     vae, _, _, test, _ = fitted
     positions = [40, 3, 40, 17]  # unsorted, with a repeat
@@ -211,7 +211,7 @@ def test_reconstruct_pixels_returns_the_pixels_asked_for_in_their_order(fitted):
 def test_fit_on_large_data_says_what_it_does_before_the_first_epoch(demo, monkeypatch, capsys):
     """The passes over the training set before the first epoch (tissue rule, emsc reference,
     normalisation statistics) are announced on data of PREPARE_NOTICE_PIXELS or more; quiet otherwise."""
-    from spectra_vae import estimator
+    from spectra_vae.estimator import vae as estimator
 
     train = demo.select_scans([0, 1])
     SpectraVAE(hidden_dims=(8,), epochs=1, preprocess="emsc", verbose=True).fit(train)

@@ -26,10 +26,11 @@ import torch
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from spectra_vae import DataError, SpectraVAE, TrainingError, load_dataset, make_demo_dataset, pipeline
+from spectra_vae import DataError, SpectraVAE, TrainingError, load_dataset, make_demo_dataset
 from spectra_vae.__main__ import main
-from spectra_vae.data import SpectralDataset
-from spectra_vae.preprocessing import STEPS, Preprocessor
+from spectra_vae.io.dataset import SpectralDataset
+from spectra_vae.preprocess.pipeline import STEPS, Preprocessor
+from spectra_vae.workflow import notebooks as pipeline
 
 OWN_ERRORS = (DataError, TrainingError)
 SCAN_NAMES = ["data0.npy", "data1.npy", "data2.npy", "data3.npy"]

@@ -2,8 +2,8 @@ import math
 
 import torch
 
-from spectra_vae.loss import elbo_loss, kl_divergence, reconstruction_nll
-from spectra_vae.model import VAE, ModelConfig
+from spectra_vae.model.loss import elbo_loss, kl_divergence, reconstruction_nll
+from spectra_vae.model.networks import VAE, ModelConfig
 
 
 def test_kl_matches_monte_carlo_estimate():
@@ -79,7 +79,7 @@ def test_noise_variance_tracks_mean_squared_residual():
 
 
 def test_encoder_log_variance_is_softly_bounded_and_untouched_well_inside():
-    from spectra_vae.model import LOGVAR_BOUNDS
+    from spectra_vae.model.networks import LOGVAR_BOUNDS
 
     lo, hi = LOGVAR_BOUNDS
     m = VAE(ModelConfig(n_channels=8, hidden_dims=(4,)))

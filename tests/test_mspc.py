@@ -5,7 +5,15 @@ import pytest
 from scipy import stats
 from sklearn.covariance import LedoitWolf
 
-from spectra_vae.mspc import Moments, ScaledChi2, Subspace, chi2_log_sf, components_above_noise, fisher, ledoit_wolf
+from spectra_vae.anomaly.mspc import (
+    Moments,
+    ScaledChi2,
+    Subspace,
+    chi2_log_sf,
+    components_above_noise,
+    fisher,
+    ledoit_wolf,
+)
 
 
 def low_rank_data(n=20000, c=40, rank=3, noise=0.1, seed=0):

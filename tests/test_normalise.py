@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from spectra_vae import DataError, SpectraVAE
-from spectra_vae.normalise import Normaliser
+from spectra_vae.preprocess.normalise import Normaliser
 
 X = np.random.default_rng(0).normal(2.0, [0.5, 1.0, 3.0], size=(1000, 3))
 

@@ -6,8 +6,9 @@ import nbformat
 import numpy as np
 import pytest
 
-from spectra_vae import DataError, make_demo_dataset, pipeline
+from spectra_vae import DataError, make_demo_dataset
 from spectra_vae.__main__ import main
+from spectra_vae.workflow import notebooks as pipeline
 
 NOTEBOOKS = pipeline.project_root() / "notebooks"
 
@@ -150,7 +151,7 @@ def test_train_command_trains_without_jupyter(tmp_path):
 
 
 def test_tissue_only_training_uses_the_tissue_pixels_and_open_run_restores_them(tmp_path):
-    from spectra_vae.tissue import tissue_intensity
+    from spectra_vae.preprocess.tissue import tissue_intensity
 
     data = make_demo_dataset(tmp_path / "scans", n_scans=6, height=20, width=20, seed=3)
     vae, splits, final = pipeline.train(data, tmp_path / "run", epochs=1, hidden_dims=(16,),

@@ -3,7 +3,7 @@
 import matplotlib.pyplot as plt
 import numpy as np
 
-from spectra_vae import analysis, plots
+from spectra_vae.views import analysis, plots
 
 
 def test_value_labels_follow_the_preprocessing():

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from spectra_vae import DataError, SpectraVAE, load_dataset
-from spectra_vae.batches import IN_MEMORY_BYTES, PixelBatches, in_memory_budget
-from spectra_vae.model import VAE, ModelConfig
-from spectra_vae.normalise import Normaliser
+from spectra_vae.model.batches import IN_MEMORY_BYTES, PixelBatches, in_memory_budget
+from spectra_vae.model.networks import VAE, ModelConfig
+from spectra_vae.preprocess.normalise import Normaliser
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -80,7 +80,7 @@ def test_training_steps_run_under_autocast_only_when_asked(demo_dir, monkeypatch
 
 
 def test_streamed_epoch_shuffles_across_scans_and_sees_every_pixel_once(demo_dir, monkeypatch):
-    from spectra_vae import batches as batches_module
+    from spectra_vae.model import batches as batches_module
 
     monkeypatch.setattr(batches_module, "STREAM_BLOCK", 50)  # many small pools, batches straddle them
     monkeypatch.setattr(batches_module, "STREAM_BUFFER_BLOCKS", 3)
@@ -103,7 +103,7 @@ def test_streamed_epoch_shuffles_across_scans_and_sees_every_pixel_once(demo_dir
 
 def test_a_cut_short_streamed_epoch_draws_as_much_randomness_as_a_whole_one(demo_dir, monkeypatch):
     """So a distributed run that stops each epoch at the smallest shard's batches still resumes exactly."""
-    from spectra_vae import batches as batches_module
+    from spectra_vae.model import batches as batches_module
 
     monkeypatch.setattr(batches_module, "STREAM_BLOCK", 50)
     ds = load_dataset(demo_dir)

@@ -7,10 +7,10 @@ from scipy.signal import savgol_filter
 
 from benchmarks.scatter import per_spectrum_rubberband  # the per-spectrum hull: the oracle, and timed there
 from spectra_vae import DataError, SpectraVAE, load_dataset
-from spectra_vae.demo import component_spectra
-from spectra_vae.emsc import EMSC, MIN_SCALE, pixel_terms
-from spectra_vae.preprocessing import Preprocessor, lower_hull, parse
-from spectra_vae.scattering import kramers_kronig_partner
+from spectra_vae.core.scattering import kramers_kronig_partner
+from spectra_vae.io.demo import component_spectra
+from spectra_vae.preprocess.emsc import EMSC, MIN_SCALE, pixel_terms
+from spectra_vae.preprocess.pipeline import Preprocessor, lower_hull, parse
 
 WN = np.linspace(950, 1800, 442)
 RNG = np.random.default_rng(0)

@@ -4,8 +4,8 @@ their run only, and its measure is `peak_position_spread`'s."""
 import numpy as np
 
 from benchmarks.realism import demo_constants, measure
-from spectra_vae import demo
-from spectra_vae.demo import component_spectra, demo_wavenumbers, make_demo_scan
+from spectra_vae.io import demo
+from spectra_vae.io.demo import component_spectra, demo_wavenumbers, make_demo_scan
 
 
 def scan(scatter: bool) -> np.ndarray:

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from spectra_vae import DataError, SpectraVAE, TrainingError, load_dataset, pipeline
-from spectra_vae import checkpoint as checkpoint_module
-from spectra_vae import train as train_module
+from spectra_vae import DataError, SpectraVAE, TrainingError, load_dataset
+from spectra_vae.model import checkpoint as checkpoint_module
+from spectra_vae.model import train as train_module
+from spectra_vae.workflow import notebooks as pipeline
 
 
 def test_a_scan_without_any_finite_pixel_is_an_error(tmp_path):

@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spectra_vae import DataError, make_demo_dataset, runs
+from spectra_vae import DataError, make_demo_dataset
 from spectra_vae.__main__ import main
+from spectra_vae.workflow import runs
 
 TINY = {"epochs": 1, "hidden_dims": (16,), "batch_size": 128}
 
@@ -105,7 +106,7 @@ def test_cropped_scans_are_all_tissue_through_training_and_reopening(tmp_path):
 
 
 def test_train_command_takes_auto_epochs_and_records_them_as_asked(tmp_path, monkeypatch):
-    from spectra_vae import train as train_module
+    from spectra_vae.model import train as train_module
 
     monkeypatch.setattr(train_module, "AUTO_EPOCHS", 2)
     monkeypatch.setattr(train_module, "AUTO_MIN_STEPS", 3)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from spectra_vae import DataError, SpectraVAE, load_dataset
-from spectra_vae.tissue import TissueRule, background_threshold, parse_tissue_threshold, tissue_intensity
+from spectra_vae.preprocess.tissue import TissueRule, background_threshold, parse_tissue_threshold, tissue_intensity
 
 
 def test_rule_from_spectra_alone_matches_the_ground_truth(demo):

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from spectra_vae import SpectraVAE, TrainingError, TrainingWarning, load_dataset
-from spectra_vae import batches as batches_module
-from spectra_vae import estimator as estimator_module
-from spectra_vae import train as train_module
-from spectra_vae.train import TrainConfig, TrainState, clip_gradients, learning_rate, plan_epochs
+from spectra_vae.estimator import vae as estimator_module
+from spectra_vae.model import batches as batches_module
+from spectra_vae.model import train as train_module
+from spectra_vae.model.train import TrainConfig, TrainState, clip_gradients, learning_rate, plan_epochs
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from spectra_vae import DataError, load_dataset, pipeline
-from spectra_vae.tissue import TissueRule
-from spectra_vae.variants import check_variants, compare_variants, scan_pairs
+from spectra_vae import DataError, load_dataset
+from spectra_vae.preprocess.tissue import TissueRule
+from spectra_vae.preprocess.variants import check_variants, compare_variants, scan_pairs
+from spectra_vae.workflow import notebooks as pipeline
 
 
 def test_compare_variants_sees_scattering_spread_amide_i_and_emsc_maps_where_it_is_strong(demo_dir, scattered_dir):
@@ -55,8 +56,8 @@ def test_scattered_dir_parameter_resolves_to_a_folder_or_none(tmp_path):
 def test_term_maps_draw_the_models_emsc_terms_per_scan(scattered_dir):
     """`emsc.term_maps`: each term of `pixel_terms` as one map per scan, NaN where a scan has no pixel;
     basic EMSC (the default) has no dispersion map."""
-    from spectra_vae import emsc
-    from spectra_vae.preprocessing import Preprocessor
+    from spectra_vae.preprocess import emsc
+    from spectra_vae.preprocess.pipeline import Preprocessor
 
     ds = load_dataset(scattered_dir)
     pre = Preprocessor("emsc").fit(ds.wavenumbers, TissueRule.fit(ds).select(ds))

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from spectra_vae import SpectraVAE, load_dataset, tissue
-from spectra_vae.explorer import outline_segments
-from spectra_vae.widgets import browse_reconstructions, explore
+from spectra_vae import SpectraVAE, load_dataset
+from spectra_vae.preprocess import tissue
+from spectra_vae.views.explorer import outline_segments
+from spectra_vae.views.widgets import browse_reconstructions, explore
 
 
 def test_browser_starts_on_the_worst_reconstructed_pixel_and_redraws_on_slider_move(fitted):

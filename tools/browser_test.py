@@ -29,7 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # this checkout's package (the explorer's layout), not an installed one
-from spectra_vae.explorer import LATENT_AXES, MAP_AXES  # noqa: E402
+from spectra_vae.views.explorer import LATENT_AXES, MAP_AXES  # noqa: E402
 
 SHOTS = ROOT / "reports" / "screenshots"
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
@@ -248,8 +248,9 @@ def main() -> int:
     # 04 reopens that run on scans of the lab's size: the same scan names as the demo data the run
     # recorded (the run notes that they changed since training), 278×278 pixels each
     big = scratch / f"scans_{EXPLORE_SIZE}"
-    subprocess.run([python, "-c", "import sys; from spectra_vae import make_demo_dataset; from spectra_vae.pipeline "
-                    "import DEMO; make_demo_dataset(sys.argv[1], n_scans=DEMO['n_scans'], "
+    subprocess.run([python, "-c", "import sys; from spectra_vae import make_demo_dataset; "
+                    "from spectra_vae.workflow.notebooks import DEMO; "
+                    "make_demo_dataset(sys.argv[1], n_scans=DEMO['n_scans'], "
                     f"height={EXPLORE_SIZE}, width={EXPLORE_SIZE})", str(big)],
                    check=True, capture_output=True, env=env)
     # point the scratch copies at that run, 04 at the large scans (papermill-style parameter edits)

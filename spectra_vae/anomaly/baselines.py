@@ -18,9 +18,9 @@ import pandas as pd
 from scipy import stats
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
-from .data import SpectralDataset, as_dataset
-from .errors import DataError
-from .estimator import SpectraVAE
+from ..core.errors import DataError
+from ..estimator.vae import SpectraVAE
+from ..io.dataset import SpectralDataset, as_dataset
 from .mspc import Moments, ScaledChi2, Subspace, fisher, ledoit_wolf
 
 NORMAL_LABELS = ("background", "stroma", "epithelium")

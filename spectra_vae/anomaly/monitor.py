@@ -33,14 +33,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from .data import SpectralDataset
-from .distributed import all_reduce, dist_info
-from .errors import DataError
-from .loss import kl_divergence, reconstruction_nll
+from ..core.distributed import all_reduce, dist_info
+from ..core.errors import DataError
+from ..io.dataset import SpectralDataset
+from ..model.loss import kl_divergence, reconstruction_nll
 from .mspc import Moments, ScaledChi2, Subspace, fisher
 
 if TYPE_CHECKING:
-    from .estimator import SpectraVAE
+    from ..estimator.vae import SpectraVAE
 
 RESIDUAL_STATISTICS = ("inside", "t2", "q")
 STATISTICS = (*RESIDUAL_STATISTICS, "kl")
@@ -134,7 +134,7 @@ def pixel_statistics(vae: SpectraVAE, data: SpectralDataset, monitor: Monitor | 
     reconstruction NLL of decode(μ) and the KL term, and with a monitor the residual statistics
     (with `monitored_only`, just the statistics a monitor's tails are fitted to: the KL term
     and the residual statistics)."""
-    from .estimator import pixel_rmse
+    from ..estimator.vae import pixel_rmse
 
     plain = () if monitored_only else ("reconstruction_error", "reconstruction_nll")
     out: dict[str, list[np.ndarray]] = {k: [] for k in (*plain, "kl", *(RESIDUAL_STATISTICS if monitor else ()))}
@@ -254,7 +254,7 @@ def _set_threshold(monitor: Monitor, normal: SpectralDataset, mask: np.ndarray, 
                    false_positive_rate: float) -> None:
     """The threshold flagging `false_positive_rate` of the tissue pixels (`mask`) of `normal`,
     whose combined scores are `score`, and how their flags cluster in space."""
-    from .anomaly import design_effect
+    from .baselines import design_effect
 
     monitor.threshold = _quantile(score, 1 - false_positive_rate)
     monitor.false_positive_rate = float(false_positive_rate)

@@ -17,9 +17,14 @@ import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.exceptions import NotFittedError
 
-from . import __version__
-from .batches import TRIM_EVERY, release_freed_memory
-from .checkpoint import (
+from ..anomaly.monitor import Monitor, fit_monitor, parse_statistics, pixel_statistics
+from ..anomaly.monitor import calibrate as calibrate_monitor
+from ..core.distributed import all_reduce, broadcast_module, dist_info, init_distributed
+from ..core.errors import DataError, TrainingError
+from ..core.version import __version__
+from ..io.dataset import SpectralDataset, as_dataset
+from ..model.batches import TRIM_EVERY, release_freed_memory
+from ..model.checkpoint import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
     load_checkpoint,
@@ -28,17 +33,9 @@ from .checkpoint import (
     section,
     training_section,
 )
-from .data import SpectralDataset, as_dataset
-from .distributed import all_reduce, broadcast_module, dist_info, init_distributed
-from .errors import DataError, TrainingError
-from .loss import RECONSTRUCTIONS
-from .model import VAE, ModelConfig
-from .monitor import Monitor, fit_monitor, parse_statistics, pixel_statistics
-from .monitor import calibrate as calibrate_monitor
-from .normalise import METHODS, Normaliser, merge_stats, pixel_stats
-from .preprocessing import Preprocessor
-from .tissue import TissueRule, parse_tissue_threshold
-from .train import (
+from ..model.loss import RECONSTRUCTIONS
+from ..model.networks import VAE, ModelConfig
+from ..model.train import (
     PRECISIONS,
     WARMUP_STEPS,
     PixelBatches,
@@ -49,6 +46,9 @@ from .train import (
     resolve_device,
     train_loop,
 )
+from ..preprocess.normalise import METHODS, Normaliser, merge_stats, pixel_stats
+from ..preprocess.pipeline import Preprocessor
+from ..preprocess.tissue import TissueRule, parse_tissue_threshold
 
 PREDICT_BATCH = 8192
 PREPARE_NOTICE_PIXELS = 1_000_000  # from this many training pixels, `fit` says what it does before the first epoch
@@ -598,7 +598,7 @@ class SpectraVAE(TransformerMixin, BaseEstimator):
         not), and the 99th-percentile pixel score. The limit is the nominal false-positive rate
         plus the one-sided 99 % spread of a normal scan's flagged fraction, widened by how much
         flags cluster in space on the calibration tissue."""
-        from .anomaly import scan_table
+        from ..anomaly.baselines import scan_table
 
         monitor = self._monitor()
         if monitor.threshold is None:

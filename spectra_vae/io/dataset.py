@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import DataError
+from ..core.errors import DataError
 
 SPLITS_FILE = "data_splits.json"
 WAVENUMBERS_FILE = "wavenumbers.npy"
@@ -247,7 +247,7 @@ def _shared_finite_check(paths: list[Path], recheck: bool = False) -> dict[Path,
     files, each file checked (or looked up in the cache) by one process only, files dealt
     round-robin, and the results exchanged; every process remembers them in its own cache.
     Empty when alone. Every process must open the same files, as `pipeline.train` does."""
-    from .distributed import dist_info, gather_objects
+    from ..core.distributed import dist_info, gather_objects
 
     rank, world = dist_info()
     if world == 1 or not paths:
@@ -656,7 +656,7 @@ def _load_directory(directory: Path, wavenumbers: np.ndarray | None,
                     split: str | Sequence[str] | None, recheck: bool = False) -> SpectralDataset:
     if not directory.is_dir():
         raise DataError(f"{directory}: no such directory")
-    from .formats import SCAN_SUFFIXES, SIDECAR_SUFFIXES
+    from .readers import SCAN_SUFFIXES, SIDECAR_SUFFIXES
 
     files: list[Path] = []
     skipped: list[Path] = []
@@ -807,7 +807,7 @@ def _read_table(path: Path) -> tuple[pd.DataFrame, list[str]]:
 def _read_other(path: Path, variable: str | None = None,
                 wavenumbers_variable: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """A non-numpy scan as (cube or table, its wavenumbers), channels last."""
-    from .formats import read_file
+    from .readers import read_file
 
     if path.suffix.lower() in (".csv", ".tsv"):
         ds = load_dataset(path)

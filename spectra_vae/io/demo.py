@@ -18,8 +18,8 @@ import numpy as np
 from scipy.ndimage import distance_transform_edt
 from scipy.special import ndtr
 
-from .errors import DataError
-from .scattering import kramers_kronig_partner, mie_extinction
+from ..core.errors import DataError
+from ..core.scattering import kramers_kronig_partner, mie_extinction
 
 WAVENUMBER_RANGE = (950.0, 1800.0)
 N_CHANNELS = 442
@@ -405,7 +405,7 @@ def make_demo_dataset(
     dispersion artefact, Mie baseline), whose per-pixel maps go to `scattering/data{i}.npz`.
     Returns the directory. Same arguments, same files.
     """
-    from .data import check_output_dir
+    from .dataset import check_output_dir
 
     def whole(x: object) -> bool:
         return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DataError
+from ..core.errors import DataError
 
 WAVENUMBER_NAMES = ("wavenumbers", "wavenumber", "wavenums", "wn", "wavelengths", "wavelength", "wl",
                     "xaxis", "x_axis", "axis", "energy")
@@ -48,7 +48,7 @@ def read_file(path: Path, variable: str | None = None,
     array shapes are read before any data, so an array larger than half this machine's memory
     is refused instead of read.
     """
-    from .data import regular_file
+    from .dataset import regular_file
 
     suffix = path.suffix.lower()
     regular_file(path)
@@ -71,7 +71,7 @@ def read_file(path: Path, variable: str | None = None,
 
 def _check_companions(path: Path) -> None:
     """The files a reader may open beside `path` (same stem, or stem_ for Agilent tiles) are regular files."""
-    from .data import regular_file
+    from .dataset import regular_file
 
     stem = path.stem.lower()
     try:
@@ -268,7 +268,7 @@ def convert(source: str | Path, destination: str | Path) -> list[Path]:
     A Fortran-ordered `.npy` scan (which `load_dataset` refuses) is rewritten in C order slab by
     slab, never whole in memory.
     """
-    from .data import _open_npy, check_output_dir, load_dataset, regular_file
+    from .dataset import _open_npy, check_output_dir, load_dataset, regular_file
     from .demo import _save_npy_atomic
 
     src = Path(source)

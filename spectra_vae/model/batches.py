@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .data import SpectralDataset
-from .normalise import Normaliser
+from ..io.dataset import SpectralDataset
+from ..preprocess.normalise import Normaliser
 
 IN_MEMORY_BYTES = 2 * 1024**3  # datasets up to this size (float32, normalised) are held in memory
 GPU_MEMORY_FRACTION = 0.5  # on CUDA: up to this fraction of the free device memory

@@ -22,8 +22,8 @@ from typing import Any
 
 import torch
 
-from .errors import DataError
-from .model import VAE
+from ..core.errors import DataError
+from .networks import VAE
 from .train import WARMUP_STEPS, TrainState
 
 CHECKPOINT_FORMAT = "spectra_vae.checkpoint"

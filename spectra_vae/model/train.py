@@ -14,11 +14,18 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..core.distributed import (
+    all_reduce,
+    all_reduce_tensor,
+    average_gradients,
+    dist_info,
+    gather_objects,
+    init_distributed,
+)
+from ..core.errors import TrainingError, TrainingWarning
 from .batches import PixelBatches
-from .distributed import all_reduce, all_reduce_tensor, average_gradients, dist_info, gather_objects, init_distributed
-from .errors import TrainingError, TrainingWarning
 from .loss import elbo_loss
-from .model import VAE
+from .networks import VAE
 
 __all__ = ["PRECISIONS", "PixelBatches", "TrainConfig", "TrainState", "clip_gradients", "dist_info",
            "init_distributed", "learning_rate", "make_optimizer", "plan_epochs", "resolve_device", "train_loop"]

@@ -33,12 +33,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .errors import DataError
-from .scattering import kramers_kronig_partner
+from ..core.errors import DataError
+from ..core.scattering import kramers_kronig_partner
 
 if TYPE_CHECKING:
-    from .data import SpectralDataset
-    from .preprocessing import Preprocessor
+    from ..io.dataset import SpectralDataset
+    from .pipeline import Preprocessor
 
 MIN_SCALE = 0.05  # pixels holding less than 5 % of the reference are not divided by it
 BLOCK = 4096  # spectra corrected at a time

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DataError
+from ..core.errors import DataError
 
 PixelStats = tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # n, mean, M2, min, max
 

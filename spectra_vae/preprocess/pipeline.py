@@ -41,8 +41,8 @@ from typing import Any, Literal, overload
 
 import numpy as np
 
+from ..core.errors import DataError
 from .emsc import EMSC
-from .errors import DataError
 
 STEPS = ("cut", "resample", "baseline", "rubberband", "savgol", "snv", "vector", "amide1", "emsc")
 FITTED_STEPS = ("emsc",)  # steps that learn from training spectra, not only from the axis

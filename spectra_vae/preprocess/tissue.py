@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from .data import SpectralDataset
-from .errors import DataError
+from ..core.errors import DataError
+from ..io.dataset import SpectralDataset
 
 AMIDE_I_BAND = (1630.0, 1680.0)  # cm⁻¹
 MEASURES = ("amide_i", "total", "none")

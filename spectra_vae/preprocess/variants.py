@@ -14,11 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .data import SpectralDataset
+from ..core.errors import DataError
+from ..core.scattering import apparent_peak_position, peak_position_spread
+from ..io.dataset import SpectralDataset
 from .emsc import pixel_terms
-from .errors import DataError
-from .preprocessing import Preprocessor
-from .scattering import apparent_peak_position, peak_position_spread
+from .pipeline import Preprocessor
 
 
 @dataclass

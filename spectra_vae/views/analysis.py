@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 from sklearn.decomposition import PCA, IncrementalPCA
 
-from .data import SpectralDataset, as_dataset
-from .estimator import SpectraVAE, pixel_rmse
+from ..estimator.vae import SpectraVAE, pixel_rmse
+from ..io.dataset import SpectralDataset, as_dataset
 
 PCA_IN_MEMORY_PIXELS = 2_000_000
 

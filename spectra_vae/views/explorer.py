@@ -24,10 +24,10 @@ from matplotlib.collections import LineCollection
 from matplotlib.colors import BoundaryNorm, Colormap, ListedColormap, Normalize
 from matplotlib.patches import Rectangle
 
-from . import tissue
+from ..estimator.vae import SpectraVAE, pixel_rmse
+from ..io.dataset import SpectralDataset
+from ..preprocess import tissue
 from .canvas import Blitter, interactive_figure, send_whole_frame
-from .data import SpectralDataset
-from .estimator import SpectraVAE, pixel_rmse
 from .plots import ABS_LABEL, spectrum_axes
 
 MAX_SCATTER_POINTS = 20_000

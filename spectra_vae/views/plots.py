@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .data import SpectralDataset
+from ..io.dataset import SpectralDataset
 
 WN_LABEL = "wavenumber (cm⁻¹)"
 ABS_LABEL = "absorbance (a.u.)"

@@ -10,8 +10,8 @@ import numpy as np
 from IPython.display import display
 from matplotlib.figure import Figure
 
-from .data import SpectralDataset
-from .estimator import SpectraVAE
+from ..estimator.vae import SpectraVAE
+from ..io.dataset import SpectralDataset
 from .explorer import MAX_SCATTER_POINTS, Explorer
 from .plots import ABS_LABEL, spectrum_axes
 

@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..anomaly.baselines import anomaly_kinds, evaluate, ground_truth_anomaly
+from ..core.errors import DataError
+from ..views.analysis import compare_with_pca
 from . import runs
-from .analysis import compare_with_pca
-from .anomaly import anomaly_kinds, evaluate, ground_truth_anomaly
-from .errors import DataError
 
 ACTIVE_KL = 0.01  # nats: a latent dimension whose mean KL over held-out pixels exceeds this is in use
 FLAG_RATE = 0.01  # the false-positive rate the flags are calibrated to, on normal validation tissue

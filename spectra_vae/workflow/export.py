@@ -32,9 +32,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import __version__, compare, runs
-from .emsc import MAP_LABELS, has_emsc, pixel_terms
-from .errors import DataError
+from ..core.errors import DataError
+from ..core.version import __version__
+from ..preprocess.emsc import MAP_LABELS, has_emsc, pixel_terms
+from . import compare, runs
 
 MAPS, PIXELS = "maps.h5", "pixels.csv"
 GAP = 2  # columns between scans in the pixel table's map coordinates

@@ -13,7 +13,9 @@ from typing import Any, TypedDict
 
 import numpy as np
 
-from .data import (
+from ..core.errors import DataError  # noqa: F401  (notebooks raise it through here)
+from ..estimator.vae import SpectraVAE, _check_device
+from ..io.dataset import (
     SPLITS_FILE,
     WAVENUMBERS_FILE,
     SpectralDataset,
@@ -22,13 +24,11 @@ from .data import (
     load_dataset,
     read_json,
 )
-from .demo import GENERATOR_VERSION, make_demo_dataset
-from .errors import DataError  # noqa: F401  (notebooks raise it through here)
-from .estimator import SpectraVAE, _check_device
-from .loss import RECONSTRUCTIONS
-from .preprocessing import parse as parse_preprocess
-from .tissue import parse_tissue_threshold
-from .train import PRECISIONS
+from ..io.demo import GENERATOR_VERSION, make_demo_dataset
+from ..model.loss import RECONSTRUCTIONS
+from ..model.train import PRECISIONS
+from ..preprocess.pipeline import parse as parse_preprocess
+from ..preprocess.tissue import parse_tissue_threshold
 
 NOTEBOOKS = ("01_data_exploration.ipynb", "02_train.ipynb", "03_reconstruction.ipynb",
              "04_latent_exploration.ipynb", "05_anomaly_detection.ipynb")
@@ -58,7 +58,7 @@ def project_root(start: str | os.PathLike | None = None) -> Path:
     for d in (here, *here.parents):
         if (d / "notebooks").is_dir() and (d / "spectra_vae").is_dir():
             return d
-    pkg_root = Path(__file__).resolve().parent.parent
+    pkg_root = Path(__file__).resolve().parents[2]
     return pkg_root if (pkg_root / "notebooks").is_dir() else here
 
 

@@ -31,12 +31,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import __version__
-from .data import SPLITS_FILE, WAVENUMBERS_FILE, SpectralDataset, available_splits, check_output_dir, load_dataset
-from .errors import DataError
-from .estimator import SpectraVAE
-from .preprocessing import Preprocessor
-from .tissue import TissueRule
+from ..core.errors import DataError
+from ..core.version import __version__
+from ..estimator.vae import SpectraVAE
+from ..io.dataset import (
+    SPLITS_FILE,
+    WAVENUMBERS_FILE,
+    SpectralDataset,
+    available_splits,
+    check_output_dir,
+    load_dataset,
+)
+from ..preprocess.pipeline import Preprocessor
+from ..preprocess.tissue import TissueRule
 
 PARAMS, SPLITS, HISTORY, SCORES = "params.json", "splits.json", "history.csv", "scores.json"
 MODEL_DIR, FINAL, LAST = "model", "final.pt", "last.pt"
@@ -56,7 +63,7 @@ def new_run_dir(root: str | os.PathLike | None = None) -> Path:
 
     The random suffix and an exclusive `mkdir` make two runs started in the same second distinct.
     """
-    from .pipeline import project_root
+    from .notebooks import project_root
 
     base = Path(root) if root is not None else project_root() / RUNS_DIR
     base.mkdir(parents=True, exist_ok=True)
@@ -101,7 +108,7 @@ def claim_run_dir(path: str | os.PathLike, overwrite: bool = False, *, notebooks
 
 def is_demo_data(data_dir: str | os.PathLike) -> bool:
     """Whether `data_dir` is the notebooks' embedded demo data folder."""
-    from .pipeline import project_root
+    from .notebooks import project_root
 
     return str(data_dir) == "" or Path(data_dir).resolve() == (project_root() / "data" / "demo").resolve()
 
@@ -113,7 +120,7 @@ def training_run_dir(run_dir: str | os.PathLike, data_dir: str | os.PathLike, ov
     `run_dir` "" → reports/demo for the demo data (the demo's own run, replaced each time), else a
     new folder under reports/runs that no other run has.
     """
-    from .pipeline import project_root
+    from .notebooks import project_root
 
     if str(run_dir) == "":
         if is_demo_data(data_dir):
@@ -124,7 +131,7 @@ def training_run_dir(run_dir: str | os.PathLike, data_dir: str | os.PathLike, ov
 
 def find_run(run_dir: str | os.PathLike = "", data_dir: str | os.PathLike = "") -> Path:
     """The run to open: `run_dir`, else the demo run (demo data) or the newest run on `data_dir`."""
-    from .pipeline import project_root
+    from .notebooks import project_root
 
     if str(run_dir) != "":
         return Path(run_dir).expanduser()
@@ -212,7 +219,7 @@ class Run:
     def normal_labels(self) -> tuple[str, ...]:
         """Label names that count as normal: the run's `normal_labels`, else background, stroma and
         epithelium (`anomaly.NORMAL_LABELS`); every other label is an anomaly."""
-        from .anomaly import NORMAL_LABELS
+        from ..anomaly.baselines import NORMAL_LABELS
 
         return tuple(self.params.get("normal_labels") or NORMAL_LABELS)
 
@@ -233,7 +240,7 @@ class Run:
 def check_split_names(data_dir: Path, names: dict[str, str]) -> None:
     """Every split name given (non-empty) is a key of the folder's data_splits.json, if it has one, and
     the splits used together share no scan (`pipeline.check_split_names`, the one check of split names)."""
-    from .pipeline import check_split_names as check
+    from .notebooks import check_split_names as check
 
     if not (data_dir.is_dir() and (data_dir / SPLITS_FILE).exists()):
         return
@@ -265,7 +272,7 @@ def read_record(run: Path) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def check_scans(data_dir: Path, record: dict[str, Any]) -> list[str]:
     """Notes on the data folder against the record; a `DataError` when recorded scans are missing."""
-    from .formats import SCAN_SUFFIXES
+    from ..io.readers import SCAN_SUFFIXES
 
     recorded = list(dict.fromkeys(record["train"] + record["validation"] + record["test"]
                                   + record.get("abnormal", [])))
@@ -294,7 +301,7 @@ def check_scans(data_dir: Path, record: dict[str, Any]) -> list[str]:
 
 def recorded_splits(data_dir: Path, record: dict[str, Any]) -> tuple[Any, SpectralDataset | None]:
     """The run's splits rebuilt from its recorded scan lists (a pixel split: re-split those scans)."""
-    from .pipeline import Splits
+    from .notebooks import Splits
 
     ds = load_dataset(data_dir)
     how = record.get("how", "recorded splits")
@@ -315,7 +322,7 @@ def open_run(run_dir: str | os.PathLike = "", checkpoint: str = "", data_dir: st
     `data_dir` "" means the folder the run was trained on; another folder (the data moved) must
     hold the same scans. New scans there are ignored and reported in `Run.notes` (and as a warning).
     """
-    from .pipeline import resolve_checkpoint
+    from .notebooks import resolve_checkpoint
 
     run = find_run(run_dir, data_dir)
     ckpt = resolve_checkpoint(checkpoint, run)
@@ -326,7 +333,7 @@ def open_run(run_dir: str | os.PathLike = "", checkpoint: str = "", data_dir: st
         if not data.exists():
             raise DataError(f"{run}: the data folder of this run, {data}, does not exist; give data_dir")
     else:
-        from .pipeline import resolve_data_dir
+        from .notebooks import resolve_data_dir
 
         data = resolve_data_dir(data_dir)
     if not record.get("train"):
@@ -360,8 +367,8 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike = "", *, overwrite
     Writes params.json and splits.json before training (so an interrupted run can be resumed),
     then model/final.pt, history.csv and the tissue rule. `model` holds `SpectraVAE` parameters.
     """
-    from .pipeline import make_splits, resolve_data_dir
-    from .train import dist_info, init_distributed
+    from ..model.train import dist_info, init_distributed
+    from .notebooks import make_splits, resolve_data_dir
 
     data = resolve_data_dir(data_dir)
     rank, world = init_distributed()

@@ -15,9 +15,9 @@ from typing import Any
 
 import pandas as pd
 
+from ..core.errors import DataError
 from . import compare, runs
-from .errors import DataError
-from .pipeline import PipelineError, export_html, parse_value, project_root, run_pipeline
+from .notebooks import PipelineError, export_html, parse_value, project_root, run_pipeline
 
 TRAIN_NOTEBOOK, COMPARE_NOTEBOOK = "02_train.ipynb", "06_compare_runs.ipynb"
 TABLE = "runs.csv"

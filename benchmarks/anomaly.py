@@ -33,7 +33,7 @@ import pandas as pd
 from benchmarks.common import demo_data, epochs_arg, machine, patience_options
 from spectra_vae import SpectraVAE, load_dataset
 from spectra_vae.anomaly import baselines as anomaly
-from spectra_vae.io.dataset import cache_dir
+from spectra_vae.io.finite import cache_dir
 
 VAE_METHODS = ("mspc", "inside+q", "t2+q", "inside+t2+q+kl", "inside", "t2", "q", "kl", "elbo", "reconstruction")
 LAYOUTS = {"8x64": (8, 64), "6x96": (6, 96)}

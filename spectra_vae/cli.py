@@ -101,7 +101,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; a refusal or failure is one `error:` line on stderr and exit status 1."""
     args = _parser().parse_args(argv)
-    from .io.dataset import RECHECK_ENV
+    from .io.finite import RECHECK_ENV
     from .preprocess.tissue import parse_tissue_threshold
     from .workflow import notebooks as pipeline
 
@@ -164,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             written = export_run(args.run, args.out)
             print(f"wrote {len(written)} files to {args.out}")
         elif args.command == "convert":
-            from .io.readers import convert
+            from .io.convert import convert
 
             written = convert(args.source, args.destination)
             print(f"wrote {len(written)} files to {args.destination}")

@@ -139,7 +139,7 @@ def test_read_returns_pixels_in_the_order_asked(demo):
 
 
 def test_the_finite_pixel_check_is_remembered_per_file_and_redone_when_the_file_changes(tmp_path, monkeypatch):
-    from spectra_vae.io import dataset as data_module
+    from spectra_vae.io import finite as data_module
 
     monkeypatch.setenv("SPECTRA_VAE_CACHE", str(tmp_path / "cache"))
     scans = tmp_path / "scans"
@@ -155,13 +155,13 @@ def test_the_finite_pixel_check_is_remembered_per_file_and_redone_when_the_file_
     def no_second_pass(pixels):
         raise AssertionError("the file was checked again")
 
-    real = data_module._finite_pixels
-    monkeypatch.setattr(data_module, "_finite_pixels", no_second_pass)
+    real = data_module.finite_pixels
+    monkeypatch.setattr(data_module, "finite_pixels", no_second_pass)
     with pytest.warns(UserWarning, match="excluded 1 of 30"):
         again = load_dataset(scans)  # from the record: no pass over the pixels
     np.testing.assert_array_equal(again.coords, first.coords)
 
-    monkeypatch.setattr(data_module, "_finite_pixels", real)
+    monkeypatch.setattr(data_module, "finite_pixels", real)
     cube[1, 2, 3] = 0.5
     cube[4, 0, 0] = np.inf
     np.save(scans / "a.npy", cube)

@@ -157,17 +157,17 @@ def _wait_for_all(procs: list[subprocess.Popen], seconds: float) -> None:
 NODE_SCRIPT = textwrap.dedent("""
     import json, os, sys
     import torch
-    from spectra_vae.io import dataset as data_module
+    from spectra_vae.io import finite as data_module
     from spectra_vae.workflow import notebooks as pipeline
     from spectra_vae.core.distributed import init_distributed
 
     data, out = sys.argv[1], sys.argv[2]
     checked = []  # the files whose every pixel this process read for the finite check
-    real = data_module._finite_pixels
+    real = data_module.finite_pixels
     def logged(pixels):
         checked.append(os.path.basename(pixels.filename))
         return real(pixels)
-    data_module._finite_pixels = logged
+    data_module.finite_pixels = logged
     rank, world = init_distributed()
     vae, splits, final = pipeline.train(data, out, epochs=2, hidden_dims=(32, 16), batch_size=64, patience=None,
                                         verbose=False)

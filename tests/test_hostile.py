@@ -141,13 +141,13 @@ def test_a_scan_rewritten_in_place_with_its_mtime_restored_is_checked_again(tmp_
 
 
 def test_recheck_reads_every_pixel_again_by_argument_or_environment(tmp_path, monkeypatch):
-    from spectra_vae.io import dataset as data_module
+    from spectra_vae.io import finite as data_module
 
     np.save(tmp_path / "a.npy", np.ones((4, 5, 8), np.float32))
     load_dataset(tmp_path / "a.npy")
     passes = []
-    real = data_module._finite_pixels
-    monkeypatch.setattr(data_module, "_finite_pixels", lambda pixels: passes.append(1) or real(pixels))
+    real = data_module.finite_pixels
+    monkeypatch.setattr(data_module, "finite_pixels", lambda pixels: passes.append(1) or real(pixels))
     load_dataset(tmp_path / "a.npy")
     assert passes == []  # remembered
     load_dataset(tmp_path / "a.npy", recheck=True)
@@ -376,7 +376,7 @@ def test_an_output_folder_is_checked_for_broken_links_and_not_upset_by_one_made_
     a real broken link still is one."""
     from pathlib import Path
 
-    from spectra_vae.io.dataset import check_output_dir
+    from spectra_vae.core.files import check_output_dir
 
     (tmp_path / "link").symlink_to(tmp_path / "nowhere")
     with pytest.raises(DataError, match=r"link is a broken symbolic link"):

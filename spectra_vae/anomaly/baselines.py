@@ -20,7 +20,8 @@ from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 from ..core.errors import DataError
 from ..estimator.vae import SpectraVAE
-from ..io.dataset import SpectralDataset, as_dataset
+from ..io.dataset import SpectralDataset
+from ..io.load import as_dataset
 from .mspc import Moments, ScaledChi2, Subspace, fisher, ledoit_wolf
 
 NORMAL_LABELS = ("background", "stroma", "epithelium")

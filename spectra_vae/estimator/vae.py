@@ -22,7 +22,8 @@ from ..anomaly.monitor import calibrate as calibrate_monitor
 from ..core.distributed import all_reduce, broadcast_module, dist_info, init_distributed
 from ..core.errors import DataError, TrainingError
 from ..core.version import __version__
-from ..io.dataset import SpectralDataset, as_dataset
+from ..io.dataset import SpectralDataset
+from ..io.load import as_dataset
 from ..model.batches import TRIM_EVERY, release_freed_memory
 from ..model.checkpoint import (
     CHECKPOINT_FORMAT,

@@ -19,6 +19,7 @@ from scipy.ndimage import distance_transform_edt
 from scipy.special import ndtr
 
 from ..core.errors import DataError
+from ..core.files import check_output_dir, save_npy_atomic
 from ..core.scattering import kramers_kronig_partner, mie_extinction
 
 WAVENUMBER_RANGE = (950.0, 1800.0)
@@ -360,15 +361,6 @@ def _add_paraffin(rng: np.random.Generator, absorbance: np.ndarray, labels: np.n
         labels[patch] = LABEL_NAMES.index("paraffin")
 
 
-def _save_npy_atomic(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, array)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def demo_splits(n_scans: int, n_abnormal: int) -> dict[str, list[str]]:
     """Split file lists: normal scans into train/val/test by scan; abnormal scans apart."""
     names = [f"data{i}.npy" for i in range(n_scans)]
@@ -405,8 +397,6 @@ def make_demo_dataset(
     dispersion artefact, Mie baseline), whose per-pixel maps go to `scattering/data{i}.npz`.
     Returns the directory. Same arguments, same files.
     """
-    from .dataset import check_output_dir
-
     def whole(x: object) -> bool:
         return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
 
@@ -434,14 +424,14 @@ def make_demo_dataset(
             "tuple[np.ndarray, np.ndarray, DemoScattering | None]",
             make_demo_scan(rng, height, width, abnormal=abnormal, paraffin=wax, noise=noise, scatter=scatter,
                            wavenumbers=wn, return_scattering=True))
-        _save_npy_atomic(out / f"data{i}.npy", scan.astype(dtype, copy=False))
+        save_npy_atomic(out / f"data{i}.npy", scan.astype(dtype, copy=False))
         if scattering is not None:
             (out / "scattering").mkdir(exist_ok=True)
             maps = {k: v.astype(np.float32) for k, v in scattering.maps().items()}
             # mypy matches a **dict against savez's keyword `allow_pickle: bool` too (none of these names).
             np.savez(out / "scattering" / f"data{i}.npz", **maps)  # type: ignore[arg-type]
-        _save_npy_atomic(out / "labels" / f"data{i}.npy", labels)
-    _save_npy_atomic(out / "wavenumbers.npy", wn)
+        save_npy_atomic(out / "labels" / f"data{i}.npy", labels)
+    save_npy_atomic(out / "wavenumbers.npy", wn)
     (out / "labels" / "label_names.json").write_text(json.dumps(list(LABEL_NAMES)))
     (out / "data_splits.json").write_text(json.dumps(demo_splits(n_scans, n_abnormal), indent=2))
     meta = {

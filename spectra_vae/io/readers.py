@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..core.errors import DataError
+from ..core.files import regular_file
 
 WAVENUMBER_NAMES = ("wavenumbers", "wavenumber", "wavenums", "wn", "wavelengths", "wavelength", "wl",
                     "xaxis", "x_axis", "axis", "energy")
@@ -48,8 +49,6 @@ def read_file(path: Path, variable: str | None = None,
     array shapes are read before any data, so an array larger than half this machine's memory
     is refused instead of read.
     """
-    from .dataset import regular_file
-
     suffix = path.suffix.lower()
     regular_file(path)
     _check_companions(path)
@@ -71,8 +70,6 @@ def read_file(path: Path, variable: str | None = None,
 
 def _check_companions(path: Path) -> None:
     """The files a reader may open beside `path` (same stem, or stem_ for Agilent tiles) are regular files."""
-    from .dataset import regular_file
-
     stem = path.stem.lower()
     try:
         entries = list(path.parent.iterdir())
@@ -260,53 +257,3 @@ def _read_agilent(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     else:  # a single tile: the .seq and its .dat belong together
         reader = agilent.agilentImage(str(path.with_suffix(".dat")) if path.suffix.lower() == ".seq" else str(path))
     return np.asarray(reader.data), np.asarray(reader.wavenumbers, dtype=float)
-
-
-def convert(source: str | Path, destination: str | Path) -> list[Path]:
-    """Write any readable source as the lab's layout: one `<scan>.npy` `(H, W, C)` per scan + `wavenumbers.npy`.
-
-    A Fortran-ordered `.npy` scan (which `load_dataset` refuses) is rewritten in C order slab by
-    slab, never whole in memory.
-    """
-    from .dataset import _open_npy, check_output_dir, load_dataset, regular_file
-    from .demo import _save_npy_atomic
-
-    src = Path(source)
-    out = check_output_dir(destination, "destination")
-    if src.suffix.lower() == ".npy" and not src.is_dir():
-        arr = _open_npy(regular_file(src))
-        if not arr.flags.c_contiguous:
-            out.mkdir(parents=True, exist_ok=True)
-            return [_rewrite_in_c_order(arr, out / src.name)]
-    ds = load_dataset(source)
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for scan in ds.scan_objects:
-        shape = (scan.height, scan.width, scan.n_channels) if scan.is_image else (scan.height, scan.n_channels)
-        cube = np.asarray(scan.pixels, dtype=np.float32).reshape(shape)
-        written.append(out / (Path(scan.name).stem + ".npy"))
-        _save_npy_atomic(written[-1], cube)
-    if ds.wavenumbers_known:
-        written.append(out / "wavenumbers.npy")
-        _save_npy_atomic(written[-1], np.asarray(ds.wavenumbers, dtype=float))
-    return written
-
-
-def _rewrite_in_c_order(arr: np.ndarray, target: Path, slab_bytes: int = 64 << 20) -> Path:
-    """Copy a (memory-mapped) array to `target` in C order, `slab_bytes` at a time; atomic."""
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=arr.dtype, shape=arr.shape)
-        row = max(1, arr[0].nbytes if arr.ndim > 1 else arr.itemsize)
-        step = max(1, slab_bytes // row)
-        for start in range(0, arr.shape[0], step):
-            out[start : start + step] = arr[start : start + step]
-        out.flush()
-        del out
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return target

@@ -9,7 +9,8 @@ import pandas as pd
 from sklearn.decomposition import PCA, IncrementalPCA
 
 from ..estimator.vae import SpectraVAE, pixel_rmse
-from ..io.dataset import SpectralDataset, as_dataset
+from ..io.dataset import SpectralDataset
+from ..io.load import as_dataset
 
 PCA_IN_MEMORY_PIXELS = 2_000_000
 

@@ -14,17 +14,12 @@ from typing import Any, TypedDict
 import numpy as np
 
 from ..core.errors import DataError  # noqa: F401  (notebooks raise it through here)
+from ..core.files import check_output_dir, read_json
 from ..estimator.vae import SpectraVAE, _check_device
-from ..io.dataset import (
-    SPLITS_FILE,
-    WAVENUMBERS_FILE,
-    SpectralDataset,
-    available_splits,
-    check_output_dir,
-    load_dataset,
-    read_json,
-)
+from ..io.dataset import SpectralDataset
 from ..io.demo import GENERATOR_VERSION, make_demo_dataset
+from ..io.folders import SPLITS_FILE, WAVENUMBERS_FILE, available_splits
+from ..io.load import load_dataset
 from ..model.loss import RECONSTRUCTIONS
 from ..model.train import PRECISIONS
 from ..preprocess.pipeline import parse as parse_preprocess

@@ -32,16 +32,12 @@ import numpy as np
 import pandas as pd
 
 from ..core.errors import DataError
+from ..core.files import check_output_dir
 from ..core.version import __version__
 from ..estimator.vae import SpectraVAE
-from ..io.dataset import (
-    SPLITS_FILE,
-    WAVENUMBERS_FILE,
-    SpectralDataset,
-    available_splits,
-    check_output_dir,
-    load_dataset,
-)
+from ..io.dataset import SpectralDataset
+from ..io.folders import SPLITS_FILE, WAVENUMBERS_FILE, available_splits
+from ..io.load import load_dataset
 from ..preprocess.pipeline import Preprocessor
 from ..preprocess.tissue import TissueRule
 

@@ -1,0 +1,117 @@
+"""A scan: one image `(H, W, C)` or one table `(N, C)` of spectra, viewed as `(H*W, C)` pixels.
+
+A table is a scan with width 1 and no image geometry. `.npy` files are opened memory-mapped; the
+checks here (shape, dtype, memory order, labels, the wavenumber axis) run before any pixel is read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..core.errors import DataError
+from ..core.files import regular_file
+
+CHUNK_PIXELS = 65536  # pixels read at a time
+
+
+@dataclass(frozen=True, eq=False)
+class Scan:
+    """One scan: its pixels as an `(H*W, C)` (possibly memory-mapped) array and where it came from."""
+
+    name: str
+    pixels: np.ndarray  # (H*W, C)
+    height: int
+    width: int
+    path: Path | None = None
+    labels: np.ndarray | None = None  # (H*W,) integer class per pixel
+    is_image: bool = True
+    n_nonfinite: int = 0
+
+    @property
+    def n_channels(self) -> int:
+        return int(self.pixels.shape[1])
+
+
+
+def open_npy(path: Path) -> np.ndarray:
+    regular_file(path)
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except Exception as exc:  # a damaged header raises ValueError, SyntaxError, tokenize.TokenError, ...
+        raise DataError(f"{path}: not a readable .npy array ({type(exc).__name__}: {str(exc)[:200]})") from None
+    if not isinstance(arr, np.ndarray):
+        close = getattr(arr, "close", None)
+        if close is not None:
+            close()  # an .npz archive keeps its file open
+        raise DataError(f"{path}: expected one array, found {type(arr).__name__}")
+    return arr
+
+
+def as_pixels(arr: np.ndarray, where: str) -> tuple[np.ndarray, int, int, bool]:
+    """View an `(H, W, C)` or `(N, C)` array as `(H*W, C)` pixels, with (H, W, is_image)."""
+    if arr.dtype.kind not in "fiu":
+        raise DataError(f"{where}: expected numeric absorbance values, got dtype {arr.dtype}")
+    if arr.ndim == 3:
+        h, w, c = arr.shape
+        image = True
+    elif arr.ndim == 2:
+        (h, c), w, image = arr.shape, 1, False
+    else:
+        raise DataError(f"{where}: expected shape (H, W, channels) or (pixels, channels), got {arr.shape}")
+    if h * w == 0 or c == 0:
+        raise DataError(f"{where}: empty array of shape {arr.shape}")
+    if c < 2:
+        raise DataError(f"{where}: expected a spectrum per pixel (channels last), got shape {arr.shape}")
+    if isinstance(arr, np.memmap) and not arr.flags.c_contiguous:
+        # Each spectrum would be scattered over the whole file: viewing it as (pixels, channels)
+        # means copying the whole scan into memory.
+        raise DataError(f"{where}: the array is stored in Fortran (column-major) order, which cannot be read "
+                        "spectrum by spectrum without copying the whole scan into memory; convert it once: "
+                        f"python -m spectra_vae convert {where} <output folder>")
+    return arr.reshape(h * w, c), h, w, image
+
+
+
+def check_labels(labels: np.ndarray, h: int, w: int, image: bool, where: str) -> np.ndarray:
+    """A label map as `(H*W,)` int64: whole numbers, shaped like the scan (negative = unknown)."""
+    shapes = [(h, w), (h * w,)] if image else [(h,), (h, 1)]
+    if labels.shape not in shapes:
+        # a transposed map has the right number of pixels and would put every label in the wrong place
+        raise DataError(f"{where}: label map has shape {labels.shape}; expected {shapes[0]} like the scan")
+    values = np.asarray(labels)
+    if values.dtype.kind == "b":
+        values = values.astype(np.int64)
+    if values.dtype.kind == "f":
+        if not (np.isfinite(values).all() and (values == np.round(values)).all()):
+            raise DataError(f"{where}: label map holds values that are not whole numbers (NaN or fractions)")
+    elif values.dtype.kind not in "iu":
+        raise DataError(f"{where}: label map must hold whole numbers, got dtype {values.dtype}")
+    if values.size and (values.max() > np.iinfo(np.int64).max // 2):
+        raise DataError(f"{where}: label map holds a label out of range ({values.max()})")
+    return values.astype(np.int64).reshape(-1)
+
+
+
+def check_wavenumbers(wavenumbers: Sequence[float] | np.ndarray, n_channels: int, where: str) -> np.ndarray:
+    """Validate a wavenumber axis: one finite, strictly monotonic value per channel."""
+    try:
+        raw = np.asarray(wavenumbers)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{where}: wavenumber axis is not an array of numbers ({exc})") from None
+    if raw.dtype.kind not in "fiu":
+        raise DataError(f"{where}: wavenumber axis must hold real numbers, got dtype {raw.dtype}")
+    wn = np.asarray(raw, dtype=float)
+    if wn.ndim != 1 or wn.shape[0] != n_channels:
+        raise DataError(f"{where}: wavenumber axis has shape {wn.shape}; expected ({n_channels},) "
+                        "to match the channels")
+    if not np.isfinite(wn).all():
+        raise DataError(f"{where}: wavenumber axis has non-finite values")
+    d = np.diff(wn)
+    if n_channels > 1 and not ((d > 0).all() or (d < 0).all()):
+        raise DataError(f"{where}: wavenumber axis is not strictly increasing or decreasing")
+    return wn
+

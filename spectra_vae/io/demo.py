@@ -21,6 +21,7 @@ from scipy.special import ndtr
 from ..core.errors import DataError
 from ..core.files import check_output_dir, save_npy_atomic
 from ..core.scattering import kramers_kronig_partner, mie_extinction
+from .demo_truth import TRUTH_VERSION, DemoTruth, write_truth_components, write_truth_scan
 
 WAVENUMBER_RANGE = (950.0, 1800.0)
 N_CHANNELS = 442
@@ -47,6 +48,7 @@ COMPONENT_BANDS: dict[str, list[tuple[float, float, float]]] = {
     "lipid": [(1740, 18, 0.60), (1465, 20, 0.25), (1380, 20, 0.10), (1170, 30, 0.20)],
 }
 COMPONENTS = tuple(COMPONENT_BANDS)
+TRUTH_COMPONENTS = (*COMPONENTS, "paraffin")  # the rows of truth/components.npy (`truth_components`)
 
 # Mean composition (fractions of each component) per tissue class.  The tumour class differs
 # from epithelium the way carcinoma is reported to: more nucleic acid (phosphate bands at 1240
@@ -142,6 +144,11 @@ def paraffin_spectrum(wavenumbers: np.ndarray) -> np.ndarray:
     """Crystalline paraffin's bands in the window, scaled so the 1462 cm⁻¹ band has height 1."""
     spectrum = cast(np.ndarray, sum(h * pseudo_voigt(wavenumbers, c, w) for c, w, h in PARAFFIN_BANDS))
     return spectrum / spectrum[int(np.argmin(np.abs(wavenumbers - 1462)))]
+
+
+def truth_components(wavenumbers: np.ndarray) -> np.ndarray:
+    """The pure spectra of `TRUTH_COMPONENTS`, `(6, n_channels)`: `component_spectra` (no shift), then paraffin."""
+    return np.vstack([component_spectra(wavenumbers), paraffin_spectrum(wavenumbers)])
 
 
 def smooth_field(rng: np.random.Generator, height: int, width: int, length: float) -> np.ndarray:
@@ -258,7 +265,9 @@ def make_demo_scan(
     scatter: bool = False,
     wavenumbers: np.ndarray | None = None,
     return_scattering: bool = False,
-) -> tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, DemoScattering | None]:
+    return_truth: bool = False,
+) -> (tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, DemoScattering | None]
+      | tuple[np.ndarray, np.ndarray, DemoTruth] | tuple[np.ndarray, np.ndarray, DemoScattering | None, DemoTruth]):
     """One scan: absorbance (height, width, n_channels) float32 and its label map (uint8).
 
     `paraffin`: a generator of its own for a patch of paraffin residue (the scan's other random
@@ -266,6 +275,8 @@ def make_demo_scan(
     `scatter=True` adds scattering (`simulate_scattering`) drawn from a generator spawned from `rng`,
     so every other draw, the noise included, is the clean scan's: scattered = clean + added, pixel by
     pixel. `return_scattering=True` also returns what was added (`DemoScattering`, None if nothing).
+    `return_truth=True` appends the scan's ground truth (`DemoTruth`, see `spectra_vae.io.demo_truth`),
+    last; keeping it draws no random number.
     """
     wn = demo_wavenumbers() if wavenumbers is None else wavenumbers
     size = min(height, width)
@@ -301,6 +312,8 @@ def make_demo_scan(
     d_amide_i = np.gradient(component_spectra(wn, amide_i_only=True), wn, axis=1)
 
     absorbance = np.zeros((height * width, len(wn)), dtype=np.float32)
+    fractions = np.zeros((height * width, len(TRUTH_COMPONENTS)))
+    pixel_thickness, pixel_shift = np.zeros(height * width), np.zeros(height * width)
     flat_labels = labels.ravel()
     for name in CLASS_COMPOSITION:
         idx = np.flatnonzero(flat_labels == LABEL_NAMES.index(name))
@@ -317,11 +330,16 @@ def make_demo_scan(
         # shift moves the same band, so it lies within the normal variation, not beside it.
         shift = amide_shift.ravel()[idx, None]
         pixel -= shift * (frac @ d_amide_i)
-        pixel *= thickness.ravel()[idx, None] * (1 + 0.03 * rng.standard_normal((idx.size, 1)))
+        jittered = thickness.ravel()[idx, None] * (1 + 0.03 * rng.standard_normal((idx.size, 1)))
+        pixel *= jittered
         absorbance[idx] = pixel
+        fractions[idx, :n_comp], pixel_thickness[idx] = frac, jittered[:, 0]
+        pixel_shift[idx] = shift[:, 0] + (TUMOUR_AMIDE_I_SHIFT if name == "tumour" else 0.0)
 
     if paraffin is not None:
-        _add_paraffin(paraffin, absorbance, labels, core, wn, (cy, cx), radius)
+        wax_height = _add_paraffin(paraffin, absorbance, labels, core, wn, (cy, cx), radius)
+        # paraffin's amount on the tissue fractions' scale: thickness × fraction × its spectrum is what was added
+        fractions[:, -1] = np.divide(wax_height, pixel_thickness, out=np.zeros_like(wax_height), where=wax_height > 0)
 
     scattering = None
     if scatter:
@@ -333,17 +351,25 @@ def make_demo_scan(
     if scattering is not None:
         absorbance += scattering.added
     out = absorbance.reshape(height, width, len(wn))
+    truth = DemoTruth(fractions.reshape(height, width, -1), pixel_thickness.reshape(height, width),
+                      pixel_shift.reshape(height, width))
+    if return_truth:
+        return (out, labels, scattering, truth) if return_scattering else (out, labels, truth)
     return (out, labels, scattering) if return_scattering else (out, labels)
 
 
 def _add_paraffin(rng: np.random.Generator, absorbance: np.ndarray, labels: np.ndarray, core: np.ndarray,
-                  wn: np.ndarray, centre: tuple[float, float], radius: float) -> None:
-    """Add one or two patches of paraffin residue inside the core (in place), labelled `paraffin`."""
+                  wn: np.ndarray, centre: tuple[float, float], radius: float) -> np.ndarray:
+    """Add one or two patches of paraffin residue inside the core (in place), labelled `paraffin`.
+
+    Returns the height of the paraffin spectrum added to each pixel, `(H·W,)` (zero outside the patches).
+    """
     height, width = labels.shape
     size = min(height, width)
     yy, xx = np.mgrid[0:height, 0:width].astype(float)
     amide_ii = int(np.argmin(np.abs(wn - 1545)))
     wax = paraffin_spectrum(wn)
+    added = np.zeros(height * width)
     for _ in range(int(rng.integers(1, 3))):
         angle, dist = rng.uniform(0, 2 * np.pi), rng.uniform(0, 0.6) * radius
         py, px = centre[0] + dist * np.sin(angle), centre[1] + dist * np.cos(angle)
@@ -358,7 +384,9 @@ def _add_paraffin(rng: np.random.Generator, absorbance: np.ndarray, labels: np.n
         # the residue's 1462 band reaches `residue` × the tissue's own amide II height there
         level = local.ravel()[idx] * absorbance[idx, amide_ii]
         absorbance[idx] += (level[:, None] * wax[None, :]).astype(np.float32)
+        added[idx] += level
         labels[patch] = LABEL_NAMES.index("paraffin")
+    return added
 
 
 def demo_splits(n_scans: int, n_abnormal: int) -> dict[str, list[str]]:
@@ -395,6 +423,8 @@ def make_demo_dataset(
     residue. `scatter=True` gives the "uncorrected" variant: the same scans as with
     `scatter=False` (same seed) plus scattering in the tissue (`simulate_scattering`: path length,
     dispersion artefact, Mie baseline), whose per-pixel maps go to `scattering/data{i}.npz`.
+    The ground truth goes to `truth/` (`spectra_vae.io.demo_truth`): the pure component spectra
+    and, per scan, each pixel's fractions, thickness and amide I shift.
     Returns the directory. Same arguments, same files.
     """
     def whole(x: object) -> bool:
@@ -420,10 +450,10 @@ def make_demo_dataset(
         abnormal = i >= first_abnormal
         # every second abnormal scan (the first, third, …) also carries paraffin residue
         wax = np.random.default_rng([seed, i, 1]) if abnormal and (i - first_abnormal) % 2 == 0 else None
-        scan, labels, scattering = cast(  # return_scattering=True: the three-element form
-            "tuple[np.ndarray, np.ndarray, DemoScattering | None]",
+        scan, labels, scattering, truth = cast(  # return_scattering=True, return_truth=True: the four-element form
+            "tuple[np.ndarray, np.ndarray, DemoScattering | None, DemoTruth]",
             make_demo_scan(rng, height, width, abnormal=abnormal, paraffin=wax, noise=noise, scatter=scatter,
-                           wavenumbers=wn, return_scattering=True))
+                           wavenumbers=wn, return_scattering=True, return_truth=True))
         save_npy_atomic(out / f"data{i}.npy", scan.astype(dtype, copy=False))
         if scattering is not None:
             (out / "scattering").mkdir(exist_ok=True)
@@ -431,7 +461,9 @@ def make_demo_dataset(
             # mypy matches a **dict against savez's keyword `allow_pickle: bool` too (none of these names).
             np.savez(out / "scattering" / f"data{i}.npz", **maps)  # type: ignore[arg-type]
         save_npy_atomic(out / "labels" / f"data{i}.npy", labels)
+        write_truth_scan(out, f"data{i}.npy", truth)
     save_npy_atomic(out / "wavenumbers.npy", wn)
+    write_truth_components(out, truth_components(wn), TRUTH_COMPONENTS)
     (out / "labels" / "label_names.json").write_text(json.dumps(list(LABEL_NAMES)))
     (out / "data_splits.json").write_text(json.dumps(demo_splits(n_scans, n_abnormal), indent=2))
     meta = {
@@ -443,6 +475,7 @@ def make_demo_dataset(
         "paraffin": "residue patches in every second abnormal scan: 1472/1462/1378 cm⁻¹ bands, the 1462 band "
                     f"{PARAFFIN_RESIDUE[0]:g}–{PARAFFIN_RESIDUE[1]:g} × the pixel's amide II height",
         "normal_labels": list(NORMAL_LABELS),
+        "truth": TRUTH_VERSION,  # truth/ holds the components, fractions, thickness and amide I shift
     }
     if scatter:
         meta["scattering"] = {"path_length_log_sd": SCATTER_PATH_LENGTH_SD, "dispersion": SCATTER_DISPERSION,

@@ -31,8 +31,9 @@ from spectra_vae import SpectraVAE, load_dataset
 from spectra_vae.anomaly import baselines as anomaly
 from spectra_vae.anomaly.monitor import noise_level, noise_weights
 from spectra_vae.core.scattering import peak_position_spread
-from spectra_vae.preprocess.emsc import pixel_terms
-from spectra_vae.preprocess.pipeline import Preprocessor, lower_hull
+from spectra_vae.preprocess.diagnostics import pixel_terms
+from spectra_vae.preprocess.hull import lower_hull
+from spectra_vae.preprocess.pipeline import Preprocessor
 from spectra_vae.preprocess.tissue import TissueRule
 from spectra_vae.views.analysis import fit_pca, pca_errors
 

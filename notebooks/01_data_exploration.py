@@ -28,7 +28,7 @@ seed: int = 0
 import numpy as np
 
 from spectra_vae import load_dataset
-from spectra_vae.preprocess import emsc, variants
+from spectra_vae.preprocess import diagnostics, variants
 from spectra_vae.preprocess.tissue import TissueRule, default_measure, tissue_intensity
 from spectra_vae.views import analysis, plots
 from spectra_vae.workflow import notebooks as pipeline
@@ -166,7 +166,7 @@ if comparison is not None:
 # %%
 if comparison is not None:
     terms = comparison.emsc_terms
-    for column, label in ((c, label) for c, label in emsc.MAP_LABELS.items() if c in terms):
+    for column, label in ((c, label) for c, label in diagnostics.MAP_LABELS.items() if c in terms):
         fig = plots.scan_images({n: ds.image(terms[column].to_numpy(), k) for k, n in enumerate(ds.scans)},
                                 f"EMSC on the scattered variant: {label}", label)
         pipeline.save_figure(fig, run, f"01_emsc_{column}")

@@ -23,7 +23,7 @@ noise_level: float = 0.0  # known noise s.d. (absorbance) marked on the error hi
 # %matplotlib inline
 import numpy as np
 
-from spectra_vae.preprocess import emsc
+from spectra_vae.preprocess import diagnostics
 from spectra_vae.views import analysis, plots
 from spectra_vae.views.widgets import browse_reconstructions
 from spectra_vae.workflow import notebooks as pipeline
@@ -87,10 +87,10 @@ pipeline.save_figure(fig, run, "03_error_maps")
 # with `emsc(…,1)` the dispersion term relative to a shows the dispersion artefact.
 
 # %%
-if emsc.has_emsc(vae.preprocessor_):
-    for column, images in emsc.term_maps(vae.preprocessor_, full).items():
+if diagnostics.has_emsc(vae.preprocessor_):
+    for column, images in diagnostics.term_maps(vae.preprocessor_, full).items():
         fig = plots.scan_images({f"{n} ({role[n]})": image for n, image in images.items()},
-                                f"The model's EMSC: {emsc.MAP_LABELS[column]}", emsc.MAP_LABELS[column])
+                                f"The model's EMSC: {diagnostics.MAP_LABELS[column]}", diagnostics.MAP_LABELS[column])
         pipeline.save_figure(fig, run, f"03_emsc_{column}")
 else:
     print(f"no emsc step in this model's preprocessing ({vae.preprocess or 'none'})")

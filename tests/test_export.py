@@ -48,7 +48,7 @@ def test_export_of_a_model_with_emsc_writes_its_terms_as_maps_and_columns(tmp_pa
     """Uncorrected scans, `emsc(2,1)`: the fitted terms per pixel (`pixel_terms`) go into maps.h5 as
     maps and into pixels.csv as columns, aligned with the pixels."""
     h5py = __import__("h5py")
-    from spectra_vae.preprocess.emsc import pixel_terms
+    from spectra_vae.preprocess.diagnostics import pixel_terms
 
     vae, _, _ = runs.train(scattered_dir, tmp_path / "run", epochs=1, hidden_dims=(16,), preprocess="emsc(2,1)",
                            verbose=False)

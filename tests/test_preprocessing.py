@@ -9,8 +9,11 @@ from benchmarks.scatter import per_spectrum_rubberband  # the per-spectrum hull:
 from spectra_vae import DataError, SpectraVAE, load_dataset
 from spectra_vae.core.scattering import kramers_kronig_partner
 from spectra_vae.io.demo import component_spectra
-from spectra_vae.preprocess.emsc import EMSC, MIN_SCALE, pixel_terms
-from spectra_vae.preprocess.pipeline import Preprocessor, lower_hull, parse
+from spectra_vae.preprocess.diagnostics import pixel_terms
+from spectra_vae.preprocess.emsc import EMSC, MIN_SCALE
+from spectra_vae.preprocess.hull import lower_hull
+from spectra_vae.preprocess.pipeline import STEPS, Preprocessor, parse
+from spectra_vae.preprocess.steps import REGISTRY, StepKind
 
 WN = np.linspace(950, 1800, 442)
 RNG = np.random.default_rng(0)
@@ -24,6 +27,67 @@ def test_parse_reads_steps_arguments_and_defaults():
         parse("smooth")
     with pytest.raises(DataError, match="cut takes 2–2 arguments"):
         parse("cut(1000)")
+
+
+# Arguments for the registered steps that have required ones; every other step parses bare.
+REQUIRED_ARGS = {"cut": "(1000,1700)", "resample": "(1000,1700,4)"}
+
+
+def test_every_registered_step_parses_with_its_defaults_and_round_trips_through_plain_content():
+    assert STEPS == tuple(REGISTRY) and all(kind.name == name for name, kind in REGISTRY.items())
+    for name, kind in REGISTRY.items():
+        assert (kind.nargs[0] > 0) == (name in REQUIRED_ARGS), name
+        [step] = parse(name + REQUIRED_ARGS.get(name, ""))
+        assert step.name == name and len(step.args) == kind.nargs[1]  # defaults fill every optional argument
+        assert parse(str(step)) == [step]
+        pre = Preprocessor(str(step)).fit(WN, X if kind.fitted else None)
+        assert pre.needs_data == kind.fitted and pre.invertible == kind.invertible
+        assert (pre.to_dict()["states"][0] is not None) == kind.fitted
+        content = json.loads(json.dumps(pre.to_dict()))
+        again = Preprocessor.from_dict(content)
+        assert again.to_dict() == content and again.spec == pre.spec
+        assert np.array_equal(again.transform(X), pre.transform(X))
+        assert np.array_equal(again.output_wavenumbers_, pre.output_wavenumbers_)
+        if kind.invertible:
+            y, undo = pre.transform(X, return_inverse=True)
+            assert np.allclose(pre.inverse_transform(y, undo), X, atol=1e-4)
+
+
+def test_an_unknown_step_is_refused_with_the_registered_names():
+    with pytest.raises(DataError) as refused:
+        parse("snv|nosuchstep(3)")
+    assert str(refused.value) == f"preprocess: unknown step 'nosuchstep(3)'; steps are {', '.join(REGISTRY)}"
+
+
+def test_a_step_is_one_registered_class(monkeypatch):
+    """A new `StepKind` in the registry is parsed, fitted, applied, stored and undone by the pipeline
+    as it stands: nothing else names the step."""
+
+    class FirstChannel(StepKind):
+        name = "firstchannel"
+        nargs = (0, 1)
+        defaults = (1,)
+        invertible = True
+
+        def check_args(self, args):
+            return None if args[0] > 0 else "factor must be positive"
+
+        def apply(self, step, state, y, undo):
+            base = np.repeat(y[:, :1] * np.float32(step.args[0]), y.shape[1], axis=1)
+            if undo is not None:
+                undo.append(("add", base))
+            return y - base
+
+    monkeypatch.setitem(REGISTRY, "firstchannel", FirstChannel())
+    pre = Preprocessor("firstchannel|snv").fit(WN)
+    assert pre.spec == "firstchannel(1)|snv" and pre.invertible and "firstchannel" in str(
+        pytest.raises(DataError, parse, "bogus").value)
+    y, undo = pre.transform(X, return_inverse=True)
+    assert np.array_equal(Preprocessor("snv").fit(WN).transform(X - X[:, :1]), y)
+    assert np.allclose(pre.inverse_transform(y, undo), X, atol=1e-5)
+    assert np.array_equal(Preprocessor.from_dict(pre.to_dict()).transform(X), y)
+    with pytest.raises(DataError, match=r"'firstchannel\(0\)': factor must be positive"):
+        parse("firstchannel(0)")
 
 
 def test_cut_keeps_the_channels_in_range():

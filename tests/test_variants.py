@@ -54,21 +54,22 @@ def test_scattered_dir_parameter_resolves_to_a_folder_or_none(tmp_path):
 
 
 def test_term_maps_draw_the_models_emsc_terms_per_scan(scattered_dir):
-    """`emsc.term_maps`: each term of `pixel_terms` as one map per scan, NaN where a scan has no pixel;
+    """`diagnostics.term_maps`: each term of `pixel_terms` as one map per scan, NaN where a scan has no pixel;
     basic EMSC (the default) has no dispersion map."""
-    from spectra_vae.preprocess import emsc
+    from spectra_vae.preprocess import diagnostics
     from spectra_vae.preprocess.pipeline import Preprocessor
 
     ds = load_dataset(scattered_dir)
     pre = Preprocessor("emsc").fit(ds.wavenumbers, TissueRule.fit(ds).select(ds))
-    assert emsc.has_emsc(pre) and not emsc.has_emsc(Preprocessor("snv")) and not emsc.has_emsc(None)
-    maps = emsc.term_maps(pre, ds)
+    assert diagnostics.has_emsc(pre)
+    assert not diagnostics.has_emsc(Preprocessor("snv")) and not diagnostics.has_emsc(None)
+    maps = diagnostics.term_maps(pre, ds)
     assert set(maps) == {"multiplicative", "baseline"} and list(maps["baseline"]) == ds.scans
-    terms = emsc.pixel_terms(pre, ds)
+    terms = diagnostics.pixel_terms(pre, ds)
     np.testing.assert_array_equal(maps["multiplicative"]["data2.npy"],
                                   ds.image(terms["multiplicative"].to_numpy(dtype=float), 2))
     cut = ds.select_pixels(np.arange(10, len(ds)))  # the first scan's first 10 pixels left out
-    assert np.isnan(emsc.term_maps(pre, cut)["baseline"][ds.scans[0]].ravel()[:10]).all()
+    assert np.isnan(diagnostics.term_maps(pre, cut)["baseline"][ds.scans[0]].ravel()[:10]).all()
 
 
 

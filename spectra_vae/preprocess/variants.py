@@ -17,7 +17,7 @@ import pandas as pd
 from ..core.errors import DataError
 from ..core.scattering import apparent_peak_position, peak_position_spread
 from ..io.dataset import SpectralDataset
-from .emsc import pixel_terms
+from .diagnostics import pixel_terms
 from .pipeline import Preprocessor
 
 

@@ -34,7 +34,7 @@ import pandas as pd
 
 from ..core.errors import DataError
 from ..core.version import __version__
-from ..preprocess.emsc import MAP_LABELS, has_emsc, pixel_terms
+from ..preprocess.diagnostics import MAP_LABELS, has_emsc, pixel_terms
 from . import compare, runs
 
 MAPS, PIXELS = "maps.h5", "pixels.csv"

@@ -24,11 +24,12 @@ $(VENV)/.installed: pyproject.toml
 test: setup
 	$(BIN)/python -m pytest --nbval-lax tests notebooks
 
-# ruff over the package, tests, benchmarks, tools and the notebooks' paired scripts, and mypy over the package
-# (both configured in pyproject.toml).
+# ruff over the package, tests, benchmarks, tools and the notebooks' paired scripts, mypy over the package, and
+# import-linter's layers contract: each floor of the package imports only from those below (all in pyproject.toml).
 lint: setup
 	$(BIN)/ruff check spectra_vae tests benchmarks tools notebooks
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # After editing a notebook's .py outside JupyterLab (or its .ipynb without the jupytext extension):
 # bring each pair in step from whichever file is newer.

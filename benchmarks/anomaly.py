@@ -31,8 +31,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.common import demo_data, epochs_arg, machine, patience_options
-from spectra_vae import SpectraVAE, load_dataset
-from spectra_vae.anomaly import baselines as anomaly
+from spectra_vae import SpectraVAE, anomaly, load_dataset
 from spectra_vae.io.finite import cache_dir
 
 VAE_METHODS = ("mspc", "inside+q", "t2+q", "inside+t2+q+kl", "inside", "t2", "q", "kl", "elbo", "reconstruction")

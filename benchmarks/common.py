@@ -14,14 +14,15 @@ import torch
 
 from spectra_vae import make_demo_dataset
 from spectra_vae.io.demo import GENERATOR_VERSION
-from spectra_vae.workflow.notebooks import check_epochs
+from spectra_vae.io.demo_truth import TRUTH_VERSION
+from spectra_vae.workflow import check_parameter
 
 BENCH_DATA = Path(os.environ.get("SPECTRA_VAE_BENCH_DATA", "data/bench"))
 
 
 def epochs_arg(text: str) -> int | str:
     """`--epochs`: 'auto' (the library's default) or a whole number ≥ 1, checked as the CLI checks it."""
-    return check_epochs("epochs", text)
+    return check_parameter("epochs", text)
 
 
 def demo_data(name: str, n_scans: int, size: int, seed: int = 0, scatter: bool = False) -> Path:
@@ -29,7 +30,7 @@ def demo_data(name: str, n_scans: int, size: int, seed: int = 0, scatter: bool =
     path = BENCH_DATA / name
     meta = path / "demo.json"
     wanted = {"n_scans": n_scans, "height": size, "width": size, "seed": seed, "scatter": scatter,
-              "version": GENERATOR_VERSION}
+              "version": GENERATOR_VERSION, "truth": TRUTH_VERSION}
     recorded = json.loads(meta.read_text()) if meta.exists() else {}
     if any(recorded.get(k) != v for k, v in wanted.items()):
         t = time.perf_counter()

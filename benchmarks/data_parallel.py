@@ -22,7 +22,7 @@ import numpy as np
 
 from benchmarks.common import demo_data, machine
 from spectra_vae.views.analysis import compare_with_pca
-from spectra_vae.workflow.notebooks import open_run
+from spectra_vae.workflow import open_run
 
 
 def run(data: Path, out: Path, nproc: int, epochs: int) -> dict[str, float]:
@@ -34,7 +34,8 @@ def run(data: Path, out: Path, nproc: int, epochs: int) -> dict[str, float]:
     wall = time.perf_counter() - t
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
-    vae, splits, _, _ = open_run(out)
+    opened = open_run(out)
+    vae, splits = opened.vae, opened.splits
     table = compare_with_pca(vae, splits.train, splits.test)
     seconds = vae.history["seconds"].to_numpy()
     epoch = float(np.median(seconds[1:] if len(seconds) > 1 else seconds))

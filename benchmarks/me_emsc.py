@@ -38,8 +38,7 @@ from sklearn.decomposition import PCA
 from sklearn.metrics import roc_auc_score
 
 from benchmarks.common import demo_data, machine
-from spectra_vae import load_dataset
-from spectra_vae.anomaly import baselines as anomaly
+from spectra_vae import anomaly, load_dataset
 from spectra_vae.core.scattering import apparent_peak_position
 from spectra_vae.preprocess.pipeline import Preprocessor
 from spectra_vae.preprocess.tissue import TissueRule

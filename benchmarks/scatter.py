@@ -27,8 +27,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.common import demo_data, epochs_arg, machine, patience_options
-from spectra_vae import SpectraVAE, load_dataset
-from spectra_vae.anomaly import baselines as anomaly
+from spectra_vae import SpectraVAE, anomaly, load_dataset
 from spectra_vae.anomaly.monitor import noise_level, noise_weights
 from spectra_vae.core.scattering import peak_position_spread
 from spectra_vae.preprocess.diagnostics import pixel_terms

@@ -13,7 +13,7 @@
 # `papermill 01_data_exploration.ipynb out.ipynb -p data_dir /path/to/scans`.
 
 # %% tags=["parameters"]
-data_dir: str = ""  # directory of .npy scans; empty: the embedded demo data, generated on first use
+data_dir: str = "demo"  # folder of scans; "demo": the embedded demo data, generated on first use
 run_dir: str = ""  # run folder for figures; empty: reports/demo for the demo data, else a new folder under reports/runs
 max_pixels: int = 20000  # pixels per scan used for the mean spectra
 tissue_threshold: str = "auto"  # tissue rule: "auto" finds the background, a number sets it, "none": no mask
@@ -27,20 +27,19 @@ seed: int = 0
 # %matplotlib inline
 import numpy as np
 
-from spectra_vae import load_dataset
+from spectra_vae import load_dataset, workflow
 from spectra_vae.preprocess import diagnostics, variants
 from spectra_vae.preprocess.tissue import TissueRule, default_measure, tissue_intensity
 from spectra_vae.views import analysis, plots
-from spectra_vae.workflow import notebooks as pipeline
 
-data = pipeline.resolve_data_dir(data_dir)
-run = pipeline.resolve_run_dir(run_dir, data_dir)
-checked = pipeline.check_parameters(dict(max_pixels=max_pixels, seed=seed, tissue_threshold=tissue_threshold,
+data = workflow.resolve_data_dir(data_dir)
+run = workflow.resolve_run_dir(run_dir, data_dir)
+checked = workflow.check_parameters(dict(max_pixels=max_pixels, seed=seed, tissue_threshold=tissue_threshold,
                                          emsc_degree=emsc_degree, split=split, scattered_split=scattered_split))
 max_pixels, seed, emsc_degree = checked["max_pixels"], checked["seed"], checked["emsc_degree"]
-ds = load_dataset(data, split=pipeline.split_names(split) or None)
-pipeline.warn_if_no_axis(ds)  # scans without wavenumbers.npy: channel numbers, and what follows from that
-scattered_from, scattered = pipeline.load_scattered_variant(data, data_dir, scattered_dir, split, scattered_split)
+ds = load_dataset(data, split=workflow.split_names(split) or None)
+workflow.warn_if_no_axis(ds)  # scans without wavenumbers.npy: channel numbers, and what follows from that
+scattered_from, scattered = workflow.load_scattered_variant(data, data_dir, scattered_dir, split, scattered_split)
 print(f"data: {data}{f', split {split}' if split else ''}\nscattered variant: {scattered_from}\nreport: {run}")
 
 # %% [markdown]
@@ -59,7 +58,7 @@ ds.summary()
 
 # %%
 fig = plots.mean_spectra(ds, max_pixels=max_pixels, seed=seed)
-pipeline.save_figure(fig, run, "01_mean_spectra")
+workflow.save_figure(fig, run, "01_mean_spectra")
 
 # %%
 rule = TissueRule.fit(ds, tissue_threshold)  # the rule a model fits on its training scans, here on all
@@ -73,7 +72,7 @@ for label, pool in (("tissue", np.flatnonzero(tissue)), ("background", np.flatno
         k, r, c = ds.coords[i]
         examples[f"{label}: {ds.scans[k]} ({r}, {c})"] = ds.read([i])[0]
 fig = plots.spectra(ds.wavenumbers, examples, "Example pixel spectra", ds.wavenumbers_known)
-pipeline.save_figure(fig, run, "01_example_spectra")
+workflow.save_figure(fig, run, "01_example_spectra")
 
 # %% [markdown]
 # ## One image per scan
@@ -83,7 +82,7 @@ pipeline.save_figure(fig, run, "01_example_spectra")
 # %%
 title = "Amide I intensity (1630–1680 cm⁻¹)" if measure == "amide_i" else "Mean absorbance over all channels"
 fig = plots.scan_images({n: ds.image(amide, k) for k, n in enumerate(ds.scans)}, title, "mean absorbance (a.u.)")
-pipeline.save_figure(fig, run, "01_amide_i_images")
+workflow.save_figure(fig, run, "01_amide_i_images")
 
 # %% [markdown]
 # ## Tissue and background
@@ -97,13 +96,13 @@ print(f"tissue: {rule}\n{rule.how}\ntissue fraction per scan:")
 print({n: round(f, 3) for n, f in fractions.items()})
 fig = plots.scan_images({n: ds.image(tissue.astype(float), k) for k, n in enumerate(ds.scans)},
                         "Tissue mask (1 = tissue)", "tissue", cmap="gray", vmin=0, vmax=1)
-pipeline.save_figure(fig, run, "01_tissue_mask")
+workflow.save_figure(fig, run, "01_tissue_mask")
 
 # %%
 if ds.labels is not None:
     fig = plots.scan_images({n: ds.image(ds.labels.astype(float), k) for k, n in enumerate(ds.scans)},
                             "Ground-truth label maps", "class", cmap="tab10", categorical_names=ds.label_names)
-    pipeline.save_figure(fig, run, "01_label_maps")
+    workflow.save_figure(fig, run, "01_label_maps")
     agree = (tissue == (ds.labels > 0)).mean()
     print(f"tissue mask agrees with the ground truth on {agree:.1%} of pixels")
 else:
@@ -130,7 +129,7 @@ if scattered is not None:
                                            seed=seed)
     fig = plots.spectra(comparison.wavenumbers, comparison.means(), "Mean tissue spectrum per variant",
                         ds.wavenumbers_known)
-    pipeline.save_figure(fig, run, "01_variants_mean_spectra")
+    workflow.save_figure(fig, run, "01_variants_mean_spectra")
 else:
     print("no scattered variant to compare (scattered_dir, scattered_split)")
 
@@ -143,7 +142,7 @@ else:
 if comparison is not None:
     fig = plots.histograms(comparison.peak_positions(), "apparent amide I position (cm⁻¹)",
                            "Maximum in 1600–1700 cm⁻¹ (parabola through the top three channels), tissue pixels")
-    pipeline.save_figure(fig, run, "01_variants_amide_i_position")
+    workflow.save_figure(fig, run, "01_variants_amide_i_position")
     print(comparison.spread.round(2).to_string())
     print(comparison.difference.round(4).to_string())
 
@@ -157,7 +156,7 @@ if comparison is not None:
               {variant: x[row] for variant, x in comparison.spectra.items()}
               for name, row in comparison.examples().items()}
     fig = plots.spectra_panels(comparison.wavenumbers, panels, ds.wavenumbers_known)
-    pipeline.save_figure(fig, run, "01_variants_before_after_emsc")
+    workflow.save_figure(fig, run, "01_variants_before_after_emsc")
 
 # %% [markdown]
 # EMSC's terms per pixel of the scattered variant, as maps: the multiplicative term (how much reference: thickness and
@@ -169,4 +168,4 @@ if comparison is not None:
     for column, label in ((c, label) for c, label in diagnostics.MAP_LABELS.items() if c in terms):
         fig = plots.scan_images({n: ds.image(terms[column].to_numpy(), k) for k, n in enumerate(ds.scans)},
                                 f"EMSC on the scattered variant: {label}", label)
-        pipeline.save_figure(fig, run, f"01_emsc_{column}")
+        workflow.save_figure(fig, run, f"01_emsc_{column}")

@@ -15,7 +15,7 @@
 # under reports/runs; an existing run is replaced only with `-p overwrite True`, continued with `-p resume True`).
 
 # %% tags=["parameters"]
-data_dir: str = ""  # directory of .npy scans; empty: the embedded demo data, generated on first use
+data_dir: str = "demo"  # folder of scans; "demo": the embedded demo data, generated on first use
 run_dir: str = ""  # run folder; empty: reports/demo for the demo data, else a new folder under reports/runs
 overwrite: bool = False  # True: replace the run already in run_dir
 resume: bool = False  # True: continue the run in run_dir from its last checkpoint to `epochs`, as recorded
@@ -41,22 +41,21 @@ normal_labels: str = ""  # label names that count as normal, comma-separated (fo
 
 # %%
 # %matplotlib inline
+from spectra_vae import workflow
 from spectra_vae.views import plots
-from spectra_vae.workflow import notebooks as pipeline
-from spectra_vae.workflow import runs
 
 # the same checks `python -m spectra_vae pipeline` applies before it starts (type, sign, range)
-params = pipeline.check_parameters(dict(
+params = workflow.check_parameters(dict(
     epochs=epochs, latent_dim=latent_dim, hidden_dims=hidden_dims, reconstruction=reconstruction, beta=beta,
     batch_size=batch_size, learning_rate=learning_rate, patience=patience, seed=seed, device=device,
     precision=precision, preprocess=preprocess, tissue_only=tissue_only, tissue_threshold=tissue_threshold,
 ))
 params["patience"] = params["patience"] or None  # 0 turns early stopping off
-split_names = pipeline.check_parameters(dict(train_split=train_split, val_split=val_split, test_split=test_split,
+split_names = workflow.check_parameters(dict(train_split=train_split, val_split=val_split, test_split=test_split,
                                               abnormal_split=abnormal_split, normal_labels=normal_labels))
-data = pipeline.resolve_data_dir(data_dir)
-overwrite, resume = pipeline.check_bool("overwrite", overwrite), pipeline.check_bool("resume", resume)
-run, replace = runs.training_run_dir(run_dir, data_dir, overwrite)
+data = workflow.resolve_data_dir(data_dir)
+overwrite, resume = workflow.check_parameter("overwrite", overwrite), workflow.check_parameter("resume", resume)
+run, replace = workflow.training_run_dir(run_dir, data_dir, overwrite)
 print(f"data: {data}\nrun: {run}")
 params
 
@@ -66,10 +65,10 @@ params
 
 # %%
 if resume:
-    vae, splits, final = runs.resume(run, epochs=params["epochs"])
+    vae, splits, final = workflow.resume(run, epochs=params["epochs"])
     print(f"resumed {run} to {len(vae.history)} epochs with its recorded parameters and splits")
 else:
-    vae, splits, final = pipeline.train(data, run, overwrite=replace, **split_names, **params)
+    vae, splits, final = workflow.train(data, run, overwrite=replace, **split_names, **params)
 print(splits.how)
 print(f"tissue rule of this model: {vae.tissue_rule_} ({vae.tissue_rule_.how})")
 for name, part in (("train", splits.train), ("validation", splits.validation), ("test", splits.test)):
@@ -87,7 +86,7 @@ vae.history.round(5)
 
 # %%
 fig = plots.training_history(vae.history, vae.best_epoch_, plots.value_label(vae.preprocess))
-pipeline.save_figure(fig, run, "02_loss_curves")
+workflow.save_figure(fig, run, "02_loss_curves")
 
 # %% [markdown]
 # ## Where the model went

@@ -23,14 +23,13 @@ noise_level: float = 0.0  # known noise s.d. (absorbance) marked on the error hi
 # %matplotlib inline
 import numpy as np
 
+from spectra_vae import workflow
 from spectra_vae.preprocess import diagnostics
 from spectra_vae.views import analysis, plots
 from spectra_vae.views.widgets import browse_reconstructions
-from spectra_vae.workflow import notebooks as pipeline
-from spectra_vae.workflow import runs
 
-noise_level = pipeline.check_parameters(dict(noise_level=noise_level))["noise_level"]
-opened = runs.open_run(run_dir, checkpoint, data_dir)  # the splits as recorded, never recomputed
+noise_level = workflow.check_parameters(dict(noise_level=noise_level))["noise_level"]
+opened = workflow.open_run(run_dir, checkpoint, data_dir)  # the splits as recorded, never recomputed
 vae, splits, data, ckpt, run = opened.vae, opened.splits, opened.data_dir, opened.checkpoint, opened.path
 noise_level = noise_level or analysis.known_noise_level(data, vae.preprocess)
 units = plots.value_label(vae.preprocess)  # what the spectra are in, as the model sees them
@@ -54,7 +53,7 @@ picks = analysis.pick_pixels(err_test, tissue_test)
 titles = [f"{name}: {analysis.pixel_name(test, i)}, RMSE {err_test[i]:.2g}" for name, i in picks.items()]
 x_picked, r_picked = analysis.reconstruct_pixels(vae, seen, list(picks.values()))
 fig = plots.reconstructions(seen.wavenumbers, x_picked, r_picked, titles, known=test.wavenumbers_known, ylabel=units)
-pipeline.save_figure(fig, run, "03_reconstructions")
+workflow.save_figure(fig, run, "03_reconstructions")
 
 # %% [markdown]
 # ## Error distribution
@@ -63,7 +62,7 @@ pipeline.save_figure(fig, run, "03_reconstructions")
 # %%
 fig = plots.error_histogram({"tissue": err_test[tissue_test], "background": err_test[~tissue_test]},
                            noise_level or None, "Per-pixel reconstruction RMSE, held-out scans", units)
-pipeline.save_figure(fig, run, "03_error_histogram")
+workflow.save_figure(fig, run, "03_error_histogram")
 rmse_all, rmse_tissue = np.sqrt(np.mean(err_test**2)), np.sqrt(np.mean(err_test[tissue_test] ** 2))
 print(f"held-out RMSE: all pixels {rmse_all:.4g}, tissue {rmse_tissue:.4g}")
 
@@ -77,7 +76,7 @@ err_full = vae.reconstruction_error(full)
 role = opened.roles()
 maps = {f"{n} ({role[n]})": full.image(err_full, k) for k, n in enumerate(full.scans)}
 fig = plots.scan_images(maps, "Per-pixel reconstruction RMSE", f"RMSE, {units}", cmap="magma", vmin=0)
-pipeline.save_figure(fig, run, "03_error_maps")
+workflow.save_figure(fig, run, "03_error_maps")
 
 # %% [markdown]
 # ## Scattering: what the model's EMSC fitted
@@ -91,7 +90,7 @@ if diagnostics.has_emsc(vae.preprocessor_):
     for column, images in diagnostics.term_maps(vae.preprocessor_, full).items():
         fig = plots.scan_images({f"{n} ({role[n]})": image for n, image in images.items()},
                                 f"The model's EMSC: {diagnostics.MAP_LABELS[column]}", diagnostics.MAP_LABELS[column])
-        pipeline.save_figure(fig, run, f"03_emsc_{column}")
+        workflow.save_figure(fig, run, f"03_emsc_{column}")
 else:
     print(f"no emsc step in this model's preprocessing ({vae.preprocess or 'none'})")
 
@@ -108,7 +107,7 @@ table
 
 # %%
 fig = plots.method_comparison(table, f"Held-out RMSE, {vae.latent_dim} components each", units)
-pipeline.save_figure(fig, run, "03_vae_vs_pca")
+workflow.save_figure(fig, run, "03_vae_vs_pca")
 
 # %% [markdown]
 # ## Pixel browser

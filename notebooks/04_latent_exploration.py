@@ -23,14 +23,13 @@ seed: int = 0
 # %matplotlib inline
 import numpy as np
 
+from spectra_vae import workflow
 from spectra_vae.views import analysis, plots
 from spectra_vae.views.widgets import explore
-from spectra_vae.workflow import notebooks as pipeline
-from spectra_vae.workflow import runs
 
-checked = pipeline.check_parameters(dict(max_points=max_points, seed=seed))
+checked = workflow.check_parameters(dict(max_points=max_points, seed=seed))
 max_points, seed = checked["max_points"], checked["seed"]
-opened = runs.open_run(run_dir, checkpoint, data_dir)  # the scans as recorded, never recomputed
+opened = workflow.open_run(run_dir, checkpoint, data_dir)  # the scans as recorded, never recomputed
 vae, splits, data, ckpt, run = opened.vae, opened.splits, opened.data_dir, opened.checkpoint, opened.path
 ds = opened.scans()  # every scan of the run
 z = vae.transform(ds)
@@ -47,13 +46,13 @@ for note in opened.notes:  # new or changed scans in the data folder since train
 axes = tuple(f"z{d + 1}" for d in range(2)) if vae.latent_dim >= 2 else ("z1", "-")
 z2 = z[:, :2] if vae.latent_dim >= 2 else np.column_stack([z[:, 0], np.zeros(len(z))])
 fig = plots.latent_scatter(z2[tissue], ds.scan_of()[tissue], ds.scans, "Latent means of tissue pixels by scan", axes)
-pipeline.save_figure(fig, run, "04_latent_by_scan")
+workflow.save_figure(fig, run, "04_latent_by_scan")
 
 # %%
 if ds.labels is not None:
     fig = plots.latent_scatter(z2[tissue], ds.labels[tissue], ds.label_names,
                                "Latent means of tissue pixels by ground-truth class", axes)
-    pipeline.save_figure(fig, run, "04_latent_by_label")
+    workflow.save_figure(fig, run, "04_latent_by_label")
 else:
     print("no label maps in this dataset")
 
@@ -67,7 +66,7 @@ for method in ("pca", "tsne"):
     emb, idx = analysis.embed(z[tissue], method, max_points=max_points, seed=seed)
     fig = plots.latent_scatter(emb, groups[idx], names, f"{method.upper()} of latent means ({len(idx)} pixels)",
                                (f"{method} 1", f"{method} 2"))
-    pipeline.save_figure(fig, run, f"04_{method}")
+    workflow.save_figure(fig, run, f"04_{method}")
 
 # %% [markdown]
 # ## Latent traversals
@@ -77,7 +76,7 @@ for method in ("pca", "tsne"):
 # %%
 fig = plots.latent_traversal(vae.preprocessor_.output_wavenumbers_, analysis.latent_grid(vae), vae.wavenumbers_known_,
                              plots.value_label(vae.preprocess))
-pipeline.save_figure(fig, run, "04_traversals")
+workflow.save_figure(fig, run, "04_traversals")
 
 # %% [markdown]
 # ## Latent coordinates as images
@@ -88,7 +87,7 @@ for d in range(vae.latent_dim):
     values = np.where(tissue, z[:, d], np.nan)
     fig = plots.scan_images({n: ds.image(values, k) for k, n in enumerate(ds.scans)},
                             f"Latent mean z{d + 1} per tissue pixel", f"z{d + 1}", cmap="coolwarm")
-    pipeline.save_figure(fig, run, f"04_latent_z{d + 1}_images")
+    workflow.save_figure(fig, run, f"04_latent_z{d + 1}_images")
 
 # %% [markdown]
 # ## Explore a scan: click a pixel, brush the latent space

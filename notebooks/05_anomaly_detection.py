@@ -31,15 +31,12 @@ seed: int = 0
 # %matplotlib inline
 import numpy as np
 
-from spectra_vae import load_dataset
-from spectra_vae.anomaly import baselines as anomaly
+from spectra_vae import DataError, anomaly, load_dataset, workflow
 from spectra_vae.views import plots
-from spectra_vae.workflow import notebooks as pipeline
-from spectra_vae.workflow import runs
 
-checked = pipeline.check_parameters(dict(false_positive_rate=false_positive_rate, n_bootstrap=n_bootstrap, seed=seed))
+checked = workflow.check_parameters(dict(false_positive_rate=false_positive_rate, n_bootstrap=n_bootstrap, seed=seed))
 false_positive_rate, n_bootstrap, seed = checked["false_positive_rate"], checked["n_bootstrap"], checked["seed"]
-opened = runs.open_run(run_dir, checkpoint, data_dir)  # the splits as recorded, never recomputed
+opened = workflow.open_run(run_dir, checkpoint, data_dir)  # the splits as recorded, never recomputed
 vae, splits, data, ckpt, run = opened.vae, opened.splits, opened.data_dir, opened.checkpoint, opened.path
 normal_labels = opened.normal_labels  # given once, to 02_train; every other label is an anomaly
 sets = {"normal": splits.test} | ({"abnormal": opened.abnormal} if opened.abnormal is not None else {})
@@ -58,7 +55,7 @@ print(f"calibration: {calibration.scans if calibration is not None else 'none'};
 
 # %%
 if calibration is None or len(calibration) == 0:
-    raise pipeline.DataError("this run has no normal validation scans to calibrate on: train it with a "
+    raise DataError("this run has no normal validation scans to calibrate on: train it with a "
                              "val_split (normal scans the model does not train on)")
 vae.calibrate(calibration, false_positive_rate=false_positive_rate)
 m = vae.monitor_
@@ -83,7 +80,7 @@ fig = plots.score_scatter({n: (g["inside"].to_numpy(), g["q"].to_numpy()) for n,
                           "residual inside the normal directions (model units²)",
                           "residual outside them, Q (model units²)",
                           "The two residual terms, tissue pixels", seed=seed)
-pipeline.save_figure(fig, run, "05_inside_vs_q")
+workflow.save_figure(fig, run, "05_inside_vs_q")
 
 # %%
 anomaly.score_statistics(groups, ("inside", "q", "kl", "reconstruction_error", "anomaly_score")).round(4)
@@ -99,11 +96,11 @@ for name, ds in sets.items():
     lo, hi = np.percentile(finite, [1, 99]) if finite.size else (0, 1)
     fig = plots.scan_images(maps, f"Anomaly score, {name} scans (tissue only)", "Fisher score (−2 Σ log p)",
                             cmap="inferno", vmin=lo, vmax=hi)
-    pipeline.save_figure(fig, run, f"05_score_maps_{name}")
+    workflow.save_figure(fig, run, f"05_score_maps_{name}")
     if ds.labels is not None:
         fig = plots.scan_images({s: ds.image(ds.labels.astype(float), k) for k, s in enumerate(ds.scans)},
                                 f"Ground truth, {name} scans", "class", cmap="tab10", categorical_names=ds.label_names)
-        pipeline.save_figure(fig, run, f"05_labels_{name}")
+        workflow.save_figure(fig, run, f"05_labels_{name}")
 
 # %% [markdown]
 # ## Each anomaly kind against the baselines
@@ -126,7 +123,7 @@ else:
         if (truth[mask] == 1).any():
             fig = plots.roc(anomaly.roc_curves(scores, truth, mask), f"{kind} vs normal tissue, held-out scans",
                             positive=kind)
-            pipeline.save_figure(fig, run, f"05_roc_{kind}")
+            workflow.save_figure(fig, run, f"05_roc_{kind}")
     print(anomaly.verdict(table))
 table.round(3) if table is not None else None
 

@@ -24,13 +24,12 @@ runs = ""  # run folders to compare, comma-separated; empty: those in run_dir
 
 # %%
 # %matplotlib inline
+from spectra_vae import workflow
 from spectra_vae.views import plots
 from spectra_vae.workflow import compare
-from spectra_vae.workflow import notebooks as pipeline
-from spectra_vae.workflow import runs as run_records
 
 folders = compare.find_runs(run_dir, runs)
-report = pipeline.resolve_run_dir(run_dir) if not runs else folders[0].parent
+report = workflow.resolve_run_dir(run_dir) if not runs else folders[0].parent
 table = compare.collect(folders)  # held-out figures from each run's scores.json, computed where missing
 print(f"{len(folders)} run(s); figures go to {report / 'figures'}")
 shown = compare.varying(table) + [c for c in ("rmse", "pca_rmse", "rmse_vs_pca", "score", "kl", "active_dims",
@@ -43,10 +42,10 @@ table[shown].round(5)
 # Validation loss and validation RMSE per epoch, one line per run.
 
 # %%
-histories = {name: run_records.read_history(path) for name, path in zip(table.index, table["path"], strict=True)}
+histories = {name: workflow.read_history(path) for name, path in zip(table.index, table["path"], strict=True)}
 for column in ("val_loss", "val_rmse"):
     fig = plots.loss_curves(histories, column, f"{column} per epoch")
-    pipeline.save_figure(fig, report, f"06_{column}")
+    workflow.save_figure(fig, report, f"06_{column}")
 
 # %% [markdown]
 # ## The best run per criterion

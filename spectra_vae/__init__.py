@@ -6,8 +6,9 @@ Nothing here does work at import time; see the numbered notebooks for the data f
 from __future__ import annotations
 
 from .core.errors import DataError, TrainingError, TrainingWarning  # noqa: E402
+from .core.metrics import rmse  # noqa: E402
 from .core.version import __version__
-from .estimator.vae import SpectraVAE, rmse  # noqa: E402
+from .estimator.vae import SpectraVAE
 from .io.dataset import SpectralDataset  # noqa: E402
 from .io.demo import make_demo_dataset  # noqa: E402
 from .io.folders import available_splits

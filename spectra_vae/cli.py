@@ -1,73 +1,89 @@
-"""Command line: `python -m spectra_vae {pipeline,train,sweep,export,convert,demo-data}` (also `spectra-vae`)."""
+"""Command line: `python -m spectra_vae {pipeline,train,sweep,export,convert,demo-data}` (also `spectra-vae`).
+
+Each subcommand is one function (`argparse`'s `set_defaults(func=...)`); `train`'s model options and
+their help, and the notebook parameters `pipeline --help` lists, are written from the parameter
+table (`spectra_vae.workflow.parameters`), so the command line, the notebooks and the estimator
+cannot drift apart.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from .core.errors import DataError, TrainingError
+from .core.logs import show_messages
+from .core.params import Flag, Param
+from .io.finite import RECHECK_ENV
+from .workflow.parameters import ALL_PARAMETERS, NOTEBOOK_PARAMETERS, SPLIT_PARAMETERS
+from .workflow.paths import DEMO, DEMO_DATA
+
+logger = logging.getLogger("spectra_vae.cli")
+
+DATA_HELP = f"folder of scans (default: {DEMO_DATA}, the embedded demo data, generated on first use)"
+RECHECK_HELP = "check every pixel for NaN/inf again instead of using the remembered result"
+
+
+def _notebook_parameters_help() -> str:
+    """The -p names a pipeline takes, one line each, from the parameter table."""
+    lines = ["notebook parameters (-p NAME VALUE; each notebook takes those it declares):"]
+    for p in ALL_PARAMETERS.values():
+        if p.name in ("data_dir", "run_dir", "verbose"):
+            continue
+        lines.append(f"  {p.name:<20} {p.describe()}")
+    return "\n".join(lines)
+
+
+def _add_table_option(parser: argparse.ArgumentParser, p: Param) -> None:
+    """One option of `train` from its table entry: a switch for a parameter that is off by default, else
+    a value as typed, checked by the table's constraint."""
+    if isinstance(p.constraint, Flag) and p.default is False:
+        parser.add_argument(p.flag, dest=p.name, action="store_const", const=True, default=None, help=p.help)
+    else:
+        parser.add_argument(p.flag, dest=p.name, default=None, metavar=p.name.upper(), help=p.describe())
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="spectra-vae", description=__doc__)
+    p = argparse.ArgumentParser(prog="spectra-vae", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
 
-    pl = sub.add_parser("pipeline", help="run the numbered notebooks in order with papermill")
-    pl.add_argument("--data", default="", help="directory of .npy scans (default: the demo data)")
+    pl = sub.add_parser("pipeline", help="run the numbered notebooks in order with papermill",
+                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_notebook_parameters_help())
+    pl.add_argument("--data", default=DEMO_DATA, help=DATA_HELP)
     pl.add_argument("--out", default="", help="run folder for executed notebooks, HTML, figures, model "
                     "(default: a new folder under reports/runs; reports/demo for the demo data)")
     pl.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-                    help="a notebook parameter, e.g. -p epochs 50 (repeatable)")
+                    help="a notebook parameter, e.g. -p epochs 50 (repeatable; the names are listed below)")
     pl.add_argument("--notebooks", default=None, help="folder of the notebooks (default: the repository's)")
     pl.add_argument("--no-html", action="store_true", help="skip the HTML copies")
     pl.add_argument("--kernel", default=None, help="Jupyter kernel to run the notebooks with (default: theirs)")
     pl.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
     pl.add_argument("--quiet", action="store_true", help="no live cell progress and output")
-    pl.add_argument("--recheck", action="store_true",
-                    help="check every pixel for NaN/inf again instead of using the remembered result")
+    pl.add_argument("--recheck", action="store_true", help=RECHECK_HELP)
+    pl.set_defaults(func=_pipeline)
 
     tr = sub.add_parser("train", help="train a VAE without Jupyter")
-    tr.add_argument("--data", default="", help="directory of .npy scans (default: the demo data)")
+    tr.add_argument("--data", default=DEMO_DATA, help=DATA_HELP)
     tr.add_argument("--out", default="", help="run folder; checkpoints go to OUT/model/ (default: a new folder "
                     "under reports/runs)")
     tr.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
     tr.add_argument("--resume", default="", metavar="RUN",
-                    help="continue the run in RUN from its last checkpoint, on its recorded splits, to --epochs")
-    tr.add_argument("--epochs", default=None, metavar="N|auto",
-                    help="a whole number, or auto (the default): 50 epochs, more on small data so that the run "
-                    "takes at least 3000 optimiser steps; with --resume the default is the run's plan")
-    tr.add_argument("--latent-dim", type=int, default=2)
-    tr.add_argument("--hidden-dims", default="221,110")
-    tr.add_argument("--reconstruction", default="gaussian", choices=("gaussian", "mse", "mae", "bce"))
-    tr.add_argument("--beta", type=float, default=1.0)
-    tr.add_argument("--batch-size", type=int, default=512)
-    tr.add_argument("--learning-rate", type=float, default=2e-3)
-    tr.add_argument("--patience", type=int, default=10, help="0 turns early stopping off")
-    tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--device", default="auto")
-    tr.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
-                    help="bf16: train under bfloat16 autocast (output layer and loss in float32)")
-    tr.add_argument("--preprocess", default="",
-                    help='a pipeline such as "cut(950,1800)|snv", or emsc on scans not corrected for scattering '
-                         '(see spectra_vae.preprocessing)')
-    tr.add_argument("--tissue-only", action="store_true",
-                    help="train and validate on tissue pixels only (amide I above the background)")
-    tr.add_argument("--tissue-threshold", default="auto", help='"auto", "none" (no mask) or a number (absorbance)')
-    tr.add_argument("--checkpoint-minutes", type=float, default=30.0,
-                    help="also write OUT/model/last.pt within an epoch at most this often (0: only at epoch ends)")
-    tr.add_argument("--train-split", default="normal_train")
-    tr.add_argument("--val-split", default="normal_val")
-    tr.add_argument("--test-split", default="normal_test")
-    tr.add_argument("--abnormal-split", default="abnormal",
-                    help="split of abnormal scans, recorded for anomaly detection ('' for none)")
-    tr.add_argument("--normal-labels", default="", help="label names that count as normal, comma-separated")
-    tr.add_argument("--recheck", action="store_true",
-                    help="check every pixel for NaN/inf again instead of using the remembered result")
+                    help="continue the run in RUN from its last checkpoint, on its recorded splits, to --epochs "
+                    "(default: the run's plan)")
+    table = [p for p in ALL_PARAMETERS.values()
+             if p.cli and p.name not in NOTEBOOK_PARAMETERS or p.name in (*SPLIT_PARAMETERS, "normal_labels")]
+    for param in table:
+        _add_table_option(tr, param)
+    tr.add_argument("--recheck", action="store_true", help=RECHECK_HELP)
+    tr.set_defaults(func=_train, table=[p.name for p in table])
 
     sw = sub.add_parser("sweep", help="train one run per combination of parameters and compare them")
-    sw.add_argument("--data", default="", help="directory of .npy scans (default: the demo data)")
+    sw.add_argument("--data", default=DEMO_DATA, help=DATA_HELP)
     sw.add_argument("--out", required=True, help="folder of the sweep: one run per combination, runs.csv, "
                     "06_compare_runs.ipynb")
     sw.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2,...",
@@ -78,103 +94,122 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("--kernel", default=None, help="Jupyter kernel to run the notebooks with")
     sw.add_argument("--overwrite", action="store_true", help="replace runs already in --out")
     sw.add_argument("--quiet", action="store_true", help="no live cell progress and output")
+    sw.set_defaults(func=_sweep)
 
     ex = sub.add_parser("export", help="write a run's per-pixel maps as HDF5 and a table (Orange/Quasar, HyperSpy)")
     ex.add_argument("run", help="run folder")
     ex.add_argument("--out", required=True, help="output folder: maps.h5, pixels.csv, figures/")
+    ex.set_defaults(func=_export)
 
     cv = sub.add_parser("convert", help="write any supported format as .npy scans + wavenumbers.npy")
     cv.add_argument("source", help="a file or directory (.npy, .csv, .mat, .h5, ENVI .hdr, Agilent .dat/.seq/.dmt)")
     cv.add_argument("destination", help="output directory")
+    cv.set_defaults(func=_convert)
 
     dd = sub.add_parser("demo-data", help="write demo scans")
-    dd.add_argument("--out", required=True)
-    dd.add_argument("--n-scans", type=int, default=6)
-    dd.add_argument("--height", type=int, default=64)
-    dd.add_argument("--width", type=int, default=64)
-    dd.add_argument("--seed", type=int, default=0)
+    dd.add_argument("--out", required=True, help="output folder")
+    dd.add_argument("--n-scans", type=int, default=DEMO["n_scans"], help="number of scans")
+    dd.add_argument("--height", type=int, default=DEMO["height"], help="pixels per column")
+    dd.add_argument("--width", type=int, default=DEMO["width"], help="pixels per row")
+    dd.add_argument("--seed", type=int, default=DEMO["seed"], help="random seed: the same seed, the same scans")
     dd.add_argument("--scatter", action="store_true",
                     help="the 'uncorrected' variant: the same scans plus scattering (path length, dispersion, Mie)")
+    dd.set_defaults(func=_demo_data)
     return p
+
+
+def _once(pairs: list[list[str]]) -> dict[str, str]:
+    """-p NAME VALUE pairs as a dict; a name given twice is an error."""
+    params = dict(pairs)
+    if len(params) != len(pairs):
+        names = [n for n, _ in pairs]
+        twice = sorted({k for k in names if names.count(k) > 1})
+        raise DataError(f"parameter {twice[0]}: given more than once with -p")
+    return params
+
+
+def _pipeline(args: argparse.Namespace) -> None:
+    from .workflow.notebooks import run_pipeline
+
+    # text as typed: each value is read as the type its notebook declares (`epochs: str = "auto"`)
+    written = run_pipeline(args.data, args.out, _once(args.parameter), notebooks_dir=args.notebooks,
+                           html=not args.no_html, kernel_name=args.kernel, overwrite=args.overwrite,
+                           live=not args.quiet)
+    print(f"done: {len(written)} files")
+
+
+def _train(args: argparse.Namespace) -> None:
+    from .workflow import runs
+
+    given = {name: getattr(args, name) for name in args.table if getattr(args, name) is not None}
+    checked = {name: ALL_PARAMETERS[name].check(value, text=True) for name, value in given.items()}
+    if args.resume:
+        vae, splits, final = runs.resume(args.resume, epochs=checked.get("epochs"))
+        print(f"resumed {args.resume}: {len(vae.history)} epochs in all; model: {final}")
+        return
+    if checked.get("patience") == 0:
+        checked["patience"] = None
+    if checked.get("checkpoint_minutes") == 0:
+        checked["checkpoint_minutes"] = None
+    vae, splits, final = runs.train(args.data, args.out, overwrite=args.overwrite, **checked)
+    from .core.distributed import dist_info
+    from .views.analysis import compare_with_pca
+
+    rank, world = dist_info()
+    if world > 1:
+        import torch
+
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+    if rank == 0:
+        print(splits.how)
+        print(f"trained {len(vae.history)} epochs (best {vae.best_epoch_}) in {world} process(es); model: {final}")
+        print(compare_with_pca(vae, splits.train, splits.test).to_string())
+
+
+def _sweep(args: argparse.Namespace) -> None:
+    from .workflow.sweep import parse_grid, run_sweep
+
+    table = run_sweep(args.data, args.out, parse_grid(args.grid), _once(args.parameter), kernel_name=args.kernel,
+                      overwrite=args.overwrite, live=not args.quiet)
+    print(table.to_string())
+    print(f"table: {args.out}/runs.csv; comparison: {args.out}/06_compare_runs.ipynb")
+
+
+def _export(args: argparse.Namespace) -> None:
+    from .workflow.export import export_run
+
+    written = export_run(args.run, args.out)
+    print(f"wrote {len(written)} files to {args.out}")
+
+
+def _convert(args: argparse.Namespace) -> None:
+    from .io.convert import convert
+
+    written = convert(args.source, args.destination)
+    print(f"wrote {len(written)} files to {args.destination}")
+
+
+def _demo_data(args: argparse.Namespace) -> None:
+    from .io.demo import make_demo_dataset
+
+    path = make_demo_dataset(args.out, n_scans=args.n_scans, height=args.height, width=args.width, seed=args.seed,
+                             scatter=args.scatter)
+    print(f"demo scans written to {path}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; a refusal or failure is one `error:` line on stderr and exit status 1."""
     args = _parser().parse_args(argv)
-    from .io.finite import RECHECK_ENV
-    from .preprocess.tissue import parse_tissue_threshold
-    from .workflow import notebooks as pipeline
+    from .workflow.notebooks import PipelineError
 
+    show_messages()
     if getattr(args, "recheck", False):
         os.environ[RECHECK_ENV] = "1"  # inherited by the notebooks' kernels
+    func: Any = args.func
     try:
-        if args.command == "pipeline":
-            # text as typed: each value is read as the type its notebook declares (`epochs: int = 30`)
-            params = dict(args.parameter)
-            if len(params) != len(args.parameter):
-                twice = sorted({k for k, _ in args.parameter if [n for n, _ in args.parameter].count(k) > 1})
-                raise DataError(f"parameter {twice[0]}: given more than once with -p")
-            written = pipeline.run_pipeline(args.data, args.out, params, notebooks_dir=args.notebooks,
-                                            html=not args.no_html, kernel_name=args.kernel,
-                                            overwrite=args.overwrite, live=not args.quiet)
-            print(f"done: {len(written)} files")
-        elif args.command == "train" and args.resume:
-            from .workflow import runs
-
-            epochs = None if args.epochs is None else pipeline.check_epochs("epochs", args.epochs)
-            vae, splits, final = runs.resume(args.resume, epochs=epochs)
-            print(f"resumed {args.resume}: {len(vae.history)} epochs in all; model: {final}")
-        elif args.command == "train":
-            vae, splits, final = pipeline.train(
-                args.data, args.out, latent_dim=args.latent_dim,
-                epochs=pipeline.check_epochs("epochs", "auto" if args.epochs is None else args.epochs),
-                hidden_dims=pipeline.parse_hidden_dims(args.hidden_dims), reconstruction=args.reconstruction,
-                beta=args.beta, batch_size=args.batch_size, learning_rate=args.learning_rate,
-                patience=args.patience or None, seed=args.seed, device=args.device, precision=args.precision,
-                train_split=args.train_split, val_split=args.val_split, test_split=args.test_split,
-                abnormal_split=args.abnormal_split, normal_labels=args.normal_labels,
-                preprocess=args.preprocess, tissue_only=args.tissue_only,
-                tissue_threshold=parse_tissue_threshold(args.tissue_threshold), overwrite=args.overwrite,
-                checkpoint_minutes=args.checkpoint_minutes or None)
-            from .model.train import dist_info
-            from .views.analysis import compare_with_pca
-
-            rank, world = dist_info()
-            if world > 1:
-                import torch
-
-                torch.distributed.barrier()
-                torch.distributed.destroy_process_group()
-            if rank == 0:
-                print(splits.how)
-                print(f"trained {len(vae.history)} epochs (best {vae.best_epoch_}) in {world} process(es); "
-                      f"model: {final}")
-                print(compare_with_pca(vae, splits.train, splits.test).to_string())
-        elif args.command == "sweep":
-            from .workflow.sweep import parse_grid, run_sweep
-
-            fixed = {k: pipeline.parse_value(v) for k, v in args.parameter}
-            table = run_sweep(args.data, args.out, parse_grid(args.grid), fixed, kernel_name=args.kernel,
-                              overwrite=args.overwrite, live=not args.quiet)
-            print(table.to_string())
-            print(f"table: {args.out}/runs.csv; comparison: {args.out}/06_compare_runs.ipynb")
-        elif args.command == "export":
-            from .workflow.export import export_run
-
-            written = export_run(args.run, args.out)
-            print(f"wrote {len(written)} files to {args.out}")
-        elif args.command == "convert":
-            from .io.convert import convert
-
-            written = convert(args.source, args.destination)
-            print(f"wrote {len(written)} files to {args.destination}")
-        elif args.command == "demo-data":
-            from .io.demo import make_demo_dataset
-
-            path = make_demo_dataset(args.out, n_scans=args.n_scans, height=args.height, width=args.width,
-                                     seed=args.seed, scatter=args.scatter)
-            print(f"demo scans written to {path}")
-    except (DataError, TrainingError, pipeline.PipelineError) as exc:
+        func(args)
+    except (DataError, TrainingError, PipelineError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:  # a full disk, a folder that vanished, a permission refused while writing

@@ -5,8 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from spectra_vae import DataError, SpectraVAE, load_dataset
-from spectra_vae.anomaly import baselines as anomaly
+from spectra_vae import DataError, SpectraVAE, anomaly, load_dataset
 from spectra_vae.anomaly.monitor import Monitor, _residuals, noise_level
 from spectra_vae.anomaly.mspc import Moments, Subspace
 from spectra_vae.io.demo import CLASS_COMPOSITION, COMPONENTS, NOISE_SIGMA, component_spectra, demo_wavenumbers

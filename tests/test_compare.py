@@ -14,10 +14,11 @@ from spectra_vae.workflow.sweep import combinations, parse_grid, run_name
 
 
 def test_grid_takes_lists_and_semicolons_for_values_that_hold_commas():
+    # values stay text as typed: each is read as the type notebook 02 declares, like -p values
     grid = parse_grid(["latent_dim=2,5,10", "beta=0.5,1", "hidden_dims=221,110;64,32"])
-    assert grid == {"latent_dim": [2, 5, 10], "beta": [0.5, 1], "hidden_dims": ["221,110", "64,32"]}
+    assert grid == {"latent_dim": ["2", "5", "10"], "beta": ["0.5", "1"], "hidden_dims": ["221,110", "64,32"]}
     combos = combinations(grid)
-    assert len(combos) == 12 and combos[1] == {"latent_dim": 2, "beta": 0.5, "hidden_dims": "64,32"}
+    assert len(combos) == 12 and combos[1] == {"latent_dim": "2", "beta": "0.5", "hidden_dims": "64,32"}
     assert len({run_name(i, c) for i, c in enumerate(combos)}) == 12
     with pytest.raises(DataError, match="expected NAME=V1,V2"):
         parse_grid(["latent_dim"])

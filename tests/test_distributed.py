@@ -49,7 +49,7 @@ DDP_SCRIPT = textwrap.dedent("""
     import shutil, sys
     import torch
     from spectra_vae import SpectraVAE, load_dataset
-    from spectra_vae.estimator import vae as estimator
+    from spectra_vae.estimator import base as estimator
     from spectra_vae.model import train as train_module
     from spectra_vae.core.distributed import dist_info, init_distributed
 
@@ -158,7 +158,7 @@ NODE_SCRIPT = textwrap.dedent("""
     import json, os, sys
     import torch
     from spectra_vae.io import finite as data_module
-    from spectra_vae.workflow import notebooks as pipeline
+    from spectra_vae import workflow as pipeline
     from spectra_vae.core.distributed import init_distributed
 
     data, out = sys.argv[1], sys.argv[2]

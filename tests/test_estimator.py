@@ -89,7 +89,7 @@ def test_early_stopping_stops_after_patience_epochs_without_improvement(demo_dir
 
 
 def test_resume_continues_history_and_matches_an_uninterrupted_run(demo_dir, tmp_path, monkeypatch):
-    from spectra_vae.estimator import vae as estimator_module
+    from spectra_vae.estimator import base as estimator_module
 
     train = load_dataset(demo_dir, split="normal_train")
     val = load_dataset(demo_dir, split="normal_val")
@@ -187,7 +187,7 @@ def test_default_vae_reconstructs_held_out_scans_better_than_pca_with_as_many_co
 def test_compare_with_pca_streams_but_gives_the_rmse_over_all_pixels_and_channels(fitted):
     from sklearn.decomposition import PCA
 
-    from spectra_vae.estimator.vae import rmse
+    from spectra_vae.core.metrics import rmse
 
     vae, train, _, test, _ = fitted
     table = compare_with_pca(vae, train, test)
@@ -208,18 +208,23 @@ def test_reconstruct_pixels_returns_the_pixels_asked_for_in_their_order(fitted):
     assert np.allclose(recons, vae.reconstruct(test)[positions], atol=1e-6)
 
 
-def test_fit_on_large_data_says_what_it_does_before_the_first_epoch(demo, monkeypatch, capsys):
+def test_fit_on_large_data_says_what_it_does_before_the_first_epoch(demo, monkeypatch, caplog, capsys):
     """The passes over the training set before the first epoch (tissue rule, emsc reference,
-    normalisation statistics) are announced on data of PREPARE_NOTICE_PIXELS or more; quiet otherwise."""
-    from spectra_vae.estimator import vae as estimator
+    normalisation statistics) are announced on data of PREPARE_NOTICE_PIXELS or more; quiet otherwise.
+    Messages go through `logging` (the package prints nothing itself)."""
+    import logging
 
+    from spectra_vae.estimator import base as estimator
+
+    caplog.set_level(logging.INFO, logger="spectra_vae")
     train = demo.select_scans([0, 1])
     SpectraVAE(hidden_dims=(8,), epochs=1, preprocess="emsc", verbose=True).fit(train)
-    assert "preparing" not in capsys.readouterr().out  # small data: nothing new
+    assert "preparing" not in caplog.text  # small data: nothing new
     monkeypatch.setattr(estimator, "PREPARE_NOTICE_PIXELS", len(train))
     SpectraVAE(hidden_dims=(8,), epochs=1, preprocess="emsc", verbose=True).fit(train)
-    out = capsys.readouterr().out
     assert (f"preparing {len(train):,} training pixels: the tissue rule, the emsc reference, the normalisation "
-            "statistics, each a pass over the data…") in out and "prepared in" in out
+            "statistics, each a pass over the data…") in caplog.text and "prepared in" in caplog.text
+    assert "preparing" not in capsys.readouterr().out  # logged, not printed
+    caplog.clear()
     SpectraVAE(hidden_dims=(8,), epochs=1, verbose=False).fit(train)
-    assert "preparing" not in capsys.readouterr().out
+    assert "preparing" not in caplog.text

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 
 from spectra_vae import make_demo_dataset
+from spectra_vae import workflow as pipeline
 from spectra_vae.__main__ import main
-from spectra_vae.workflow import notebooks as pipeline
 from spectra_vae.workflow import runs
 
 

@@ -27,10 +27,11 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 
 from spectra_vae import DataError, SpectraVAE, TrainingError, load_dataset, make_demo_dataset
+from spectra_vae import workflow as pipeline
 from spectra_vae.__main__ import main
 from spectra_vae.io.dataset import SpectralDataset
 from spectra_vae.preprocess.pipeline import STEPS, Preprocessor
-from spectra_vae.workflow import notebooks as pipeline
+from spectra_vae.workflow import notebooks, parameters
 
 OWN_ERRORS = (DataError, TrainingError)
 SCAN_NAMES = ["data0.npy", "data1.npy", "data2.npy", "data3.npy"]
@@ -537,7 +538,7 @@ def test_damaged_checkpoints_load_as_working_models_or_are_refused(time_limit, c
 # -- the command line and the pipeline -----------------------------------------------------------
 DECLARED = {}
 for _name in pipeline.NOTEBOOKS:
-    for _k, _v in pipeline.notebook_parameters(pipeline.project_root() / "notebooks" / _name).items():
+    for _k, _v in notebooks.notebook_parameters(pipeline.project_root() / "notebooks" / _name).items():
         DECLARED.setdefault(_k, _v["type"])
 VALUE_TEXT = st.one_of(st.sampled_from(["0", "1", "2", "-2", "0.5", "1e-3", "nan", "inf", "True", "false", "none",
                                         "", "8", "221,110", "abc", "normal_train", "normal_trian", "snv",
@@ -579,7 +580,7 @@ def test_pipeline_starts_only_with_checked_parameters(time_limit, demo_dir, pair
         for name, value in params.items():
             if name in given_names:
                 assert (type(value).__name__ == DECLARED[name] or (DECLARED[name] == "float" and isinstance(value, int))
-                        or (name in pipeline.TEXT_OR_NUMBER and (value == "auto" or isinstance(value, int))))
+                        or (name in parameters.TEXT_OR_NUMBER and (value == "auto" or isinstance(value, int))))
         pipeline.check_parameters(params)
 
 

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from spectra_vae import DataError, SpectraVAE, load_dataset, make_demo_dataset
+from spectra_vae import workflow as pipeline
 from spectra_vae.__main__ import main
 from spectra_vae.preprocess.pipeline import Preprocessor
-from spectra_vae.workflow import notebooks as pipeline
 
 WN = np.linspace(950, 1800, 40)
 
@@ -353,7 +353,7 @@ def test_notebook_parameters_are_checked_against_the_notebooks_before_any_runs(t
     assert main(["pipeline", "--data", str(demo_dir), "--out", str(tmp_path / "r"), "--no-html",
                  "-p", "hidden_dims", "8", "-p", "epochs", "2", "-p", "beta", "1"]) == 0
     assert all(p.get("hidden_dims", "8") == "8" and p.get("epochs", 2) == 2 for p in ran)
-    assert isinstance(ran[1]["beta"], float) and pipeline.parse_hidden_dims("8") == (8,)
+    assert isinstance(ran[1]["beta"], float) and pipeline.check_parameter("hidden_dims", "8") == (8,)
 
 
 def test_output_paths_are_checked_before_anything_is_written(tmp_path, demo_dir, monkeypatch, capsys):

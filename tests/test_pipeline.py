@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from spectra_vae import DataError, make_demo_dataset
+from spectra_vae import workflow as pipeline
 from spectra_vae.__main__ import main
-from spectra_vae.workflow import notebooks as pipeline
+from spectra_vae.workflow import notebooks, parameters
 
 NOTEBOOKS = pipeline.project_root() / "notebooks"
 
@@ -23,34 +24,35 @@ def test_every_notebook_has_one_parameters_cell_of_annotated_plain_literals_that
             # annotated (`epochs: int = 20`), so papermill reports the type the pipeline checks -p values against
             assert isinstance(node, ast.AnnAssign) and isinstance(node.value, ast.Constant), (name, ast.dump(node))
             assert ast.unparse(node.annotation) == type(node.value.value).__name__, (name, ast.unparse(node))
-            assert node.target.id in pipeline.PARAMETER_CHECKS, (name, node.target.id)
+            assert node.target.id in pipeline.ALL_PARAMETERS, (name, node.target.id)
             pipeline.check_parameters({node.target.id: node.value.value})  # the default passes its own check
         assert all(not c.get("outputs") or "NBVAL_CHECK_OUTPUT" in c.source
                    for c in nb.cells if c.cell_type == "code"), f"{name} carries outputs"
     types: dict[str, set[str]] = {}
     for name in pipeline.NOTEBOOKS:
-        for k, v in pipeline.notebook_parameters(NOTEBOOKS / name).items():
+        for k, v in notebooks.notebook_parameters(NOTEBOOKS / name).items():
             types.setdefault(k, set()).add(v["type"])
     assert all(len(t) == 1 and t != {"None"} for t in types.values()), types  # one declared type per name
 
 
 def test_parameter_checks_name_the_parameter():
-    with pytest.raises(DataError, match="parameter epochs: expected a whole number, got 'abc'"):
-        pipeline.check_int("epochs", "abc", 1)
+    with pytest.raises(DataError, match="parameter latent_dim: expected a whole number, got 'abc'"):
+        pipeline.check_parameter("latent_dim", "abc")
     with pytest.raises(DataError, match="parameter latent_dim: must be ≥ 1, got 0"):
-        pipeline.check_int("latent_dim", 0, 1)
+        pipeline.check_parameter("latent_dim", 0)
     with pytest.raises(DataError, match="parameter data_dir: .* does not exist"):
         pipeline.resolve_data_dir("/no/such/dir")
-    assert pipeline.parse_hidden_dims("221, 110") == (221, 110) and pipeline.parse_hidden_dims(8) == (8,)
-    assert [pipeline.check_epochs("epochs", v) for v in ("auto", " Auto ", 5, "5", 5.0)] == ["auto", "auto", 5, 5, 5]
+    assert pipeline.check_parameter("hidden_dims", "221, 110") == (221, 110)
+    assert pipeline.check_parameter("hidden_dims", 8) == (8,)
+    assert [pipeline.check_parameter("epochs", v) for v in ("auto", " Auto ", 5, "5", 5.0)] == ["auto", "auto", 5, 5, 5]
     for bad in (0, "0", "many", 1.5, None, True):
         with pytest.raises(DataError, match="parameter epochs: expected 'auto' or a whole number ≥ 1"):
-            pipeline.check_epochs("epochs", bad)
-    assert [pipeline.parse_value(v) for v in ("50", "0.5", "true", "abc")] == [50, 0.5, True, "abc"]
+            pipeline.check_parameter("epochs", bad)
+    assert [parameters.parse_value(v) for v in ("50", "0.5", "true", "abc")] == [50, 0.5, True, "abc"]
     with pytest.raises(DataError, match=r"parameter threshold_quantile: must be < 1"):
         pipeline.check_parameters({"threshold_quantile": 1})
     with pytest.raises(DataError, match=r"parameter seed: expected a whole number, got '²'"):
-        pipeline.check_int("seed", "²")
+        pipeline.check_parameter("seed", "²")
 
 
 LAB_SPLITS = {"normal_train": "normal_corr_train", "normal_val": "normal_corr_val", "normal_test": "normal_corr_test",
@@ -168,13 +170,14 @@ def test_tissue_only_training_uses_the_tissue_pixels_and_open_run_restores_them(
     assert (splits.train.labels == 0).mean() < 0.05 < (whole.train.labels == 0).mean()
     assert len(splits.test) == len(whole.test)  # held-out scans stay whole
     assert "tissue pixels only" in splits.how
-    reopened_vae, reopened, _, _ = pipeline.open_run(tmp_path / "run")
+    opened = pipeline.open_run(tmp_path / "run")
+    reopened_vae, reopened = opened.vae, opened.splits
     assert reopened_vae.tissue_rule_ == rule
     np.testing.assert_array_equal(reopened.train.coords, splits.train.coords)
     np.testing.assert_array_equal(reopened.validation.coords, splits.validation.coords)
-    assert pipeline.check_bool("tissue_only", "True") is True
+    assert pipeline.check_parameter("tissue_only", "True") is True
     with pytest.raises(DataError, match="parameter tissue_only: expected True or False"):
-        pipeline.check_bool("tissue_only", "yes")
+        pipeline.check_parameter("tissue_only", "yes")
 
 
 def test_unit_scaling_preprocessing_on_all_pixels_warns_to_train_on_tissue(tmp_path):
@@ -216,7 +219,8 @@ def test_a_run_on_uncorrected_scans_trains_with_emsc_and_reopens_with_the_same_c
     vae, splits, _ = pipeline.train(scattered_dir, tmp_path / "run", epochs=1, hidden_dims=(16,), preprocess="emsc",
                                     verbose=False)
     assert vae.preprocessor_.fitted_step("emsc") is not None and vae.monitor_.noise_reference is not None
-    reopened, reopened_splits, _, _ = pipeline.open_run(tmp_path / "run")
+    opened = pipeline.open_run(tmp_path / "run")
+    reopened, reopened_splits = opened.vae, opened.splits
     x = splits.test.to_array()
     np.testing.assert_array_equal(reopened.preprocessor_.transform(x), vae.preprocessor_.transform(x))
     np.testing.assert_allclose(reopened.anomaly_score(reopened_splits.test), vae.anomaly_score(splits.test))

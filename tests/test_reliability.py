@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from spectra_vae import DataError, SpectraVAE, TrainingError, load_dataset
+from spectra_vae import workflow as pipeline
 from spectra_vae.model import checkpoint as checkpoint_module
 from spectra_vae.model import train as train_module
-from spectra_vae.workflow import notebooks as pipeline
 
 
 def test_a_scan_without_any_finite_pixel_is_an_error(tmp_path):
@@ -103,9 +103,9 @@ def test_sigkill_mid_epoch_leaves_last_loadable_and_resume_matches_an_uninterrup
 
 def test_bad_notebook_parameters_are_refused_before_any_notebook_runs(tmp_path):
     with pytest.raises(DataError, match=r"parameter epochs: expected 'auto' or a whole number ≥ 1, got 'abc'"):
-        pipeline.run_pipeline("", tmp_path / "a", {"epochs": "abc"}, notebooks=("02_train.ipynb",), html=False)
+        pipeline.run_pipeline("demo", tmp_path / "a", {"epochs": "abc"}, notebooks=("02_train.ipynb",), html=False)
     with pytest.raises(DataError, match=r"parameter latent_dim: must be ≥ 1, got 0"):
-        pipeline.run_pipeline("", tmp_path / "b", {"latent_dim": 0}, notebooks=("02_train.ipynb",), html=False)
+        pipeline.run_pipeline("demo", tmp_path / "b", {"latent_dim": 0}, notebooks=("02_train.ipynb",), html=False)
     with pytest.raises(DataError, match="does not exist"):
         pipeline.run_pipeline(tmp_path / "missing", tmp_path / "c", notebooks=("02_train.ipynb",))
     assert not any((tmp_path / d).exists() for d in "abc")

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from spectra_vae import SpectraVAE, TrainingError, TrainingWarning, load_dataset
-from spectra_vae.estimator import vae as estimator_module
+from spectra_vae.estimator import base as estimator_module
 from spectra_vae.model import batches as batches_module
 from spectra_vae.model import train as train_module
 from spectra_vae.model.train import TrainConfig, TrainState, clip_gradients, learning_rate, plan_epochs

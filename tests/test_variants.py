@@ -7,9 +7,10 @@ import pytest
 from scipy.stats import spearmanr
 
 from spectra_vae import DataError, load_dataset
+from spectra_vae import workflow as pipeline
 from spectra_vae.preprocess.tissue import TissueRule
 from spectra_vae.preprocess.variants import check_variants, compare_variants, scan_pairs
-from spectra_vae.workflow import notebooks as pipeline
+from spectra_vae.workflow import notebooks
 
 
 def test_compare_variants_sees_scattering_spread_amide_i_and_emsc_maps_where_it_is_strong(demo_dir, scattered_dir):
@@ -141,10 +142,10 @@ def test_a_pipeline_run_checks_the_explored_splits_names_but_lets_them_overlap_t
         **names, "normal_train": uncorr[:2], "normal_val": uncorr[2:3], "normal_test": uncorr[3:4],
         "abnormal": uncorr[4:], "corr": corr}))
     src = pipeline.project_root() / "notebooks"
-    declared = {name: pipeline.notebook_parameters(src / name) for name in pipeline.NOTEBOOKS}
+    declared = {name: notebooks.notebook_parameters(src / name) for name in pipeline.NOTEBOOKS}
     ok = {"split": "corr", "scattered_split": "normal_train,normal_val,normal_test,abnormal", "preprocess": "emsc"}
-    assert pipeline.check_run(folder, tmp_path / "run", ok, declared)["scattered_split"] == ok["scattered_split"]
+    assert notebooks.check_run(folder, tmp_path / "run", ok, declared)["scattered_split"] == ok["scattered_split"]
     with pytest.raises(DataError, match=r"parameter scattered_split: .* has no split 'abnormla' \(did you mean "):
-        pipeline.check_run(folder, tmp_path / "run", {**ok, "scattered_split": "normal_train,abnormla"}, declared)
+        notebooks.check_run(folder, tmp_path / "run", {**ok, "scattered_split": "normal_train,abnormla"}, declared)
     with pytest.raises(DataError, match=r"parameter split: .* has no split 'cor'"):
-        pipeline.check_run(folder, tmp_path / "run", {**ok, "split": "cor"}, declared)
+        notebooks.check_run(folder, tmp_path / "run", {**ok, "split": "cor"}, declared)

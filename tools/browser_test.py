@@ -249,7 +249,7 @@ def main() -> int:
     # recorded (the run notes that they changed since training), 278×278 pixels each
     big = scratch / f"scans_{EXPLORE_SIZE}"
     subprocess.run([python, "-c", "import sys; from spectra_vae import make_demo_dataset; "
-                    "from spectra_vae.workflow.notebooks import DEMO; "
+                    "from spectra_vae.workflow import DEMO; "
                     "make_demo_dataset(sys.argv[1], n_scans=DEMO['n_scans'], "
                     f"height={EXPLORE_SIZE}, width={EXPLORE_SIZE})", str(big)],
                    check=True, capture_output=True, env=env)

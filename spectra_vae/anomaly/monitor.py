@@ -25,22 +25,23 @@ every pixel is judged against the noise it carries.
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
 from ..core.distributed import all_reduce, dist_info
 from ..core.errors import DataError
+from ..core.metrics import pixel_rmse
 from ..io.dataset import SpectralDataset
 from ..model.loss import kl_divergence, reconstruction_nll
 from .mspc import Moments, ScaledChi2, Subspace, fisher
-
-if TYPE_CHECKING:
-    from ..estimator.vae import SpectraVAE
+from .protocol import FittedModel
+from .scans import design_effect
 
 RESIDUAL_STATISTICS = ("inside", "t2", "q")
 STATISTICS = (*RESIDUAL_STATISTICS, "kl")
@@ -106,16 +107,16 @@ def _residuals(chunk: np.ndarray, x: torch.Tensor, x_hat: torch.Tensor, noise_re
     return r if noise_reference is None else r * noise_weights(chunk, noise_reference)[:, None]
 
 
-def _passes(vae: SpectraVAE, data: SpectralDataset) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor,
+def _passes(vae: FittedModel, data: SpectralDataset) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor,
                                                                       torch.Tensor, torch.Tensor]]:
     """Per batch: (pixels as the model sees them, normalised x, μ, log σ², decode(μ)); no gradients."""
     with torch.no_grad():
-        for chunk, x in vae._batches(data):
+        for chunk, x in vae.normalised_batches(data):
             mu, logvar = vae.model_.encode(x)
             yield chunk, x, mu, logvar, vae.model_.decode(mu)
 
 
-def residual_moments(vae: SpectraVAE, data: SpectralDataset, noise_reference: float | None = None) -> Moments:
+def residual_moments(vae: FittedModel, data: SpectralDataset, noise_reference: float | None = None) -> Moments:
     """One-pass moments of the residuals x − decode(μ) of `data` (normalised units; weighted by
     each pixel's noise with a `noise_reference`), summed over the processes of a distributed run."""
     moments = Moments()
@@ -128,14 +129,12 @@ def residual_moments(vae: SpectraVAE, data: SpectralDataset, noise_reference: fl
     return moments
 
 
-def pixel_statistics(vae: SpectraVAE, data: SpectralDataset, monitor: Monitor | None = None,
+def pixel_statistics(vae: FittedModel, data: SpectralDataset, monitor: Monitor | None = None,
                      monitored_only: bool = False) -> dict[str, np.ndarray]:
     """Per pixel of `data` (as the model sees them): reconstruction RMSE (data units), the
     reconstruction NLL of decode(μ) and the KL term, and with a monitor the residual statistics
     (with `monitored_only`, just the statistics a monitor's tails are fitted to: the KL term
     and the residual statistics)."""
-    from ..estimator.vae import pixel_rmse
-
     plain = () if monitored_only else ("reconstruction_error", "reconstruction_nll")
     out: dict[str, list[np.ndarray]] = {k: [] for k in (*plain, "kl", *(RESIDUAL_STATISTICS if monitor else ()))}
     for chunk, x, mu, logvar, x_hat in _passes(vae, data):
@@ -172,7 +171,7 @@ def _tails(values: dict[str, np.ndarray], statistics: tuple[str, ...]) -> dict[s
     return tails
 
 
-def _noise_reference(vae: SpectraVAE, train: SpectralDataset) -> float | None:
+def _noise_reference(vae: FittedModel, train: SpectralDataset) -> float | None:
     """The median noise level of the (prepared) training tissue, pooled over processes; None when
     there is no noise to measure (noise-free spectra)."""
     parts = [noise_level(chunk) for chunk in vae.prepare(train).iter_chunks(MONITOR_BLOCK)]
@@ -183,7 +182,7 @@ def _noise_reference(vae: SpectraVAE, train: SpectralDataset) -> float | None:
     return reference if np.isfinite(reference) and reference > 0 else None
 
 
-def fit_monitor(vae: SpectraVAE, train: SpectralDataset, validation: SpectralDataset | None,
+def fit_monitor(vae: FittedModel, train: SpectralDataset, validation: SpectralDataset | None,
                 n_components: int | str = "auto", statistics: tuple[str, ...] = DEFAULT_STATISTICS,
                 noise_weighted: bool | None = None) -> Monitor:
     """The residual model of a trained VAE: directions from the normal training tissue, tails
@@ -254,8 +253,6 @@ def _set_threshold(monitor: Monitor, normal: SpectralDataset, mask: np.ndarray, 
                    false_positive_rate: float) -> None:
     """The threshold flagging `false_positive_rate` of the tissue pixels (`mask`) of `normal`,
     whose combined scores are `score`, and how their flags cluster in space."""
-    from .baselines import design_effect
-
     monitor.threshold = _quantile(score, 1 - false_positive_rate)
     monitor.false_positive_rate = float(false_positive_rate)
     flags = np.zeros(len(normal), bool)
@@ -265,13 +262,13 @@ def _set_threshold(monitor: Monitor, normal: SpectralDataset, mask: np.ndarray, 
                            "flagged_fraction": float((score > monitor.threshold).mean()) if len(score) else 0.0}
 
 
-def calibrate(vae: SpectraVAE, normal: SpectralDataset, false_positive_rate: float) -> Monitor:
-    """Refit the tails on the tissue pixels of `normal` and set the threshold flagging
-    `false_positive_rate` of them; also measure how flags cluster there (for scan-level calls)."""
+def calibrate(monitor: Monitor, vae: FittedModel, normal: SpectralDataset, false_positive_rate: float) -> Monitor:
+    """A copy of `monitor` with its tails refitted on the tissue pixels of `normal` and the threshold
+    flagging `false_positive_rate` of them; also how flags cluster there (for scan-level calls).
+    The monitor given is left as it was."""
     if not 0 < false_positive_rate < 1:
         raise DataError(f"false_positive_rate must be in (0, 1); got {false_positive_rate!r}")
-    monitor = vae.monitor_
-    assert monitor is not None  # SpectraVAE.calibrate checks for one first (`_monitor`)
+    monitor = copy.deepcopy(monitor)
     mask = vae.tissue_mask(normal)
     tissue = normal.select_pixels(np.flatnonzero(mask))
     if len(tissue) < 10:

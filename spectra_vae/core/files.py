@@ -86,18 +86,20 @@ def json_type(value: Any) -> str:
             int: "a number", float: "a number"}.get(type(value), type(value).__name__)
 
 
-def plain(obj: Any, finite: bool = False) -> Any:
-    """Numpy scalars, tuples and paths → Python numbers, lists and text, keys → text: content that JSON
-    and `torch.load(weights_only=True)` read. `finite`: non-finite floats → None (JSON has no NaN)."""
+def plain(obj: Any, for_json: bool = False) -> Any:
+    """Numpy scalars, tuples and paths → Python numbers, lists and text: content that
+    `torch.load(weights_only=True)` reads. `for_json`: also keys → text and non-finite floats → None, for
+    JSON (which has neither number keys nor NaN). Keys stay as they are otherwise (an optimiser's
+    state is keyed by parameter number)."""
     if isinstance(obj, dict):
-        return {str(k): plain(v, finite) for k, v in obj.items()}
+        return {(str(k) if for_json else k): plain(v, for_json) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [plain(v, finite) for v in obj]
+        return [plain(v, for_json) for v in obj]
     if isinstance(obj, np.generic):
         obj = obj.item()
     if isinstance(obj, Path):
         return str(obj)
-    if finite and isinstance(obj, float) and not math.isfinite(obj):
+    if for_json and isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj
 
@@ -149,7 +151,7 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
     """Write `obj` as indented JSON to `path` atomically (numpy values, tuples, paths made plain)."""
-    return write_text_atomic(path, json.dumps(plain(obj, finite=True), indent=2) + "\n")
+    return write_text_atomic(path, json.dumps(plain(obj, for_json=True), indent=2) + "\n")
 
 
 def save_npy_atomic(path: str | os.PathLike, array: np.ndarray) -> Path:

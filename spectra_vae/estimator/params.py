@@ -17,7 +17,6 @@ from ..model.loss import RECONSTRUCTIONS
 from ..model.train import PRECISIONS
 from ..preprocess.normalise import METHODS
 from ..preprocess.pipeline import parse as parse_preprocess
-from ..preprocess.tissue import parse_tissue_threshold
 
 MAX_LATENT_DIM = 1024
 MAX_LAYER_SIZE = 1 << 16
@@ -57,10 +56,10 @@ PARAMETERS: dict[str, Param] = table([
     Param("preprocess", "", Text("cut(950,1800)|snv", validate=parse_preprocess),
           "preprocessing pipeline, e.g. cut(950,1800)|snv, or emsc on scans not corrected for scattering; "
           "empty: none"),
-    Param("epochs", "auto", AnyOf((Options(("auto",)), Whole(1, 1_000_000))),
+    Param("epochs", "auto", AnyOf((Options(("auto",)), Whole(1))),
           "auto: 50 epochs, more on small data so that training takes at least 3000 optimiser steps"),
     Param("batch_size", 512, Whole(1, MAX_BATCH_SIZE), "pixels per optimiser step"),
-    Param("learning_rate", 2e-3, Number(0.0, 10.0, strict=True), "Adam's peak learning rate"),
+    Param("learning_rate", 2e-3, Number(0.0, strict=True), "Adam's peak learning rate"),
     Param("patience", 10, AnyOf((Nothing(), Whole(0, 1_000_000))),
           "epochs without improvement of the validation loss before stopping; 0 or None: no early stopping"),
     Param("seed", 0, Whole(0, 2**62), "random seed of initialisation, shuffling and sampling"),
@@ -68,7 +67,7 @@ PARAMETERS: dict[str, Param] = table([
           "or mps"),
     Param("precision", "fp32", Options(PRECISIONS), "fp32, or bf16: bfloat16 autocast (output layer and loss in "
           "float32)"),
-    Param("tissue_threshold", "auto", AnyOf((Options(("auto", "none")), Number(0.0))),
+    Param("tissue_threshold", "auto", AnyOf((Options(("auto", "none")), Number(), Nothing())),
           "tissue rule: auto finds the background, a number sets it (absorbance), none: every pixel is tissue"),
     Param("tissue_only", False, Flag(), "train and validate on tissue pixels only (by the tissue rule)"),
     Param("checkpoint_minutes", 30.0, AnyOf((Nothing(), Number(0.0, strict=True))),
@@ -92,4 +91,3 @@ def check_model_params(values: dict[str, Any]) -> None:
     if values.get("reconstruction") == "bce" and values.get("normalisation") not in ("auto", "minmax", "global_minmax"):
         raise DataError(f"SpectraVAE parameter normalisation={values['normalisation']!r}: the bce reconstruction "
                         "needs 'minmax' or 'global_minmax' (values in [0, 1])")
-    parse_tissue_threshold(values.get("tissue_threshold", "auto"))

@@ -259,3 +259,14 @@ class SpectralDataset:
             return tuple(self.select_pixels(order[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=False))
         raise DataError(f"split by must be 'scan' or 'pixel'; got {by!r}")
 
+
+
+def check_compatible(wavenumbers: np.ndarray, n_channels: int, ds: SpectralDataset, what: str,
+                     against: str, known: bool = True) -> None:
+    """`ds` has `n_channels` channels on the same axis as `wavenumbers` (within 0.001 cm⁻¹, where both
+    axes are known); `DataError` naming `what` and `against` with both axes otherwise."""
+    if ds.n_channels != n_channels:
+        raise DataError(f"{what}: has {ds.n_channels} channels but {against} expects {n_channels}")
+    if known and ds.wavenumbers_known and not np.allclose(ds.wavenumbers, wavenumbers, rtol=0, atol=1e-3):
+        raise DataError(f"{what}: wavenumber axis {ds.wavenumbers[0]:g}…{ds.wavenumbers[-1]:g} cm⁻¹ "
+                        f"does not match {against}'s {wavenumbers[0]:g}…{wavenumbers[-1]:g} cm⁻¹")

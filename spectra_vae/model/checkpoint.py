@@ -177,3 +177,39 @@ def restore_training(training: dict[str, Any], model: VAE, optimizer: torch.opti
         lr_scale=float(training.get("lr_scale", 1.0)), grad_norm=float(training.get("grad_norm", 0.0)),
         events=list(training.get("events", [])), epoch_sums=training.get("epoch_sums"),
         epoch_seconds=float(training.get("epoch_seconds", 0.0)))
+
+
+_TRAINING_KEYS = ("epoch", "best_epoch", "best_loss", "bad_epochs", "stopped_early", "optimizer", "rng", "state_dict")
+
+
+def check_payload(payload: dict[str, Any], path: str | os.PathLike) -> None:
+    """The parts of a checkpoint that `load` reads are there and have the right shape; `DataError` otherwise."""
+    def bad(why: str) -> DataError:
+        return DataError(f"{path}: checkpoint is incomplete: {why}")
+
+    for key in ("config", "model_config", "state_dict", "normaliser", "history"):
+        if not isinstance(payload.get(key), dict):
+            raise bad(f"{key!r} is missing" if key not in payload else f"{key!r} is not a mapping")
+    if not isinstance(payload.get("wavenumbers"), torch.Tensor):
+        raise bad("'wavenumbers' is missing or not a tensor")
+    columns = payload["history"]
+    if not all(isinstance(v, list) for v in columns.values()) or len({len(v) for v in columns.values()}) > 1:
+        raise bad("'history' must hold one list per column, all of the same length")
+    if not (isinstance(payload.get("best_epoch", 0), int) and isinstance(payload.get("wavenumbers_known", True), bool)):
+        raise bad("'best_epoch' must be a whole number and 'wavenumbers_known' True or False")
+    training = payload.get("training")
+    if training is not None:
+        if not isinstance(training, dict):
+            raise bad("'training' is not a mapping")
+        missing = [k for k in _TRAINING_KEYS if k not in training]
+        if missing:
+            raise bad(f"the training state lacks {missing}")
+        if not isinstance(training["optimizer"], dict) or not isinstance(training["state_dict"], dict):
+            raise bad("the training state's optimizer or weights are not a mapping")
+        if not (isinstance(training["rng"], list) and all(isinstance(r, dict) for r in training["rng"])):
+            raise bad("the training state's rng is not a list of mappings (one per process)")
+        numbers = [training[k] for k in ("epoch", "best_epoch", "bad_epochs", "best_loss")]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers) \
+                or not isinstance(training["stopped_early"], bool):
+            raise bad("the training state's epoch counters, best loss or stopped_early have the wrong type")
+

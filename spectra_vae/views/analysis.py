@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 from sklearn.decomposition import PCA, IncrementalPCA
 
-from ..estimator.vae import SpectraVAE, pixel_rmse
+from ..core.metrics import pixel_rmse
+from ..estimator.vae import SpectraVAE
 from ..io.dataset import SpectralDataset
 from ..io.load import as_dataset
 

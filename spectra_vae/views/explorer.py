@@ -24,7 +24,8 @@ from matplotlib.collections import LineCollection
 from matplotlib.colors import BoundaryNorm, Colormap, ListedColormap, Normalize
 from matplotlib.patches import Rectangle
 
-from ..estimator.vae import SpectraVAE, pixel_rmse
+from ..core.metrics import pixel_rmse
+from ..estimator.vae import SpectraVAE
 from ..io.dataset import SpectralDataset
 from ..preprocess import tissue
 from .canvas import Blitter, interactive_figure, send_whole_frame

@@ -8,6 +8,7 @@ figure comparable across preprocessing.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -17,8 +18,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..anomaly.baselines import anomaly_kinds, evaluate, ground_truth_anomaly
+from ..anomaly.evaluation import anomaly_kinds, evaluate, ground_truth_anomaly
 from ..core.errors import DataError
+from ..core.files import write_json_atomic
+from ..estimator.vae import SpectraVAE
 from ..views.analysis import compare_with_pca
 from . import runs
 
@@ -37,17 +40,17 @@ def latent_kl_per_dimension(vae: Any, data: Any) -> np.ndarray:
     return kl.mean(axis=0) if len(kl) else np.zeros(mu.shape[1])
 
 
-def calibrate(run: runs.Run) -> bool:
-    """Calibrate the run's model on its normal validation tissue at `FLAG_RATE` (`SpectraVAE.calibrate`);
-    False where the run has too few validation pixels for that."""
-    val, vae = run.splits.validation, run.vae
+def calibrated(run: runs.Run) -> SpectraVAE | None:
+    """The run's model calibrated on its normal validation tissue at `FLAG_RATE` (`SpectraVAE.calibrate`),
+    as a copy: the run's own model is left as it was. None where the run has too few validation pixels."""
+    val = run.splits.validation
     if val is None or not len(val):
-        return False
+        return None
+    model = copy.copy(run.vae)  # calibrate replaces monitor_ on the copy; weights and the rest are shared
     try:
-        vae.calibrate(val, false_positive_rate=FLAG_RATE)
+        return model.calibrate(val, false_positive_rate=FLAG_RATE)
     except DataError:
-        return False
-    return True
+        return None
 
 
 def anomaly_figures(run: runs.Run) -> dict[str, float]:
@@ -67,12 +70,13 @@ def anomaly_figures(run: runs.Run) -> dict[str, float]:
     for kind, kind_truth in anomaly_kinds(ab, run.normal_labels).items():
         if (kind_truth[mask] == 1).any():
             out[f"auroc_{kind}"] = float(evaluate({"VAE": scores}, kind_truth, mask).loc["VAE", "AUROC"])
-    if calibrate(run):
-        flagged = vae.predict(ab).astype(bool)
+    model = calibrated(run)
+    if model is not None:
+        flagged = model.predict(ab).astype(bool)
         test = run.splits.test
         out |= {"flag_rate_anomalous": float(flagged[mask & (truth == 1)].mean()),
                 "flag_rate_normal_tissue": float(flagged[mask & (truth == 0)].mean()),
-                "flag_rate_normal_test": float(vae.predict(test)[vae.tissue_mask(test)].mean())}
+                "flag_rate_normal_test": float(model.predict(test)[vae.tissue_mask(test)].mean())}
     return out
 
 
@@ -92,7 +96,7 @@ def score_run(run_dir: str | os.PathLike) -> dict[str, float]:
                "epochs_trained": len(vae.history), "best_epoch": int(vae.best_epoch_),
                "test_pixels": len(splits.test)}
     figures |= anomaly_figures(run)
-    runs.write_json(run.path / runs.SCORES, figures)
+    write_json_atomic(run.path / runs.SCORES, figures)
     return figures
 
 

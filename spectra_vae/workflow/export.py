@@ -10,7 +10,7 @@
 | `tissue` | (H, W) int8 | 1 tissue, 0 background by the model's tissue rule, -1 excluded |
 | `flags` | (H, W) int8 | 1 flagged, 0 not, -1 excluded; where the run has a threshold (normal validation scans) |
 | `emsc_multiplicative`, `emsc_baseline` | (H, W) | where the model has an `emsc` step: its terms per pixel |
-| `emsc_dispersion_share` | (H, W) | the same, with `emsc(…,1)` only (`spectra_vae.emsc.pixel_terms`) |
+| `emsc_dispersion_share` | (H, W) | the same, with `emsc(…,1)` only (`preprocess.diagnostics.pixel_terms`) |
 
 float maps are NaN where a pixel was excluded (a non-finite value in its spectrum). File
 attributes: `wavenumbers` (the scans' axis), `model_wavenumbers` (after preprocessing),
@@ -26,13 +26,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import uuid
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ..core.errors import DataError
+from ..core.files import write_text_atomic, write_with
 from ..core.version import __version__
 from ..preprocess.diagnostics import MAP_LABELS, has_emsc, pixel_terms
 from . import compare, runs
@@ -56,43 +56,45 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike) -> list[Path]
     tissue = vae.tissue_mask(ds)
     fitted = pixel_terms(vae.preprocessor_, ds) if has_emsc(vae.preprocessor_) else pd.DataFrame()
     emsc_terms = {f"emsc_{c}": fitted[c].to_numpy(dtype=np.float64) for c in MAP_LABELS if c in fitted}
-    flagged = vae.predict(ds).astype(bool) if compare.calibrate(run) else None
+    model = compare.calibrated(run)
+    flagged = model.predict(ds).astype(bool) if model is not None else None
     threshold = None
-    if flagged is not None:
-        assert vae.monitor_ is not None  # predict needs one
-        threshold = vae.monitor_.threshold
+    if model is not None:
+        assert model.monitor_ is not None  # predict needs one
+        threshold = model.monitor_.threshold
     roles = run.roles()
     out = Path(out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
 
-    tmp = out / f".{MAPS}.{uuid.uuid4().hex[:8]}.tmp"
-    with h5py.File(tmp, "w") as f:
-        f.attrs["wavenumbers"] = np.asarray(vae.wavenumbers_, dtype=np.float64)
-        f.attrs["model_wavenumbers"] = np.asarray(vae.preprocessor_.output_wavenumbers_, dtype=np.float64)
-        f.attrs["wavenumbers_known"] = bool(vae.wavenumbers_known_)
-        f.attrs["params"] = json.dumps(run.params)
-        assert vae.tissue_rule_ is not None  # tissue_mask above needs one
-        f.attrs["tissue_rule"] = json.dumps(vae.tissue_rule_.to_dict())
-        f.attrs["run"] = str(run.path.resolve())
-        f.attrs["spectra_vae_version"] = __version__
-        if threshold is not None:
-            f.attrs["flag_threshold"] = float(threshold)
-            f.attrs["flag_rule"] = (f"tissue and anomaly_score > the threshold calibrated to flag "
-                                    f"{compare.FLAG_RATE:g} of the normal validation scans' tissue")
-        for k, name in enumerate(ds.scans):
-            g = f.create_group(name)
-            g.attrs["split"] = roles.get(name, "")
-            scan = ds.scan_objects[k]
-            g.attrs["height"], g.attrs["width"] = scan.height, scan.width
-            g.create_dataset("latent_mean", data=ds.image(z, k).astype(np.float32), compression="gzip")
-            g.create_dataset("reconstruction_error", data=ds.image(err, k).astype(np.float32), compression="gzip")
-            g.create_dataset("anomaly_score", data=ds.image(score, k).astype(np.float32), compression="gzip")
-            g.create_dataset("tissue", data=_codes(ds.image(tissue.astype(float), k)), compression="gzip")
-            if flagged is not None:
-                g.create_dataset("flags", data=_codes(ds.image(flagged.astype(float), k)), compression="gzip")
-            for key, values in emsc_terms.items():
-                g.create_dataset(key, data=ds.image(values, k).astype(np.float32), compression="gzip")
-    os.replace(tmp, out / MAPS)
+    def write_maps(tmp: Path) -> None:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["wavenumbers"] = np.asarray(vae.wavenumbers_, dtype=np.float64)
+            f.attrs["model_wavenumbers"] = np.asarray(vae.preprocessor_.output_wavenumbers_, dtype=np.float64)
+            f.attrs["wavenumbers_known"] = bool(vae.wavenumbers_known_)
+            f.attrs["params"] = json.dumps(run.params)
+            assert vae.tissue_rule_ is not None  # tissue_mask above needs one
+            f.attrs["tissue_rule"] = json.dumps(vae.tissue_rule_.to_dict())
+            f.attrs["run"] = str(run.path.resolve())
+            f.attrs["spectra_vae_version"] = __version__
+            if threshold is not None:
+                f.attrs["flag_threshold"] = float(threshold)
+                f.attrs["flag_rule"] = (f"tissue and anomaly_score > the threshold calibrated to flag "
+                                        f"{compare.FLAG_RATE:g} of the normal validation scans' tissue")
+            for k, name in enumerate(ds.scans):
+                g = f.create_group(name)
+                g.attrs["split"] = roles.get(name, "")
+                scan = ds.scan_objects[k]
+                g.attrs["height"], g.attrs["width"] = scan.height, scan.width
+                g.create_dataset("latent_mean", data=ds.image(z, k).astype(np.float32), compression="gzip")
+                g.create_dataset("reconstruction_error", data=ds.image(err, k).astype(np.float32), compression="gzip")
+                g.create_dataset("anomaly_score", data=ds.image(score, k).astype(np.float32), compression="gzip")
+                g.create_dataset("tissue", data=_codes(ds.image(tissue.astype(float), k)), compression="gzip")
+                if flagged is not None:
+                    g.create_dataset("flags", data=_codes(ds.image(flagged.astype(float), k)), compression="gzip")
+                for key, values in emsc_terms.items():
+                    g.create_dataset(key, data=ds.image(values, k).astype(np.float32), compression="gzip")
+
+    write_with(out / MAPS, write_maps)
 
     coords = ds.coords
     widths = np.array([s.width for s in ds.scan_objects])
@@ -109,7 +111,7 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike) -> list[Path]
         table["flagged"] = flagged.astype(int)
     for key, values in emsc_terms.items():
         table[key] = values
-    runs.write_atomic(out / PIXELS, table.to_csv(index=False))
+    write_text_atomic(out / PIXELS, table.to_csv(index=False))
 
     written = [out / MAPS, out / PIXELS]
     figures = sorted((run.path / "figures").glob("*")) if (run.path / "figures").is_dir() else []

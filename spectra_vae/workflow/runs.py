@@ -19,7 +19,6 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import math
 import os
 import shutil
 import uuid
@@ -28,25 +27,38 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
+from ..core.distributed import dist_info, init_distributed
 from ..core.errors import DataError
-from ..core.files import check_output_dir
+from ..core.files import check_output_dir, write_json_atomic, write_text_atomic
 from ..core.version import __version__
 from ..estimator.vae import SpectraVAE
 from ..io.dataset import SpectralDataset
+from ..io.demo import NORMAL_LABELS
 from ..io.folders import SPLITS_FILE, WAVENUMBERS_FILE, available_splits
 from ..io.load import load_dataset
+from ..io.readers import SCAN_SUFFIXES
 from ..preprocess.pipeline import Preprocessor
 from ..preprocess.tissue import TissueRule
+from .paths import (
+    DEMO_DATA,
+    FINAL,
+    LAST,
+    MODEL_DIR,
+    demo_run_dir,
+    figures_dir,
+    is_demo_data,
+    resolve_checkpoint,
+    resolve_data_dir,
+    runs_dir,
+)
+from .splits import Splits, check_split_names, make_splits
 
 PARAMS, SPLITS, HISTORY, SCORES = "params.json", "splits.json", "history.csv", "scores.json"
-MODEL_DIR, FINAL, LAST = "model", "final.pt", "last.pt"
-RUNS_DIR = Path("reports") / "runs"  # default home of new runs, under the repository root
-DEMO_RUN = Path("reports") / "demo"  # the demo's fixed run, replaced by every `make demo` / `make test`
 SAMPLE_BLOCK, SAMPLE_BLOCKS = 65536, 4  # bytes per sampled block and blocks per fingerprint
 _RECORD_FILES = (PARAMS, SPLITS, HISTORY, SCORES)
+DATA_FIGURES = "01_"  # figures of notebook 01 (the data, not the model): kept when a run is replaced
 
 
 class RunExistsError(DataError):
@@ -59,9 +71,7 @@ def new_run_dir(root: str | os.PathLike | None = None) -> Path:
 
     The random suffix and an exclusive `mkdir` make two runs started in the same second distinct.
     """
-    from .notebooks import project_root
-
-    base = Path(root) if root is not None else project_root() / RUNS_DIR
+    base = Path(root) if root is not None else runs_dir()
     base.mkdir(parents=True, exist_ok=True)
     while True:
         path = base / f"{_dt.datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
@@ -81,8 +91,9 @@ def is_run(path: str | os.PathLike) -> bool:
 def claim_run_dir(path: str | os.PathLike, overwrite: bool = False, *, notebooks: tuple[str, ...] = ()) -> Path:
     """`path` made ready for a new run: refused with `RunExistsError` if it holds one, unless `overwrite`.
 
-    Overwriting removes what a run writes (record, model, figures, the executed `notebooks` and
-    their HTML); other files in the folder are left alone.
+    Overwriting removes what a run writes (record, model, the figures of the notebooks from 02 on,
+    the executed `notebooks` and their HTML); notebook 01's figures describe the data, not the
+    model, and stay (it runs before 02, in a pipeline and in JupyterLab); other files are left alone.
     """
     p = Path(path).expanduser()
     if is_run(p):
@@ -94,19 +105,14 @@ def claim_run_dir(path: str | os.PathLike, overwrite: bool = False, *, notebooks
         for name in _RECORD_FILES:
             (p / name).unlink(missing_ok=True)
         shutil.rmtree(p / MODEL_DIR, ignore_errors=True)
-        shutil.rmtree(p / "figures", ignore_errors=True)
+        for fig in (p / "figures").glob("*") if (p / "figures").is_dir() else []:
+            if not fig.name.startswith(DATA_FIGURES):
+                fig.unlink(missing_ok=True)
         for nb in notebooks:
             for f in (p / nb, (p / nb).with_suffix(".html")):
                 f.unlink(missing_ok=True)
     p.mkdir(parents=True, exist_ok=True)
     return p
-
-
-def is_demo_data(data_dir: str | os.PathLike) -> bool:
-    """Whether `data_dir` is the notebooks' embedded demo data folder."""
-    from .notebooks import project_root
-
-    return str(data_dir) == "" or Path(data_dir).resolve() == (project_root() / "data" / "demo").resolve()
 
 
 def training_run_dir(run_dir: str | os.PathLike, data_dir: str | os.PathLike, overwrite: bool = False
@@ -116,65 +122,43 @@ def training_run_dir(run_dir: str | os.PathLike, data_dir: str | os.PathLike, ov
     `run_dir` "" → reports/demo for the demo data (the demo's own run, replaced each time), else a
     new folder under reports/runs that no other run has.
     """
-    from .notebooks import project_root
-
     if str(run_dir) == "":
         if is_demo_data(data_dir):
-            return project_root() / DEMO_RUN, True
+            return demo_run_dir(), True
         return new_run_dir(), overwrite
     return Path(run_dir).expanduser(), overwrite
 
 
-def find_run(run_dir: str | os.PathLike = "", data_dir: str | os.PathLike = "") -> Path:
-    """The run to open: `run_dir`, else the demo run (demo data) or the newest run on `data_dir`."""
-    from .notebooks import project_root
+def resolve_run_dir(run_dir: str | os.PathLike = "", data_dir: str | os.PathLike = DEMO_DATA) -> Path:
+    """A run folder for a notebook's figures: `run_dir`, or "" → `reports/demo` for the demo data, a new
+    folder under `reports/runs` for other data; made, with its `figures/`."""
+    if not isinstance(run_dir, (str, os.PathLike)):
+        raise DataError(f"parameter run_dir: expected a path, got {run_dir!r}")
+    path = training_run_dir(run_dir, data_dir)[0]
+    figures_dir(path)
+    return path
 
+
+def find_run(run_dir: str | os.PathLike = "", data_dir: str | os.PathLike = "") -> Path:
+    """The run to open: `run_dir`, else the demo run (no `data_dir`, or the demo data) or the newest
+    run on `data_dir`."""
     if str(run_dir) != "":
         return Path(run_dir).expanduser()
-    if is_demo_data(data_dir):
-        return project_root() / DEMO_RUN
+    if str(data_dir) == "" or is_demo_data(data_dir):
+        return demo_run_dir()
     wanted = str(Path(data_dir).expanduser().resolve())
     candidates = []
-    for p in (project_root() / RUNS_DIR).glob(f"*/{PARAMS}"):
+    for p in (runs_dir()).glob(f"*/{PARAMS}"):
         params = json.loads(p.read_text())
         if params.get("data_dir") == wanted:
             candidates.append((params.get("created", ""), p.parent))
     if not candidates:
-        raise DataError(f"parameter run_dir: no run trained on {wanted} under {project_root() / RUNS_DIR}; "
+        raise DataError(f"parameter run_dir: no run trained on {wanted} under {runs_dir()}; "
                         "give run_dir (the folder 02_train wrote)")
     return max(candidates)[1]
 
 
 # -- files -----------------------------------------------------------------------------------
-def write_atomic(path: Path, text: str) -> Path:
-    """Write text to `path` through a temporary file and a rename: never half a file."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return path
-
-
-def write_json(path: Path, obj: Any) -> Path:
-    return write_atomic(path, json.dumps(_plain(obj), indent=2) + "\n")
-
-
-def _plain(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
-
-
 def fingerprint(path: Path) -> dict[str, Any]:
     """Size, modification time and a SHA-1 of a few sampled blocks of a file: a cheap change detector."""
     st = path.stat()
@@ -203,7 +187,7 @@ class Run:
 
     path: Path
     vae: SpectraVAE
-    splits: Any  # pipeline.Splits
+    splits: Splits
     data_dir: Path
     checkpoint: Path
     params: dict[str, Any]
@@ -214,9 +198,7 @@ class Run:
     @property
     def normal_labels(self) -> tuple[str, ...]:
         """Label names that count as normal: the run's `normal_labels`, else background, stroma and
-        epithelium (`anomaly.NORMAL_LABELS`); every other label is an anomaly."""
-        from ..anomaly.baselines import NORMAL_LABELS
-
+        epithelium (`spectra_vae.io.demo.NORMAL_LABELS`); every other label is an anomaly."""
         return tuple(self.params.get("normal_labels") or NORMAL_LABELS)
 
     def scans(self) -> SpectralDataset:
@@ -233,18 +215,7 @@ class Run:
         return out
 
 
-def check_split_names(data_dir: Path, names: dict[str, str]) -> None:
-    """Every split name given (non-empty) is a key of the folder's data_splits.json, if it has one, and
-    the splits used together share no scan (`pipeline.check_split_names`, the one check of split names)."""
-    from .notebooks import check_split_names as check
-
-    if not (data_dir.is_dir() and (data_dir / SPLITS_FILE).exists()):
-        return
-    given = {k: v for k, v in names.items() if v}
-    check(data_dir, given, required=set(given))
-
-
-def split_record(data_dir: Path, splits: Any, abnormal: SpectralDataset | None, seed: int) -> dict[str, Any]:
+def split_record(data_dir: Path, splits: Splits, abnormal: SpectralDataset | None, seed: int) -> dict[str, Any]:
     """The scan lists of each split with a fingerprint of every scan file."""
     train, val, test = splits.train, splits.validation, splits.test
     by = "pixel" if set(train.scans) & set(test.scans) else "scan"
@@ -268,8 +239,6 @@ def read_record(run: Path) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def check_scans(data_dir: Path, record: dict[str, Any]) -> list[str]:
     """Notes on the data folder against the record; a `DataError` when recorded scans are missing."""
-    from ..io.readers import SCAN_SUFFIXES
-
     recorded = list(dict.fromkeys(record["train"] + record["validation"] + record["test"]
                                   + record.get("abnormal", [])))
     missing = [n for n in recorded if not _scan_path(data_dir, n).exists()]
@@ -295,10 +264,8 @@ def check_scans(data_dir: Path, record: dict[str, Any]) -> list[str]:
     return notes
 
 
-def recorded_splits(data_dir: Path, record: dict[str, Any]) -> tuple[Any, SpectralDataset | None]:
+def recorded_splits(data_dir: Path, record: dict[str, Any]) -> tuple[Splits, SpectralDataset | None]:
     """The run's splits rebuilt from its recorded scan lists (a pixel split: re-split those scans)."""
-    from .notebooks import Splits
-
     ds = load_dataset(data_dir)
     how = record.get("how", "recorded splits")
     val: SpectralDataset | None
@@ -318,8 +285,6 @@ def open_run(run_dir: str | os.PathLike = "", checkpoint: str = "", data_dir: st
     `data_dir` "" means the folder the run was trained on; another folder (the data moved) must
     hold the same scans. New scans there are ignored and reported in `Run.notes` (and as a warning).
     """
-    from .notebooks import resolve_checkpoint
-
     run = find_run(run_dir, data_dir)
     ckpt = resolve_checkpoint(checkpoint, run)
     vae = SpectraVAE.load(ckpt)
@@ -329,8 +294,6 @@ def open_run(run_dir: str | os.PathLike = "", checkpoint: str = "", data_dir: st
         if not data.exists():
             raise DataError(f"{run}: the data folder of this run, {data}, does not exist; give data_dir")
     else:
-        from .notebooks import resolve_data_dir
-
         data = resolve_data_dir(data_dir)
     if not record.get("train"):
         raise DataError(f"{run}: no recorded splits ({SPLITS}); this run cannot be reopened on its own splits")
@@ -342,7 +305,7 @@ def open_run(run_dir: str | os.PathLike = "", checkpoint: str = "", data_dir: st
     if vae.tissue_rule_ is None and record.get("tissue_rule"):
         vae.tissue_rule_ = TissueRule.from_dict(record["tissue_rule"])
     if vae.tissue_only:
-        splits = splits.tissue_only(vae)
+        splits = splits.tissue_only(vae.tissue_rule_)
     return Run(run, vae, splits, data, ckpt, params, record, abnormal, notes)
 
 
@@ -357,22 +320,21 @@ def _parse_labels(value: Any) -> list[str]:
 def train(data_dir: str | os.PathLike, out: str | os.PathLike = "", *, overwrite: bool = False,
           train_split: str = "normal_train", val_split: str = "normal_val", test_split: str = "normal_test",
           abnormal_split: str = "abnormal", normal_labels: str | list[str] = "", verbose: bool = True,
-          **model: Any) -> tuple[SpectraVAE, Any, Path]:
+          **model: Any) -> tuple[SpectraVAE, Splits, Path]:
     """Train a new run in `out` ("" → a new folder; see `training_run_dir`); returns (vae, splits, final.pt).
 
     Writes params.json and splits.json before training (so an interrupted run can be resumed),
     then model/final.pt, history.csv and the tissue rule. `model` holds `SpectraVAE` parameters.
     """
-    from ..model.train import dist_info, init_distributed
-    from .notebooks import make_splits, resolve_data_dir
-
     data = resolve_data_dir(data_dir)
     rank, world = init_distributed()
     if world > 1 and str(out) == "":
         raise DataError("a distributed run needs --out: every process must write to and read from the same folder")
     names = {"train_split": train_split, "val_split": val_split, "test_split": test_split,
              "abnormal_split": abnormal_split}
-    check_split_names(data, names)
+    if data.is_dir() and (data / SPLITS_FILE).exists():  # names checked, and no scan in two of them
+        given = {k: v for k, v in names.items() if v}
+        check_split_names(data, given, required=set(given))
     splits = make_splits(data, train_split, val_split, test_split, int(model.get("seed", 0)))
     named = available_splits(data) if data.is_dir() else {}
     abnormal = load_dataset(data, split=abnormal_split) if named.get(abnormal_split) else None
@@ -388,13 +350,14 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike = "", *, overwrite
         params = {"data_dir": str(data.resolve()), **names, "normal_labels": _parse_labels(normal_labels),
                   **{k: v for k, v in vae.get_params().items() if k != "verbose"},
                   "created": _dt.datetime.now().isoformat(timespec="seconds"), "spectra_vae_version": __version__}
-        write_json(run / PARAMS, params)
-        write_json(run / SPLITS, split_record(data, splits, abnormal, vae.seed) | {"tissue_only": vae.tissue_only})
+        write_json_atomic(run / PARAMS, params)
+        record = split_record(data, splits, abnormal, vae.seed) | {"tissue_only": vae.tissue_only}
+        write_json_atomic(run / SPLITS, record)
     model_dir = run / MODEL_DIR
     model_dir.mkdir(parents=True, exist_ok=True)
     vae.fit(splits.train, validation=splits.validation, checkpoint_dir=model_dir)
     if vae.tissue_only:
-        splits = splits.tissue_only(vae)
+        splits = splits.tissue_only(vae.tissue_rule_)
     final = model_dir / FINAL
     if dist_info()[0] == 0:  # in a distributed run only the first process writes
         _finish(run, vae, splits.how)
@@ -404,13 +367,13 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike = "", *, overwrite
 def _finish(run: Path, vae: SpectraVAE, how: str) -> None:
     """The model, history and tissue rule written into the run once training ends."""
     vae.save(run / MODEL_DIR / FINAL)
-    write_atomic(run / HISTORY, vae.history.to_csv(index=False))
+    write_text_atomic(run / HISTORY, vae.history.to_csv(index=False))
     record = json.loads((run / SPLITS).read_text())
     assert vae.tissue_rule_ is not None  # fit sets it, and a run's checkpoints store it for resume
-    write_json(run / SPLITS, record | {"how_trained": how, "tissue_rule": vae.tissue_rule_.to_dict()})
+    write_json_atomic(run / SPLITS, record | {"how_trained": how, "tissue_rule": vae.tissue_rule_.to_dict()})
 
 
-def resume(run_dir: str | os.PathLike, epochs: int | str | None = None) -> tuple[SpectraVAE, Any, Path]:
+def resume(run_dir: str | os.PathLike, epochs: int | str | None = None) -> tuple[SpectraVAE, Splits, Path]:
     """Continue a run from its `last` checkpoint on its recorded splits, to `epochs` (default: as planned)."""
     run = Path(run_dir).expanduser()
     last = run / MODEL_DIR / LAST
@@ -427,9 +390,9 @@ def resume(run_dir: str | os.PathLike, epochs: int | str | None = None) -> tuple
     vae = SpectraVAE.resume(last, splits.train, validation=splits.validation, checkpoint_dir=run / MODEL_DIR,
                             epochs=epochs)
     if vae.tissue_only:
-        splits = splits.tissue_only(vae)
+        splits = splits.tissue_only(vae.tissue_rule_)
     if params:
-        write_json(run / PARAMS, params | {"epochs": vae.epochs,
+        write_json_atomic(run / PARAMS, params | {"epochs": vae.epochs,
                                            "resumed": _dt.datetime.now().isoformat(timespec="seconds")})
     _finish(run, vae, splits.how)
     return vae, splits, run / MODEL_DIR / FINAL

@@ -8,16 +8,23 @@ figures, one row per run) and `R/06_compare_runs.ipynb` (executed).
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from ..core.errors import DataError
+from ..core.files import write_text_atomic
 from . import compare, runs
-from .notebooks import PipelineError, export_html, parse_value, project_root, run_pipeline
+from .notebooks import PipelineError, export_html, run_pipeline
+from .parameters import check_parameters
+from .paths import project_root
+
+logger = logging.getLogger(__name__)
 
 TRAIN_NOTEBOOK, COMPARE_NOTEBOOK = "02_train.ipynb", "06_compare_runs.ipynb"
 TABLE = "runs.csv"
@@ -27,7 +34,8 @@ def parse_grid(items: list[str]) -> dict[str, list[Any]]:
     """`["latent_dim=2,5,10", "beta=0.5,1"]` → {"latent_dim": [2, 5, 10], "beta": [0.5, 1]}.
 
     Values are separated by commas, or by semicolons when a value holds commas
-    (`hidden_dims=221,110;64,32`).
+    (`hidden_dims=221,110;64,32`). They stay text, as typed: each is read as the type notebook 02
+    declares, as `-p` values are, and checked before any run starts.
     """
     grid: dict[str, list[Any]] = {}
     for item in items:
@@ -38,7 +46,7 @@ def parse_grid(items: list[str]) -> dict[str, list[Any]]:
             raise DataError(f"--grid {item!r}: expected NAME=V1,V2,... (e.g. latent_dim=2,5,10)")
         if name in grid:
             raise DataError(f"--grid {name} is given twice")
-        grid[name] = [parse_value(v) for v in parts]
+        grid[name] = parts
     if not grid:
         raise DataError("sweep: give at least one --grid NAME=V1,V2,...")
     return grid
@@ -57,10 +65,14 @@ def run_name(index: int, combo: dict[str, Any]) -> str:
 
 def run_sweep(data: str | os.PathLike, out: str | os.PathLike, grid: dict[str, list[Any]],
               fixed: dict[str, Any] | None = None, *, kernel_name: str | None = None, overwrite: bool = False,
-              live: bool = True, notebooks_dir: str | os.PathLike | None = None, log: Any = print) -> pd.DataFrame:
-    """Train and score one run per combination under `out`; write runs.csv and the comparison notebook."""
+              live: bool = True, notebooks_dir: str | os.PathLike | None = None,
+              log: Callable[[str], Any] | None = None) -> pd.DataFrame:
+    """Train and score one run per combination under `out`; write runs.csv and the comparison notebook.
+
+    Every combination's values are checked (type, sign, range) before the first run starts."""
     import papermill as pm
 
+    log = log or logger.info
     src = Path(notebooks_dir) if notebooks_dir else project_root() / "notebooks"
     fixed = dict(fixed or {})
     declared = set(pm.inspect_notebook(str(src / TRAIN_NOTEBOOK)))
@@ -70,8 +82,10 @@ def run_sweep(data: str | os.PathLike, out: str | os.PathLike, grid: dict[str, l
     both = sorted(set(grid) & set(fixed))
     if both:
         raise DataError(f"sweep: {both} given both as --grid and -p")
-    out = Path(out).expanduser().resolve()
     combos = combinations(grid)
+    for combo in combos:  # a bad value fails now, not after hours of the runs before it
+        check_parameters({**fixed, **combo})
+    out = Path(out).expanduser().resolve()
     targets = [out / run_name(i + 1, c) for i, c in enumerate(combos)]
     taken = [str(t) for t in targets if runs.is_run(t)]
     if taken and not overwrite:
@@ -84,7 +98,7 @@ def run_sweep(data: str | os.PathLike, out: str | os.PathLike, grid: dict[str, l
                      kernel_name=kernel_name, log=log, overwrite=True, live=live)
         compare.score_run(target)
     table = compare.collect(targets)
-    runs.write_atomic(out / TABLE, table.to_csv())
+    write_text_atomic(out / TABLE, table.to_csv())
     target = out / COMPARE_NOTEBOOK
     try:
         pm.execute_notebook(str(src / COMPARE_NOTEBOOK), str(target), parameters={"run_dir": str(out)},

@@ -19,7 +19,7 @@ from scipy.ndimage import distance_transform_edt
 from scipy.special import ndtr
 
 from ..core.errors import DataError
-from ..core.files import check_output_dir, save_npy_atomic
+from ..core.files import atomic_file, check_output_dir, save_npy_atomic, write_text_atomic
 from ..core.scattering import kramers_kronig_partner, mie_extinction
 from .demo_truth import TRUTH_VERSION, DemoTruth, write_truth_components, write_truth_scan
 
@@ -459,13 +459,14 @@ def make_demo_dataset(
             (out / "scattering").mkdir(exist_ok=True)
             maps = {k: v.astype(np.float32) for k, v in scattering.maps().items()}
             # mypy matches a **dict against savez's keyword `allow_pickle: bool` too (none of these names).
-            np.savez(out / "scattering" / f"data{i}.npz", **maps)  # type: ignore[arg-type]
+            with atomic_file(out / "scattering" / f"data{i}.npz") as f:
+                np.savez(f, **maps)  # type: ignore[arg-type]
         save_npy_atomic(out / "labels" / f"data{i}.npy", labels)
         write_truth_scan(out, f"data{i}.npy", truth)
     save_npy_atomic(out / "wavenumbers.npy", wn)
     write_truth_components(out, truth_components(wn), TRUTH_COMPONENTS)
-    (out / "labels" / "label_names.json").write_text(json.dumps(list(LABEL_NAMES)))
-    (out / "data_splits.json").write_text(json.dumps(demo_splits(n_scans, n_abnormal), indent=2))
+    write_text_atomic(out / "labels" / "label_names.json", json.dumps(list(LABEL_NAMES)))
+    write_text_atomic(out / "data_splits.json", json.dumps(demo_splits(n_scans, n_abnormal), indent=2))
     meta = {
         "generator": "spectra_vae.make_demo_dataset", "version": GENERATOR_VERSION, "n_scans": n_scans,
         "height": height,
@@ -484,5 +485,5 @@ def make_demo_dataset(
                               "cellularity": SCATTER_CELLULARITY, "pixel_log_sd": SCATTER_PIXEL_SD,
                               "mie_radius_um": list(MIE_RADIUS_UM),
                               "mie_refractive_index": list(MIE_REFRACTIVE_INDEX)}
-    (out / "demo.json").write_text(json.dumps(meta, indent=2))
+    write_text_atomic(out / "demo.json", json.dumps(meta, indent=2))
     return out

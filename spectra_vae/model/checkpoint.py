@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import copy
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..core.errors import DataError
+from ..core.files import atomic_file
 from .networks import VAE
 from .train import WARMUP_STEPS, TrainState
 
@@ -70,35 +70,15 @@ _UPGRADES = {1: _upgrade_v1}
 
 
 def save_checkpoint(payload: dict[str, Any], path: str | os.PathLike) -> Path:
-    """Write atomically: a temporary file in the same directory, fsync, then rename over `path`."""
+    """Write atomically (`spectra_vae.core.files.atomic_file`): a crash or a full disk leaves the
+    previous file there unchanged, never half a checkpoint."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a writer that was killed
-        stale.unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
+        with atomic_file(path) as f:
             torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        if isinstance(exc, OSError):
-            raise OSError(exc.errno, f"could not write checkpoint {path} ({exc.strerror}); "
-                          "the previous file there is unchanged") from exc
-        raise
-    try:
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass  # some file systems cannot fsync a directory; the rename itself is atomic
+    except OSError as exc:
+        raise OSError(exc.errno, f"could not write checkpoint {path} ({exc.strerror}); "
+                      "the previous file there is unchanged") from exc
     return path
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import DataError
-from ..core.files import check_output_dir
+from ..core.files import check_output_dir, write_text_atomic
 from ..io.dataset import SpectralDataset
 from ..io.folders import SPLITS_FILE, WAVENUMBERS_FILE
 from ..io.load import load_dataset
@@ -192,6 +192,6 @@ def export_html(notebook: Path) -> Path:
 
     body, _ = HTMLExporter().from_notebook_node(nbformat.read(notebook, as_version=4))
     path = notebook.with_suffix(".html")
-    path.write_text(body, encoding="utf-8")
+    write_text_atomic(path, body)
     return path
 

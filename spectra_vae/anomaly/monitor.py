@@ -262,7 +262,8 @@ def _set_threshold(monitor: Monitor, normal: SpectralDataset, mask: np.ndarray, 
                            "flagged_fraction": float((score > monitor.threshold).mean()) if len(score) else 0.0}
 
 
-def calibrate(monitor: Monitor, vae: FittedModel, normal: SpectralDataset, false_positive_rate: float) -> Monitor:
+def calibrate_monitor(monitor: Monitor, vae: FittedModel, normal: SpectralDataset,
+                      false_positive_rate: float) -> Monitor:
     """A copy of `monitor` with its tails refitted on the tissue pixels of `normal` and the threshold
     flagging `false_positive_rate` of them; also how flags cluster there (for scan-level calls).
     The monitor given is left as it was."""

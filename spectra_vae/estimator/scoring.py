@@ -8,8 +8,7 @@ import numpy as np
 import pandas as pd
 from typing_extensions import Self
 
-from ..anomaly.monitor import Monitor, fit_monitor, parse_statistics, pixel_statistics
-from ..anomaly.monitor import calibrate as calibrate_monitor
+from ..anomaly.monitor import Monitor, calibrate_monitor, fit_monitor, parse_statistics, pixel_statistics
 from ..anomaly.scans import scan_table
 from ..core.errors import DataError
 from .base import VAEEstimator

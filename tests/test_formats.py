@@ -107,6 +107,6 @@ def test_convert_writes_scans_and_wavenumbers_that_load_the_same(tmp_path):
 
     savemat(tmp_path / "in.mat", {"cube": CUBE, "wavenumbers": WN})
     assert main(["convert", str(tmp_path / "in.mat"), str(tmp_path / "out")]) == 0
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["in.npy", "wavenumbers.npy"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [".spectra_vae.json", "in.npy", "wavenumbers.npy"]
     assert np.load(tmp_path / "out" / "in.npy").shape == CUBE.shape
     _same(load_dataset(tmp_path / "out"))

@@ -21,6 +21,7 @@ from scipy.special import ndtr
 from ..core.errors import DataError
 from ..core.files import atomic_file, check_output_dir, save_npy_atomic, write_text_atomic
 from ..core.scattering import kramers_kronig_partner, mie_extinction
+from .demo_folder import GENERATOR, claim_demo_folder
 from .demo_truth import TRUTH_VERSION, DemoTruth, write_truth_components, write_truth_scan
 
 WAVENUMBER_RANGE = (950.0, 1800.0)
@@ -442,48 +443,49 @@ def make_demo_dataset(
     if dtype not in ("float32", "float64"):
         raise DataError(f"dtype must be 'float32' or 'float64'; got {dtype!r}")
     out = check_output_dir(directory, "demo data folder")
-    (out / "labels").mkdir(parents=True, exist_ok=True)
-    wn = demo_wavenumbers()
-    rngs = [np.random.default_rng([seed, i]) for i in range(n_scans)]
-    first_abnormal = n_scans - n_abnormal
-    for i, rng in enumerate(rngs):
-        abnormal = i >= first_abnormal
-        # every second abnormal scan (the first, third, …) also carries paraffin residue
-        wax = np.random.default_rng([seed, i, 1]) if abnormal and (i - first_abnormal) % 2 == 0 else None
-        scan, labels, scattering, truth = cast(  # return_scattering=True, return_truth=True: the four-element form
-            "tuple[np.ndarray, np.ndarray, DemoScattering | None, DemoTruth]",
-            make_demo_scan(rng, height, width, abnormal=abnormal, paraffin=wax, noise=noise, scatter=scatter,
-                           wavenumbers=wn, return_scattering=True, return_truth=True))
-        save_npy_atomic(out / f"data{i}.npy", scan.astype(dtype, copy=False))
-        if scattering is not None:
-            (out / "scattering").mkdir(exist_ok=True)
-            maps = {k: v.astype(np.float32) for k, v in scattering.maps().items()}
-            # mypy matches a **dict against savez's keyword `allow_pickle: bool` too (none of these names).
-            with atomic_file(out / "scattering" / f"data{i}.npz") as f:
-                np.savez(f, **maps)  # type: ignore[arg-type]
-        save_npy_atomic(out / "labels" / f"data{i}.npy", labels)
-        write_truth_scan(out, f"data{i}.npy", truth)
-    save_npy_atomic(out / "wavenumbers.npy", wn)
-    write_truth_components(out, truth_components(wn), TRUTH_COMPONENTS)
-    write_text_atomic(out / "labels" / "label_names.json", json.dumps(list(LABEL_NAMES)))
-    write_text_atomic(out / "data_splits.json", json.dumps(demo_splits(n_scans, n_abnormal), indent=2))
-    meta = {
-        "generator": "spectra_vae.make_demo_dataset", "version": GENERATOR_VERSION, "n_scans": n_scans,
-        "height": height,
-        "width": width, "seed": seed, "n_abnormal": n_abnormal, "noise_sigma": noise,
-        "scatter": scatter, "label_names": list(LABEL_NAMES),
-        "tumour_differs_by": "nucleic acid 0.14→0.18, glycogen 0.11→0.07, amide I −2 cm⁻¹",
-        "paraffin": "residue patches in every second abnormal scan: 1472/1462/1378 cm⁻¹ bands, the 1462 band "
-                    f"{PARAFFIN_RESIDUE[0]:g}–{PARAFFIN_RESIDUE[1]:g} × the pixel's amide II height",
-        "normal_labels": list(NORMAL_LABELS),
-        "truth": TRUTH_VERSION,  # truth/ holds the components, fractions, thickness and amide I shift
-    }
-    if scatter:
-        meta["scattering"] = {"path_length_log_sd": SCATTER_PATH_LENGTH_SD, "dispersion": SCATTER_DISPERSION,
-                              "mie_baseline": SCATTER_BASELINE, "edge_gain": SCATTER_EDGE_GAIN,
-                              "edge_width": SCATTER_EDGE_WIDTH, "density_log_sd": SCATTER_DENSITY_SD,
-                              "cellularity": SCATTER_CELLULARITY, "pixel_log_sd": SCATTER_PIXEL_SD,
-                              "mie_radius_um": list(MIE_RADIUS_UM),
-                              "mie_refractive_index": list(MIE_REFRACTIVE_INDEX)}
-    write_text_atomic(out / "demo.json", json.dumps(meta, indent=2))
+    with claim_demo_folder(out, n_scans, height, width, N_CHANNELS, np.dtype(dtype).itemsize):
+        (out / "labels").mkdir(parents=True, exist_ok=True)
+        wn = demo_wavenumbers()
+        rngs = [np.random.default_rng([seed, i]) for i in range(n_scans)]
+        first_abnormal = n_scans - n_abnormal
+        for i, rng in enumerate(rngs):
+            abnormal = i >= first_abnormal
+            # every second abnormal scan (the first, third, …) also carries paraffin residue
+            wax = np.random.default_rng([seed, i, 1]) if abnormal and (i - first_abnormal) % 2 == 0 else None
+            scan, labels, scattering, truth = cast(  # return_scattering=True, return_truth=True: the four-element form
+                "tuple[np.ndarray, np.ndarray, DemoScattering | None, DemoTruth]",
+                make_demo_scan(rng, height, width, abnormal=abnormal, paraffin=wax, noise=noise, scatter=scatter,
+                               wavenumbers=wn, return_scattering=True, return_truth=True))
+            save_npy_atomic(out / f"data{i}.npy", scan.astype(dtype, copy=False))
+            if scattering is not None:
+                (out / "scattering").mkdir(exist_ok=True)
+                maps = {k: v.astype(np.float32) for k, v in scattering.maps().items()}
+                # mypy matches a **dict against savez's keyword `allow_pickle: bool` too (none of these names).
+                with atomic_file(out / "scattering" / f"data{i}.npz") as f:
+                    np.savez(f, **maps)  # type: ignore[arg-type]
+            save_npy_atomic(out / "labels" / f"data{i}.npy", labels)
+            write_truth_scan(out, f"data{i}.npy", truth)
+        save_npy_atomic(out / "wavenumbers.npy", wn)
+        write_truth_components(out, truth_components(wn), TRUTH_COMPONENTS)
+        write_text_atomic(out / "labels" / "label_names.json", json.dumps(list(LABEL_NAMES)))
+        write_text_atomic(out / "data_splits.json", json.dumps(demo_splits(n_scans, n_abnormal), indent=2))
+        meta = {
+            "generator": GENERATOR, "version": GENERATOR_VERSION, "n_scans": n_scans,
+            "height": height,
+            "width": width, "seed": seed, "n_abnormal": n_abnormal, "noise_sigma": noise,
+            "scatter": scatter, "label_names": list(LABEL_NAMES),
+            "tumour_differs_by": "nucleic acid 0.14→0.18, glycogen 0.11→0.07, amide I −2 cm⁻¹",
+            "paraffin": "residue patches in every second abnormal scan: 1472/1462/1378 cm⁻¹ bands, the 1462 band "
+                        f"{PARAFFIN_RESIDUE[0]:g}–{PARAFFIN_RESIDUE[1]:g} × the pixel's amide II height",
+            "normal_labels": list(NORMAL_LABELS),
+            "truth": TRUTH_VERSION,  # truth/ holds the components, fractions, thickness and amide I shift
+        }
+        if scatter:
+            meta["scattering"] = {"path_length_log_sd": SCATTER_PATH_LENGTH_SD, "dispersion": SCATTER_DISPERSION,
+                                  "mie_baseline": SCATTER_BASELINE, "edge_gain": SCATTER_EDGE_GAIN,
+                                  "edge_width": SCATTER_EDGE_WIDTH, "density_log_sd": SCATTER_DENSITY_SD,
+                                  "cellularity": SCATTER_CELLULARITY, "pixel_log_sd": SCATTER_PIXEL_SD,
+                                  "mie_radius_um": list(MIE_RADIUS_UM),
+                                  "mie_refractive_index": list(MIE_REFRACTIVE_INDEX)}
+        write_text_atomic(out / "demo.json", json.dumps(meta, indent=2))
     return out

@@ -9,9 +9,11 @@ from __future__ import annotations
 import os
 import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
+from ..core.claims import Claim, claim_folder
 from ..core.errors import DataError
 from ..core.files import json_type, read_json
 from .readers import SCAN_SUFFIXES, SIDECAR_SUFFIXES
@@ -128,16 +130,44 @@ def scan_files(directory: Path) -> list[Path]:
             key = entry.stem.lower()
             if key not in owners or OWNER_SUFFIXES.index(suffix) < OWNER_SUFFIXES.index(owners[key].suffix.lower()):
                 owners[key] = entry
+    claimed: dict[str, Path] = {}  # scan name (stem) → the file that gives it, for its labels and its .npy copy
     for entry in entries:
         if entry.name in _IGNORED_FILES or entry.name.startswith(".") or entry.is_dir():
             continue
         suffix, key = entry.suffix.lower(), entry.stem.lower()
-        if key in owners and owners[key] != entry:
+        scan_file = suffix in SCAN_SUFFIXES and suffix not in OWNER_SUFFIXES
+        if key in owners and owners[key] != entry and not scan_file:
             continue  # part of another file's scan
         if suffix in SIDECAR_SUFFIXES and suffix != ".dat":
             continue  # mosaic tiles and backgrounds; an unowned .dat is reported as skipped
+        if suffix in SCAN_SUFFIXES:
+            other = owners.get(key) if scan_file and key in owners else claimed.get(entry.stem)
+            if other is not None and other != entry:
+                raise DataError(f"{directory}: {other.name} and {entry.name} both claim the scan name "
+                                f"{entry.stem!r} (and labels/{entry.stem}.npy); keep one of them (a converted copy "
+                                "beside its original would load twice)")
+            claimed[entry.stem] = entry
         (files if suffix in SCAN_SUFFIXES else skipped).append(entry)
     if skipped:
         warnings.warn(f"{directory}: skipped {len(skipped)} file(s) that are not .npy scans: "
                       + ", ".join(p.name for p in skipped[:10]), stacklevel=4)
     return files
+
+
+def data_files(directory: Path) -> list[str]:
+    """The names in `directory` that make it someone's folder of scans: scans of any format, their
+    companions, `wavenumbers.npy`, `data_splits.json` and `labels/` (hidden names left out)."""
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError:
+        return []
+    known = (*SCAN_SUFFIXES, *SIDECAR_SUFFIXES, *OWNER_SUFFIXES)
+    return [n for n in names if not n.startswith(".") and (n in (SPLITS_FILE, WAVENUMBERS_FILE, LABELS_DIR)
+                                                           or Path(n).suffix.lower() in known)]
+
+
+def claim_output(path: str | os.PathLike, kind: str, what: str, *, writes: Sequence[str] = (),
+                 legacy: Callable[[Path], bool] | None = None, info: dict[str, Any] | None = None) -> Claim:
+    """Claim an output folder for one writer (`spectra_vae.core.claims.claim_folder`), refusing any folder
+    of scans that spectra_vae did not make (`data_files`)."""
+    return claim_folder(path, kind, what=what, writes=writes, holds_data=data_files, legacy=legacy, info=info)

@@ -25,8 +25,8 @@ from .folders import (
     select_split_files,
 )
 from .readers import read_file
-from .scan import Scan, as_pixels, check_labels, check_wavenumbers, open_npy
-from .tables import is_number, read_table
+from .scan import Scan, as_pixels, channels_last, check_labels, check_wavenumbers, match_axis, open_npy
+from .tables import is_number, numeric_cells, read_table
 
 
 def _make_scan(name: str, arr: np.ndarray, where: str, path: Path | None = None,
@@ -63,6 +63,13 @@ def _load_directory(directory: Path, wavenumbers: np.ndarray | None,
         label_names = read_label_names(names_path)
 
     scans, index, channels = [], [], None
+    # The folder's axis (the argument, else wavenumbers.npy) is the reference for every file that states
+    # its own; without one, the first such file's is. They must agree (reversed: the spectra are flipped).
+    folder_axis: tuple[str, np.ndarray] | None = None
+    if wavenumbers is not None:
+        folder_axis = ("the wavenumbers argument", wavenumbers)
+    elif os.path.lexists(directory / WAVENUMBERS_FILE):
+        folder_axis = (str(directory / WAVENUMBERS_FILE), np.asarray(open_npy(directory / WAVENUMBERS_FILE)))
     file_axis: tuple[Path, np.ndarray] | None = None
     shared = shared_finite_check([p for p in files if p.suffix.lower() == ".npy"], recheck)
     for path in files:
@@ -71,12 +78,12 @@ def _load_directory(directory: Path, wavenumbers: np.ndarray | None,
         else:
             arr, own_wn = _read_other(path)
             if own_wn is not None:
-                if file_axis is None:
+                if folder_axis is not None:
+                    arr = match_axis(arr, own_wn, folder_axis[1], str(path), folder_axis[0])
+                elif file_axis is None:
                     file_axis = (path, own_wn)
-                elif len(own_wn) != len(file_axis[1]) or not np.allclose(own_wn, file_axis[1], atol=1e-3):
-                    raise DataError(f"{path}: its wavenumber axis ({own_wn[0]:g}…{own_wn[-1]:g} cm⁻¹, {len(own_wn)} "
-                                    f"channels) differs from {file_axis[0].name}'s ({file_axis[1][0]:g}…"
-                                    f"{file_axis[1][-1]:g} cm⁻¹, {len(file_axis[1])}); resample them first")
+                else:
+                    arr = match_axis(arr, own_wn, file_axis[1], str(path), file_axis[0].name)
         label_path = directory / LABELS_DIR / (path.stem + ".npy")
         labels = open_npy(label_path) if os.path.lexists(label_path) else None
         scan, finite = _make_scan(path.name, arr, str(path), path, labels, recheck, shared.get(path))
@@ -95,9 +102,8 @@ def _load_directory(directory: Path, wavenumbers: np.ndarray | None,
     known = True
     if wavenumbers is not None:
         wn = check_wavenumbers(wavenumbers, n_channels, f"{directory} (wavenumbers argument)")
-    elif os.path.lexists(directory / WAVENUMBERS_FILE):
-        wn = check_wavenumbers(np.asarray(open_npy(directory / WAVENUMBERS_FILE)), n_channels,
-                               str(directory / WAVENUMBERS_FILE))
+    elif folder_axis is not None:
+        wn = check_wavenumbers(folder_axis[1], n_channels, folder_axis[0])
     elif file_axis is not None:
         wn = check_wavenumbers(file_axis[1], n_channels, str(file_axis[0]))
     else:
@@ -123,14 +129,13 @@ def _from_frame(df: pd.DataFrame, name: str, where: str, wavenumbers: np.ndarray
     except (TypeError, ValueError, OverflowError):
         bad = [c for c in columns if not is_number(c)]
         raise DataError(f"{where}: expected wavenumbers as column names; these are not numbers: {bad[:5]}") from None
-    values = df.to_numpy()
-    if values.dtype.kind not in "fiu":
-        try:
-            values = values.astype(float)
-        except (TypeError, ValueError):
-            raise DataError(f"{where}: table holds non-numeric values") from None
-    wn = head if wavenumbers is None else wavenumbers
-    if len(head) > 1 and head[0] > head[-1] and wavenumbers is None:
+    values = numeric_cells(df, where)
+    if wavenumbers is not None:
+        if not (header is None and isinstance(df.columns, pd.RangeIndex)):  # default labels state no axis
+            values = match_axis(values, head, wavenumbers, where, "the wavenumbers argument")
+        return _from_array(np.ascontiguousarray(values), name, where, wavenumbers)
+    wn = head
+    if len(head) > 1 and head[0] > head[-1]:
         # Store descending tables ascending so every dataset reads low → high.
         values, wn = values[:, ::-1], head[::-1]
     return _from_array(np.ascontiguousarray(values), name, where, wn)
@@ -144,8 +149,11 @@ def _read_other(path: Path, variable: str | None = None,
         ds = load_dataset(path)
         return ds.scan_objects[0].pixels, ds.wavenumbers if ds.wavenumbers_known else None
     arr, wn = read_file(path, variable, wavenumbers_variable)
-    if wn is not None and arr.shape[-1] != len(wn) and arr.shape[0] == len(wn):
-        arr = np.moveaxis(arr, 0, -1)  # channels first → last
+    if wn is not None and path.suffix.lower() in (".mat", ".h5", ".hdf5"):
+        arr = channels_last(arr, len(wn), str(path))  # an array of unknown layout: the axis says which way
+    elif wn is not None and arr.shape[-1] != len(wn):  # ENVI and Agilent state their layout
+        raise DataError(f"{path}: its header states {len(wn)} wavenumbers but its data hold {arr.shape[-1]} channels "
+                        f"(array {tuple(arr.shape)}); the header and the data disagree")
     if wn is not None and len(wn) > 1 and wn[0] > wn[-1]:
         arr, wn = arr[..., ::-1], wn[::-1]  # every dataset reads low → high
     return np.ascontiguousarray(arr), wn
@@ -206,6 +214,8 @@ def load_dataset(source: str | os.PathLike | np.ndarray | pd.DataFrame | Spectra
         return _from_array(open_npy(path), path.name, str(path), wn, path, recheck, shared.get(path))
     if suffix in (".mat", ".h5", ".hdf5", ".hdr", ".dmt", ".seq", ".dat"):
         arr, own = _read_other(path, variable, wavenumbers_variable)
+        if wn is not None and own is not None:
+            arr = match_axis(arr, own, wn, str(path), "the wavenumbers argument")
         return _from_array(arr, path.name, str(path), wn if wn is not None else own, path)
     if suffix in (".csv", ".tsv", ".txt"):
         df, header = read_table(path)

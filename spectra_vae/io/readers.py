@@ -16,7 +16,7 @@ missing one raises `DataError` naming the package to install.
 from __future__ import annotations
 
 import importlib
-import os
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ import numpy as np
 
 from ..core.errors import DataError
 from ..core.files import regular_file
+from ..core.resources import memory_limit
 
 WAVENUMBER_NAMES = ("wavenumbers", "wavenumber", "wavenums", "wn", "wavelengths", "wavelength", "wl",
                     "xaxis", "x_axis", "axis", "energy")
@@ -83,14 +84,6 @@ def _check_companions(path: Path) -> None:
             regular_file(entry)
 
 
-def memory_limit() -> int:
-    """Bytes one array read into memory may take: half of this machine's physical memory."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
-    except (ValueError, OSError, AttributeError):
-        return 8 << 30
-
-
 def _check_size(path: Path, name: str, shape: tuple[int, ...], itemsize: int) -> None:
     nbytes = int(np.prod(shape, dtype=object)) * itemsize
     if nbytes > memory_limit():
@@ -117,7 +110,7 @@ def _pick(arrays: dict[str, Meta], path: Path, variable: str | None,
         if not candidates:
             raise DataError(f"{path}: no 2-D or 3-D numeric array found; have {sorted(numeric)}")
         cube_name = max(candidates, key=lambda k: int(np.prod(candidates[k], dtype=object)))
-    n_channels = numeric[cube_name][-1] if numeric[cube_name] else 0
+    dims = set(numeric[cube_name])  # an axis may match any dimension: the loader puts it last (`channels_last`)
     if wavenumbers_variable is not None:
         if wavenumbers_variable not in numeric:
             raise DataError(f"{path}: no variable {wavenumbers_variable!r} for wavenumbers; have {sorted(numeric)}")
@@ -131,7 +124,7 @@ def _pick(arrays: dict[str, Meta], path: Path, variable: str | None,
         if name in lower:
             shape = numeric[lower[name]]
             size = int(np.prod(shape, dtype=object))
-            if size == n_channels and size in shape:
+            if size in dims and size in shape and sum(d > 1 for d in shape) <= 1:
                 return cube_name, lower[name]
     return cube_name, None
 
@@ -250,8 +243,64 @@ def _read_envi(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     return cube, wn
 
 
+AGILENT_HEADER_BYTES = 2244  # the number of points is an int32 at byte 2236 of the .bsp/.dmt header
+AGILENT_PREAMBLE = 255  # float32 values before a tile's data
+AGILENT_FPA = tuple((2**n) ** 2 for n in range(1, 8))  # pixels of a square focal-plane array tile: 2×2 … 128×128
+
+
+def _agilent_files(path: Path) -> tuple[Path, Path, int]:
+    """(header, first data tile, number of tiles) of an Agilent tile or mosaic, found as `agilent-format` finds them."""
+    folder = path.parent
+    if path.suffix.lower() == ".dmt":
+        first = (path.stem + "_0000_0000.dmd").casefold()
+        tiles = [p for p in folder.iterdir() if p.name.casefold().startswith(path.stem.casefold() + "_")
+                 and p.suffix.lower() == ".dmd"]
+        tile = next((p for p in tiles if p.name.casefold() == first), None)
+        if tile is None:
+            raise DataError(f"{path}: an Agilent mosaic without its first tile ({path.stem}_0000_0000.dmd)")
+        # the reader allocates (tiles along x) × (tiles along y) tiles, counted as it counts them
+        along = [sum(bool(re.fullmatch(pattern, p.stem[len(path.stem) + 1:])) for p in tiles)
+                 for pattern in (r"\d{4}_0000", r"0000_\d{4}")]
+        return path, tile, along[0] * along[1]
+    bsp = path.with_suffix(".bsp")
+    if not bsp.is_file():
+        bsp = folder / bsp.name.lower()
+    data = path.with_suffix(".dat")
+    for needed in (bsp, data):
+        if not needed.is_file():
+            raise DataError(f"{path}: an Agilent tile needs {needed.name} beside it")
+    return bsp, data, 1
+
+
+def check_agilent(path: Path) -> tuple[int, int]:
+    """The number of points an Agilent header declares, checked against its data file's size before
+    `agilent-format` reads anything (it builds the axis as a list of that many numbers first); returns
+    (points, pixels per tile). `DataError` naming both files when they disagree."""
+    header, tile, n_tiles = _agilent_files(path)
+    for part in (header, tile):
+        regular_file(part)
+    if header.stat().st_size < AGILENT_HEADER_BYTES:
+        raise DataError(f"{header}: {header.stat().st_size} bytes, too short for an Agilent header "
+                        f"({AGILENT_HEADER_BYTES} at least)")
+    with open(header, "rb") as f:
+        f.seek(2236)
+        n_points = int(np.frombuffer(f.read(4), "<i4")[0])
+        f.seek(2216)
+        spacing = float(np.frombuffer(f.read(8), "<f8")[0])
+    values = tile.stat().st_size // 4 - AGILENT_PREAMBLE
+    if n_points < 2 or not np.isfinite(spacing) or spacing == 0:
+        raise DataError(f"{header}: declares {n_points} points {spacing:g} cm⁻¹ apart; not a spectral axis")
+    if values <= 0 or values % n_points or values // n_points not in AGILENT_FPA:
+        raise DataError(f"{header}: declares {n_points} points per spectrum, but {tile.name} holds {max(values, 0)} "
+                        "values, which is not a square tile of spectra of that many points; the files do not belong "
+                        "together or one is damaged")
+    _check_size(path, "mosaic" if n_tiles > 1 else "tile", (n_tiles, values), 4)
+    return n_points, values // n_points
+
+
 def _read_agilent(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     agilent = _optional("agilent_format", "agilent-format")
+    check_agilent(path)
     if path.suffix.lower() == ".dmt":
         reader = agilent.agilentMosaic(str(path))
     else:  # a single tile: the .seq and its .dat belong together

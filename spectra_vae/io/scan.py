@@ -6,6 +6,7 @@ checks here (shape, dtype, memory order, labels, the wavenumber axis) run before
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,3 +116,52 @@ def check_wavenumbers(wavenumbers: Sequence[float] | np.ndarray, n_channels: int
         raise DataError(f"{where}: wavenumber axis is not strictly increasing or decreasing")
     return wn
 
+
+
+def axis_text(wavenumbers: np.ndarray) -> str:
+    """An axis in words for messages: "950…1800 cm⁻¹, 442 channels"."""
+    wn = np.asarray(wavenumbers, dtype=float).ravel()
+    return f"{wn[0]:g}…{wn[-1]:g} cm⁻¹, {len(wn)} channels" if wn.size else "empty"
+
+
+def match_axis(values: np.ndarray, own: np.ndarray, reference: np.ndarray, where: str, against: str) -> np.ndarray:
+    """`values` (channels last) on their own axis `own`, put on `reference`'s channel order.
+
+    When two sources state an axis they must agree: the same axis (within a hundredth of a channel
+    or 0.001 cm⁻¹), or the same reversed, when the spectra are flipped to match. Anything else is a
+    `DataError` naming both (`where` and `against`), never a silent choice of one.
+    """
+    own = np.asarray(own, dtype=float).ravel()
+    ref = np.asarray(reference)
+    if ref.dtype.kind not in "fiu" or ref.ndim != 1:
+        return values  # a malformed reference is refused by its own check
+    ref = ref.astype(float)
+    if len(own) == len(ref) and len(ref) > 0:
+        steps = np.abs(np.diff(ref))
+        tol = max(1e-3, 0.01 * float(steps.min())) if steps.size and np.isfinite(steps).all() else 1e-3
+        if np.allclose(own, ref, rtol=0, atol=tol):
+            return values
+        if np.allclose(own[::-1], ref, rtol=0, atol=tol):
+            return np.ascontiguousarray(values[..., ::-1])
+    raise DataError(f"{where}: its wavenumber axis ({axis_text(own)}) differs from {against}'s "
+                    f"({axis_text(ref)}); make them the same axis (or resample the scans) so that each channel "
+                    "means one wavenumber")
+
+
+def channels_last(arr: np.ndarray, n_channels: int, where: str) -> np.ndarray:
+    """A cube or table whose spectral axis (of `n_channels` values, stated beside it) is put last.
+
+    The axis must match exactly one dimension, or the last of several (with a warning naming them,
+    since the spectra could run along either); matching none is a `DataError` naming both shapes."""
+    shape = tuple(arr.shape)
+    matching = [d for d, n in enumerate(shape) if n == n_channels]
+    if not matching:
+        raise DataError(f"{where}: its wavenumber axis has {n_channels} values, but no dimension of its array "
+                        f"{shape} has that length; the axis does not belong to the array")
+    if len(matching) > 1:
+        warnings.warn(f"{where}: its wavenumber axis has {n_channels} values, as many as dimensions {matching} of "
+                      f"its array {shape}; the spectra are read along the last (channels last). If they run along "
+                      "another dimension, save the array channels-last", UserWarning, stacklevel=4)
+    if matching[-1] == len(shape) - 1:
+        return arr
+    return np.moveaxis(arr, matching[0], -1)  # channels first (C, H, W) or by line (H, C, W) → last

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ..core.errors import DataError
@@ -52,3 +53,23 @@ def is_number(x: object) -> bool:
         return True
     except (TypeError, ValueError, OverflowError):
         return False
+
+
+def numeric_cells(df: pd.DataFrame, where: str) -> np.ndarray:
+    """A table's cells as numbers; `DataError` for any cell that is not a number (text, or true/false,
+    which pandas would otherwise read as 1 and 0)."""
+    for k in range(df.shape[1]):
+        column = df.iloc[:, k]
+        if column.dtype.kind == "b" or (column.dtype.kind == "O"
+                                        and column.map(lambda v: isinstance(v, (bool, np.bool_))).any()):
+            raise DataError(f"{where}: column {df.columns[k]!r} holds true/false values, not absorbance; "
+                            "non-numeric cells are refused")
+    values = df.to_numpy()
+    if values.dtype.kind == "c":
+        raise DataError(f"{where}: table holds complex numbers, not absorbance")
+    if values.dtype.kind not in "fiu":
+        try:
+            values = values.astype(float)
+        except (TypeError, ValueError):
+            raise DataError(f"{where}: table holds non-numeric values") from None
+    return values

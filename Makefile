@@ -67,4 +67,4 @@ lab: setup
 	$(BIN)/jupyter lab notebooks/
 
 clean:
-	rm -rf reports/demo data/demo models .pytest_cache site
+	rm -rf reports/demo data/demo data/demo_scattered models .pytest_cache site

@@ -10,7 +10,9 @@
 # # 01 · Data exploration
 # What is in the dataset before any model sees it: the numbers, the spectra, one image per scan,
 # and which pixels are tissue. Run it on your own scans with
-# `papermill 01_data_exploration.ipynb out.ipynb -p data_dir /path/to/scans`.
+# `papermill 01_data_exploration.ipynb out.ipynb -p data_dir /path/to/scans`; `-p split normal_corr_train,abnormal_corr`
+# explores those splits of the folder's `data_splits.json` only (the pipeline passes the run's own splits, and their
+# uncorrected twins where the folder holds both, as `split` and `scattered_split`).
 
 # %% tags=["parameters"]
 data_dir: str = "demo"  # folder of scans; "demo": the embedded demo data, generated on first use
@@ -28,10 +30,12 @@ seed: int = 0
 import numpy as np
 
 from spectra_vae import load_dataset, workflow
-from spectra_vae.preprocess import diagnostics, variants
+from spectra_vae.preprocess import diagnostics
 from spectra_vae.preprocess.tissue import TissueRule, default_measure, tissue_intensity
-from spectra_vae.views import analysis, plots
+from spectra_vae.preprocess.variants import compare_variants, scan_pairs
+from spectra_vae.views import analysis, plots, variants
 
+workflow.plain_warnings()  # warnings about the data as their message alone
 data = workflow.resolve_data_dir(data_dir)
 run = workflow.resolve_run_dir(run_dir, data_dir)
 checked = workflow.check_parameters(dict(max_pixels=max_pixels, seed=seed, tissue_threshold=tissue_threshold,
@@ -54,17 +58,18 @@ ds.summary()
 
 # %% [markdown]
 # ## Spectra
-# Mean ± one standard deviation per scan (tissue and background pooled), then single pixels.
-
-# %%
-fig = plots.mean_spectra(ds, max_pixels=max_pixels, seed=seed)
-workflow.save_figure(fig, run, "01_mean_spectra")
+# Mean ± one standard deviation of each scan's tissue pixels (by the tissue rule below; background is noise around
+# zero), one panel per scan, then single pixels.
 
 # %%
 rule = TissueRule.fit(ds, tissue_threshold)  # the rule a model fits on its training scans, here on all
 measure = default_measure(ds)
 amide = tissue_intensity(ds, measure)  # read once, for the images and the mask
 tissue = rule.mask_values(amide)
+fig = plots.mean_spectra(ds, tissue, max_pixels=max_pixels, seed=seed)
+workflow.save_figure(fig, run, "01_mean_spectra")
+
+# %%
 rng = np.random.default_rng(seed)
 examples = {}
 for label, pool in (("tissue", np.flatnonzero(tissue)), ("background", np.flatnonzero(~tissue))):
@@ -76,13 +81,12 @@ workflow.save_figure(fig, run, "01_example_spectra")
 
 # %% [markdown]
 # ## One image per scan
-# Amide I intensity (mean absorbance 1630–1680 cm⁻¹; without a wavenumber axis, the mean absorbance over all
-# channels): tissue cores stand out from the noise-only background.
+# Amide I intensity (mean absorbance 1630–1680 cm⁻¹: `01_amide_i_images`; without a wavenumber axis, the mean
+# absorbance over all channels: `01_mean_absorbance_images`): tissue cores stand out from the noise-only background.
 
 # %%
-title = "Amide I intensity (1630–1680 cm⁻¹)" if measure == "amide_i" else "Mean absorbance over all channels"
-fig = plots.scan_images({n: ds.image(amide, k) for k, n in enumerate(ds.scans)}, title, "mean absorbance (a.u.)")
-workflow.save_figure(fig, run, "01_amide_i_images")
+fig, name = plots.intensity_images(ds, amide, measure)
+workflow.save_figure(fig, run, f"01_{name}")
 
 # %% [markdown]
 # ## Tissue and background
@@ -116,51 +120,50 @@ else:
 # table says which with which (check that two split lists name the same scans in the same order).
 # Scattering adds a broad Mie baseline, changes the path length, and mixes each band with its Kramers–Kronig partner
 # (the dispersion artefact), which pulls the apparent amide I maximum down. EMSC is fitted on each variant's tissue
-# pixels here, with its dispersion term (`emsc(2,1)` in `spectra_vae.preprocess.pipeline`), which is what narrows the
-# apparent amide I position; a model fits its EMSC on its training tissue pixels and keeps it. The `emsc` step
-# itself is basic EMSC by default (`emsc(2,0)`): the dispersion term also takes out band shifts that are chemistry,
-# such as the demo tumour's, so anomaly detection does better without it (README, Scattering and EMSC).
+# pixels here twice: basic EMSC (`emsc(2,0)`, which is what the `emsc` step does, so what a model trains with on
+# uncorrected scans), and with its dispersion term (`emsc(2,1)`), which is what narrows the apparent amide I
+# position but also takes out band shifts that are chemistry, such as the demo tumour's, so anomaly detection does
+# better without it (README, Scattering and EMSC). A model fits its EMSC on its training tissue pixels and keeps it.
+# After EMSC a spectrum is in units of its variant's reference (the mean tissue spectrum): a pixel as thick as the
+# reference keeps its size, a thinner one is scaled up. Figures keep absorbance and these units on separate axes.
 
 # %%
 comparison = None
 if scattered is not None:
-    print(variants.scan_pairs(ds, scattered).to_string(index=False))
-    comparison = variants.compare_variants(ds, scattered, tissue, degree=emsc_degree, max_pixels=max_pixels,
-                                           seed=seed)
-    fig = plots.spectra(comparison.wavenumbers, comparison.means(), "Mean tissue spectrum per variant",
-                        ds.wavenumbers_known)
+    print(scan_pairs(ds, scattered).to_string(index=False))
+    comparison = compare_variants(ds, scattered, tissue, degree=emsc_degree, max_pixels=max_pixels, seed=seed)
+    fig = variants.mean_spectra(comparison, ds.wavenumbers_known)
     workflow.save_figure(fig, run, "01_variants_mean_spectra")
 else:
     print("no scattered variant to compare (scattered_dir, scattered_split)")
 
 # %% [markdown]
-# The table's `s.d. ÷ first` says how much more the apparent amide I position spreads in the uncorrected variant
-# than in the corrected one. The demo's scattered twin spreads it 3.2–3.4×. For a lab's own pair of variants this is
-# the number to compare: it says whether the demo's scattering is as strong as theirs (README, Scattering and EMSC).
+# The table's `s.d. ÷ first` says how much more the apparent amide I position spreads in each variant than in the
+# corrected one: basic EMSC leaves the spread as it is, `emsc(2,1)` narrows it. The demo's scattered twin spreads it
+# 3.2–3.4×. For a lab's own pair of variants this is the number to compare: it says whether the demo's scattering is
+# as strong as theirs (README, Scattering and EMSC).
 
 # %%
 if comparison is not None:
-    fig = plots.histograms(comparison.peak_positions(), "apparent amide I position (cm⁻¹)",
-                           "Maximum in 1600–1700 cm⁻¹ (parabola through the top three channels), tissue pixels")
+    fig = variants.amide_i_positions(comparison)
     workflow.save_figure(fig, run, "01_variants_amide_i_position")
     print(comparison.spread.round(2).to_string())
     print(comparison.difference.round(4).to_string())
 
 # %% [markdown]
 # The same pixels before and after EMSC: the least and the most dispersed by EMSC's own estimate, and a median one.
-# After EMSC each spectrum is in units of its variant's reference (the mean tissue spectrum).
+# Top, as measured (absorbance); below, after EMSC (reference units): the scattered variant with basic EMSC, as a
+# model trains, and with `emsc(2,1)`, beside the clean variant after basic EMSC, which both should match.
 
 # %%
 if comparison is not None:
-    panels = {f"{name}: {analysis.pixel_name(ds, int(comparison.positions[row]))}":
-              {variant: x[row] for variant, x in comparison.spectra.items()}
-              for name, row in comparison.examples().items()}
-    fig = plots.spectra_panels(comparison.wavenumbers, panels, ds.wavenumbers_known)
+    fig = variants.before_after_emsc(comparison, ds)
     workflow.save_figure(fig, run, "01_variants_before_after_emsc")
 
 # %% [markdown]
-# EMSC's terms per pixel of the scattered variant, as maps: the multiplicative term (how much reference: thickness and
-# path length), the dispersion term relative to it, and the baseline's mean. They show where scattering is strong.
+# EMSC's terms per pixel of the scattered variant (the fit with the dispersion term), as maps: the multiplicative
+# term (how much reference: thickness and path length), the dispersion term relative to it, and the baseline's mean.
+# They show where scattering is strong.
 
 # %%
 if comparison is not None:

@@ -28,11 +28,12 @@ from spectra_vae.preprocess import diagnostics
 from spectra_vae.views import analysis, plots
 from spectra_vae.views.widgets import browse_reconstructions
 
+workflow.plain_warnings()  # warnings about the data as their message alone
 noise_level = workflow.check_parameters(dict(noise_level=noise_level))["noise_level"]
 opened = workflow.open_run(run_dir, checkpoint, data_dir)  # the splits as recorded, never recomputed
 vae, splits, data, ckpt, run = opened.vae, opened.splits, opened.data_dir, opened.checkpoint, opened.path
-noise_level = noise_level or analysis.known_noise_level(data, vae.preprocess)
 units = plots.value_label(vae.preprocess)  # what the spectra are in, as the model sees them
+noise_level, noise_note = analysis.noise_level_to_mark(data, vae.preprocess, noise_level)  # in absorbance only
 test = splits.test
 print(f"run: {run}\nmodel: {ckpt}\ndata: {data}\n{splits.how}\nheld-out (test) scans: {test.scans}")
 for note in opened.notes:  # new or changed scans in the data folder since training
@@ -41,7 +42,8 @@ vae
 
 # %% [markdown]
 # ## Original vs reconstruction on held-out pixels
-# In absorbance units; the grey line is the residual.
+# In the model's units: absorbance, or what its preprocessing makes of it (the y axis says which); the grey line is
+# the residual.
 
 # %%
 seen = vae.prepare(test)  # the test pixels as the model sees them (after any preprocessing)
@@ -63,6 +65,8 @@ workflow.save_figure(fig, run, "03_reconstructions")
 fig = plots.error_histogram({"tissue": err_test[tissue_test], "background": err_test[~tissue_test]},
                            noise_level or None, "Per-pixel reconstruction RMSE, held-out scans", units)
 workflow.save_figure(fig, run, "03_error_histogram")
+if noise_note:
+    print(noise_note)
 rmse_all, rmse_tissue = np.sqrt(np.mean(err_test**2)), np.sqrt(np.mean(err_test[tissue_test] ** 2))
 print(f"held-out RMSE: all pixels {rmse_all:.4g}, tissue {rmse_tissue:.4g}")
 

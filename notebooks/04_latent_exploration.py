@@ -27,6 +27,7 @@ from spectra_vae import workflow
 from spectra_vae.views import analysis, plots
 from spectra_vae.views.widgets import explore
 
+workflow.plain_warnings()  # warnings about the data as their message alone
 checked = workflow.check_parameters(dict(max_points=max_points, seed=seed))
 max_points, seed = checked["max_points"], checked["seed"]
 opened = workflow.open_run(run_dir, checkpoint, data_dir)  # the scans as recorded, never recomputed
@@ -70,23 +71,25 @@ for method in ("pca", "tsne"):
 
 # %% [markdown]
 # ## Latent traversals
-# Spectra decoded along each latent axis, the others held at 0 (the prior mean), on the model's own output axis
-# (after any preprocessing: `cut` shortens it).
+# Spectra decoded along each latent axis over the range the tissue occupies (the 1st to the 99th percentile of its
+# latent means), the other axes held at the tissue's median, on the model's own output axis (after any
+# preprocessing: `cut` shortens it).
 
 # %%
-fig = plots.latent_traversal(vae.preprocessor_.output_wavenumbers_, analysis.latent_grid(vae), vae.wavenumbers_known_,
-                             plots.value_label(vae.preprocess))
+fig = plots.latent_traversal(vae.preprocessor_.output_wavenumbers_, analysis.latent_grid(vae, z[tissue]),
+                             vae.wavenumbers_known_, plots.value_label(vae.preprocess), "others at the tissue median")
 workflow.save_figure(fig, run, "04_traversals")
 
 # %% [markdown]
 # ## Latent coordinates as images
-# Tissue pixels by the model's rule; background left blank.
+# Tissue pixels by the model's rule; background in grey. The colour scale is centred on 0, the prior's mean:
+# white is 0, red above, blue below.
 
 # %%
 for d in range(vae.latent_dim):
     values = np.where(tissue, z[:, d], np.nan)
     fig = plots.scan_images({n: ds.image(values, k) for k, n in enumerate(ds.scans)},
-                            f"Latent mean z{d + 1} per tissue pixel", f"z{d + 1}", cmap="coolwarm")
+                            f"Latent mean z{d + 1} per tissue pixel", f"z{d + 1}", cmap="RdBu_r", centre=0.0)
     workflow.save_figure(fig, run, f"04_latent_z{d + 1}_images")
 
 # %% [markdown]

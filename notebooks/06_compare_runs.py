@@ -28,6 +28,7 @@ from spectra_vae import workflow
 from spectra_vae.views import plots
 from spectra_vae.workflow import compare
 
+workflow.plain_warnings()  # warnings about the data as their message alone
 folders = compare.find_runs(run_dir, runs)
 report = workflow.resolve_run_dir(run_dir) if not runs else folders[0].parent
 table = compare.collect(folders)  # held-out figures from each run's scores.json, computed where missing
@@ -39,12 +40,15 @@ table[shown].round(5)
 
 # %% [markdown]
 # ## Loss curves
-# Validation loss and validation RMSE per epoch, one line per run.
+# Validation loss and validation RMSE per epoch, one line per run. The loss is a log scale where it is positive; a
+# Gaussian NLL goes below zero, and then the scale is linear, fitted to the epochs after the first tenth. Each run's
+# RMSE is in its own model's units: compare runs with different preprocessing by `score` in the table instead.
 
 # %%
 histories = {name: workflow.read_history(path) for name, path in zip(table.index, table["path"], strict=True)}
-for column in ("val_loss", "val_rmse"):
-    fig = plots.loss_curves(histories, column, f"{column} per epoch")
+for column, ylabel in (("val_loss", "validation loss (reconstruction + β·KL per pixel)"),
+                       ("val_rmse", "validation RMSE (each run's model units)")):
+    fig = plots.loss_curves(histories, column, f"{column} per epoch", ylabel)
     workflow.save_figure(fig, report, f"06_{column}")
 
 # %% [markdown]

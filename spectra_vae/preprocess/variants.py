@@ -83,14 +83,16 @@ def scan_pairs(clean: SpectralDataset, scattered: SpectralDataset) -> pd.DataFra
 
 
 def compare_variants(clean: SpectralDataset, scattered: SpectralDataset, tissue: np.ndarray, degree: int = 2,
-                     max_pixels: int = 20000, seed: int = 0, dispersion: bool = True) -> VariantComparison:
+                     max_pixels: int = 20000, seed: int = 0,
+                     dispersion: bool | tuple[bool, ...] = (False, True)) -> VariantComparison:
     """Compare the two variants on up to `max_pixels` of the `tissue` pixels (one mask for both).
 
-    EMSC (`emsc(degree,1)`; `emsc(degree,0)` with `dispersion=False`) is fitted on the scattered
-    variant's tissue pixels and applied to it, and likewise for the clean variant: if it removes what
-    scattering added, the two then agree. The dispersion term is on here, unlike the `emsc` step's
-    default, because it is what shows and corrects the dispersion artefact (the apparent amide I
-    position); for anomaly detection basic EMSC does better (README, Scattering and EMSC).
+    EMSC is fitted on each variant's tissue pixels and applied to it, once per entry of `dispersion`:
+    `emsc(degree,0)`, basic EMSC (what the `emsc` step does, and so what a model trains on), and
+    `emsc(degree,1)`, with the dispersion term, which is what shows and corrects the dispersion artefact
+    (the apparent amide I position) but also takes out band shifts that are chemistry (README, Scattering
+    and EMSC). If EMSC removes what scattering added, the two variants then agree. EMSC's per-pixel terms
+    and `emsc` come from the last entry's fit on the scattered variant.
     """
     check_variants(clean, scattered)
     pool = np.flatnonzero(np.asarray(tissue, dtype=bool))
@@ -98,12 +100,14 @@ def compare_variants(clean: SpectralDataset, scattered: SpectralDataset, tissue:
         raise DataError("no tissue pixels to compare the variants on")
     rng = np.random.default_rng(seed)
     positions = np.sort(rng.choice(pool, min(max_pixels, pool.size), replace=False))
-    spec = f"emsc({degree},{int(dispersion)})"
-    fitted = {name: Preprocessor(spec).fit(ds.wavenumbers, ds.select_pixels(pool))
-              for name, ds in (("scattered", scattered), ("clean", clean))}
     x_clean, x_scattered = clean.read(positions), scattered.read(positions)
-    y_clean, y_scattered = fitted["clean"].transform(x_clean), fitted["scattered"].transform(x_scattered)
-    spectra = {"clean": x_clean, "scattered": x_scattered, f"scattered, {spec}": y_scattered, f"clean, {spec}": y_clean}
+    spectra = {"clean": x_clean, "scattered": x_scattered}
+    fitted: dict[str, Preprocessor] = {}
+    for flag in (dispersion,) if isinstance(dispersion, bool) else dispersion:
+        spec = f"emsc({degree},{int(flag)})"
+        for name, ds, x in (("scattered", scattered, x_scattered), ("clean", clean, x_clean)):
+            fitted[f"{name}, {spec}"] = Preprocessor(spec).fit(ds.wavenumbers, ds.select_pixels(pool))
+            spectra[f"{name}, {spec}"] = fitted[f"{name}, {spec}"].transform(x)
 
     def rms(a: np.ndarray, b: np.ndarray) -> float:
         return float(np.sqrt(np.mean((np.asarray(a, np.float64) - b) ** 2)))
@@ -111,12 +115,13 @@ def compare_variants(clean: SpectralDataset, scattered: SpectralDataset, tissue:
     def centred(x: np.ndarray) -> np.ndarray:  # what varies from pixel to pixel, without the mean spectrum
         return x - x.mean(axis=0)
 
-    after = f"after {spec}, each variant its own fit"
+    pairs = {"as measured": ("scattered", "clean")} | {
+        f"after {key[len('scattered, '):]}, each variant its own fit": (key, key.replace("scattered", "clean", 1))
+        for key in spectra if key.startswith("scattered, ")}
     difference = pd.DataFrame({
-        "RMS difference scattered − clean": {"as measured": rms(x_scattered, x_clean),
-                                            after: rms(y_scattered, y_clean)},
+        "RMS difference scattered − clean": {row: rms(spectra[a], spectra[b]) for row, (a, b) in pairs.items()},
         "… of each pixel's departure from its variant's mean": {
-            "as measured": rms(centred(x_scattered), centred(x_clean)),
-            after: rms(centred(y_scattered), centred(y_clean))}})
+            row: rms(centred(spectra[a]), centred(spectra[b])) for row, (a, b) in pairs.items()}})
+    last = [key for key in fitted if key.startswith("scattered, ")][-1]
     return VariantComparison(clean.wavenumbers, positions, spectra, peak_position_spread(spectra, clean.wavenumbers),
-                             difference, pixel_terms(fitted["scattered"], scattered), fitted["scattered"])
+                             difference, pixel_terms(fitted[last], scattered), fitted[last])

@@ -59,16 +59,28 @@ def compare_with_pca(vae: SpectraVAE, train: Any, test: Any, n_components: int |
 
 def known_noise_level(data_dir: Any, preprocess: str = "") -> float:
     """The data's noise s.d. in absorbance where it is known (the demo data record theirs in demo.json)
-    and the model reconstructs absorbance (no rescaling preprocessing); else 0 (unknown)."""
+    and the model reconstructs absorbance at its own noise level (`plots.in_absorbance`); else 0 (unknown)."""
     import json
     from pathlib import Path
 
-    from .plots import ABS_LABEL, value_label
+    from .plots import in_absorbance
 
     meta = Path(data_dir) / "demo.json"
-    if value_label(preprocess) != ABS_LABEL or not meta.is_file():
+    if not in_absorbance(preprocess) or not meta.is_file():
         return 0.0
     return float(json.loads(meta.read_text()).get("noise_sigma", 0.0))
+
+
+def noise_level_to_mark(data_dir: Any, preprocess: str = "", given: float = 0.0) -> tuple[float, str]:
+    """The noise s.d. to mark on an error histogram in the model's units, and why none is marked ("" when one
+    is): `given` (absorbance), else the demo data's own; none after preprocessing that rescales, smooths or
+    differentiates the spectra (EMSC, a normalisation), whose errors are not in absorbance."""
+    from .plots import in_absorbance, value_label
+
+    if not in_absorbance(preprocess):
+        return 0.0, ((f"noise level {given:g} (absorbance) not marked: " if given else "no noise level marked: ")
+                     + f"the model's spectra are {value_label(preprocess)} after {preprocess!r}, not absorbance")
+    return (float(given) or known_noise_level(data_dir, preprocess)), ""
 
 
 def error_maps(dataset: SpectralDataset, errors: np.ndarray) -> dict[str, np.ndarray]:
@@ -107,14 +119,21 @@ def dataset_overview(dataset: SpectralDataset) -> pd.DataFrame:
     return pd.DataFrame({"value": [str(v) for v in rows.values()]}, index=list(rows))
 
 
-def latent_grid(vae: SpectraVAE, span: float = 2.0, steps: int = 7) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Spectra decoded along each latent axis from −span to +span (other axes at 0, the prior mean)."""
-    values = np.linspace(-span, span, steps)
+def latent_grid(vae: SpectraVAE, z: np.ndarray | None = None, steps: int = 7, span: float = 2.0,
+                percentiles: tuple[float, float] = (1.0, 99.0)) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Spectra decoded along each latent axis: {"z1": (values, spectra (steps, C)), …}.
+
+    With `z` (latent means, e.g. of the tissue pixels) each axis is swept over the range the data occupy, its
+    `percentiles` (1st–99th), the other axes held at the data's median; without, from −span to +span with the
+    others at 0 (the prior's mean)."""
+    centre = np.zeros(vae.latent_dim) if z is None else np.median(np.asarray(z, float), axis=0)
     out = {}
     for d in range(vae.latent_dim):
-        z = np.zeros((steps, vae.latent_dim), np.float32)
-        z[:, d] = values
-        out[f"z{d + 1}"] = (values, vae.decode(z))
+        lo, hi = (-span, span) if z is None else np.percentile(np.asarray(z, float)[:, d], percentiles)
+        values = np.linspace(lo, hi, steps)
+        grid = np.tile(centre, (steps, 1)).astype(np.float32)
+        grid[:, d] = values
+        out[f"z{d + 1}"] = (values, vae.decode(grid))
     return out
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -13,25 +14,53 @@ from ..io.dataset import SpectralDataset
 
 WN_LABEL = "wavenumber (cm⁻¹)"
 ABS_LABEL = "absorbance (a.u.)"
-_VALUE_STEPS = {"baseline": "baseline-corrected", "rubberband": "baseline-corrected", "snv": "SNV-normalised",
-                "vector": "vector-normalised", "amide1": "amide I-normalised"}
+# What each preprocessing step makes of absorbance, for axis labels: (words, unit after it). A unit of None keeps
+# absorbance's; every step of `spectra_vae.preprocess.steps.REGISTRY` is here (tests/test_plots.py checks).
+_VALUE_STEPS: dict[str, tuple[str, str | None]] = {
+    "cut": ("", None), "resample": ("", None),
+    "baseline": ("baseline-corrected", None), "rubberband": ("baseline-corrected", None),
+    "savgol": ("smoothed", None),  # a derivative (its third argument) is labelled as one, below
+    "snv": ("SNV-normalised", "unitless"), "vector": ("vector-normalised", "unitless"),
+    "amide1": ("amide I-normalised", "unitless"),
+    # (x − baseline) / a: each spectrum as a multiple of the reference (the mean training tissue spectrum)
+    "emsc": ("EMSC-corrected", "reference units"),
+}
+
+
+def _steps(preprocess: str) -> list[tuple[str, list[str]]]:
+    """`"cut(1000,1700)|snv"` → [("cut", ["1000", "1700"]), ("snv", [])]."""
+    out = []
+    for part in [p.strip().lower() for p in (preprocess or "").split("|") if p.strip()]:
+        name, _, rest = part.partition("(")
+        out.append((name.strip(), [a.strip() for a in rest.rstrip(")").split(",") if a.strip()]))
+    return out
 
 
 def value_label(preprocess: str = "") -> str:
-    """What spectra are in after a preprocessing pipeline, for axis labels ("absorbance (a.u.)" without one)."""
-    words, normalised, deriv = [], False, 0
-    for part in [p.strip().lower() for p in preprocess.split("|") if p.strip()]:
-        name = part.split("(")[0].strip()
-        if name in _VALUE_STEPS and _VALUE_STEPS[name] not in words:
-            words.append(_VALUE_STEPS[name])
-            normalised |= name in ("snv", "vector", "amide1")
-        elif name == "savgol" and "(" in part:
-            args = [a for a in part.split("(", 1)[1].rstrip(")").split(",") if a.strip()]
-            deriv = int(float(args[2])) if len(args) > 2 else 0
-    label = " ".join([*words, "absorbance"])
+    """What spectra are in after a preprocessing pipeline, for axis labels: "absorbance (a.u.)" without one.
+
+    Steps that keep absorbance's units say what they did ("baseline-corrected absorbance (a.u.)"); after a
+    step that changes the units (a normalisation, EMSC) the label says "spectrum" and the new unit, never
+    absorbance; a Savitzky–Golay derivative is "derivative n of …" per channel."""
+    words, unit, deriv = [], None, 0
+    for name, args in _steps(preprocess):
+        word, changes = _VALUE_STEPS.get(name, ("", None))
+        if name == "savgol" and len(args) > 2 and int(float(args[2])):
+            deriv, word = int(float(args[2])), ""
+        if word and word not in words:
+            words.append(word)
+        unit = changes or unit
+    what = " ".join([*words, "absorbance" if unit is None else "spectrum"])
     if deriv:
-        label = f"derivative {deriv} of {label}"
-    return f"{label} ({'unitless' if normalised else 'a.u.'})" if (words or deriv) else ABS_LABEL
+        what = f"derivative {deriv} of {what}"
+        unit = f"{unit or 'a.u.'} per channel"
+    return f"{what} ({unit or 'a.u.'})" if (words or deriv) else ABS_LABEL
+
+
+def in_absorbance(preprocess: str = "") -> bool:
+    """Whether spectra after `preprocess` are absorbance at its own noise level: nothing rescales, smooths or
+    differentiates them (only `cut`, `resample`, baseline removal), so a noise s.d. in absorbance applies."""
+    return all(name in ("cut", "resample", "baseline", "rubberband") for name, _ in _steps(preprocess))
 
 
 def axis_label(known: bool) -> str:
@@ -47,22 +76,42 @@ def spectrum_axes(ax: plt.Axes, wavenumbers: np.ndarray, known: bool = True, yla
     ax.set_xlim(hi, lo) if known else ax.set_xlim(lo, hi)
 
 
-def mean_spectra(dataset: SpectralDataset, max_pixels: int = 20000, seed: int = 0) -> Figure:
-    """Mean ± one standard deviation spectrum of each scan (from up to `max_pixels` pixels each)."""
-    fig, ax = plt.subplots(figsize=(9, 4.5))
-    rng = np.random.default_rng(seed)
+def mean_spectra(dataset: SpectralDataset, mask: np.ndarray | None = None, max_pixels: int = 20000, seed: int = 0,
+                 ncols: int = 3, max_panels: int = 12) -> Figure:
+    """Mean ± one standard deviation spectrum of each scan's `mask` pixels (tissue; all pixels without a mask),
+    from up to `max_pixels` of them, one panel per scan on a shared scale (the first `max_panels` scans)."""
     scan_of = dataset.scan_of()
-    for k, name in enumerate(dataset.scans):
-        idx = np.flatnonzero(scan_of == k)
+    chosen = np.ones(len(dataset), bool) if mask is None else np.asarray(mask, bool)
+    shown = list(enumerate(dataset.scans))[:max_panels]
+    ncols = max(1, min(ncols, len(shown)))
+    nrows = int(np.ceil(len(shown) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 2.9 * nrows + 0.5), squeeze=False,
+                             sharex=True, sharey=True)
+    rng = np.random.default_rng(seed)
+    for ax, (k, name) in zip(axes.flat, shown, strict=False):
+        idx = np.flatnonzero((scan_of == k) & chosen)
         if len(idx) > max_pixels:
             idx = np.sort(rng.choice(idx, max_pixels, replace=False))
-        x = dataset.read(idx)
-        m, s = x.mean(0), x.std(0)
-        line, = ax.plot(dataset.wavenumbers, m, lw=1.2, label=name)
-        ax.fill_between(dataset.wavenumbers, m - s, m + s, color=line.get_color(), alpha=0.15)
-    spectrum_axes(ax, dataset.wavenumbers, dataset.wavenumbers_known)
-    ax.set_title("Mean ± 1 s.d. spectrum per scan (all pixels, tissue and background)")
-    ax.legend(fontsize="small", ncol=2)
+        if len(idx):
+            x = dataset.read(idx)
+            m, s = x.mean(0), x.std(0)
+            ax.fill_between(dataset.wavenumbers, m - s, m + s, color="C0", alpha=0.25, lw=0, label="± 1 s.d.")
+            ax.plot(dataset.wavenumbers, m, color="C0", lw=1.1, label="mean")
+        else:
+            ax.text(0.5, 0.5, "no pixels", transform=ax.transAxes, ha="center", va="center")
+        ax.set_title(f"{name} ({len(idx)} pixels)", fontsize="small")
+    for ax in list(axes.flat)[len(shown):]:
+        ax.axis("off")
+    for k, ax in enumerate(axes.flat[:len(shown)]):
+        spectrum_axes(ax, dataset.wavenumbers, dataset.wavenumbers_known)
+        if k % ncols:
+            ax.set_ylabel("")
+        if k + ncols < len(shown):
+            ax.set_xlabel("")
+    axes.flat[0].legend(fontsize="x-small", loc="upper left")
+    which = "tissue pixels" if mask is not None else "all pixels"
+    more = f"; the first {len(shown)} of {len(dataset.scans)} scans" if len(shown) < len(dataset.scans) else ""
+    fig.suptitle(f"Mean ± 1 s.d. spectrum per scan, {which}{more}")
     fig.tight_layout()
     return fig
 
@@ -82,8 +131,11 @@ def spectra(wavenumbers: np.ndarray, curves: Mapping[str, np.ndarray], title: st
 
 def scan_images(images: Mapping[str, np.ndarray], title: str, colorbar_label: str,
                 cmap: str = "viridis", vmin: float | None = None, vmax: float | None = None,
-                ncols: int = 4, categorical_names: Sequence[str] | None = None) -> Figure:
-    """One panel per scan (NaN = no pixel), a shared colour scale, and a labelled colour bar."""
+                ncols: int = 4, categorical_names: Sequence[str] | None = None, centre: float | None = None) -> Figure:
+    """One panel per scan (NaN = no pixel), a shared colour scale, and a labelled colour bar.
+
+    The scale runs from the 1st to the 99th percentile unless `vmin`/`vmax` are given; `centre` makes it
+    symmetric about that value (for a diverging colour map, whose middle colour then means `centre`)."""
     n = len(images)
     ncols = min(ncols, n)
     nrows = int(np.ceil(n / ncols))
@@ -92,11 +144,16 @@ def scan_images(images: Mapping[str, np.ndarray], title: str, colorbar_label: st
     allv = np.concatenate(finite) if finite else np.zeros(1)
     vmin = float(np.nanpercentile(allv, 1)) if vmin is None else vmin
     vmax = float(np.nanpercentile(allv, 99)) if vmax is None else vmax
+    if centre is not None:
+        half = max(abs(vmin - centre), abs(vmax - centre)) or 1.0
+        vmin, vmax = centre - half, centre + half
     if categorical_names is not None:
         cmap_obj = plt.get_cmap(cmap, len(categorical_names))
         vmin, vmax = -0.5, len(categorical_names) - 0.5
     else:
         cmap_obj = plt.get_cmap(cmap)
+    if centre is not None:  # a diverging map's middle colour is near white: pixels without a value in grey
+        cmap_obj = cmap_obj.with_extremes(bad="0.65")
     im = None
     for k, (ax, (name, img)) in enumerate(zip(axes.flat, images.items(), strict=False)):
         im = ax.imshow(img, cmap=cmap_obj, vmin=vmin, vmax=vmax, interpolation="nearest")
@@ -118,6 +175,40 @@ def scan_images(images: Mapping[str, np.ndarray], title: str, colorbar_label: st
     return fig
 
 
+def intensity_images(dataset: SpectralDataset, values: np.ndarray, measure: str) -> tuple[Figure, str]:
+    """One image per scan of the tissue rule's `measure` (per-pixel `values`, from `tissue_intensity`), and the
+    name to save it under: amide I (`amide_i_images`), or the mean absorbance over all channels where the scans
+    have no wavenumber axis covering amide I (`mean_absorbance_images`)."""
+    if measure == "amide_i":
+        title, name = "Amide I intensity (mean absorbance 1630–1680 cm⁻¹)", "amide_i_images"
+    else:
+        title = "Mean absorbance over all channels (no wavenumber axis covering amide I)"
+        name = "mean_absorbance_images"
+    images = {n: dataset.image(values, k) for k, n in enumerate(dataset.scans)}
+    return scan_images(images, title, "mean absorbance (a.u.)"), name
+
+
+def loss_scale(ax: plt.Axes, curves: Sequence[Any]) -> None:
+    """A loss axis people can read: log where every value is positive; else linear (a Gaussian NLL goes below
+    zero), its range fitted to the epochs after the first tenth, which can run orders of magnitude above, with a
+    note of how many points lie above the axis."""
+    values = [np.asarray(c, float) for c in curves if len(c)]
+    values = [v[np.isfinite(v)] for v in values]
+    if not values or not any(len(v) for v in values):
+        return
+    if all((v > 0).all() for v in values):
+        ax.set_yscale("log")
+        return
+    tail = np.concatenate([v[len(v) // 10:] for v in values])
+    lo, hi = float(tail.min()), float(tail.max())
+    pad = 0.05 * ((hi - lo) or abs(hi) or 1.0)
+    ax.set_ylim(lo - pad, hi + pad)
+    above = sum(int((v > hi + pad).sum()) for v in values)
+    if above:
+        ax.text(0.98, 0.97, f"{above} earlier value(s) above the axis", transform=ax.transAxes, ha="right",
+                va="top", fontsize="x-small", color="grey")
+
+
 def training_history(history: pd.DataFrame, best_epoch: int | None = None, units: str = ABS_LABEL) -> Figure:
     """Loss curves: reconstruction and KL apart (log scale where positive), validation RMSE."""
     has_val = "val_loss" in history
@@ -127,11 +218,7 @@ def training_history(history: pd.DataFrame, best_epoch: int | None = None, units
         ax.plot(history.epoch, history[f"train_{term}"], marker=".", label="train")
         if has_val:
             ax.plot(history.epoch, history[f"val_{term}"], marker=".", label="validation")
-        cols = [history[f"train_{term}"]] + ([history[f"val_{term}"]] if has_val else [])
-        if all((c > 0).all() for c in cols):
-            ax.set_yscale("log")
-        else:
-            ax.set_yscale("symlog", linthresh=1.0)
+        loss_scale(ax, [history[f"train_{term}"]] + ([history[f"val_{term}"]] if has_val else []))
         ax.set_xlabel("epoch")
         ax.set_ylabel(ylabel)
         ax.set_title(term)
@@ -227,8 +314,9 @@ def latent_scatter(z: np.ndarray, groups: np.ndarray, group_names: Sequence[str]
 
 
 def latent_traversal(wavenumbers: np.ndarray, spectra_by_dim: Mapping[str, tuple[np.ndarray, np.ndarray]],
-                     known: bool = True, ylabel: str = ABS_LABEL) -> Figure:
-    """Spectra decoded along each latent axis: {dim name: (values, spectra (n, C))}."""
+                     known: bool = True, ylabel: str = ABS_LABEL, others: str = "others at 0") -> Figure:
+    """Spectra decoded along each latent axis: {dim name: (values, spectra (n, C))} (`analysis.latent_grid`);
+    `others` says where the other axes were held."""
     n = len(spectra_by_dim)
     fig, axes = plt.subplots(1, n, figsize=(6 * n, 4), squeeze=False)
     for ax, (name, (values, curves)) in zip(axes.flat, spectra_by_dim.items(), strict=False):
@@ -236,7 +324,7 @@ def latent_traversal(wavenumbers: np.ndarray, spectra_by_dim: Mapping[str, tuple
         for v, y, c in zip(values, curves, colours, strict=False):
             ax.plot(wavenumbers, y, color=c, lw=1, label=f"{name} = {v:+.2f}")
         spectrum_axes(ax, wavenumbers, known, ylabel)
-        ax.set_title(f"decoded spectra along {name} (others at 0)")
+        ax.set_title(f"decoded along {name}, {others}", fontsize="medium")
         ax.legend(fontsize="x-small")
     fig.tight_layout()
     return fig
@@ -276,17 +364,16 @@ def roc(curves: Mapping[str, tuple[np.ndarray, np.ndarray, float]], title: str,
     return fig
 
 
-def loss_curves(histories: Mapping[str, pd.DataFrame], column: str = "val_loss", title: str = "") -> Figure:
+def loss_curves(histories: Mapping[str, pd.DataFrame], column: str = "val_loss", title: str = "",
+                ylabel: str = "") -> Figure:
     """One column of several runs' histories (e.g. validation loss) overlaid, one line per run."""
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for name, h in histories.items():
         if column in h:
             ax.plot(h["epoch"], h[column], marker=".", lw=1.2, label=name)
-    values = [h[column].to_numpy() for h in histories.values() if column in h]
-    if values and all((v > 0).all() for v in values):
-        ax.set_yscale("log")
+    loss_scale(ax, [h[column].to_numpy() for h in histories.values() if column in h])
     ax.set_xlabel("epoch")
-    ax.set_ylabel(column)
+    ax.set_ylabel(ylabel or column)
     ax.set_title(title or f"{column} per epoch")
     ax.legend(fontsize="small")
     fig.tight_layout()

@@ -2,13 +2,15 @@
 
 A split name asked for must be in the file (with a did-you-mean), and the splits used together in
 one run must not share a scan. Notebook 01 also explores splits (`split`, `scattered_split`) that
-may overlap the training ones.
+may overlap the training ones; in a pipeline run it explores the run's own (`explored_splits`).
 """
 
 from __future__ import annotations
 
 import difflib
 import os
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +52,41 @@ def load_scattered_variant(data: Path, data_dir: str | os.PathLike, scattered_di
     where = f"{folder}, split {', '.join(same)}" if same else str(folder)
     return where, load_dataset(folder, split=same or None)
 
+
+
+# The lab keeps both variants of every scan under split names that differ in one part: corr ↔ uncorr.
+_TWIN_PARTS = {"corr": "uncorr", "uncorr": "corr", "corrected": "uncorrected", "uncorrected": "corrected"}
+
+
+def twin_split(name: str) -> tuple[str, bool] | None:
+    """The split name of the other variant of the same scans in the lab's naming, and whether `name` is the
+    uncorrected one: `normal_corr_train` → (`normal_uncorr_train`, False); None when no one part of the name
+    (between `_`, `-`, `.` or spaces) is `corr`, `uncorr`, `corrected` or `uncorrected`."""
+    parts = re.split(r"([_\-. ])", name)
+    found = [i for i, part in enumerate(parts) if part.lower() in _TWIN_PARTS]
+    if len(found) != 1:
+        return None
+    word = parts[found[0]].lower()
+    parts[found[0]] = _TWIN_PARTS[word]
+    return "".join(parts), word.startswith("un")
+
+
+def explored_splits(named: dict[str, list[str]], run_splits: Sequence[str]) -> dict[str, str]:
+    """What notebook 01 explores in a run on `run_splits` (its train, validation, test and abnormal split names;
+    those missing from the folder's splits `named`, or empty, are skipped): `split`, the run's scans, and where
+    the folder holds their other variant too under the lab's names (`twin_split`, for every one of them),
+    `scattered_split`, the uncorrected twins. The corrected variant is the one explored and the uncorrected one
+    shown beside it, whichever of the two the run trains on."""
+    names = [n for n in dict.fromkeys(run_splits) if n and n in named]
+    twins = [twin_split(n) for n in names]
+    if not names or any(t is None or t[0] not in named for t in twins):
+        return {"split": ",".join(names)}
+    uncorrected = {t[1] for t in twins if t is not None}
+    if len(uncorrected) != 1:  # some of the run's splits corrected, some not: no pairing to show
+        return {"split": ",".join(names)}
+    others = [t[0] for t in twins if t is not None]
+    corrected, scattered = (others, names) if uncorrected.pop() else (names, others)
+    return {"split": ",".join(corrected), "scattered_split": ",".join(scattered)}
 
 
 @dataclass

@@ -41,8 +41,10 @@ class SpectralDataset:
         return int(self._offsets[-1])
 
     def __repr__(self) -> str:
+        axis = (f"{self.wavenumbers.min():g}–{self.wavenumbers.max():g} cm⁻¹" if self.wavenumbers_known
+                else f"channel index {self.wavenumbers.min():g}–{self.wavenumbers.max():g} (no wavenumber axis)")
         return (f"SpectralDataset({len(self)} pixels, {len(self._scans)} scans, {self.n_channels} channels, "
-                f"{self.wavenumbers.min():g}–{self.wavenumbers.max():g} cm⁻¹, source={self.source!r})")
+                f"{axis}, source={self.source!r})")
 
     @property
     def n_channels(self) -> int:

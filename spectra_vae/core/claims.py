@@ -60,8 +60,8 @@ class Claim:
     _exported: bool = field(default=False, repr=False)
 
     def release(self, discard: bool = False) -> None:
-        """Unlock. `discard`: the claim wrote nothing of its own, so its marker goes, and the folder
-        too if the claim made it and it is empty (only empty folders are removed, never a file)."""
+        """Unlock. `discard`: the writer wrote nothing of its own, so the marker this claim placed goes, and
+        the folder too if the claim made it and it is empty (only empty folders are removed, never a file)."""
         if discard and self.marked and self._fd is not None:
             (self.path / MARKER).unlink(missing_ok=True)
             if self.made_folder:

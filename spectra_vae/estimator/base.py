@@ -45,6 +45,7 @@ from ..model.train import (
 from ..preprocess.normalise import Normaliser, merge_stats, pixel_stats
 from ..preprocess.pipeline import Preprocessor
 from ..preprocess.tissue import TissueRule
+from .checks import check_checkpoint_dir, check_prepared, check_training_set, latent_points
 from .params import PARAMETERS, check_model_params
 
 log = logging.getLogger(__name__)
@@ -140,6 +141,7 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
         `y` is ignored (scikit-learn passes it); `validation` data drive early stopping.
         """
         self._check_params()
+        check_checkpoint_dir(checkpoint_dir)  # a file there fails now, not after the first epoch
         pre = Preprocessor(self.preprocess)  # a bad pipeline fails before any work
         train = as_dataset(data)
         val = None if validation is None else as_dataset(validation)
@@ -184,6 +186,7 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
         output = "sigmoid" if self.normalisation_method() in ("minmax", "global_minmax") else "linear"
         self.model_config_ = ModelConfig(train.n_channels, self.latent_dim, self.hidden_dims, output,
                                          noise=self.noise)
+        check_training_set(train, self.model_config_, self.batch_size, self.device_)  # before any allocation
         self.model_ = VAE(self.model_config_).to(self.device_)
         self.optimizer_ = make_optimizer(self.model_, self.learning_rate, self.device_)
         self._state = TrainState()
@@ -318,6 +321,7 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
         self._check_fitted()
         ds = as_dataset(data)
         if ds.preprocessor is not None:
+            check_prepared(ds, self.preprocessor_)  # another model's prepared view is not this one's input
             return ds
         check_compatible(self.wavenumbers_, len(self.wavenumbers_), ds, ds.source or "data",
                           "the model", self.wavenumbers_known_)
@@ -401,7 +405,7 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
         """Spectra (absorbance, original units) decoded from latent points `(n, latent_dim)`."""
         self._check_fitted()
         with torch.no_grad():
-            zt = torch.as_tensor(np.asarray(z, dtype=np.float32), device=self.device_)
+            zt = torch.as_tensor(latent_points(z, self.model_config_.latent_dim), device=self.device_)
             x = self.model_.decode(zt).cpu().numpy()
         return self.normaliser_.inverse_transform(x)
 

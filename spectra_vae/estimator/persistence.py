@@ -121,7 +121,7 @@ class Persistence(VAEEstimator):
             vae.training_digest_ = section(payload, "training_digest")
             columns = payload["history"]
             history = [dict(zip(columns, row, strict=True)) for row in zip(*columns.values(), strict=True)]
-        except (KeyError, TypeError, RuntimeError, ValueError) as exc:
+        except (KeyError, TypeError, RuntimeError, ValueError, AttributeError, IndexError) as exc:
             raise DataError(f"{path}: checkpoint content is incomplete or does not match the model ({exc})") from exc
         vae.optimizer_ = make_optimizer(vae.model_, vae.learning_rate, vae.device_)
         vae._state = TrainState(epoch=len(history), history=history, best_epoch=int(section(payload, "best_epoch")))

@@ -12,6 +12,7 @@ from ..anomaly.monitor import Monitor, calibrate_monitor, fit_monitor, parse_sta
 from ..anomaly.scans import scan_table
 from ..core.errors import DataError
 from .base import VAEEstimator
+from .checks import check_anomaly_method
 
 
 class AnomalyScoring(VAEEstimator):
@@ -48,6 +49,7 @@ class AnomalyScoring(VAEEstimator):
         A combination of statistics joined by "+" (e.g. `"t2+q"`) is scored like `mspc` (Fisher's
         method over their tails).
         """
+        check_anomaly_method(method, self.ANOMALY_SCORES)
         if "+" in method:
             prepared = self.prepare(data)
             monitor = self._monitor()

@@ -15,15 +15,20 @@ and optional sections. How the format grows without breaking files already writt
 from __future__ import annotations
 
 import copy
+import math
 import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..core.errors import DataError
 from ..core.files import atomic_file
-from .networks import VAE
+from ..preprocess.normalise import Normaliser
+from ..preprocess.pipeline import Preprocessor
+from ..preprocess.tissue import TissueRule
+from .networks import VAE, ModelConfig
 from .train import WARMUP_STEPS, TrainState
 
 CHECKPOINT_FORMAT = "spectra_vae.checkpoint"
@@ -192,4 +197,77 @@ def check_payload(payload: dict[str, Any], path: str | os.PathLike) -> None:
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers) \
                 or not isinstance(training["stopped_early"], bool):
             raise bad("the training state's epoch counters, best loss or stopped_early have the wrong type")
+    check_sections(payload, path)
+
+
+_READ_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError)
+
+
+def check_sections(payload: dict[str, Any], path: str | os.PathLike) -> None:
+    """Each section of a checkpoint read as what it claims to be, and the sections consistent with each other:
+    the model's configuration, finite weights, a normaliser of one positive scale per model channel, the
+    wavenumber axis, the fitted preprocessing (from that axis to the model's channels), the tissue rule.
+    `DataError` naming the file and the section; nothing a tampered file holds reaches the model as given."""
+    def bad(key: str, why: str) -> DataError:
+        return DataError(f"{path}: checkpoint section {key!r} {why}")
+
+    try:
+        config = ModelConfig.from_dict(payload["model_config"])
+    except _READ_ERRORS as exc:
+        raise bad("model_config", f"is not a model configuration ({type(exc).__name__}: {exc})") from None
+    sizes = [config.n_channels, config.latent_dim, *config.hidden_dims]
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in sizes):
+        raise bad("model_config", f"holds sizes that are not whole numbers ≥ 1: {sizes}")
+    params = payload["config"]
+    hidden = params.get("hidden_dims")
+    if params.get("latent_dim") != config.latent_dim or not isinstance(hidden, (list, tuple)) \
+            or tuple(hidden) != tuple(config.hidden_dims):
+        raise bad("config", f"says latent_dim={params.get('latent_dim')!r}, hidden_dims={hidden!r}, but "
+                            f"'model_config' {config.latent_dim}, {list(config.hidden_dims)}")
+    training: dict[str, Any] = payload["training"] if isinstance(payload.get("training"), dict) else {}
+    for key, weights in (("state_dict", payload["state_dict"]), ("training", training.get("state_dict") or {}),
+                         ("training", training.get("best_state_dict") or {})):
+        for name, value in weights.items():
+            if not isinstance(value, torch.Tensor):
+                raise bad(key, f"holds {name!r}, which is not a tensor")
+            if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                raise bad(key, f"holds non-finite weights (NaN or inf) in {name!r}")
+    try:
+        normaliser = Normaliser.from_dict(payload["normaliser"])
+        offset, scale = (np.asarray(v, dtype=float) for v in (normaliser.offset_, normaliser.scale_))
+    except (*_READ_ERRORS, DataError) as exc:
+        raise bad("normaliser", f"is not a fitted normaliser ({type(exc).__name__}: {exc})") from None
+    if offset.shape != (config.n_channels,) or scale.shape != (config.n_channels,):
+        raise bad("normaliser", f"has offset {offset.shape} and scale {scale.shape} for a model of "
+                                f"{config.n_channels} channels")
+    if not (bool(np.isfinite(offset).all()) and bool((scale > 0).all())
+            and bool(np.isfinite(scale).all())):
+        raise bad("normaliser", "holds a non-finite offset or a scale that is not a finite number > 0")
+    wn = payload["wavenumbers"]
+    if wn.ndim != 1 or len(wn) < 1 or not bool(torch.isfinite(wn).all()):
+        raise bad("wavenumbers", f"is not a finite axis (shape {tuple(wn.shape)})")
+    fitted = section(payload, "preprocessing")
+    known = bool(section(payload, "wavenumbers_known"))
+    try:
+        pre = (Preprocessor.from_dict(fitted) if fitted is not None
+               else Preprocessor(str(params.get("preprocess", ""))).fit(wn.numpy(), known=known))
+    except (*_READ_ERRORS, DataError) as exc:
+        raise bad("preprocessing", f"is not a fitted preprocessing pipeline ({type(exc).__name__}: {exc})") from None
+    if len(pre.input_wavenumbers_) != len(wn) or len(pre.output_wavenumbers_) != config.n_channels:
+        raise bad("preprocessing", f"takes {len(pre.input_wavenumbers_)} channels to {len(pre.output_wavenumbers_)}, "
+                                   f"but the axis has {len(wn)} and the model {config.n_channels}")
+    rule = section(payload, "tissue_rule")
+    if rule is not None:
+        try:
+            parsed = TissueRule.from_dict(rule)
+        except (*_READ_ERRORS, DataError) as exc:
+            raise bad("tissue_rule", f"is not a tissue rule ({type(exc).__name__}: {exc})") from None
+        if math.isnan(parsed.threshold) or parsed.threshold == math.inf:
+            raise bad("tissue_rule", f"has threshold {parsed.threshold}")
+    for key in ("monitor",):
+        if section(payload, key) is not None and not isinstance(section(payload, key), dict):
+            raise bad(key, "is not a mapping")
+    for key in ("train_source", "training_digest"):
+        if not isinstance(section(payload, key), str):
+            raise bad(key, "is not text")
 

@@ -26,23 +26,29 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ..core.errors import DataError
-from ..core.files import write_text_atomic, write_with
+from ..core.files import regular_file, write_text_atomic, write_with
 from ..core.version import __version__
+from ..io.folders import claim_output
 from ..preprocess.diagnostics import MAP_LABELS, has_emsc, pixel_terms
 from . import compare, runs
 
-MAPS, PIXELS = "maps.h5", "pixels.csv"
+MAPS, PIXELS, FIGURES = "maps.h5", "pixels.csv", "figures"
 GAP = 2  # columns between scans in the pixel table's map coordinates
 
 
 def export_run(run_dir: str | os.PathLike, out: str | os.PathLike) -> list[Path]:
-    """Write `out/maps.h5`, `out/pixels.csv` and the run's figures (PNG and SVG) to `out/figures`."""
+    """Write `out/maps.h5`, `out/pixels.csv` and the run's figures (PNG and SVG) to `out/figures`.
+
+    `out` is an export folder (`spectra_vae.core.claims`): new, empty, or an earlier export; never the
+    run's own folder, a folder of scans, or one another process is writing."""
     try:
         import h5py
     except ImportError:
@@ -50,6 +56,29 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike) -> list[Path]
                         "pip install 'spectra_vae[export]'") from None
 
     run = runs.open_run(run_dir)
+    out = Path(out).expanduser()
+    claim = claim_output(out, "export", "--out", writes=(MAPS, PIXELS, FIGURES), legacy=_older_export)
+    try:
+        written = _export(run, out, h5py)
+    except BaseException:
+        claim.release(discard=not any(os.path.lexists(out / name) for name in (MAPS, PIXELS, FIGURES)))
+        raise
+    claim.release()
+    return written
+
+
+def _older_export(folder: Path) -> bool:
+    """An export written before folders carried markers: its maps.h5 says it came from a spectra_vae run."""
+    try:
+        import h5py
+
+        with h5py.File(regular_file(folder / MAPS), "r") as f:
+            return "spectra_vae_version" in f.attrs and "run" in f.attrs
+    except Exception:  # not there, not a file, not HDF5: not an older export
+        return False
+
+
+def _export(run: runs.Run, out: Path, h5py: Any) -> list[Path]:
     vae = run.vae
     ds = run.scans()
     z, err, score = vae.transform(ds), vae.reconstruction_error(ds), vae.anomaly_score(ds)
@@ -63,8 +92,6 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike) -> list[Path]
         assert model.monitor_ is not None  # predict needs one
         threshold = model.monitor_.threshold
     roles = run.roles()
-    out = Path(out).expanduser()
-    out.mkdir(parents=True, exist_ok=True)
 
     def write_maps(tmp: Path) -> None:
         with h5py.File(tmp, "w") as f:
@@ -114,11 +141,12 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike) -> list[Path]
     write_text_atomic(out / PIXELS, table.to_csv(index=False))
 
     written = [out / MAPS, out / PIXELS]
-    figures = sorted((run.path / "figures").glob("*")) if (run.path / "figures").is_dir() else []
+    folder = run.path / FIGURES
+    figures = sorted(f for f in folder.glob("*") if f.is_file()) if folder.is_dir() else []  # regular files only
     if figures:
-        (out / "figures").mkdir(exist_ok=True)
+        (out / FIGURES).mkdir(exist_ok=True)
         for fig in figures:
-            written.append(Path(shutil.copy2(fig, out / "figures" / fig.name)))
+            written.append(write_with(out / FIGURES / fig.name, partial(shutil.copy2, fig)))
     return written
 
 

@@ -27,6 +27,7 @@ from ..preprocess.pipeline import Preprocessor
 from . import runs
 from .parameters import check_parameters, coerce_parameter
 from .paths import DEMO_DATA, project_root, resolve_data_dir, runs_dir
+from .preflight import check_kernel, check_split_roles
 from .splits import EXPLORED_SPLITS, check_split_names, split_names
 
 logger = logging.getLogger(__name__)
@@ -78,6 +79,7 @@ def check_run(data: str | os.PathLike, out: str | os.PathLike, parameters: dict[
                         + f"; the parameters are {sorted(set(types) - {'data_dir', 'run_dir'})}")
     coerced = {k: coerce_parameter(k, v, *types[k]) for k, v in parameters.items()}
     check_parameters(coerced)
+    check_split_roles(coerced, with_defaults=True)  # abnormal_split normal_train: one split in two roles
     if str(data) == "":
         raise DataError(f"data: give a folder of scans, or {DEMO_DATA!r} for the embedded demo data")
     data_dir = Path(data).expanduser() if str(data) != DEMO_DATA else None
@@ -129,6 +131,7 @@ def run_pipeline(data: str | os.PathLike = DEMO_DATA, out: str | os.PathLike = "
         if not {"data_dir", "run_dir"} <= set(params):
             raise PipelineError(f"{src / name}: its parameters cell does not declare data_dir and run_dir "
                                 f"(papermill found {sorted(params)})")
+    check_kernel(kernel_name)
     parameters = check_run(data, out if str(out) else runs_dir(), dict(parameters or {}),
                            declared)
     data_dir = DEMO_DATA if str(data) == DEMO_DATA else str(Path(data).expanduser().resolve())
@@ -136,8 +139,25 @@ def run_pipeline(data: str | os.PathLike = DEMO_DATA, out: str | os.PathLike = "
     run, replace = runs.training_run_dir(out, data_dir, overwrite)
     out = run.expanduser().resolve()
     if "02_train.ipynb" in notebooks and not parameters.get("resume"):
-        runs.claim_run_dir(out, replace, notebooks=notebooks)
+        claim = runs.claim_run_dir(out, replace, notebooks=notebooks)
         parameters["overwrite"] = True  # this pipeline has claimed the folder for its run
+    else:
+        claim = runs.claim_run_folder(out)  # no other writer while the notebooks run
+    written: list[Path] = []
+    try:
+        _execute(pm, src, declared, notebooks, data_dir, out, parameters, html, kernel_name, live, say, written)
+    except BaseException:
+        claim.release(discard=not written)  # a pipeline that ran no notebook leaves no folder behind
+        raise
+    claim.release()
+    say(f"run folder: {out}")
+    return written
+
+
+def _execute(pm: Any, src: Path, declared: dict[str, dict[str, dict[str, str]]], notebooks: tuple[str, ...],
+             data_dir: str, out: Path, parameters: dict[str, Any], html: bool, kernel_name: str | None, live: bool,
+             say: Callable[[str], Any], written: list[Path]) -> None:
+    """The notebooks run in order into the claimed run folder; each one done (and its HTML) joins `written`."""
     out.mkdir(parents=True, exist_ok=True)
     if not live:  # live, notebook 01's own warning shows as it runs
         try:
@@ -146,7 +166,6 @@ def run_pipeline(data: str | os.PathLike = DEMO_DATA, out: str | os.PathLike = "
             note = ""  # the first notebook names what is wrong with the data
         if note:
             say(f"warning: {note}")
-    written = []
     for name in notebooks:
         path = src / name
         params = {k: v for k, v in {"data_dir": data_dir, "run_dir": str(out), **parameters}.items()
@@ -160,11 +179,13 @@ def run_pipeline(data: str | os.PathLike = DEMO_DATA, out: str | os.PathLike = "
         except pm.PapermillExecutionError as exc:
             raise PipelineError(f"{name} failed in cell {exc.exec_count} ({exc.ename}: {exc.evalue}); "
                                 f"the partly executed notebook is {target}") from None
+        except Exception as exc:  # the kernel did not start or died (jupyter's and papermill's own errors)
+            if not written:
+                target.unlink(missing_ok=True)  # papermill's unexecuted copy
+            raise PipelineError(f"{name} could not be run ({type(exc).__name__}: {exc})") from None
         written.append(target)
         if html:
             written.append(export_html(target))
-    say(f"run folder: {out}")
-    return written
 
 
 def axis_warning(dataset: SpectralDataset) -> str:

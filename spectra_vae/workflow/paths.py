@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, TypedDict
 
+from ..core.claims import FolderInUse, wait_for_folder
 from ..core.errors import DataError
 from ..core.files import check_output_dir, read_json
 from ..io.demo import GENERATOR_VERSION, make_demo_dataset
@@ -82,7 +83,11 @@ def ensure_demo_data(scatter: bool = False) -> Path:
     except DataError:
         recorded = {}  # a damaged record of our own demo data: make the data again
     if not isinstance(recorded, dict) or any(recorded.get(k) != v for k, v in wanted.items()):
-        make_demo_dataset(path, **DEMO, scatter=scatter)
+        try:
+            make_demo_dataset(path, **DEMO, scatter=scatter)
+        except FolderInUse:  # another process is writing them now: wait for it, then use what it wrote
+            wait_for_folder(path)
+            return ensure_demo_data(scatter)
     return path
 
 

@@ -17,8 +17,6 @@ ignored and reported, scans changed since training are reported, missing scans a
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
-import json
 import os
 import shutil
 import uuid
@@ -29,16 +27,16 @@ from typing import Any
 
 import pandas as pd
 
+from ..core.claims import Claim
 from ..core.distributed import dist_info, init_distributed
 from ..core.errors import DataError
-from ..core.files import check_output_dir, write_json_atomic, write_text_atomic
+from ..core.files import check_output_dir, regular_file, write_json_atomic, write_text_atomic
 from ..core.version import __version__
 from ..estimator.vae import SpectraVAE
 from ..io.dataset import SpectralDataset
 from ..io.demo import NORMAL_LABELS
-from ..io.folders import SPLITS_FILE, WAVENUMBERS_FILE, available_splits
+from ..io.folders import SPLITS_FILE, available_splits, claim_output, data_files
 from ..io.load import load_dataset
-from ..io.readers import SCAN_SUFFIXES
 from ..preprocess.pipeline import Preprocessor
 from ..preprocess.tissue import TissueRule
 from .paths import (
@@ -53,11 +51,24 @@ from .paths import (
     resolve_data_dir,
     runs_dir,
 )
+from .preflight import check_split_roles, check_training
+from .records import (
+    HISTORY,
+    PARAMS,
+    RECORD_FILES,
+    SCORES,
+    SPLITS,
+    check_scans,
+    fingerprint,
+    read_record,
+    recorded_data_dir,
+    recorded_scans,
+    split_record,
+)
 from .splits import Splits, check_split_names, make_splits
 
-PARAMS, SPLITS, HISTORY, SCORES = "params.json", "splits.json", "history.csv", "scores.json"
-SAMPLE_BLOCK, SAMPLE_BLOCKS = 65536, 4  # bytes per sampled block and blocks per fingerprint
-_RECORD_FILES = (PARAMS, SPLITS, HISTORY, SCORES)
+__all__ = ["HISTORY", "PARAMS", "SCORES", "SPLITS", "RunExistsError", "check_scans", "claim_run_dir", "fingerprint",
+           "claim_run_folder", "is_run", "open_run", "read_record", "resume", "split_record", "train"]
 DATA_FIGURES = "01_"  # figures of notebook 01 (the data, not the model): kept when a run is replaced
 
 
@@ -88,31 +99,53 @@ def is_run(path: str | os.PathLike) -> bool:
     return (p / PARAMS).exists() or (p / SPLITS).exists() or any((p / MODEL_DIR).glob("*.pt"))
 
 
-def claim_run_dir(path: str | os.PathLike, overwrite: bool = False, *, notebooks: tuple[str, ...] = ()) -> Path:
-    """`path` made ready for a new run: refused with `RunExistsError` if it holds one, unless `overwrite`.
+def claim_run_dir(path: str | os.PathLike, overwrite: bool = False, *, notebooks: tuple[str, ...] = ()) -> Claim:
+    """`path` claimed for a new run (`spectra_vae.core.claims`): refused with `RunExistsError` if it holds
+    one, unless `overwrite`; refused if it is a folder of scans or another process's run in progress.
+    Returns the claim, which the caller releases when the run is written.
 
     Overwriting removes what a run writes (record, model, the figures of the notebooks from 02 on,
     the executed `notebooks` and their HTML); notebook 01's figures describe the data, not the
     model, and stay (it runs before 02, in a pipeline and in JupyterLab); other files are left alone.
     """
     p = Path(path).expanduser()
-    if is_run(p):
-        if not overwrite:
-            what = json.loads((p / PARAMS).read_text()).get("created", "") if (p / PARAMS).exists() else ""
-            raise RunExistsError(f"{p} already holds a run{f' (created {what})' if what else ''}; give another "
-                                 "run folder, or overwrite it on purpose: overwrite=True, -p overwrite True for "
-                                 "02_train, --overwrite for the command line")
-        for name in _RECORD_FILES:
-            (p / name).unlink(missing_ok=True)
-        shutil.rmtree(p / MODEL_DIR, ignore_errors=True)
-        for fig in (p / "figures").glob("*") if (p / "figures").is_dir() else []:
-            if not fig.name.startswith(DATA_FIGURES):
-                fig.unlink(missing_ok=True)
-        for nb in notebooks:
-            for f in (p / nb, (p / nb).with_suffix(".html")):
-                f.unlink(missing_ok=True)
-    p.mkdir(parents=True, exist_ok=True)
-    return p
+    claim = claim_output(p, "run", "run folder", writes=[*RECORD_FILES, MODEL_DIR], legacy=_older_run)
+    try:
+        if is_run(p):
+            if not overwrite:
+                try:
+                    created = read_record(p)[0].get("created", "")
+                    what = f" (created {created})" if created else ""
+                except DataError as exc:
+                    what = f" (its record is damaged: {exc})"
+                raise RunExistsError(f"{p} already holds a run{what}; give another run folder, or overwrite it on "
+                                     "purpose: overwrite=True, -p overwrite True for 02_train, --overwrite for the "
+                                     "command line")
+            for name in RECORD_FILES:
+                (p / name).unlink(missing_ok=True)
+            shutil.rmtree(p / MODEL_DIR, ignore_errors=True)
+            for fig in (p / "figures").glob("*") if (p / "figures").is_dir() else []:
+                if not fig.name.startswith(DATA_FIGURES):
+                    fig.unlink(missing_ok=True)
+            for nb in notebooks:
+                for f in (p / nb, (p / nb).with_suffix(".html")):
+                    f.unlink(missing_ok=True)
+    except BaseException:
+        claim.release()
+        raise
+    return claim
+
+
+def claim_run_folder(path: str | os.PathLike) -> Claim:
+    """A run folder claimed for one writer without replacing anything in it (the notebooks after 02 write
+    their figures and copies into the run they read, a resumed run goes on in its own)."""
+    return claim_output(Path(path).expanduser(), "run", "run folder", writes=[*RECORD_FILES, MODEL_DIR],
+                        legacy=_older_run)
+
+
+def _older_run(folder: Path) -> bool:
+    """A run folder written before folders carried markers: a run's record or model, and no scans."""
+    return is_run(folder) and not [n for n in data_files(folder) if n not in RECORD_FILES]
 
 
 def training_run_dir(run_dir: str | os.PathLike, data_dir: str | os.PathLike, overwrite: bool = False
@@ -149,35 +182,17 @@ def find_run(run_dir: str | os.PathLike = "", data_dir: str | os.PathLike = "") 
     wanted = str(Path(data_dir).expanduser().resolve())
     candidates = []
     for p in (runs_dir()).glob(f"*/{PARAMS}"):
-        params = json.loads(p.read_text())
+        try:
+            params = read_record(p.parent)[0]
+        except DataError as exc:
+            warnings.warn(f"skipped a run whose record cannot be read: {exc}", UserWarning, stacklevel=2)
+            continue
         if params.get("data_dir") == wanted:
             candidates.append((params.get("created", ""), p.parent))
     if not candidates:
         raise DataError(f"parameter run_dir: no run trained on {wanted} under {runs_dir()}; "
                         "give run_dir (the folder 02_train wrote)")
     return max(candidates)[1]
-
-
-# -- files -----------------------------------------------------------------------------------
-def fingerprint(path: Path) -> dict[str, Any]:
-    """Size, modification time and a SHA-1 of a few sampled blocks of a file: a cheap change detector."""
-    st = path.stat()
-    h = hashlib.sha1(str(st.st_size).encode())
-    with open(path, "rb") as f:
-        starts = {int(i * max(st.st_size - SAMPLE_BLOCK, 0) / max(SAMPLE_BLOCKS - 1, 1)) for i in range(SAMPLE_BLOCKS)}
-        for start in sorted(starts):
-            f.seek(start)
-            h.update(f.read(SAMPLE_BLOCK))
-    return {"size": st.st_size, "mtime": st.st_mtime, "sample_sha1": h.hexdigest()}
-
-
-def _scan_path(data: Path, name: str) -> Path:
-    """Where scan `name` of a data source lives (the source itself when it is one file)."""
-    return data if data.is_file() else data / name
-
-
-def _scan_files(dataset: SpectralDataset) -> dict[str, Path]:
-    return {s.name: s.path for s in dataset.scan_objects if s.path is not None}
 
 
 # -- the record ------------------------------------------------------------------------------
@@ -198,14 +213,16 @@ class Run:
     @property
     def normal_labels(self) -> tuple[str, ...]:
         """Label names that count as normal: the run's `normal_labels`, else background, stroma and
-        epithelium (`spectra_vae.io.demo.NORMAL_LABELS`); every other label is an anomaly."""
+        epithelium (`spectra_vae.io.demo.NORMAL_LABELS`); every other label is an anomaly. () when the
+        run's scans have no label maps: there is nothing to name."""
+        parts = (self.splits.train, self.splits.validation, self.splits.test, self.abnormal)
+        if all(ds is None or ds.labels is None for ds in parts):
+            return ()
         return tuple(self.params.get("normal_labels") or NORMAL_LABELS)
 
     def scans(self) -> SpectralDataset:
         """Every scan of the run (train, validation, test, abnormal), whole, in that order."""
-        names = list(dict.fromkeys(self.record["train"] + self.record["validation"] + self.record["test"]
-                                   + self.record.get("abnormal", [])))
-        return load_dataset(self.data_dir).select_scans(names)
+        return load_dataset(self.data_dir).select_scans(recorded_scans(self.record))
 
     def roles(self) -> dict[str, str]:
         """Per scan name, its split: train, validation, test or abnormal."""
@@ -213,55 +230,6 @@ class Run:
         for role in ("abnormal", "test", "validation", "train"):
             out |= {n: role for n in self.record.get(role, [])}
         return out
-
-
-def split_record(data_dir: Path, splits: Splits, abnormal: SpectralDataset | None, seed: int) -> dict[str, Any]:
-    """The scan lists of each split with a fingerprint of every scan file."""
-    train, val, test = splits.train, splits.validation, splits.test
-    by = "pixel" if set(train.scans) & set(test.scans) else "scan"
-    files: dict[str, Path] = {}
-    for ds in (train, val, test, abnormal):
-        if ds is not None:
-            files |= _scan_files(ds)
-    return {"data_dir": str(data_dir.resolve()), "how": splits.how, "by": by, "seed": seed,
-            "train": train.scans, "validation": val.scans if val is not None else [], "test": test.scans,
-            "abnormal": abnormal.scans if abnormal is not None else [],
-            "scans": {name: fingerprint(p) for name, p in files.items()}}
-
-
-def read_record(run: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(params, splits record) of a run; runs from before params.json keep their model/splits.json."""
-    splits_path = run / SPLITS if (run / SPLITS).exists() else run / MODEL_DIR / SPLITS
-    record = json.loads(splits_path.read_text()) if splits_path.exists() else {}
-    params = json.loads((run / PARAMS).read_text()) if (run / PARAMS).exists() else {}
-    return params, record
-
-
-def check_scans(data_dir: Path, record: dict[str, Any]) -> list[str]:
-    """Notes on the data folder against the record; a `DataError` when recorded scans are missing."""
-    recorded = list(dict.fromkeys(record["train"] + record["validation"] + record["test"]
-                                  + record.get("abnormal", [])))
-    missing = [n for n in recorded if not _scan_path(data_dir, n).exists()]
-    if missing:
-        raise DataError(f"{data_dir}: {len(missing)} scan(s) this run was trained and tested with are missing: "
-                        f"{missing[:10]}; restore them or give data_dir where they are")
-    notes = []
-    present = [p.name for p in sorted(data_dir.iterdir()) if p.is_file() and p.suffix.lower() in SCAN_SUFFIXES
-               and not p.name.startswith(".") and p.name != WAVENUMBERS_FILE] if data_dir.is_dir() else []
-    new = [n for n in present if n not in recorded]
-    if new:
-        notes.append(f"{len(new)} scan(s) in {data_dir} are not part of this run and are ignored: {new[:10]}"
-                     + (" …" if len(new) > 10 else ""))
-    for name, was in record.get("scans", {}).items():
-        now = fingerprint(_scan_path(data_dir, name))
-        what = [f"{k} {was[k]} → {now[k]}" for k in ("size",) if was.get(k) != now[k]]
-        if was.get("sample_sha1") != now["sample_sha1"]:
-            what.append("sampled content differs")
-        if not what and was.get("mtime") != now["mtime"]:
-            what.append("modification time differs (sampled content identical)")
-        if what:
-            notes.append(f"{name} changed since training: {', '.join(what)}")
-    return notes
 
 
 def recorded_splits(data_dir: Path, record: dict[str, Any]) -> tuple[Splits, SpectralDataset | None]:
@@ -274,7 +242,7 @@ def recorded_splits(data_dir: Path, record: dict[str, Any]) -> tuple[Splits, Spe
                                                                   seed=int(record.get("seed", 0)))
     else:
         train, test = ds.select_scans(record["train"]), ds.select_scans(record["test"])
-        val = ds.select_scans(record["validation"]) if record["validation"] else None
+        val = ds.select_scans(record["validation"]) if record.get("validation") else None
     abnormal = ds.select_scans(record["abnormal"]) if record.get("abnormal") else None
     return Splits(train, val, test, f"{how} (as recorded with the run)"), abnormal
 
@@ -286,18 +254,12 @@ def open_run(run_dir: str | os.PathLike = "", checkpoint: str = "", data_dir: st
     hold the same scans. New scans there are ignored and reported in `Run.notes` (and as a warning).
     """
     run = find_run(run_dir, data_dir)
+    params, record = read_record(run)
+    if not record:
+        raise DataError(f"{run}: no recorded splits ({SPLITS}); this run cannot be reopened on its own splits")
     ckpt = resolve_checkpoint(checkpoint, run)
     vae = SpectraVAE.load(ckpt)
-    params, record = read_record(run)
-    if str(data_dir) == "" and record.get("data_dir"):
-        data = Path(record["data_dir"])
-        if not data.exists():
-            raise DataError(f"{run}: the data folder of this run, {data}, does not exist; give data_dir")
-    else:
-        data = resolve_data_dir(data_dir)
-    if not record.get("train"):
-        raise DataError(f"{run}: no recorded splits ({SPLITS}); this run cannot be reopened on its own splits")
-    record.setdefault("validation", [])
+    data = recorded_data_dir(run, record, "open_run") if str(data_dir) == "" else resolve_data_dir(data_dir)
     notes = check_scans(data, record)
     for note in notes:
         warnings.warn(note, UserWarning, stacklevel=2)
@@ -323,8 +285,11 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike = "", *, overwrite
           **model: Any) -> tuple[SpectraVAE, Splits, Path]:
     """Train a new run in `out` ("" → a new folder; see `training_run_dir`); returns (vae, splits, final.pt).
 
-    Writes params.json and splits.json before training (so an interrupted run can be resumed),
-    then model/final.pt, history.csv and the tissue rule. `model` holds `SpectraVAE` parameters.
+    Everything is checked before the folder is claimed (`claim_run_dir`: a folder of scans, another run
+    or another writer is refused): the split names, the parameters, the preprocessing against the axis,
+    the training pixels and the model's memory (`preflight.check_training`). Then params.json and
+    splits.json are written before training (so an interrupted run can be resumed), then
+    model/final.pt, history.csv and the tissue rule. `model` holds `SpectraVAE` parameters.
     """
     data = resolve_data_dir(data_dir)
     rank, world = init_distributed()
@@ -332,6 +297,7 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike = "", *, overwrite
         raise DataError("a distributed run needs --out: every process must write to and read from the same folder")
     names = {"train_split": train_split, "val_split": val_split, "test_split": test_split,
              "abnormal_split": abnormal_split}
+    check_split_roles(names)
     if data.is_dir() and (data / SPLITS_FILE).exists():  # names checked, and no scan in two of them
         given = {k: v for k, v in names.items() if v}
         check_split_names(data, given, required=set(given))
@@ -342,59 +308,64 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike = "", *, overwrite
     vae._check_params()  # bad data, split names or parameters fail before any folder is touched
     # steps that need the axis (a cut outside the data, cm⁻¹ on bare scans) fail here, not after the record
     Preprocessor(vae.preprocess).check(splits.train.wavenumbers, known=splits.train.wavenumbers_known)
+    check_training(vae, splits.train)
     if str(out):
         check_output_dir(out, "out")
     run, replace = training_run_dir(out, data_dir, overwrite)
-    if rank == 0:
-        claim_run_dir(run, replace)
-        params = {"data_dir": str(data.resolve()), **names, "normal_labels": _parse_labels(normal_labels),
-                  **{k: v for k, v in vae.get_params().items() if k != "verbose"},
-                  "created": _dt.datetime.now().isoformat(timespec="seconds"), "spectra_vae_version": __version__}
-        write_json_atomic(run / PARAMS, params)
-        record = split_record(data, splits, abnormal, vae.seed) | {"tissue_only": vae.tissue_only}
-        write_json_atomic(run / SPLITS, record)
-    model_dir = run / MODEL_DIR
-    model_dir.mkdir(parents=True, exist_ok=True)
-    vae.fit(splits.train, validation=splits.validation, checkpoint_dir=model_dir)
-    if vae.tissue_only:
-        splits = splits.tissue_only(vae.tissue_rule_)
-    final = model_dir / FINAL
-    if dist_info()[0] == 0:  # in a distributed run only the first process writes
-        _finish(run, vae, splits.how)
-    return vae, splits, final
+    claim = claim_run_dir(run, replace) if rank == 0 else None
+    try:
+        if rank == 0:
+            params = {"data_dir": str(data.resolve()), **names, "normal_labels": _parse_labels(normal_labels),
+                      **{k: v for k, v in vae.get_params().items() if k != "verbose"},
+                      "created": _dt.datetime.now().isoformat(timespec="seconds"), "spectra_vae_version": __version__}
+            write_json_atomic(run / PARAMS, params)
+            record = split_record(data, splits, abnormal, vae.seed) | {"tissue_only": vae.tissue_only}
+            write_json_atomic(run / SPLITS, record)
+        model_dir = run / MODEL_DIR
+        model_dir.mkdir(parents=True, exist_ok=True)
+        vae.fit(splits.train, validation=splits.validation, checkpoint_dir=model_dir)
+        if vae.tissue_only:
+            splits = splits.tissue_only(vae.tissue_rule_)
+        if dist_info()[0] == 0:  # in a distributed run only the first process writes
+            _finish(run, vae, splits.how)
+    finally:
+        if claim is not None:
+            claim.release()
+    return vae, splits, run / MODEL_DIR / FINAL
 
 
 def _finish(run: Path, vae: SpectraVAE, how: str) -> None:
     """The model, history and tissue rule written into the run once training ends."""
     vae.save(run / MODEL_DIR / FINAL)
     write_text_atomic(run / HISTORY, vae.history.to_csv(index=False))
-    record = json.loads((run / SPLITS).read_text())
+    _, record = read_record(run)
     assert vae.tissue_rule_ is not None  # fit sets it, and a run's checkpoints store it for resume
     write_json_atomic(run / SPLITS, record | {"how_trained": how, "tissue_rule": vae.tissue_rule_.to_dict()})
 
 
 def resume(run_dir: str | os.PathLike, epochs: int | str | None = None) -> tuple[SpectraVAE, Splits, Path]:
-    """Continue a run from its `last` checkpoint on its recorded splits, to `epochs` (default: as planned)."""
+    """Continue a run from its `last` checkpoint on its recorded splits, to `epochs` (default: as planned).
+    The run's folder is claimed while it trains: a second writer is refused."""
     run = Path(run_dir).expanduser()
     last = run / MODEL_DIR / LAST
     if not last.exists():
         raise DataError(f"resume: {run} has no {MODEL_DIR}/{LAST} to continue from")
     params, record = read_record(run)
-    if not record.get("train"):
+    if not record:
         raise DataError(f"resume: {run} has no recorded splits ({SPLITS})")
-    data = Path(record["data_dir"])
-    record.setdefault("validation", [])
+    data = recorded_data_dir(run, record, "resume")
     for note in check_scans(data, record):
         warnings.warn(note, UserWarning, stacklevel=2)
     splits, _ = recorded_splits(data, record)
-    vae = SpectraVAE.resume(last, splits.train, validation=splits.validation, checkpoint_dir=run / MODEL_DIR,
-                            epochs=epochs)
-    if vae.tissue_only:
-        splits = splits.tissue_only(vae.tissue_rule_)
-    if params:
-        write_json_atomic(run / PARAMS, params | {"epochs": vae.epochs,
-                                           "resumed": _dt.datetime.now().isoformat(timespec="seconds")})
-    _finish(run, vae, splits.how)
+    with claim_run_folder(run):
+        vae = SpectraVAE.resume(last, splits.train, validation=splits.validation, checkpoint_dir=run / MODEL_DIR,
+                                epochs=epochs)
+        if vae.tissue_only:
+            splits = splits.tissue_only(vae.tissue_rule_)
+        if params:
+            write_json_atomic(run / PARAMS, params | {"epochs": vae.epochs,
+                                                      "resumed": _dt.datetime.now().isoformat(timespec="seconds")})
+        _finish(run, vae, splits.how)
     return vae, splits, run / MODEL_DIR / FINAL
 
 
@@ -402,5 +373,8 @@ def read_history(run: str | os.PathLike) -> pd.DataFrame:
     """A run's history.csv (from its final checkpoint for runs from before history.csv)."""
     p = Path(run)
     if (p / HISTORY).exists():
-        return pd.read_csv(p / HISTORY)
+        try:
+            return pd.read_csv(regular_file(p / HISTORY))
+        except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:  # EmptyDataError is a ValueError
+            raise DataError(f"{p / HISTORY}: not a readable history table ({type(exc).__name__}: {exc})") from None
     return SpectraVAE.load(p / MODEL_DIR / FINAL, device="cpu").history

@@ -19,6 +19,7 @@ import pandas as pd
 
 from ..core.errors import DataError
 from ..core.files import write_text_atomic
+from ..io.folders import claim_output, data_files
 from . import compare, runs
 from .notebooks import PipelineError, export_html, run_pipeline
 from .parameters import check_parameters
@@ -91,7 +92,25 @@ def run_sweep(data: str | os.PathLike, out: str | os.PathLike, grid: dict[str, l
     if taken and not overwrite:
         raise runs.RunExistsError(f"sweep: {len(taken)} run(s) already in {out}: {taken[:3]}; give another --out "
                                   "or --overwrite")
-    out.mkdir(parents=True, exist_ok=True)
+    claim = claim_output(out, "sweep", "--out", writes=(TABLE, COMPARE_NOTEBOOK), legacy=_older_sweep)
+    try:
+        table = _sweep(src, data, out, combos, targets, fixed, kernel_name, live, log)
+    except BaseException:  # a sweep that made nothing leaves no folder behind
+        claim.release(discard=not any(runs.is_run(t) for t in targets) and not (out / TABLE).exists())
+        raise
+    claim.release()
+    return table
+
+
+def _older_sweep(folder: Path) -> bool:
+    """A sweep written before folders carried markers: its runs.csv and nothing that looks like scans besides."""
+    return (folder / TABLE).is_file() and data_files(folder) == [TABLE]
+
+
+def _sweep(src: Path, data: str | os.PathLike, out: Path, combos: list[dict[str, Any]], targets: list[Path],
+           fixed: dict[str, Any], kernel_name: str | None, live: bool, log: Callable[[str], Any]) -> pd.DataFrame:
+    import papermill as pm
+
     for k, (combo, target) in enumerate(zip(combos, targets, strict=True)):
         log(f"[sweep {k + 1}/{len(combos)}] {target.name}")
         run_pipeline(data, target, {**fixed, **combo}, notebooks_dir=src, notebooks=(TRAIN_NOTEBOOK,), html=False,

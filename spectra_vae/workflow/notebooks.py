@@ -21,14 +21,14 @@ from typing import Any
 from ..core.errors import DataError
 from ..core.files import check_output_dir, write_text_atomic
 from ..io.dataset import SpectralDataset
-from ..io.folders import SPLITS_FILE, WAVENUMBERS_FILE
+from ..io.folders import SPLITS_FILE, WAVENUMBERS_FILE, available_splits
 from ..io.load import load_dataset
 from ..preprocess.pipeline import Preprocessor
 from . import runs
-from .parameters import check_parameters, coerce_parameter
+from .parameters import NOTEBOOK_PARAMETERS, SPLIT_PARAMETERS, check_parameters, coerce_parameter
 from .paths import DEMO_DATA, project_root, resolve_data_dir, runs_dir
 from .preflight import check_kernel, check_split_roles
-from .splits import EXPLORED_SPLITS, check_split_names, split_names
+from .splits import EXPLORED_SPLITS, check_split_names, explored_splits, split_names
 
 logger = logging.getLogger(__name__)
 
@@ -166,9 +166,10 @@ def _execute(pm: Any, src: Path, declared: dict[str, dict[str, dict[str, str]]],
             note = ""  # the first notebook names what is wrong with the data
         if note:
             say(f"warning: {note}")
+    explored = run_explored_splits(resolve_data_dir(data_dir), parameters)
     for name in notebooks:
         path = src / name
-        params = {k: v for k, v in {"data_dir": data_dir, "run_dir": str(out), **parameters}.items()
+        params = {k: v for k, v in {"data_dir": data_dir, "run_dir": str(out), **explored, **parameters}.items()
                   if k in declared[name]}
         target = out / name
         say(f"[{name}] running with {params}")
@@ -186,6 +187,19 @@ def _execute(pm: Any, src: Path, declared: dict[str, dict[str, dict[str, str]]],
         written.append(target)
         if html:
             written.append(export_html(target))
+
+
+def run_explored_splits(data: Path, parameters: dict[str, Any]) -> dict[str, str]:
+    """Notebook 01's `split` and `scattered_split` in a pipeline run, where the data folder has a split file
+    and neither was given: the run's own splits, and their uncorrected twins where the folder holds them
+    (`splits.explored_splits`), so that 01 explores the scans the run uses. {} otherwise."""
+    if set(EXPLORED_SPLITS) & set(parameters) or not (data.is_dir() and os.path.lexists(data / SPLITS_FILE)):
+        return {}
+    run_splits = [parameters.get(k, NOTEBOOK_PARAMETERS[k].default) for k in SPLIT_PARAMETERS]
+    explored = explored_splits(available_splits(data), [k for k in run_splits if isinstance(k, str)])
+    if "scattered_dir" in parameters:  # a folder of the other variant given: it is read with `split`'s names
+        explored.pop("scattered_split", None)
+    return explored if explored.get("split") else {}
 
 
 def axis_warning(dataset: SpectralDataset) -> str:

@@ -46,9 +46,9 @@ table[shown].round(5)
 
 # %%
 histories = {name: workflow.read_history(path) for name, path in zip(table.index, table["path"], strict=True)}
-for column, ylabel in (("val_loss", "validation loss (reconstruction + β·KL per pixel)"),
-                       ("val_rmse", "validation RMSE (each run's model units)")):
-    fig = plots.loss_curves(histories, column, f"{column} per epoch", ylabel)
+for column, what, ylabel in (("val_loss", "Validation loss", "validation loss (reconstruction + β·KL per pixel)"),
+                             ("val_rmse", "Validation RMSE", "validation RMSE (each run's model units)")):
+    fig = plots.loss_curves(histories, column, f"{what} per epoch, one line per run", ylabel)
     workflow.save_figure(fig, report, f"06_{column}")
 
 # %% [markdown]

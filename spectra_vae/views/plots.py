@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator
 
 from ..io.dataset import SpectralDataset
 
@@ -274,6 +275,11 @@ def error_histogram(errors: Mapping[str, np.ndarray], noise_level: float | None 
     if noise_level:
         ax.axvline(noise_level, color="k", ls=":", label=f"noise level {noise_level:g}")
     ax.set_xscale("log")
+    if allv.max() > 10 * allv.min():  # over a decade matplotlib labels every minor tick, and they overlap
+        plain = FuncFormatter(lambda v, _: f"{v:g}")
+        ax.xaxis.set_major_formatter(plain)
+        ax.xaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
+        ax.xaxis.set_minor_formatter(plain)
     ax.set_xlabel(f"per-pixel RMSE, {units}")
     ax.set_ylabel("pixels")
     ax.set_title(title)

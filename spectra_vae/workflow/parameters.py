@@ -37,11 +37,12 @@ NOTEBOOK_PARAMETERS: dict[str, Param] = table([
     Param("normal_labels", "", Text("background,stroma,epithelium"),
           "label names that count as normal, comma-separated; empty: background, stroma and epithelium"),
     Param("split", "", Text("normal_corr_train,abnormal_corr"), "splits notebook 01 explores, comma-separated; "
-          "empty: all scans", cli=False),
+          "empty: all scans (in a pipeline run: the run's splits)", cli=False),
     Param("scattered_dir", "auto", Text(), "the same scans uncorrected for scattering, shown beside; auto: the "
           "demo's twin; empty: none", cli=False),
     Param("scattered_split", "", Text(), "the uncorrected twins' splits when both variants share a folder, in "
-          "split's order", cli=False),
+          "split's order (in a pipeline run: the run's splits named with uncorr for corr, where the folder has them)",
+          cli=False),
     Param("emsc_degree", 2, Whole(0, 10), "polynomial degree of EMSC's baseline in notebook 01's comparison",
           cli=False),
     Param("max_pixels", 20000, Whole(1), "pixels per scan used for the mean spectra", cli=False),

@@ -24,6 +24,8 @@ preprocess: str = ""  # empty: none; e.g. cut(950,1800)|snv, or emsc on uncorrec
 tissue_only: bool = False  # True: train and validate on tissue pixels only (amide I mask); use with snv/vector
 tissue_threshold: str = "auto"  # tissue rule: "auto" finds the background, a number sets it, "none": no mask
 latent_dim: int = 2
+architecture: str = "mlp"  # mlp | spatial (sees each pixel's neighbourhood) | unmixing (component spectra)
+neighbourhood: int = 3  # spatial: the k of the k×k neighbourhood
 hidden_dims: str = "221,110"  # encoder layer sizes; the decoder mirrors them
 reconstruction: str = "gaussian"  # gaussian | mse | mae | bce
 beta: float = 1.0
@@ -44,9 +46,11 @@ normal_labels: str = ""  # label names that count as normal, comma-separated (fo
 from spectra_vae import workflow
 from spectra_vae.views import plots
 
+workflow.plain_warnings()  # warnings about the data as their message alone
 # the same checks `python -m spectra_vae pipeline` applies before it starts (type, sign, range)
 params = workflow.check_parameters(dict(
-    epochs=epochs, latent_dim=latent_dim, hidden_dims=hidden_dims, reconstruction=reconstruction, beta=beta,
+    epochs=epochs, latent_dim=latent_dim, architecture=architecture, neighbourhood=neighbourhood,
+    hidden_dims=hidden_dims, reconstruction=reconstruction, beta=beta,
     batch_size=batch_size, learning_rate=learning_rate, patience=patience, seed=seed, device=device,
     precision=precision, preprocess=preprocess, tissue_only=tissue_only, tissue_threshold=tissue_threshold,
 ))
@@ -80,8 +84,9 @@ vae.history.round(5)
 
 # %% [markdown]
 # ## Loss curves
-# Reconstruction and KL apart (log scale where the values are positive; the Gaussian NLL can be negative,
-# then symlog), and the validation RMSE in absorbance units. The dashed line marks the best epoch, whose
+# Reconstruction and KL apart (log scale where the values are positive; the Gaussian NLL goes below zero, then a
+# linear scale fitted to the epochs after the first tenth, which run far above), and the validation RMSE in the
+# model's units (absorbance, unless the preprocessing changes them). The dashed line marks the best epoch, whose
 # weights the model keeps.
 
 # %%

@@ -29,9 +29,11 @@ from ..core.logs import show_messages
 from ..core.metrics import pixel_rmse
 from ..io.dataset import SpectralDataset, check_compatible
 from ..io.load import as_dataset
+from ..io.neighbours import NeighbourhoodView
+from ..model.architectures import build_model
 from ..model.batches import TRIM_EVERY, release_freed_memory
 from ..model.checkpoint import save_checkpoint
-from ..model.networks import VAE, ModelConfig
+from ..model.networks import ModelConfig
 from ..model.train import (
     WARMUP_STEPS,
     PixelBatches,
@@ -66,14 +68,16 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
     monitor_: Monitor | None  # None: loaded from a file without a residual model (older, or a best.pt)
 
     def __init__(self, latent_dim: int = 2, hidden_dims: tuple[int, ...] = (221, 110), *,
-                 reconstruction: str = "gaussian", beta: float = 1.0, normalisation: str = "auto",
-                 noise: str = "shared", preprocess: str = "",
+                 architecture: str = "mlp", neighbourhood: int = 3, reconstruction: str = "gaussian",
+                 beta: float = 1.0, normalisation: str = "auto", noise: str = "shared", preprocess: str = "",
                  epochs: int | str = "auto", batch_size: int = 512, learning_rate: float = 2e-3,
                  patience: int | None = 10, seed: int = 0, device: str = "auto",
                  precision: str = "fp32", tissue_threshold: float | str = "auto", tissue_only: bool = False,
                  checkpoint_minutes: float | None = 30.0, verbose: bool = True) -> None:
         self.latent_dim = latent_dim
         self.hidden_dims = tuple(hidden_dims) if isinstance(hidden_dims, (list, tuple)) else hidden_dims
+        self.architecture = architecture
+        self.neighbourhood = neighbourhood
         self.reconstruction = reconstruction
         self.beta = beta
         self.normalisation = normalisation
@@ -128,9 +132,12 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
         check_model_params(self.get_params())
 
     def normalisation_method(self) -> str:
-        """The normalisation in use: `auto` is min–max for `bce`, `global_standard` otherwise."""
+        """The normalisation in use: `auto` is `global_scale` for the unmixing architecture (absorbance
+        keeps its zero), min–max for `bce`, `global_standard` otherwise."""
         if self.normalisation != "auto":
             return self.normalisation
+        if self.architecture == "unmixing":
+            return "global_scale"
         return "minmax" if self.reconstruction == "bce" else "global_standard"
 
     # -- fitting -------------------------------------------------------------------------
@@ -143,6 +150,11 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
         self._check_params()
         check_checkpoint_dir(checkpoint_dir)  # a file there fails now, not after the first epoch
         pre = Preprocessor(self.preprocess)  # a bad pipeline fails before any work
+        if self.architecture == "unmixing" and not pre.keeps_absorbance:
+            raise DataError(f"SpectraVAE parameter preprocess={self.preprocess!r}: the unmixing architecture models "
+                            "absorbance as thickness × a mixture of non-negative component spectra, and derivatives "
+                            "and snv do not keep spectra absorbance-like; use cut, resample, baseline, rubberband, "
+                            "emsc, vector or amide1, or architecture='mlp'")
         train = as_dataset(data)
         val = None if validation is None else as_dataset(validation)
         if val is not None:
@@ -185,9 +197,10 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
             log.info("prepared in %.0f s", time.perf_counter() - started)
         output = "sigmoid" if self.normalisation_method() in ("minmax", "global_minmax") else "linear"
         self.model_config_ = ModelConfig(train.n_channels, self.latent_dim, self.hidden_dims, output,
-                                         noise=self.noise)
+                                         noise=self.noise, architecture=self.architecture,
+                                         neighbourhood=self.neighbourhood)
         check_training_set(train, self.model_config_, self.batch_size, self.device_)  # before any allocation
-        self.model_ = VAE(self.model_config_).to(self.device_)
+        self.model_ = build_model(self.model_config_).to(self.device_)
         self.optimizer_ = make_optimizer(self.model_, self.learning_rate, self.device_)
         self._state = TrainState()
         self._generators = self._new_generators()
@@ -236,7 +249,7 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
         rank, world = init_distributed()
         train = train.shard(rank, world)
         val = None if val is None else val.shard(rank, world)
-        batches = PixelBatches(train, self.normaliser_, self.batch_size, self.device_)
+        batches = PixelBatches(self._inputs(train), self.normaliser_, self.batch_size, self.device_)
         if world > 1:
             # The gradients are averaged over the processes at every step, so every process takes
             # the same number of steps: the smallest shard's. All start from the first one's weights.
@@ -245,7 +258,8 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
         self._place_resumed_position(len(batches))
         val_batches = None
         if val is not None and len(val):
-            val_batches = PixelBatches(val, self.normaliser_, max(self.batch_size, PREDICT_BATCH), self.device_)
+            val_batches = PixelBatches(self._inputs(val), self.normaliser_, max(self.batch_size, PREDICT_BATCH),
+                                       self.device_)
         scale = torch.as_tensor(self.normaliser_.scale_, dtype=torch.float32, device=self.device_)
         self._batches_per_epoch = len(batches)
         directory = self.checkpoint_dir_
@@ -331,14 +345,25 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
         """(pixels as the model sees them, normalised tensor on device) in batches, streaming from disk."""
         ds = self.prepare(data)
         self.model_.eval()
-        for i, chunk in enumerate(ds.iter_chunks(PREDICT_BATCH), start=1):
-            yield chunk, torch.from_numpy(self.normaliser_.transform(chunk)).to(self.device_)
+        c = self.model_config_.n_channels
+        for i, chunk in enumerate(self._inputs(ds).iter_chunks(PREDICT_BATCH), start=1):
+            yield chunk[:, :c], torch.from_numpy(self.normaliser_.transform(chunk)).to(self.device_)
             if i % TRIM_EVERY == 0:  # memory does not grow with the dataset (see release_freed_memory)
                 release_freed_memory()
 
+    def _inputs(self, data: SpectralDataset) -> Any:
+        """What the encoder reads of prepared data: the pixels themselves, or for the spatial
+        architecture each pixel with its neighbourhood's mean (`spectra_vae.io.neighbours`), where
+        neighbours count only on the same side of the model's tissue rule as the centre pixel."""
+        if self.model_config_.architecture != "spatial":
+            return data
+        rule, wavenumbers = self.tissue_rule_, data.raw().wavenumbers
+        side = None if rule is None or rule.measure == "none" else (lambda raw: rule.mask_spectra(raw, wavenumbers))
+        return NeighbourhoodView(data, self.model_config_.neighbourhood, side)
+
     def _decode_mean(self, x: torch.Tensor) -> np.ndarray:
         """decode(μ) of a normalised batch, back in absorbance (the data's units)."""
-        return self.normaliser_.inverse_transform(self.model_.decode(self.model_.encode(x)[0]).cpu().numpy())
+        return self.normaliser_.inverse_transform(self.model_.infer(x)[2].cpu().numpy())
 
     def transform(self, data: Any) -> np.ndarray:
         """Latent means μ, `(n_pixels, latent_dim)`; deterministic (NaN rows for excluded array rows)."""
@@ -360,46 +385,50 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
                 _every_row(data, ds, _concat(logvars, self.latent_dim)))
 
     def score(self, data: Any, y: Any = None) -> float:
-        """Negative RMSE in absorbance units of the reconstructions decode(μ), over all pixels and the
-        channels the model keeps; higher is better, and comparable across preprocessing, normalisation
-        and β (scikit-learn's `score`, used by `GridSearchCV` and `cross_val_score`).
+        """Negative RMSE in absorbance units of the reconstructions at the latent mean, over all pixels
+        and the channels the model keeps; higher is better, and comparable across preprocessing,
+        normalisation and β (scikit-learn's `score`, used by `GridSearchCV` and `cross_val_score`).
 
         Per-spectrum normalisations and baselines (`snv`, `vector`, `amide1`, `baseline`,
-        `rubberband`) are undone pixel by pixel; a leading `cut` compares on its channels. Steps
-        that cannot be undone (`resample`, `savgol`, a `cut` after another step) raise `DataError`.
+        `rubberband`, `emsc`) are undone pixel by pixel; a leading `cut` compares on its channels.
+        Steps that cannot be undone (`resample`, `savgol`, a `cut` after another step) raise `DataError`.
         """
         self._check_fitted()
-        ds = as_dataset(data)
-        self.prepare(ds)  # checks the axis
-        ds = ds.raw()
         steps = self.preprocessor_.steps
         lead = 0
         while lead < len(steps) and steps[lead].name == "cut":
             lead += 1
-        if lead == 0:
-            if self.preprocessor_ and not self.preprocessor_.invertible:
-                raise DataError(f"score: preprocess {self.preprocess!r} cannot be undone, so there is no RMSE in "
-                                "absorbance units; compare such models by reconstruction_error in their own space")
-            total, count = 0.0, 0
-            for raw in ds.iter_chunks(PREDICT_BATCH, dtype=np.float64):
-                one = as_dataset(raw.astype(np.float32))
-                back = self.reconstruct(one, original_units=True)
-                total, count = total + float(((back - raw) ** 2).sum()), count + raw.size
-            return -math.sqrt(total / max(count, 1))
-        cut, rest = self.preprocessor_.split(lead)
-        if not rest.invertible:
-            raise DataError(f"score: preprocess {self.preprocess!r} cannot be undone after its cut, so there is no "
-                            "RMSE in absorbance units; compare such models by reconstruction_error in their own space")
         total, count = 0.0, 0
-        with torch.no_grad():
-            for raw in ds.iter_chunks(PREDICT_BATCH):
-                a = cut.transform(raw)
-                processed, undo = rest.transform(a, return_inverse=True)
-                x = torch.from_numpy(self.normaliser_.transform(processed)).to(self.device_)
-                back = rest.inverse_transform(self._decode_mean(x), undo)
-                total += float(((back.astype(np.float64) - a) ** 2).sum())
-                count += a.size
+        for original, back in self._in_original_units(data, lead, "score"):
+            total += float(((back.astype(np.float64) - original) ** 2).sum())
+            count += original.size
         return -math.sqrt(total / max(count, 1))
+
+    def _in_original_units(self, data: Any, lead: int, what: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Per chunk of pixels: (the spectra after the first `lead` steps of the pipeline, their
+        reconstructions in the same units: the rest of the pipeline undone pixel by pixel)."""
+        ds = as_dataset(data)
+        prepared = self.prepare(ds)  # also checks the axis
+        head, rest = self.preprocessor_.split(lead)
+        if not rest.invertible:
+            after = " after its cut" if lead else ""
+            raise DataError(f"{what}: preprocess {self.preprocess!r} cannot be undone{after}, so there is no result "
+                            "in absorbance units; compare such models by reconstruction_error in their own space")
+        raw = ds.raw()
+        with torch.no_grad():
+            for s in range(0, len(raw), PREDICT_BATCH):
+                positions = np.arange(s, min(s + PREDICT_BATCH, len(raw)))
+                a = head.transform(raw.read(positions)) if head else raw.read(positions)
+                processed, undo = rest.transform(a, return_inverse=True)
+                r = self._decode_mean(self._model_input(prepared, positions, processed))
+                yield a, rest.inverse_transform(r, undo)
+
+    def _model_input(self, prepared: SpectralDataset, positions: np.ndarray, spectra: np.ndarray) -> torch.Tensor:
+        """The encoder's input for pixels at `positions` of `prepared` whose spectra (as the model sees
+        them) are `spectra`: normalised, with their neighbourhoods' mean for the spatial architecture."""
+        if self.model_config_.architecture == "spatial":
+            spectra = np.concatenate([spectra, self._inputs(prepared).neighbour_means(positions, spectra)], axis=1)
+        return torch.from_numpy(self.normaliser_.transform(spectra)).to(self.device_)
 
     def decode(self, z: np.ndarray) -> np.ndarray:
         """Spectra (absorbance, original units) decoded from latent points `(n, latent_dim)`."""
@@ -425,18 +454,10 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
         return _every_row(data, ds, _concat(out, self.model_config_.n_channels))
 
     def _reconstruct_original(self, data: Any) -> np.ndarray:
-        pre = self.preprocessor_
-        if not pre.invertible:
-            raise DataError(f"preprocess {pre.spec!r} cannot be undone; reconstructions exist only in the "
-                            "preprocessed space")
-        self.prepare(data)  # checks the axis
-        out = []
-        with torch.no_grad():
-            for raw in as_dataset(data).iter_chunks(PREDICT_BATCH):
-                y, undo = pre.transform(raw, return_inverse=True)
-                x = torch.from_numpy(self.normaliser_.transform(y)).to(self.device_)
-                r = self._decode_mean(x)
-                out.append(pre.inverse_transform(r, undo))
+        if not self.preprocessor_.invertible:
+            raise DataError(f"preprocess {self.preprocessor_.spec!r} cannot be undone; reconstructions exist only "
+                            "in the preprocessed space")
+        out = [back for _, back in self._in_original_units(data, 0, "reconstruct")]
         return _concat(out, len(self.wavenumbers_))
 
     def reconstruction_error(self, data: Any) -> np.ndarray:

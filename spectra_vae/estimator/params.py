@@ -14,6 +14,7 @@ import torch
 from ..core.errors import DataError
 from ..core.params import AnyOf, Flag, Nothing, Number, Options, Param, Sizes, Text, Whole, table
 from ..model.loss import RECONSTRUCTIONS
+from ..model.networks import ARCHITECTURES
 from ..model.train import PRECISIONS
 from ..preprocess.normalise import METHODS
 from ..preprocess.pipeline import parse as parse_preprocess
@@ -46,6 +47,10 @@ def check_device(device: Any) -> None:
 PARAMETERS: dict[str, Param] = table([
     Param("latent_dim", 2, Whole(1, MAX_LATENT_DIM), "size of the latent space (the number of latent dimensions)"),
     Param("hidden_dims", (221, 110), Sizes(MAX_LAYER_SIZE), "encoder layer sizes; the decoder mirrors them"),
+    Param("architecture", "mlp", Options(ARCHITECTURES),
+          "mlp: the spectrum alone; spatial: the encoder also sees the pixel's k×k neighbourhood; unmixing: "
+          "a Beer–Lambert decoder, thickness × a mixture of learned component spectra + a baseline"),
+    Param("neighbourhood", 3, Whole(3, 15), "spatial: the k of the k×k neighbourhood the encoder sees (odd)"),
     Param("reconstruction", "gaussian", Options(RECONSTRUCTIONS),
           "the reconstruction term: gaussian (a calibrated noise level), mse, mae or bce"),
     Param("beta", 1.0, Number(0.0, 1e6), "weight of the KL term (β-VAE; 1 is the ELBO)"),
@@ -88,6 +93,14 @@ def check_model_params(values: dict[str, Any]) -> None:
             refused = why.startswith(("expected", "must be")) and "got" in why
             raise DataError(f"SpectraVAE parameter {name}={value!r}: "
                             + (f"must be {p.constraint.text}" if refused else why)) from None
+    if values.get("neighbourhood", 3) % 2 == 0:
+        raise DataError(f"SpectraVAE parameter neighbourhood={values['neighbourhood']!r}: must be odd (the pixel "
+                        "in the middle of its k×k neighbourhood)")
+    if values.get("architecture") == "unmixing":
+        if values.get("reconstruction") == "bce" or values.get("normalisation") not in ("auto", "global_scale", "none"):
+            raise DataError("SpectraVAE parameter architecture='unmixing': its decoder models absorbance (thickness × "
+                            "a mixture of non-negative spectra), so it needs normalisation 'auto' (global_scale, no "
+                            "centring) or 'none', and a reconstruction other than bce")
     if values.get("reconstruction") == "bce" and values.get("normalisation") not in ("auto", "minmax", "global_minmax"):
         raise DataError(f"SpectraVAE parameter normalisation={values['normalisation']!r}: the bce reconstruction "
                         "needs 'minmax' or 'global_minmax' (values in [0, 1])")

@@ -20,6 +20,7 @@ from ..core.files import plain
 from ..core.version import __version__
 from ..io.dataset import check_compatible
 from ..io.load import as_dataset
+from ..model.architectures import build_model
 from ..model.checkpoint import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
@@ -30,7 +31,7 @@ from ..model.checkpoint import (
     section,
     training_section,
 )
-from ..model.networks import VAE, ModelConfig
+from ..model.networks import ModelConfig
 from ..model.train import TrainState, make_optimizer, resolve_device
 from ..preprocess.normalise import Normaliser
 from ..preprocess.pipeline import Preprocessor
@@ -101,7 +102,7 @@ class Persistence(VAEEstimator):
             vae = cls(**config)
             vae.device_ = resolve_device(device)
             vae.model_config_ = ModelConfig.from_dict(payload["model_config"])
-            vae.model_ = VAE(vae.model_config_)
+            vae.model_ = build_model(vae.model_config_)
             vae.model_.load_state_dict(payload["state_dict"])
             vae.model_.noise_initialised = True
             vae.model_.to(vae.device_).eval()

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from .components import ComponentResults
 from .persistence import Persistence
 from .scoring import AnomalyScoring
 
 
-class SpectraVAE(Persistence, AnomalyScoring):
+class SpectraVAE(Persistence, AnomalyScoring, ComponentResults):
     """A variational autoencoder of per-pixel spectra, and a scikit-learn transformer (`clone`, pipelines,
     `GridSearchCV`): `fit(X)` → `transform(X)` gives latent means, `score(X)` the negative RMSE in
     absorbance units (higher is better).
@@ -25,6 +26,7 @@ class SpectraVAE(Persistence, AnomalyScoring):
     `wavenumbers_`, `history_`).
 
     The parts: `base.VAEEstimator` (configuration, fitting, inference), `scoring.AnomalyScoring`
-    (anomaly scores, calibration, flags) and `persistence.Persistence` (save, load, resume).
+    (anomaly scores, calibration, flags), `persistence.Persistence` (save, load, resume) and
+    `components.ComponentResults` (what the unmixing architecture learned).
     """
 

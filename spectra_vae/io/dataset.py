@@ -72,6 +72,20 @@ class SpectralDataset:
             parts.append(np.column_stack([np.full(len(idx), k), rows, cols]))
         return np.concatenate(parts).astype(np.int64) if parts else np.zeros((0, 3), np.int64)
 
+    def locate(self, positions: np.ndarray | Sequence[int]) -> np.ndarray:
+        """`(len(positions), 3)` (scan index, row, col) of the pixels at dataset `positions` only."""
+        positions = np.asarray(positions, dtype=np.int64)
+        if positions.size and (positions.min() < 0 or positions.max() >= len(self)):
+            raise IndexError(f"pixel index out of range 0..{len(self) - 1}")
+        scan_k = np.searchsorted(self._offsets, positions, side="right") - 1
+        out = np.empty((len(positions), 3), np.int64)
+        out[:, 0] = scan_k
+        for k in np.unique(scan_k):
+            where = np.flatnonzero(scan_k == k)
+            flat = self._index[k][positions[where] - self._offsets[k]]
+            out[where, 1], out[where, 2] = np.divmod(flat, self._scans[k].width)
+        return out
+
     @property
     def labels(self) -> np.ndarray | None:
         """Per-pixel ground-truth class (-1 where a scan has no label map), or None if none has."""

@@ -1,4 +1,20 @@
-"""The VAE: an MLP encoder to (μ, log σ²), the reparameterisation, an MLP decoder."""
+"""The VAE family: an encoder to (μ, log σ²), the reparameterisation, a decoder; one small interface.
+
+Every architecture implements the same methods, so training, scoring and every notebook work with
+any of them without asking which one they have:
+
+- `encode(x) → (μ, log σ²)`; `decode(z) → x̂` (a spectrum for a latent point);
+- `forward(x, generator) → (x̂, μ, log σ²)` with z drawn by the reparameterisation (training);
+- `infer(x) → (μ, log σ², x̂)` with x̂ the reconstruction at the latent mean (scoring: deterministic);
+- `target(x)`: what x̂ reconstructs (the input itself, or the centre pixel of a neighbourhood).
+
+Architectures (`ModelConfig.architecture`):
+
+- `mlp`: the spectrum alone, an MLP encoder and decoder (the prototype's shape done right).
+- `spatial`: the encoder also sees the mean spectrum of the pixel's k×k neighbourhood
+  (`spectra_vae.io.neighbours`); the decoder reconstructs the centre pixel's spectrum.
+- `unmixing`: the decoder is Beer–Lambert made learnable (`spectra_vae.model.unmixing`).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +29,7 @@ from torch import nn
 LOG_NOISE_VAR_MIN = -13.8
 NOISE_MOMENTUM = 0.05  # σ ≥ 0.001 in normalised units, so the Gaussian NLL cannot run away
 LOGVAR_BOUNDS = (-10.0, 2.0)  # encoder log σ², softly clipped: see `VAE.encode`
+ARCHITECTURES = ("mlp", "spatial", "unmixing")
 
 
 @dataclass(frozen=True)
@@ -26,6 +43,9 @@ class ModelConfig:
     negative_slope: float = 0.2
     noise: str = "shared"  # Gaussian noise variance: one for all channels, or one per "channel"
     logvar_bounds: tuple[float, float] | None = LOGVAR_BOUNDS  # None: unbounded (models saved before the bound)
+    architecture: str = "mlp"  # absent from checkpoints written before there were others: "mlp"
+    neighbourhood: int = 3  # spatial: the k of the k×k neighbourhood the encoder sees
+    baseline_degree: int = 2  # unmixing: the degree of the Legendre baseline added to the mixture
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -39,8 +59,14 @@ class ModelConfig:
         return cls(**{**d, "hidden_dims": tuple(d["hidden_dims"]),
                       "logvar_bounds": None if bounds is None else tuple(bounds)})
 
+    @property
+    def n_inputs(self) -> int:
+        """Values per pixel the encoder reads: the spectrum, and for `spatial` its neighbourhood's mean too."""
+        return 2 * self.n_channels if self.architecture == "spatial" else self.n_channels
 
-def _mlp(sizes: list[int], negative_slope: float) -> nn.Sequential:
+
+def mlp(sizes: list[int], negative_slope: float) -> nn.Sequential:
+    """Linear layers with LeakyReLU after each."""
     layers: list[nn.Module] = []
     for a, b in zip(sizes[:-1], sizes[1:], strict=False):
         layers += [nn.Linear(a, b), nn.LeakyReLU(negative_slope)]
@@ -48,7 +74,8 @@ def _mlp(sizes: list[int], negative_slope: float) -> nn.Sequential:
 
 
 class VAE(nn.Module):
-    """encode → (μ, log σ²); z = μ + σ·ε; decode(z) → x̂ (in normalised units)."""
+    """encode → (μ, log σ²); z = μ + σ·ε; decode(z) → x̂ (in normalised units). The `mlp` architecture,
+    and the base of the others: they change what the encoder reads or what the decoder is."""
 
     log_noise_var: torch.Tensor  # a buffer (`register_buffer` in __init__)
 
@@ -56,19 +83,30 @@ class VAE(nn.Module):
         super().__init__()
         self.config = config
         h = list(config.hidden_dims)
-        self.encoder = _mlp([config.n_channels, *h], config.negative_slope)
-        self.to_mu = nn.Linear(h[-1] if h else config.n_channels, config.latent_dim)
-        self.to_logvar = nn.Linear(h[-1] if h else config.n_channels, config.latent_dim)
-        self.decoder = nn.Sequential(_mlp([config.latent_dim, *h[::-1]], config.negative_slope),
-                                     nn.Linear(h[0] if h else config.latent_dim, config.n_channels))
+        width = h[-1] if h else config.n_inputs
+        self.encoder = mlp([config.n_inputs, *h], config.negative_slope)
+        self.to_mu = nn.Linear(width, config.latent_dim)
+        self.to_logvar = nn.Linear(width, config.latent_dim)
+        self.build_decoder()
         # Log noise variance of the Gaussian likelihood (that loss only): not trained by the
         # optimiser but set to its maximum-likelihood value, a running mean of the squared
         # residuals (a calibrated decoder, Rybkin et al. 2021).
         self.register_buffer("log_noise_var", torch.zeros(config.n_channels))
         self.noise_initialised = False
 
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.encoder(x)
+    def build_decoder(self) -> None:
+        """An MLP mirroring the encoder, from the latent space to the spectrum."""
+        c = self.config
+        h = list(c.hidden_dims)
+        self.decoder = nn.Sequential(mlp([c.latent_dim, *h[::-1]], c.negative_slope),
+                                     nn.Linear(h[0] if h else c.latent_dim, c.n_channels))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The encoder's last hidden layer."""
+        return self.encoder(x)
+
+    def posterior(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(μ, log σ²) from the encoder's features."""
         logvar = self.to_logvar(h)
         if self.config.logvar_bounds is not None:
             # Soft clip (identity well inside, smooth at the edges): a posterior variance allowed
@@ -77,6 +115,9 @@ class VAE(nn.Module):
             lo, hi = self.config.logvar_bounds
             logvar = hi - F.softplus(hi - lo - F.softplus(logvar - lo))
         return self.to_mu(h), logvar
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.posterior(self.features(x))
 
     @staticmethod
     def reparameterize(mu: torch.Tensor, logvar: torch.Tensor,
@@ -96,10 +137,25 @@ class VAE(nn.Module):
             out = self.decoder[1](h)
         return torch.sigmoid(out) if self.config.output == "sigmoid" else out
 
+    def reconstruct_from(self, h: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """x̂ for latent `z` of a pixel whose encoder features are `h` (the plain VAE needs only z)."""
+        return self.decode(z)
+
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        mu, logvar = self.encode(x)
-        return self.decode(self.reparameterize(mu, logvar, generator)), mu, logvar
+        h = self.features(x)
+        mu, logvar = self.posterior(h)
+        return self.reconstruct_from(h, self.reparameterize(mu, logvar, generator)), mu, logvar
+
+    def infer(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(μ, log σ², x̂ at z = μ): deterministic, for reconstructions and scores."""
+        h = self.features(x)
+        mu, logvar = self.posterior(h)
+        return mu, logvar, self.reconstruct_from(h, mu)
+
+    def target(self, x: torch.Tensor) -> torch.Tensor:
+        """What x̂ reconstructs: the spectrum (for `spatial`, the centre pixel's)."""
+        return x[:, : self.config.n_channels]
 
     def noise_log_var(self) -> torch.Tensor:
         return self.log_noise_var.clamp(min=LOG_NOISE_VAR_MIN)
@@ -117,3 +173,4 @@ class VAE(nn.Module):
         else:
             self.log_noise_var.copy_(torch.logaddexp(self.log_noise_var + math.log1p(-momentum),
                                                      target + math.log(momentum)))
+

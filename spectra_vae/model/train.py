@@ -179,9 +179,10 @@ def _eval_sums(model: VAE, batches: PixelBatches, kind: str, beta: float,
     n = 0
     with torch.no_grad():
         for x in batches.epoch(None):
+            target = model.target(x)
             x_hat, mu, logvar = model(x, generator=gen)
-            terms = elbo_loss(x, x_hat, mu, logvar, kind=kind, beta=beta, log_noise_var=model.noise_log_var())
-            sq = ((model.decode(mu) - x) * scale).pow(2).mean(dim=1).sum()
+            terms = elbo_loss(target, x_hat, mu, logvar, kind=kind, beta=beta, log_noise_var=model.noise_log_var())
+            sq = ((model.infer(x)[2] - target) * scale).pow(2).mean(dim=1).sum()
             m = x.shape[0]
             sums += torch.stack([terms.total * m, terms.reconstruction * m, terms.kl * m, sq]).double()
             n += m
@@ -316,9 +317,10 @@ class _Loop:
                 with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
                     x_hat, mu, logvar = self.model(x, generator=self.generators["sample"])
                 x_hat, mu, logvar = x_hat.float(), mu.float(), logvar.float()  # the loss in float32
+                target = self.model.target(x)
                 if cfg.kind == "gaussian":
-                    self.model.update_noise(self._mean_squared_residual(x, x_hat))
-                terms = elbo_loss(x, x_hat, mu, logvar, kind=cfg.kind, beta=cfg.beta,
+                    self.model.update_noise(self._mean_squared_residual(target, x_hat))
+                terms = elbo_loss(target, x_hat, mu, logvar, kind=cfg.kind, beta=cfg.beta,
                                   log_noise_var=self.model.noise_log_var())
                 m = x.shape[0]
                 self.sums += torch.stack([terms.total.detach() * m, terms.reconstruction.detach() * m,

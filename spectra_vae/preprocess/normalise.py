@@ -39,7 +39,7 @@ def pixel_stats(chunks: Iterable[np.ndarray] | np.ndarray) -> PixelStats | None:
     return stats
 
 
-METHODS = ("standard", "global_standard", "minmax", "global_minmax", "none")
+METHODS = ("standard", "global_standard", "minmax", "global_minmax", "global_scale", "none")
 
 
 @dataclass
@@ -50,7 +50,13 @@ class Normaliser:
     one standard deviation over all channels (keeps the spectra's shape: noisy low-absorbance
     channels are not blown up to unit variance). `minmax`: per-channel min and range,
     so training pixels lie in [0, 1]. `global_minmax`: the prototype's single min and range over
-    all channels. `none`: identity. Channels that are constant in the training pixels keep scale 1.
+    all channels. `global_scale`: no offset and one positive factor, the root mean square of all
+    training values, so spectra keep their zero (absorbance stays absorbance, as the `unmixing`
+    decoder's Beer–Lambert mixture needs). `none`: identity. Channels that are constant in the
+    training pixels keep scale 1.
+
+    Inputs made of several spectra side by side (the `spatial` encoder reads a pixel's spectrum and
+    its neighbourhood's mean) are normalised spectrum by spectrum, with the same offset and scale.
     """
 
     method: str = "standard"
@@ -83,6 +89,8 @@ class Normaliser:
             offset, scale = lo, hi - lo
         elif self.method == "global_minmax":
             offset, scale = np.full(c, lo.min()), np.full(c, hi.max() - lo.min())
+        elif self.method == "global_scale":
+            offset, scale = np.zeros(c), np.full(c, np.sqrt((m2.sum() + n * (mean**2).sum()) / (n * c)))
         else:
             offset, scale = np.zeros(c), np.ones(c)
         scale = np.where(scale > 0, scale, 1.0)
@@ -93,9 +101,13 @@ class Normaliser:
         """The fitted (offset, scale), after checking that `x` matches them."""
         if self.offset_ is None or self.scale_ is None:
             raise RuntimeError("Normaliser is not fitted")
-        if x.shape[-1] != self.offset_.shape[0]:
-            raise DataError(f"data have {x.shape[-1]} channels; the normaliser was fitted on {self.offset_.shape[0]}")
-        return self.offset_, self.scale_
+        c = self.offset_.shape[0]
+        if x.shape[-1] == c:
+            return self.offset_, self.scale_
+        if x.shape[-1] % c == 0:  # several spectra side by side, each normalised alike
+            k = x.shape[-1] // c
+            return np.tile(self.offset_, k), np.tile(self.scale_, k)
+        raise DataError(f"data have {x.shape[-1]} channels; the normaliser was fitted on {c}")
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         """(x − offset) / scale as float32 (computed in float32: no float64 copy of large chunks)."""

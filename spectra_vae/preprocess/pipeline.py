@@ -97,6 +97,11 @@ class Preprocessor:
         return any(REGISTRY[s.name].scales_each_spectrum for s in self.steps)
 
     @property
+    def keeps_absorbance(self) -> bool:
+        """Whether every step keeps spectra absorbance-like (no derivative, no centring such as snv)."""
+        return all(REGISTRY[s.name].keeps_absorbance(s.args) for s in self.steps)
+
+    @property
     def needs_data(self) -> bool:
         """Whether `fit` needs training spectra (a step learns from them), not only the axis."""
         return any(REGISTRY[s.name].fitted for s in self.steps)

@@ -73,6 +73,11 @@ class StepKind:
         """What is wrong with the (finite) arguments, defaults filled in; None when nothing is."""
         return None
 
+    def keeps_absorbance(self, args: tuple[float, ...]) -> bool:
+        """Whether spectra stay absorbance-like (non-negative mixtures of bands, up to a positive factor
+        and a baseline), as the unmixing architecture needs: not a derivative, not centred."""
+        return True
+
     def prepare(self, step: Step, wavenumbers: np.ndarray, fitting: Fitting) -> tuple[Any, np.ndarray]:
         """(the state `apply` needs, the output axis) for spectra on `wavenumbers`; a `DataError`
         naming the step when the axis does not suit it."""
@@ -204,6 +209,9 @@ class Savgol(StepKind):
     nargs = (0, 3)
     defaults = (9, 2, 0)
 
+    def keeps_absorbance(self, args: tuple[float, ...]) -> bool:
+        return args[2] == 0  # smoothing keeps absorbance; a derivative does not
+
     def check_args(self, args: tuple[float, ...]) -> str | None:
         if why := _whole_numbers(args):
             return why
@@ -252,6 +260,9 @@ class _Affine(StepKind):
 @register
 class Snv(_Affine):
     name = "snv"
+
+    def keeps_absorbance(self, args: tuple[float, ...]) -> bool:
+        return False  # centred: each spectrum's mean is subtracted
 
     def offset_and_scale(self, state: Any, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return y.mean(axis=1, keepdims=True), y.std(axis=1, keepdims=True)

@@ -163,6 +163,15 @@ class TissueRule:
             return np.ones(len(dataset), bool)
         return self.intensity(dataset) > self.threshold
 
+    def mask_spectra(self, spectra: np.ndarray, wavenumbers: np.ndarray) -> np.ndarray:
+        """The mask of raw spectra `(n, C)` on `wavenumbers` (the scans' own axis), without a dataset."""
+        if self.measure == "none" or self.threshold == -math.inf:
+            return np.ones(len(spectra), bool)
+        if self.measure == "amide_i":
+            sel = (wavenumbers >= AMIDE_I_BAND[0]) & (wavenumbers <= AMIDE_I_BAND[1])
+            return np.asarray(spectra)[:, sel].mean(axis=1) > self.threshold
+        return np.asarray(spectra).mean(axis=1) > self.threshold
+
     def mask_values(self, intensity: np.ndarray) -> np.ndarray:
         """The mask from already computed `intensity` values (of this rule's measure)."""
         if self.measure == "none":

@@ -339,6 +339,14 @@ def test_explorer_never_reads_channel_indices_as_wavenumbers():
     assert np.allclose(image, cube.mean(axis=2, dtype=np.float64), rtol=1e-5)
 
 
+def test_explorer_latent_maps_are_centred_on_zero(explorer):
+    _, _, ex = explorer
+    for name in ("z1", "z2"):
+        ex.map_selector.value = name
+        norm = ex.figure_map.axes[0].images[0].norm
+        assert norm.vmin == -norm.vmax > -np.inf and ex.figure_map.axes[1].get_ylabel() == f"latent mean {name}"
+
+
 def test_explorer_of_a_preprocessed_model_shows_spectra_as_the_model_sees_them_and_amide_i_from_the_raw_data(
         fitted, demo):
     train = fitted[1]
@@ -356,4 +364,6 @@ def test_explorer_of_a_preprocessed_model_shows_spectra_as_the_model_sees_them_a
     assert np.allclose(line.get_ydata(), seen.read([i])[0], atol=1e-6)
     assert np.allclose(spectrum_lines(ex)["reconstruction"].get_ydata(), vae.reconstruct(demo.select_pixels([i]))[0],
                        atol=1e-5)
-    assert "snv" in ex.figure_spectrum.texts[0].get_text()
+    assert ex.figure_spectrum.texts[0].get_text() == "SNV-normalised spectrum (unitless)"  # what the model sees
+    ex.map_selector.value = "reconstruction error"
+    assert ex.figure_map.axes[1].get_ylabel() == "reconstruction RMSE, SNV-normalised spectrum (unitless)"

@@ -29,7 +29,7 @@ from ..estimator.vae import SpectraVAE
 from ..io.dataset import SpectralDataset
 from ..preprocess import tissue
 from .canvas import Blitter, interactive_figure, send_whole_frame
-from .plots import ABS_LABEL, spectrum_axes
+from .plots import ABS_LABEL, spectrum_axes, value_label
 
 MAX_SCATTER_POINTS = 20_000
 # where the map and the scatter sit in their figures (left, bottom, width, height): the browser test aims with them
@@ -193,7 +193,7 @@ class Explorer(widgets.VBox):
         zero = ax.axhline(0, color="0.8", lw=0.6, zorder=0, animated=True)
         ax.set_title("the selected pixel (named above)", loc="left", fontsize="medium")
         spectrum_axes(ax, wn, self.dataset.wavenumbers_known)
-        ylabel = f"after {self.vae.preprocess}" if self.vae.preprocess else ax.get_ylabel()
+        ylabel = value_label(self.vae.preprocess)  # what the model's spectra are in (absorbance unless rescaled)
         ax.set_ylabel("")  # drawn once, beside the animated y axis rather than with it
         self.figure_spectrum.text(0.01, 0.52, ylabel, rotation=90, va="center", ha="left")
         ax.yaxis.set_animated(True)
@@ -259,14 +259,17 @@ class Explorer(widgets.VBox):
         lo, hi = (np.percentile(finite, [1, 99]) if finite.size else (0.0, 1.0))
         if name == RECONSTRUCTION_ERROR:
             lo = 0.0
+        elif name not in (self.intensity_name, ANOMALY_SCORE):  # a latent coordinate: centred on 0, the prior's mean
+            lo, hi = -max(abs(lo), abs(hi)), max(abs(lo), abs(hi))
         if hi <= lo:
             hi = lo + (abs(lo) or 1.0) * 1e-3
         cmap_name, label = {
             self.intensity_name: ("viridis", self._intensity_label),
-            RECONSTRUCTION_ERROR: ("magma", f"reconstruction RMSE, {ABS_LABEL}"),
+            RECONSTRUCTION_ERROR: ("magma", f"reconstruction RMSE, {value_label(self.vae.preprocess)}"),
             ANOMALY_SCORE: ("inferno", "anomaly score (higher = more anomalous)"),
-        }.get(name, ("coolwarm", f"latent mean {name}"))
-        return colormaps[cmap_name].with_extremes(bad="0.85"), Normalize(float(lo), float(hi)), label
+        }.get(name, ("RdBu_r", f"latent mean {name}"))
+        bad = "0.6" if cmap_name == "RdBu_r" else "0.85"  # a diverging map is near white in its middle
+        return colormaps[cmap_name].with_extremes(bad=bad), Normalize(float(lo), float(hi)), label
 
     def _paint(self) -> None:
         """Colour the map and the scatter with the current map (no drawing)."""

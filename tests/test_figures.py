@@ -186,3 +186,17 @@ def test_plain_warnings_show_the_package_warnings_message_alone(monkeypatch):
     assert text == "UserWarning: scan data3.npy changed\n"
     other = warnings.formatwarning("old", DeprecationWarning, "x.py", 1, "f()")
     assert other.startswith("x.py:1: DeprecationWarning: old")  # others keep Python's format
+
+
+def test_the_pixel_browser_labels_spectra_and_errors_in_the_models_units(fitted):
+    from spectra_vae import SpectraVAE
+    from spectra_vae.views import browse_reconstructions
+
+    train = fitted[1]
+    vae = SpectraVAE(hidden_dims=(16,), epochs=1, batch_size=256, preprocess="snv", tissue_only=True,
+                     verbose=False).fit(train)
+    browser = browse_reconstructions(vae, fitted[3])
+    spectrum = browser.figure.axes[0]
+    assert spectrum.get_ylabel() == "SNV-normalised spectrum (unitless)"
+    assert browser.figure.axes[2].get_ylabel() == "reconstruction RMSE, SNV-normalised spectrum (unitless)"
+    plt.close(browser.figure)

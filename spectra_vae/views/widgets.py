@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 from ..estimator.vae import SpectraVAE
 from ..io.dataset import SpectralDataset
 from .explorer import MAX_SCATTER_POINTS, Explorer
-from .plots import ABS_LABEL, spectrum_axes
+from .plots import spectrum_axes, value_label
 
 ORDERS = {
     "worst reconstructed first": "error_desc",
@@ -50,7 +50,8 @@ class PixelBrowser(widgets.VBox):
         self._line_orig, = self._ax_spec.plot(wn, np.zeros_like(wn), color="k", lw=1, label="original")
         self._line_rec, = self._ax_spec.plot(wn, np.zeros_like(wn), color="C3", lw=1, label="reconstruction")
         self._line_res, = self._ax_spec.plot(wn, np.zeros_like(wn), color="grey", lw=0.6, label="residual")
-        spectrum_axes(self._ax_spec, wn, self.dataset.wavenumbers_known)
+        units = value_label(vae.preprocess)  # what the model sees: absorbance unless its preprocessing rescales it
+        spectrum_axes(self._ax_spec, wn, self.dataset.wavenumbers_known, units)
         self._ax_spec.legend(fontsize="small", loc="upper left")
         finite = self.errors[np.isfinite(self.errors)]
         self._vmax = float(np.percentile(finite, 99)) if finite.size else 1.0
@@ -60,7 +61,7 @@ class PixelBrowser(widgets.VBox):
         self._ax_map.set_xlabel("col (pixel)")
         self._ax_map.set_ylabel("row (pixel)")
         cb = self.figure.colorbar(self._image, ax=self._ax_map, shrink=0.85)
-        cb.set_label(f"reconstruction RMSE, {ABS_LABEL}")
+        cb.set_label(f"reconstruction RMSE, {units}")
         self.figure.tight_layout()
 
         self.order = widgets.Dropdown(options=list(ORDERS), description="order",

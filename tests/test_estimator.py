@@ -85,7 +85,7 @@ def test_early_stopping_stops_after_patience_epochs_without_improvement(demo_dir
     h = vae.history
     assert len(h) < 40
     assert h.val_loss.iloc[-1] >= h.val_loss.iloc[-2]  # stopped on an epoch that did not improve
-    assert vae.best_epoch_ == int(h.epoch[h.val_loss.idxmin()])
+    assert vae.best_epoch_ == int(h.epoch[h.val_rmse.idxmin()])  # the kept weights: lowest validation RMSE
 
 
 def test_resume_continues_history_and_matches_an_uninterrupted_run(demo_dir, tmp_path, monkeypatch):

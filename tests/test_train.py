@@ -1,6 +1,7 @@
 """The training loop: warm-up, clipping, recovery from a non-finite loss, checkpoints within an
 epoch and exact resume from them, resuming from final.pt, progress within long epochs."""
 
+import math
 import shutil
 import warnings
 
@@ -73,16 +74,17 @@ def test_learning_rate_warms_up_then_decays_to_its_floor_over_the_planned_steps_
 
 def test_auto_epochs_give_small_data_as_many_optimiser_steps_as_fifty_epochs_of_larger_data():
     big, small = 400, 16  # batches per epoch: ~200 000 training pixels, and six 64×64 scans
-    assert plan_epochs("auto", 10, big) == (50, 10)  # 20 000 steps: nothing to stretch
-    assert plan_epochs("auto", 10, 100) == (50, 10)  # 5000 steps, a patience of 1000
-    assert plan_epochs("auto", 10, 60) == (50, 17)  # exactly 3000 steps; patience at least 1000 steps
-    assert plan_epochs("auto", 10, small) == (188, 63)  # ⌈3000 / 16⌉ epochs; patience ⌈1000 / 16⌉ (more than 38)
-    assert plan_epochs("auto", 2, small) == (188, 13)  # a shorter patience asked for stays shorter
+    assert plan_epochs("auto", 10, big) == (50, 10, 3)  # 20 000 steps: nothing to stretch; plateau ≥ 3 epochs
+    assert plan_epochs("auto", 10, 100) == (50, 10, 3)  # 5000 steps, a patience of 1000, a plateau of 300
+    assert plan_epochs("auto", 10, 60) == (50, 17, 5)  # exactly 3000 steps; patience at least 1000 steps
+    assert plan_epochs("auto", 10, small) == (188, 63, 19)  # ⌈3000 / 16⌉ epochs; plateau ⌈300 / 16⌉
+    assert plan_epochs("auto", 2, small) == (188, 13, 19)  # a shorter patience asked for stays shorter
     assert plan_epochs("auto", 10, small)[0] * small >= train_module.AUTO_MIN_STEPS
-    for batches in (1, 7, 16, 32, 60, 99, 100, 400):  # a plateau of 688 steps (β₂ 0.98) never ends a run
+    for batches in (1, 7, 16, 60, 906):
         assert plan_epochs("auto", 10, batches)[1] * batches >= 1000
-    assert plan_epochs("auto", None, small) == (188, None) and plan_epochs("auto", 0, 1) == (3000, 0)
-    assert plan_epochs(20, 10, small) == (20, 10) and plan_epochs(7, None, 1) == (7, None)  # as given
+        assert plan_epochs("auto", 10, batches)[2] * batches >= train_module.PLATEAU_STEPS
+    assert plan_epochs("auto", None, small) == (188, None, None) and plan_epochs("auto", 0, 1) == (3000, 0, None)
+    assert plan_epochs(20, 10, small) == (20, 10, None) and plan_epochs(7, None, 1) == (7, None, None)  # as given
 
 
 def test_an_auto_run_trains_and_plans_its_decay_over_the_stretched_epochs(parts, monkeypatch):
@@ -283,3 +285,29 @@ def test_the_train_command_with_resume_goes_on_from_last_pt(demo_dir, tmp_path, 
     assert a.history.seconds.iloc[0] == first.seconds.iloc[0]  # epoch 1 is the first call's, not trained again
     np.testing.assert_array_equal(a.history.train_loss.to_numpy(), b.history.train_loss.to_numpy())
     assert _same_weights(a.model_.state_dict(), b.model_.state_dict())
+
+
+def test_the_plateau_rule_stops_when_the_best_rmse_stops_improving_by_the_tolerance():
+    from spectra_vae.model.train import on_plateau
+
+    assert not on_plateau([1.0, 0.9, 0.8, 0.7], 2)  # still improving by more than 1 % an epoch
+    assert not on_plateau([1.0, 0.5, 0.49], 3)  # fewer epochs than the window: no verdict yet
+    assert on_plateau([1.0, 0.5, 0.4995, 0.4991, 0.4993], 3)  # the best moved 0.2 % in 3 epochs
+    assert not on_plateau([1.0, 0.5, 0.51, 0.52, 0.49], 3)  # a 2 % step within the window
+    assert on_plateau([1.0, 0.5, 0.6, 0.7, 0.8], 3)  # worse since: the best did not move at all
+    assert not on_plateau([1.0, 0.5, 0.4, 0.3], 3, tolerance=0.5)  # 40 % < the 50 % asked for? 0.3 ≤ 0.5·1.0
+    assert on_plateau([float("nan"), 1.0, 0.999, 0.998, 0.997], 3)  # missing values (older rows) skipped
+
+
+def test_an_auto_run_stops_on_its_plateau_within_the_window(parts, monkeypatch):
+    """`epochs="auto"` ends at most one plateau window after the epoch whose best RMSE it could not
+    improve on by the tolerance, and keeps that best epoch's weights."""
+    train, val = parts
+    monkeypatch.setattr(train_module, "PLATEAU_STEPS", 4)
+    vae = SpectraVAE(hidden_dims=(16,), batch_size=64, verbose=False).fit(train, validation=val)
+    h = vae.history
+    window = train_module.plan_epochs("auto", 10, math.ceil(len(train) / 64))[2]
+    curve = list(h.val_rmse)
+    assert vae._state.stopped_early and len(h) < vae.epochs_
+    assert train_module.on_plateau(curve, window) and not train_module.on_plateau(curve[:-1], window)
+    assert vae.best_epoch_ == int(h.epoch[h.val_rmse.idxmin()])

@@ -276,12 +276,12 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
                 save_checkpoint(self._payload(training=self._training_section()), directory / LAST)
 
         minutes = self.checkpoint_minutes
-        epochs, patience = plan_epochs(self.epochs, self.patience, len(batches))
+        epochs, patience, plateau = plan_epochs(self.epochs, self.patience, len(batches))
         self.epochs_ = epochs
         config = TrainConfig(epochs=epochs, learning_rate=float(self.learning_rate), kind=self.reconstruction,
                              beta=float(self.beta), patience=patience, precision=self.precision,
                              checkpoint_seconds=None if minutes is None or directory is None else 60.0 * minutes,
-                             warmup_steps=min(WARMUP_STEPS, len(batches)))
+                             warmup_steps=min(WARMUP_STEPS, len(batches)), plateau=plateau)
         if self._state.step == 0:  # the schedule is planned once, when training begins; resume keeps it
             self._state.decay_steps = epochs * len(batches)
         try:

@@ -134,6 +134,7 @@ def training_section(model: torch.nn.Module, optimizer: torch.optim.Optimizer, s
         "epoch": state.epoch, "batch": state.batch, "step": state.step, "batches_per_epoch": batches_per_epoch,
         "decay_steps": state.decay_steps,
         "best_epoch": state.best_epoch, "best_loss": state.best_loss, "bad_epochs": state.bad_epochs,
+        "monitor": "rmse",  # best_loss is an RMSE (validation, else training); before: the validation loss
         "stopped_early": state.stopped_early,
         "best_state_dict": None if state.best_state is None
         else {k: v.detach().cpu().clone() for k, v in state.best_state.items()},
@@ -152,11 +153,15 @@ def restore_training(training: dict[str, Any], model: VAE, optimizer: torch.opti
     optimizer.load_state_dict(training["optimizer"])
     best = training.get("best_state_dict")
     step = training.get("step")
+    best_loss = float(training["best_loss"])
+    if training.get("monitor") != "rmse":  # written when the best epoch was the lowest validation loss
+        row = next((r for r in history if r.get("epoch") == training["best_epoch"]), {})
+        best_loss = float(row.get("val_rmse", row.get("train_rmse", math.inf)))
     return TrainState(
         epoch=int(training["epoch"]), batch=int(training.get("batch", 0)),
         step=WARMUP_STEPS if step is None else int(step),  # version 1 had no warm-up
         decay_steps=training.get("decay_steps"),  # version 1: none (a constant rate)
-        best_epoch=int(training["best_epoch"]), best_loss=float(training["best_loss"]),
+        best_epoch=int(training["best_epoch"]), best_loss=best_loss,
         bad_epochs=int(training["bad_epochs"]), stopped_early=bool(training["stopped_early"]),
         history=history, best_state=None if best is None else {k: v.to(device) for k, v in best.items()},
         lr_scale=float(training.get("lr_scale", 1.0)), grad_norm=float(training.get("grad_norm", 0.0)),

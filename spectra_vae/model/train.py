@@ -55,6 +55,12 @@ AUTO_MIN_STEPS = 3000
 # (624-688 steps), longer than the 608 steps that stretching alone gave; benchmarks/RESULTS.md,
 # "Training-seed spread with β₂ 0.98".
 AUTO_PATIENCE_STEPS = 100
+# epochs="auto" stops on a plateau: when the best monitored RMSE (validation, else training) has improved
+# by less than PLATEAU_TOLERANCE (relative) over the last PLATEAU_STEPS optimiser steps, and at least
+# PLATEAU_MIN_EPOCHS epochs. Measured in benchmarks/results/epoch_speed.md, "The plateau rule".
+PLATEAU_TOLERANCE = 0.01
+PLATEAU_STEPS = 300
+PLATEAU_MIN_EPOCHS = 3
 PROGRESS_DELAY = 10.0  # seconds into an epoch before a bar of its batches appears
 
 
@@ -89,6 +95,8 @@ class TrainConfig:
     checkpoint_seconds: float | None = None  # a checkpoint within an epoch at most this often
     max_recoveries: int = MAX_RECOVERIES
     warmup_steps: int = WARMUP_STEPS
+    plateau: int | None = None  # stop when the best RMSE improved by < plateau_tolerance over this many epochs
+    plateau_tolerance: float = PLATEAU_TOLERANCE
 
 
 @dataclass
@@ -125,23 +133,36 @@ def learning_rate(config: TrainConfig, state: TrainState) -> float:
     return config.learning_rate * warm * decay * state.lr_scale
 
 
-def plan_epochs(epochs: int | str, patience: int | None, steps_per_epoch: int) -> tuple[int, int | None]:
-    """The epochs and the patience (epochs without improvement before stopping) a run trains with.
+def plan_epochs(epochs: int | str, patience: int | None, steps_per_epoch: int
+                ) -> tuple[int, int | None, int | None]:
+    """The epochs, the patience (epochs without improvement before stopping) and the plateau window
+    (epochs over which the best RMSE must improve by `PLATEAU_TOLERANCE`, else training stops) a run
+    trains with.
 
-    A whole number of `epochs` is taken as given, and so is `patience`. `"auto"` is `AUTO_EPOCHS`
-    epochs, stretched on small data to at least `AUTO_MIN_STEPS` optimiser steps; the patience is
-    stretched by the same factor, and further where needed so that each of its epochs stands for at
-    least `AUTO_PATIENCE_STEPS` steps. What converges is counted in steps: on six 64×64 scans an
-    epoch is 16 steps, 50 epochs are 800, and 10 epochs of patience (160 steps) ended runs on a
-    plateau they would have left; stretched alike (38 epochs, 608 steps), still some (β₂ 0.98).
+    A whole number of `epochs` is taken as given, and so is `patience`; there is no plateau rule.
+    `"auto"` is at most `AUTO_EPOCHS` epochs, stretched on small data to at least `AUTO_MIN_STEPS`
+    optimiser steps, and stops on a plateau: the window is `PLATEAU_STEPS` steps (at least
+    `PLATEAU_MIN_EPOCHS` epochs). Patience then stands for `AUTO_PATIENCE_STEPS` steps an epoch
+    at least, as before; `patience` 0 or None switches both off (every planned epoch is trained).
     """
     if epochs != "auto":
-        return int(epochs), patience
+        return int(epochs), patience, None
     steps = max(steps_per_epoch, 1)
     planned = max(AUTO_EPOCHS, math.ceil(AUTO_MIN_STEPS / steps))
     if not patience:
-        return planned, patience
-    return planned, math.ceil(patience * max(planned / AUTO_EPOCHS, AUTO_PATIENCE_STEPS / steps))
+        return planned, patience, None
+    window = max(PLATEAU_MIN_EPOCHS, math.ceil(PLATEAU_STEPS / steps))
+    return planned, math.ceil(patience * max(planned / AUTO_EPOCHS, AUTO_PATIENCE_STEPS / steps)), window
+
+
+def on_plateau(curve: list[float], window: int, tolerance: float = PLATEAU_TOLERANCE) -> bool:
+    """Whether the best of `curve` (one value an epoch, lower is better) improved by less than
+    `tolerance` (relative) over its last `window` epochs."""
+    values = [v for v in curve if v is not None and math.isfinite(v)]
+    if len(values) <= window:
+        return False
+    before, now = min(values[:-window]), min(values)
+    return now > (1 - tolerance) * before
 
 
 def clip_gradients(parameters: Iterable[torch.nn.Parameter], running: torch.Tensor) -> torch.Tensor:
@@ -257,9 +278,9 @@ class _Loop:
         events_before = len(st.events)
         # Loss sums (total, reconstruction, KL, pixels) stay on the device; a run resumed within
         # an epoch starts from the sums of its first part, held by the first process.
-        self.sums = torch.zeros(4, dtype=torch.float64, device=self.device)
-        if st.epoch_sums is not None and self.rank == 0:
-            self.sums += torch.tensor(st.epoch_sums, dtype=torch.float64, device=self.device)
+        self.sums = torch.zeros(5, dtype=torch.float64, device=self.device)
+        if st.epoch_sums is not None and self.rank == 0:  # four sums in checkpoints written before train_rmse
+            self.sums += torch.tensor((list(st.epoch_sums) + [0.0])[:5], dtype=torch.float64, device=self.device)
         self.snapshots = [self._snapshot()]
         while True:
             try:
@@ -270,14 +291,18 @@ class _Loop:
         sums = all_reduce(self.sums.cpu().numpy())
         n = max(sums[3], 1)
         row: dict[str, float] = {"epoch": epoch, "train_loss": sums[0] / n,
-                                 "train_reconstruction": sums[1] / n, "train_kl": sums[2] / n}
+                                 "train_reconstruction": sums[1] / n, "train_kl": sums[2] / n,
+                                 "train_rmse": math.sqrt(sums[4] / n)}
         if self.validation is not None:
             v = _evaluate(self.model, self.validation, cfg.kind, cfg.beta, self.scale)
             row |= {"val_loss": v["loss"], "val_reconstruction": v["reconstruction"],
                     "val_kl": v["kl"], "val_rmse": v["rmse"]}
         row |= {"lr": learning_rate(cfg, st), "recoveries": len(st.events) - events_before,
                 "seconds": time.perf_counter() - self.t_epoch}
-        monitored = row.get("val_loss", row["train_loss"])
+        # The kept weights and early stopping follow the reconstruction error in absorbance units at
+        # the latent mean on validation data (on training data at sampled z without them).
+        key = "val_rmse" if "val_rmse" in row else "train_rmse"
+        monitored = row[key]
         improved = monitored < st.best_loss
         if improved:
             st.best_loss, st.best_epoch, st.bad_epochs = monitored, epoch, 0
@@ -288,6 +313,8 @@ class _Loop:
         st.epoch_rng = self.generators["shuffle"].get_state()
         st.history.append(row)
         if cfg.patience and st.bad_epochs >= cfg.patience:
+            st.stopped_early = True
+        if cfg.plateau and on_plateau([r.get(key, math.nan) for r in st.history], cfg.plateau, cfg.plateau_tolerance):
             st.stopped_early = True
         self._gather_rng()
         if self.on_epoch_end is not None:
@@ -323,8 +350,9 @@ class _Loop:
                 terms = elbo_loss(target, x_hat, mu, logvar, kind=cfg.kind, beta=cfg.beta,
                                   log_noise_var=self.model.noise_log_var())
                 m = x.shape[0]
+                sq = ((x_hat.detach() - target) * self.scale).pow(2).mean(dim=1).sum()
                 self.sums += torch.stack([terms.total.detach() * m, terms.reconstruction.detach() * m,
-                                          terms.kl.detach() * m, terms.total.new_tensor(m)]).double()
+                                          terms.kl.detach() * m, terms.total.new_tensor(m), sq]).double()
                 checked = b % self.check_every == 0 or b == n_batches
                 checkpoint_due = False
                 if checked:
@@ -435,11 +463,12 @@ def train_loop(model: VAE, optimizer: torch.optim.Optimizer, train: PixelBatches
                on_epoch_end: Callable[[TrainState, bool], None] | None = None,
                on_checkpoint: Callable[[TrainState], None] | None = None,
                progress: bool = True) -> TrainState:
-    """Train until `config.epochs` epochs are complete or `patience` epochs pass without improvement.
+    """Train until `config.epochs` epochs are complete, `patience` epochs pass without improvement, or
+    (with `config.plateau`) the best RMSE stops improving by `plateau_tolerance` over that many epochs.
 
-    The monitored loss is the validation loss when there is validation data, else the training
-    loss. `on_epoch_end(state, improved)` is called after every epoch and `on_checkpoint(state)`
-    within an epoch every `config.checkpoint_seconds` (checkpoints go there; `state.batch` says
+    The monitored value is the validation RMSE (absorbance units, at the latent mean) when there is
+    validation data, else the training RMSE. `on_epoch_end(state, improved)` is called after every
+    epoch and `on_checkpoint(state)` within an epoch every `config.checkpoint_seconds` (checkpoints go there; `state.batch` says
     how far the epoch got). `generators` holds `shuffle` (the order of pixels) and `sample` (ε).
     In a distributed run the gradients are averaged over the processes at every step and the
     sums are combined, so every process takes the same steps and sees the same history.

@@ -1,172 +1,322 @@
-"""Anomaly detection that cannot be tuned to one seed: demo seeds × layouts, calibration, real spectra.
+"""Anomaly detection that cannot be tuned to one seed: demo seeds × layouts, calibration over scans, real spectra.
 
-Demo: for each seed and scan layout, a VAE with the default settings is trained on the normal
-training scans, calibrated on the normal validation scans, and scored on the held-out scans
-(the normal test scans and the abnormal scans). Each anomaly kind (tumour: normal molecules in
-shifted proportions; paraffin: a compound normal tissue lacks) is evaluated apart: its pixels
-against every normal tissue pixel of the held-out scans, tissue by the model's own rule. The
-baselines (RX with Ledoit–Wolf, PCA with T² + Q at the latent size and at 99 % variance) are
-fitted on the VAE's own training pixels. Calibration: the flagged fraction of the normal test
-scans' tissue at nominal rates of 1 % and 5 %.
+Demo: each layout (`LAYOUTS`) holds normal training scans, one normal validation scan (early
+stopping only), normal calibration scans (at least 3: tails, threshold and scan-level limit, as
+`SpectraVAE.calibrate` sets them), normal test scans, and abnormal scans (at least 3 per anomaly
+kind: each holds a tumour, every second one also paraffin). For each seed, layout and latent size a
+VAE is trained on the training scans and its monitor fitted (`--directions` residual directions);
+every score variant (`--scores`, each with every `--tails` kind) is calibrated on the calibration
+scans (`--threshold`: cross-conformal over scans, the default, or one pooled quantile) and scored
+on the held-out scans (normal test and abnormal). Each anomaly kind's pixels against every normal
+tissue pixel of the held-out scans, tissue by the model's rule; AUROC intervals from a cluster
+bootstrap over scans. The baselines (RX with Ledoit–Wolf; PCA with T² + Q, its components by the
+VAE's noise-floor rule and by 99 % of the variance) are fitted on the same training tissue as the
+VAE's residual model (`anomaly.fit_baselines`). Calibration: the flagged share of the normal test
+scans' tissue at the nominal `--rate`, and scan-level calls at `--scan-rate` with Clopper–Pearson
+intervals; the tails' P–P check (nominal against observed tail shares on held-out normal tissue).
 
-Real spectra (`--real`): the labelled FTIR spectra of pure biomolecules (collagen, DNA,
-glycogen, lipids; 731 spectra, 902–1801 cm⁻¹) that ship with the orange-spectroscopy package,
-fetched from PyPI into the cache at run time and never committed; skipped, saying so, when
-PyPI cannot be reached. Held-out class: train on three classes, score the fourth against
-held-out spectra of the three. Partial mixtures: held-out spectra of the three with 30 % of a
-spectrum of the fourth mixed in, against the same spectra unmixed.
+The variants behind the defaults (how they were chosen): `--latent-dims`, `--directions`,
+`--scores` (combinations, the latent density, the old Fisher sum with `inside`), `--tails`,
+`--latent-components` (1: the latent Mahalanobis distance), `--threshold`. Every table is printed
+with the command, the seeds and the commit that produced it.
+
+Real spectra (`--real`, `--real-only`): see `benchmarks.anomaly_real`.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
+import dataclasses
+import shlex
 import subprocess
 import sys
-import tempfile
-import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from benchmarks.anomaly_real import fetch_real_spectra, real_runs
 from benchmarks.common import demo_data, epochs_arg, machine, patience_options
 from spectra_vae import SpectraVAE, anomaly, load_dataset
-from spectra_vae.io.finite import cache_dir
-
-VAE_METHODS = ("mspc", "inside+q", "t2+q", "inside+t2+q+kl", "inside", "t2", "q", "kl", "elbo", "reconstruction")
-LAYOUTS = {"8x64": (8, 64), "6x96": (6, 96)}
-
-
-def demo_run(seed: int, layout: str, epochs: int | str, n_boot: int,
-             patience: int | None = None) -> tuple[pd.DataFrame, dict[str, float]]:
-    n_scans, size = LAYOUTS[layout]
-    path = demo_data(f"anomaly_{layout}_seed{seed}", n_scans, size, seed=seed)
-    train, val, test, ab = (load_dataset(path, split=s) for s in ("normal_train", "normal_val", "normal_test",
-                                                                  "abnormal"))
-    held_out = load_dataset(path, split=["normal_test", "abnormal"])
-    vae = SpectraVAE(epochs=epochs, seed=seed, verbose=False, **patience_options(patience)).fit(train, validation=val)
-    mask = vae.tissue_mask(held_out)
-    scores = {f"VAE {m}": vae.anomaly_score(held_out, m) for m in VAE_METHODS}
-    base = anomaly.baseline_scores(vae, train, held_out, normal_calibration=val, vae_scores=scores["VAE mspc"])
-    scores |= {k: v for k, v in base.items() if k != "VAE"}
-    table = anomaly.evaluate_kinds(scores, held_out, mask, n_boot=n_boot, seed=seed)
-    calibration = {}
-    test_mask = vae.tissue_mask(test)
-    for rate in (0.01, 0.05):
-        vae.calibrate(val, false_positive_rate=rate)
-        calibration[f"flagged at {rate:.0%}"] = float(vae.predict(test)[test_mask].mean())
-    scans = vae.scan_scores(held_out)  # calibrated at 5 % (the last rate)
-    calibration["abnormal scans called"] = f"{int(scans.loc[ab.scans, 'abnormal'].sum())}/{len(ab.scans)}"
-    calibration["normal scans called"] = f"{int(scans.loc[test.scans, 'abnormal'].sum())}/{len(test.scans)}"
-    calibration["residual directions"] = vae.monitor_.subspace.n_components
-    calibration["epochs"] = len(vae.history)
-    return table, calibration
+from spectra_vae.anomaly.calibration import calibrate_values, complement_eigenvalues
+from spectra_vae.anomaly.monitor import Monitor, check_choices, parse_method, pixel_statistics
+from spectra_vae.anomaly.mspc import Moments
+from spectra_vae.anomaly.tails import TAIL_KINDS
 
 
-def fetch_real_spectra() -> pd.DataFrame | None:
-    """orange-spectroscopy's labelled spectra (collagen.csv) from its PyPI wheel, cached; None if unreachable."""
-    target = cache_dir() / "datasets" / "orange_spectroscopy_collagen.csv"
-    if not target.exists():
-        with tempfile.TemporaryDirectory() as tmp:
-            proc = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-                                   "--only-binary=:all:", "orange-spectroscopy==0.9.3", "-d", tmp],
-                                  capture_output=True, text=True)
-            wheels = list(Path(tmp).glob("orange_spectroscopy-*.whl"))
-            if proc.returncode != 0 or not wheels:
-                print(f"real spectra: SKIPPED, could not fetch orange-spectroscopy from PyPI "
-                      f"({(proc.stderr or proc.stdout).strip().splitlines()[-1:]})")
-                return None
-            with zipfile.ZipFile(wheels[0]) as z:
-                data = z.read("orangecontrib/spectroscopy/datasets/collagen.csv")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
-    # Orange's header: row 2 holds column types, row 3 the class flag
-    return pd.read_csv(io.StringIO(target.read_text()), skiprows=[1, 2])
+@dataclass(frozen=True)
+class Layout:
+    """Scans of `size`×`size` by role, in this order in the demo folder (the abnormal ones last)."""
+
+    size: int
+    train: int
+    val: int
+    calibration: int
+    test: int
+    abnormal: int
+
+    @property
+    def n_scans(self) -> int:
+        return self.train + self.val + self.calibration + self.test + self.abnormal
+
+    def roles(self) -> dict[str, list[str]]:
+        out, start = {}, 0
+        for role in ("train", "val", "calibration", "test", "abnormal"):
+            n = getattr(self, role)
+            out[role] = [f"data{i}.npy" for i in range(start, start + n)]
+            start += n
+        return out
 
 
-def real_runs(frame: pd.DataFrame, seeds: list[int], epochs: int) -> pd.DataFrame:
-    classes = sorted(frame["type"].unique())
-    spectra = frame.drop(columns="type")
-    wn = np.array([float(c) for c in spectra.columns])
-    order = np.argsort(wn)
-    x_all, wn = spectra.to_numpy(np.float32)[:, order], wn[order]
-    rows = []
-    for seed in seeds:
-        rng = np.random.default_rng(seed)
-        for unseen in classes:
-            normal = np.flatnonzero(frame["type"].to_numpy() != unseen)
-            other = np.flatnonzero(frame["type"].to_numpy() == unseen)
-            perm = rng.permutation(normal)
-            n_tr, n_va = int(0.6 * len(perm)), int(0.2 * len(perm))
-            tr, va, te = perm[:n_tr], perm[n_tr : n_tr + n_va], perm[n_tr + n_va :]
-            train = load_dataset(x_all[tr], wavenumbers=wn)
-            val = load_dataset(x_all[va], wavenumbers=wn)
-            # small tables: batches of 64 so a run takes a few hundred optimiser steps
-            vae = SpectraVAE(epochs=epochs, batch_size=64, seed=seed, tissue_threshold="none",
-                             verbose=False).fit(train, validation=val)
-            mixed = 0.7 * x_all[te] + 0.3 * x_all[rng.choice(other, len(te))]
-            cases = {"held-out class": np.concatenate([x_all[te], x_all[other]]),
-                     "30 % mixture": np.concatenate([x_all[te], mixed])}
-            for case, x in cases.items():
-                truth = np.r_[np.zeros(len(te), int), np.ones(len(x) - len(te), int)]
-                ds = load_dataset(x, wavenumbers=wn)
-                scores = {f"VAE {m}": vae.anomaly_score(ds, m) for m in VAE_METHODS}
-                base = anomaly.baseline_scores(vae, train, ds, normal_calibration=val,
-                                               vae_scores=scores["VAE mspc"])
-                scores |= {k: v for k, v in base.items() if k != "VAE"}
-                table = anomaly.evaluate(scores, truth)
-                for name, auc in table["AUROC"].items():
-                    rows.append({"case": case, "unseen": unseen, "seed": seed, "score": name, "AUROC": auc})
-    return pd.DataFrame(rows)
+LAYOUTS = {"18x64": Layout(64, 3, 1, 6, 2, 6), "17x96": Layout(96, 2, 1, 6, 2, 6)}
+RAW = ("t2", "q", "inside", "latent", "kl", "elbo", "reconstruction")  # statistics scored as they are
+SCORES = ("mspc", "fisher:t2+q", "min_p:t2+q", "qin:t2+q", "fisher:inside+q", "fisher:inside+t2+q",
+          "min_p:subspace+q", "fisher:subspace+q+latent", "subspace", "t2", "q", "inside", "latent", "elbo")
+REAL_SCORES = ("mspc", "fisher:t2+q", "min_p:t2+q", "fisher:inside+q", "fisher:inside+t2+q", "fisher:subspace+q+latent",
+               "t2", "q", "inside", "elbo")
+BOOTSTRAPPED = ("VAE mspc", *anomaly.baselines.PCA_RULES, anomaly.baselines.RX_NAME)
 
 
-def summarise(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
-    return frame.groupby(by)["AUROC"].agg(["mean", "min", "max", "count"]).round(3)
+def provenance(seeds: list[int]) -> str:
+    """The command, seeds and commit (with a note when the package or benchmarks differ from it)."""
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], capture_output=True, text=True, check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return ""
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    dirty = git("status", "--porcelain", "--", "spectra_vae", "benchmarks")
+    command = "python -m benchmarks.anomaly " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    return (f"[command: {command.strip()} | seeds: {' '.join(map(str, seeds))} | commit: {commit}"
+            f"{' + uncommitted changes' if dirty else ''}]")
+
+
+@dataclass
+class Held:
+    """Per-pixel statistics of a set of scans and what is known of them."""
+
+    values: dict[str, np.ndarray]
+    tissue: np.ndarray
+    scan_of: np.ndarray  # index into `scans`
+    scans: list[str]
+
+
+def trained(a: argparse.Namespace, seed: int, layout: str, latent: int, train, val) -> SpectraVAE:
+    """A VAE trained on the layout's training scans (from `--model-cache` when it holds one)."""
+    lay = LAYOUTS[layout]  # the first scans are the same in every layout of a size: so are the trained models
+    key = (f"{lay.size}px_train{lay.train}_val{lay.val}_seed{seed}_latent{latent}_e{a.epochs}"
+           + ("" if a.patience is None else f"_p{a.patience}"))
+    cached = Path(a.model_cache) / f"{key}.pt" if a.model_cache else None
+    if cached is not None and cached.exists():
+        return SpectraVAE.load(cached)
+    vae = SpectraVAE(latent_dim=latent, epochs=a.epochs, seed=seed, verbose=False,
+                     **patience_options(a.patience)).fit(train, validation=val)
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        vae.save(cached)
+    return vae
+
+
+def calibration_pixels(vae: SpectraVAE, cal, n_scans: int | None) -> tuple:
+    """The monitor's statistics on the calibration tissue (of the first `n_scans` scans), their scans,
+    coordinates, Q's eigenvalues and the scan names."""
+    if n_scans is not None:
+        cal = cal.select_scans(cal.scans[:n_scans])
+    tissue = cal.select_pixels(np.flatnonzero(vae.tissue_mask(cal)))
+    complement = Moments()
+    values = pixel_statistics(vae, vae.prepare(tissue), vae.monitor_, monitored_only=True, complement=complement)
+    return values, tissue.scan_of(), tissue.coords, complement_eigenvalues(complement), list(tissue.scans)
+
+
+def variant(monitor: Monitor, score: str, tail: str) -> Monitor:
+    """The monitor with the statistics and combination rule of `score` ("mspc": its own) and `tail`."""
+    if score == "mspc":
+        return dataclasses.replace(monitor, tail_kind=tail)
+    rule, names = parse_method(score, monitor.available)
+    check_choices(names, rule or monitor.combination, tail)
+    return dataclasses.replace(monitor, statistics=names, combination=rule or monitor.combination, tail_kind=tail)
+
+
+def demo_run(a: argparse.Namespace, seed: int, layout: str, latent: int) -> dict[str, list[dict]]:
+    lay = LAYOUTS[layout]
+    path = demo_data(f"anomaly_{layout}_seed{seed}", lay.n_scans, lay.size, seed=seed, n_abnormal=lay.abnormal)
+    ds = load_dataset(path)
+    roles = {role: ds.select_scans(names) for role, names in lay.roles().items()}
+    vae = trained(a, seed, layout, latent, roles["train"], roles["val"])
+    held_ds = ds.select_scans(lay.roles()["test"] + lay.roles()["abnormal"])
+    mask = vae.tissue_mask(held_ds)
+    test_scans = set(lay.roles()["test"])
+    rows: dict[str, list[dict]] = {"auroc": [], "calibration": [], "pp": []}
+    run = {"layout": layout, "seed": seed, "latent": latent, "epochs": len(vae.history)}
+    for directions in a.directions:
+        vae.fit_anomaly_model(roles["train"], roles["val"], n_components=directions,
+                              latent_components=a.latent_components)
+        mon = vae.monitor_
+        here = {**run, "directions": directions, "k": mon.subspace.n_components}
+        held = Held(pixel_statistics(vae, vae.prepare(held_ds), mon), mask, held_ds.scan_of(), list(held_ds.scans))
+        held.values["elbo"] = held.values["reconstruction_nll"] + vae.beta * held.values["kl"]
+        held.values["reconstruction"] = held.values["reconstruction_error"]
+        scores = {f"VAE {s}": held.values[s] for s in a.scores if s in RAW}
+        for n_cal in a.calibration_scans:
+            cal = calibration_pixels(vae, roles["calibration"], n_cal)
+            for threshold in a.threshold:
+                for tail in a.tails:
+                    for score in (s for s in a.scores if s not in RAW):
+                        name = f"VAE {score}" + ("" if tail == a.tails[0] else f" [{tail}]")
+                        try:
+                            m = variant(mon, score, tail)
+                        except ValueError as exc:
+                            print(f"  skipped {name}: {exc}")
+                            continue
+                        ids = cal[1] if threshold == "cross-conformal" else np.zeros_like(cal[1])
+                        m = calibrate_values(m, cal[0], ids, cal[2], a.rate, a.scan_rate, cal[3])
+                        s = m.score(held.values)
+                        if n_cal == a.calibration_scans[-1] and threshold == a.threshold[0]:
+                            scores[name] = s
+                        rows["calibration"] += calls(m, s, held, test_scans, {**here, "score": name,
+                                                                             "calibration scans": len(cal[4]),
+                                                                             "threshold": threshold})
+                        if score == "mspc" and threshold == a.threshold[0] and n_cal == a.calibration_scans[-1]:
+                            rows["pp"] += tail_check(m, held, test_scans, {**here, "tail": tail})
+        if directions == a.directions[0]:
+            base = anomaly.fit_baselines(vae, roles["train"], roles["calibration"])
+            scores |= base.scores(held_ds)
+            here["pca k"] = ", ".join(f"{v}" for v in base.components.values())
+        table = anomaly.evaluate_kinds({k: v for k, v in scores.items() if k in BOOTSTRAPPED}, held_ds, mask,
+                                       n_boot=a.bootstrap, seed=seed)
+        plain = anomaly.evaluate_kinds({k: v for k, v in scores.items() if k not in BOOTSTRAPPED}, held_ds, mask)
+        for (kind, score), r in pd.concat([table, plain]).iterrows():
+            rows["auroc"].append({**here, "kind": kind, "score": score, "AUROC": r["AUROC"],
+                                  "low": r.get("AUROC low", np.nan), "high": r.get("AUROC high", np.nan)})
+    return rows
+
+
+def calls(m: Monitor, s: np.ndarray, held: Held, test_scans: set[str], run: dict) -> list[dict]:
+    """Per held-out scan: flagged share of its tissue, its scan limit and the call."""
+    assert m.scan_limit is not None and m.threshold is not None
+    out = []
+    for k, name in enumerate(held.scans):
+        sel = (held.scan_of == k) & held.tissue
+        frac = float((s[sel] > m.threshold).mean())
+        out.append({**run, "scan": name, "normal": name in test_scans, "tissue": int(sel.sum()),
+                    "flagged": frac, "limit": m.scan_limit.limit(int(sel.sum())),
+                    "called": frac > m.scan_limit.limit(int(sel.sum())), "spread known": m.scan_limit.spread_known})
+    return out
+
+
+def tail_check(m: Monitor, held: Held, test_scans: set[str], run: dict) -> list[dict]:
+    """Observed shares of held-out normal tissue below nominal tail probabilities (a P–P check)."""
+    sel = held.tissue & np.isin(np.asarray(held.scans)[held.scan_of], list(test_scans))
+    values = {k: v[sel] for k, v in held.values.items()}
+    out = []
+    for name in (*m.statistics, "combined"):
+        log_p = m.log_p(values) if name == "combined" else m.tails[name].log_sf(values[name])
+        out.append({**run, "statistic": name, **{f"p<{p:g}": float((log_p < np.log(p)).mean())
+                                                 for p in (0.1, 0.01, 0.001)}})
+    for kind, limit in m.calibration.get("q_limits", {}).items():
+        out.append({**run, "statistic": f"q > limit ({kind})", "p<0.01": float((values["q"] > limit).mean())})
+    return out
+
+
+def print_demo(rows: dict[str, list[dict]], a: argparse.Namespace) -> None:
+    head = provenance(a.seeds)
+    auroc = pd.DataFrame(rows["auroc"])
+    print(f"\nDemo AUROC per anomaly kind (mean, worst, best over runs) {head}")
+    by = ["latent", "directions", "kind", "score"]
+    print(auroc.groupby(by)["AUROC"].agg(["mean", "min", "max", "count"]).round(3)
+          .sort_values(by[:-1] + ["mean"], ascending=[True] * 3 + [False]).to_string())
+    print(f"\nIntervals (95 %, cluster bootstrap over scans, stratified), per run {head}")
+    boot = auroc[auroc["score"].isin(BOOTSTRAPPED)]
+    print(boot[["layout", "seed", "latent", "directions", "kind", "score", "AUROC", "low", "high"]]
+          .round(3).to_string(index=False))
+    cal = pd.DataFrame(rows["calibration"])
+    normal = cal[cal["normal"]]
+    keys = ["latent", "directions", "calibration scans", "threshold", "score"]
+    per_run = normal.groupby([*keys, "layout", "seed"]).apply(
+        lambda g: float(np.average(g["flagged"], weights=g["tissue"])), include_groups=False).rename("flagged")
+    band = per_run.groupby(keys).agg(low="min", high="max", mean="mean",
+                                     inside=lambda f: f"{int(((f >= 0.004) & (f <= 0.025)).sum())}/{len(f)}")
+    print(f"\nHeld-out normal test scans' tissue flagged at a nominal {a.rate:.0%} (per run; inside 0.4–2.5 %) {head}")
+    print(band.round(4).to_string())
+    print(f"\nScan-level calls at a nominal scan-level {a.scan_rate:.0%} (Clopper–Pearson 95 %) {head}")
+    summary = []
+    for key, g in cal.groupby(keys):
+        ab, no = g[~g["normal"]], g[g["normal"]]
+        sens, spec = int(ab["called"].sum()), int((~no["called"]).sum())
+        summary.append({**dict(zip(keys, key, strict=True)),
+                        "abnormal called": f"{sens}/{len(ab)}", "sensitivity CI": _ci(sens, len(ab)),
+                        "normal called": f"{len(no) - spec}/{len(no)}", "specificity CI": _ci(spec, len(no)),
+                        "spread known": bool(g["spread known"].all())})
+    print(pd.DataFrame(summary).to_string(index=False))
+    if rows["pp"]:
+        pp = pd.DataFrame(rows["pp"])
+        print(f"\nTail check on held-out normal test tissue: share with nominal p below each level "
+              f"(mean over runs; a tail that holds gives the level itself) {head}")
+        cols = [c for c in ("p<0.1", "p<0.01", "p<0.001") if c in pp]
+        print(pp.groupby(["latent", "directions", "tail", "statistic"])[cols].mean().round(4).to_string())
+
+
+def _ci(k: int, n: int) -> str:
+    lo, hi = anomaly.clopper_pearson(k, n)
+    return f"{k / max(n, 1):.2f} ({lo:.2f}–{hi:.2f})"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[11, 12, 13, 14, 15])
     ap.add_argument("--layouts", nargs="+", default=list(LAYOUTS), choices=list(LAYOUTS))
-    ap.add_argument("--epochs", type=epochs_arg, default=30,
-                    help="a whole number, or auto (the library's default)")
+    ap.add_argument("--epochs", type=epochs_arg, default=30, help="a whole number, or auto (the library's default)")
     ap.add_argument("--patience", type=int, help="the estimator's patience (default: its own; 0: none)")
-    ap.add_argument("--bootstrap", type=int, default=200, help="bootstrap samples over scans for AUROC intervals")
+    ap.add_argument("--latent-dims", type=int, nargs="+", default=[2], help="latent sizes to train")
+    ap.add_argument("--directions", nargs="+", default=["auto"],
+                    help="residual directions monitored: auto (above the noise floor) or numbers")
+    ap.add_argument("--scores", nargs="+", default=list(SCORES),
+                    help="VAE scores: mspc (the default), statistics, or [rule:]a+b combinations")
+    ap.add_argument("--tails", nargs="+", default=["empirical"], choices=TAIL_KINDS,
+                    help="tail models (the first is the one the plain score names use)")
+    ap.add_argument("--latent-components", default="bic", help="the latent mixture's size: bic or a number")
+    ap.add_argument("--threshold", nargs="+", default=["cross-conformal"], choices=["cross-conformal", "pooled"])
+    ap.add_argument("--calibration-scans", type=int, nargs="+", default=[0],
+                    help="calibrate on the first N calibration scans too (0: all of them)")
+    ap.add_argument("--rate", type=float, default=0.01, help="nominal pixel false-positive rate")
+    ap.add_argument("--scan-rate", type=float, default=0.01, help="nominal scan-level false-positive rate")
+    ap.add_argument("--bootstrap", type=int, default=200, help="cluster-bootstrap samples over scans")
+    ap.add_argument("--model-cache", default="", help="reuse trained models from this folder (development)")
     ap.add_argument("--real", action="store_true", help="also the real-spectra check (fetches from PyPI once)")
     ap.add_argument("--real-only", action="store_true")
     ap.add_argument("--real-seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--real-epochs", type=int, default=200)
     a = ap.parse_args()
-    print(f"machine: {machine()}")
+    a.directions = [d if d == "auto" else int(d) for d in a.directions]
+    a.latent_components = a.latent_components if a.latent_components == "bic" else int(a.latent_components)
+    a.calibration_scans = [n or None for n in sorted(a.calibration_scans, key=lambda n: n or 10**6)]
+    print(f"machine: {machine()}\n{provenance(a.seeds)}")
+    if a.model_cache:
+        print(f"note: trained models are reused from {a.model_cache} where they exist (development only)")
     if not a.real_only:
-        tables, calib = [], []
+        rows: dict[str, list[dict]] = {"auroc": [], "calibration": [], "pp": []}
         for layout in a.layouts:
-            for seed in a.seeds:
-                table, cal = demo_run(seed, layout, a.epochs, a.bootstrap, a.patience)
-                tables.append(table.assign(seed=seed, layout=layout).reset_index())
-                calib.append({"layout": layout, "seed": seed, **cal})
-                auc = table["AUROC"].unstack(0)
-                print(f"\n{layout} seed {seed}: " + "; ".join(
-                    f"{kind}: VAE {auc.loc['VAE mspc', kind]:.3f}, best baseline "
-                    f"{auc[kind].drop([i for i in auc.index if i.startswith('VAE')]).max():.3f}"
-                    for kind in auc.columns) + f"  | {cal}", flush=True)
-        demo = pd.concat(tables)
-        print("\nDemo, AUROC per anomaly kind over every seed and layout (mean, worst, best):")
-        print(summarise(demo, ["kind", "score"]).sort_values(["kind", "mean"], ascending=[True, False]).to_string())
-        print("\nIntervals (95 %, bootstrap over scans), per run:")
-        cols = ["layout", "seed", "kind", "score", "AUROC", "AUROC low", "AUROC high"]
-        print(demo[demo["score"].isin(["VAE mspc", "RX (Ledoit–Wolf)"])][cols].round(3).to_string(index=False))
-        print("\nCalibration on the normal test scans' tissue (threshold from the normal validation scans):")
-        print(pd.DataFrame(calib).to_string(index=False))
+            for latent in a.latent_dims:
+                for seed in a.seeds:
+                    out = demo_run(a, seed, layout, latent)
+                    for k, v in out.items():
+                        rows[k] += v
+                    auc = pd.DataFrame(out["auroc"])
+                    auc = auc[auc["score"] == "VAE mspc"]
+                    print(f"{layout} latent {latent} seed {seed}: "
+                          + "; ".join(f"{r.kind} {r.AUROC:.3f}" for r in auc.itertuples()), flush=True)
+        print_demo(rows, a)
     if a.real or a.real_only:
         frame = fetch_real_spectra()
         if frame is not None:
-            real = real_runs(frame, a.real_seeds, a.real_epochs)
+            real = real_runs(frame, a.real_seeds, a.real_epochs, REAL_SCORES)
+            head = provenance(a.real_seeds)
             print(f"\nReal spectra ({len(frame)} labelled FTIR spectra, orange-spectroscopy's collagen.csv), "
-                  f"AUROC mean over {len(a.real_seeds)} seeds × 4 unseen classes:")
-            print(summarise(real, ["case", "score"]).sort_values(["case", "mean"], ascending=[True, False]).to_string())
-            print("\nper unseen class (mean over seeds):")
+                  f"AUROC mean over {len(a.real_seeds)} seeds × 4 unseen classes {head}")
+            print(real.groupby(["case", "score"])["AUROC"].agg(["mean", "min", "max", "count"]).round(3)
+                  .sort_values(["case", "mean"], ascending=[True, False]).to_string())
+            print(f"\nper unseen class (mean over seeds) {head}")
             print(real.groupby(["case", "unseen", "score"])["AUROC"].mean().unstack(1).round(3).to_string())
 
 

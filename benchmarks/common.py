@@ -25,16 +25,21 @@ def epochs_arg(text: str) -> int | str:
     return check_parameter("epochs", text)
 
 
-def demo_data(name: str, n_scans: int, size: int, seed: int = 0, scatter: bool = False) -> Path:
-    """Demo scans for a benchmark, generated once and reused (remade when the generator changed)."""
+def demo_data(name: str, n_scans: int, size: int, seed: int = 0, scatter: bool = False,
+              n_abnormal: int | None = None) -> Path:
+    """Demo scans for a benchmark, generated once and reused (remade when the generator changed).
+    `n_abnormal`: the last scans that hold anomalies (None: the generator's default, a third)."""
     path = BENCH_DATA / name
     meta = path / "demo.json"
     wanted = {"n_scans": n_scans, "height": size, "width": size, "seed": seed, "scatter": scatter,
               "version": GENERATOR_VERSION, "truth": TRUTH_VERSION}
+    if n_abnormal is not None:
+        wanted["n_abnormal"] = n_abnormal
     recorded = json.loads(meta.read_text()) if meta.exists() else {}
     if any(recorded.get(k) != v for k, v in wanted.items()):
         t = time.perf_counter()
-        make_demo_dataset(path, n_scans=n_scans, height=size, width=size, seed=seed, scatter=scatter)
+        make_demo_dataset(path, n_scans=n_scans, height=size, width=size, seed=seed, scatter=scatter,
+                          n_abnormal=n_abnormal)
         print(f"generated {n_scans} scans of {size}×{size} in {time.perf_counter() - t:.1f} s → {path}")
     return path
 

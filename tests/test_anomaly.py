@@ -4,10 +4,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from scipy import stats
 
 from spectra_vae import DataError, SpectraVAE, anomaly, load_dataset
-from spectra_vae.anomaly.monitor import Monitor, _residuals, noise_level
-from spectra_vae.anomaly.mspc import Moments, Subspace
+from spectra_vae.anomaly.monitor import Monitor, noise_level, residuals
+from spectra_vae.anomaly.mspc import Moments, Subspace, components_above_noise
 from spectra_vae.io.demo import CLASS_COMPOSITION, COMPONENTS, NOISE_SIGMA, component_spectra, demo_wavenumbers
 
 
@@ -51,7 +52,13 @@ def test_scores_carry_coordinates_tissue_and_every_statistic_deterministically(f
     np.testing.assert_array_equal(a, b)
     np.testing.assert_allclose(a, f.anomaly_score)
     m = vae.monitor_
-    np.testing.assert_allclose(a, -2 * sum(m.tails[s].log_sf(f[s].to_numpy()) for s in m.statistics))
+    values = {s: f[s].to_numpy() for s in ("inside", "t2", "q")}
+    # the default: Fisher's combination of `subspace` (the smaller tail p of inside and t2, its own tail) and q
+    assert m.statistics == ("subspace", "q") and m.combination == "fisher"
+    sub = -np.minimum(m.tails["inside"].log_sf(values["inside"]), m.tails["t2"].log_sf(values["t2"]))
+    np.testing.assert_allclose(f.subspace, sub)
+    fisher = -2 * (m.tails["subspace"].log_sf(sub) + m.tails["q"].log_sf(values["q"]))
+    np.testing.assert_allclose(a, -stats.chi2.logsf(fisher, 4) / np.log(10), rtol=1e-9)
     np.testing.assert_allclose(vae.anomaly_score(test, "elbo"), f.reconstruction_nll + vae.beta * f.kl)
     np.testing.assert_array_equal(vae.anomaly_score(test, "q"), f.q.to_numpy())
     with pytest.raises(ValueError, match="method must be one of"):
@@ -105,6 +112,24 @@ def test_baselines_are_fitted_on_exactly_the_pixels_the_vae_trained_on(fitted, d
     assert {"VAE", "RX (Ledoit–Wolf)"} <= set(scores) and all(len(s) == len(test) for s in scores.values())
     with pytest.raises(DataError, match="not the pixels the model was trained on"):
         anomaly.baseline_scores(vae, load_dataset(demo_dir, split="normal_test"), test)
+
+
+def test_fair_baselines_see_the_residual_model_s_tissue_sample_and_its_component_rule(fitted):
+    vae, train, val, test, _ = fitted
+    base = anomaly.fit_baselines(vae, train, val)
+    sample = anomaly.fair_tissue(vae, train)
+    assert sample.pixel_digest() == vae.monitor_.sample_digest  # the very pixels the residual model saw
+    assert base.rx.n_samples_ == len(sample) == int(vae.tissue_mask(train).sum()) < vae.normaliser_.n_samples_
+    moments = Moments.of(anomaly.ModelView(vae, sample).iter_chunks())
+    eig = np.linalg.eigvalsh(moments.covariance(ddof=1))
+    assert base.components["PCA T²+Q (noise floor)"] == components_above_noise(eig, moments.n)
+    assert base.components["PCA T²+Q (99 % var.)"] == Subspace.fit(moments, "99%").n_components
+    scores = base.scores(test)
+    assert set(scores) == {*anomaly.baselines.PCA_RULES, "RX (Ledoit–Wolf)"}
+    assert all(len(v) == len(test) and np.isfinite(v).all() for v in scores.values())
+    # the PCA monitors use the VAE monitor's own combination and tail kind
+    pca = base.pca["PCA T²+Q (noise floor)"]
+    assert (pca.combination, pca.tail_kind) == (vae.monitor_.combination, vae.monitor_.tail_kind)
 
 
 def test_ground_truth_follows_normal_labels_and_splits_anomaly_kinds(demo):
@@ -182,10 +207,10 @@ def test_the_residual_model_of_large_data_is_fitted_on_a_bounded_sample_of_whole
 
     vae, train, _, _, _ = fitted
     tissue = vae.tissue_rule_.select(vae.training_pixels(train))
-    assert monitor_module._sample(tissue) is tissue  # under the bound: every pixel
+    assert monitor_module.sample_blocks(tissue) is tissue  # under the bound: every pixel
     monkeypatch.setattr(monitor_module, "MONITOR_MAX_PIXELS", len(tissue) // 4)
     monkeypatch.setattr(monitor_module, "MONITOR_BLOCK", 20)
-    sample = monitor_module._sample(tissue)
+    sample = monitor_module.sample_blocks(tissue)
     assert len(tissue) // 8 < len(sample) <= len(tissue) // 4
     key = lambda c: (c[:, 0] * 10_000 + c[:, 1]) * 10_000 + c[:, 2]  # noqa: E731
     picked = np.flatnonzero(np.isin(key(tissue.coords), key(sample.coords)))  # the sample's rows in tissue
@@ -228,11 +253,20 @@ def test_residuals_are_judged_against_each_pixels_own_noise_when_preprocessing_s
     rng = np.random.default_rng(1)
     chunk = rng.standard_normal((2, 442)) * np.array([[ref], [4 * ref]])  # the second carries 4× the noise
     r = torch.from_numpy(rng.standard_normal((1, 442))).repeat(2, 1) * torch.tensor([[1.0], [4.0]])
-    weighted = _residuals(chunk, r, torch.zeros_like(r), ref)
+    weighted = residuals(chunk, r, torch.zeros_like(r), ref)
     assert np.allclose(weighted[0], weighted[1], rtol=0.15)
-    assert np.allclose(_residuals(chunk, r, torch.zeros_like(r), None), r.numpy())
+    assert np.allclose(residuals(chunk, r, torch.zeros_like(r), None), r.numpy())
     # stored with the model, and a monitor saved before weighting existed loads unweighted
     d = vae.monitor_.to_dict()
     assert Monitor.from_dict(d).noise_reference == ref
     assert Monitor.from_dict({k: v for k, v in d.items() if k != "noise_reference"}).noise_reference is None
+    # the fair baselines weight each pixel's deviation from the normal mean the same way
+    base = anomaly.fit_baselines(vae, train, val)
+    assert base.noise_reference == ref
+    view = base.view(tissue)
+    plain = anomaly.ModelView(vae, tissue)
+    w = ref / np.maximum(noise_level(prepared), ref / 10)
+    weighted, unweighted = next(view.iter_chunks()), next(plain.iter_chunks())
+    np.testing.assert_allclose(weighted - base.centre, w[: len(weighted), None] * (unweighted - base.centre),
+                               rtol=1e-6, atol=1e-9)
     assert vae.fit_anomaly_model(train, val, noise_weighted=False).monitor_.noise_reference is None

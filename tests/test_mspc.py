@@ -5,14 +5,19 @@ import pytest
 from scipy import stats
 from sklearn.covariance import LedoitWolf
 
-from spectra_vae.anomaly.mspc import (
-    Moments,
+from spectra_vae.anomaly.mspc import Moments, Subspace, components_above_noise, ledoit_wolf
+from spectra_vae.anomaly.tails import (
+    EmpiricalTail,
+    JacksonMudholkar,
     ScaledChi2,
-    Subspace,
     chi2_log_sf,
-    components_above_noise,
     fisher,
-    ledoit_wolf,
+    fit_tail,
+    log_fisher_p,
+    log_min_p,
+    qin_index,
+    tail_from_dict,
+    to_score,
 )
 
 
@@ -95,3 +100,71 @@ def test_fisher_combination_of_independent_uniform_p_values_is_chi2_with_twice_t
     assert np.isclose(combined.mean(), 4.0, rtol=0.02) and np.isclose(combined.var(), 8.0, rtol=0.05)
     with pytest.raises(ValueError):
         ScaledChi2.fit(np.array([1.0]))
+
+
+# -- tails and combinations ---------------------------------------------------------------------
+def quadratic_form(eigenvalues, n=400_000, seed=3):
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((n, len(eigenvalues))) ** 2) @ np.asarray(eigenvalues)
+
+
+def test_jackson_mudholkar_limit_holds_its_level_on_gaussian_residuals_with_known_eigenvalues():
+    lam = np.linspace(2.0, 0.1, 40)  # many comparable eigenvalues (h0 ≈ 0.25), as outside a residual subspace
+    q = quadratic_form(lam)
+    jm, box = JacksonMudholkar.from_eigenvalues(lam), ScaledChi2.from_eigenvalues(lam)
+    assert np.isclose(jm.theta1, lam.sum()) and np.isclose(jm.theta2, (lam**2).sum()) and jm.h0 > 0
+    for p in (0.05, 0.01, 0.001):
+        assert np.isclose((q > jm.quantile(p)).mean(), p, rtol=0.15)
+        assert np.isclose(np.exp(jm.log_sf(np.array([jm.quantile(p)]))[0]), p, rtol=1e-6)
+    # Box's two moments, checked against it: exact mean and variance, a heavier far tail than claimed
+    assert np.isclose(box.g * box.h, lam.sum()) and np.isclose(2 * box.g**2 * box.h, 2 * (lam**2).sum())
+    assert (q > box.quantile(0.001)).mean() > 1.1 * 0.001
+    # a few dominant eigenvalues (h0 < 0): JM errs on the safe side, Box flags more than its level
+    lam = np.r_[np.linspace(1.0, 0.3, 8), np.full(60, 0.1)]
+    q = quadratic_form(lam)
+    jm, box = JacksonMudholkar.from_eigenvalues(lam), ScaledChi2.from_eigenvalues(lam)
+    assert jm.h0 < 0 and (q > jm.quantile(0.01)).mean() < 0.01 < (q > box.quantile(0.01)).mean()
+
+
+def test_empirical_tail_is_the_data_s_survival_inside_and_exponential_beyond():
+    rng = np.random.default_rng(4)
+    values = rng.exponential(2.0, size=100_000)
+    tail = EmpiricalTail.fit(values)
+    for p in (0.5, 0.1, 0.02):
+        x = np.quantile(values, 1 - p)
+        assert np.isclose(np.exp(tail.log_sf(np.array([x]))[0]), p, rtol=0.05)
+        assert np.isclose(tail.quantile(p), x, rtol=0.02)
+    # beyond the upper 1 %: the exponential fitted to the exceedances, here the true tail
+    far = np.array([2.0 * np.log(1e5), 2.0 * np.log(1e8)])
+    np.testing.assert_allclose(tail.log_sf(far), np.log([1e-5, 1e-8]), rtol=0.05)
+    assert np.isclose(tail.quantile(1e-6), 2.0 * np.log(1e6), rtol=0.05)
+    assert tail.log_sf(np.array([-1.0]))[0] == 0.0 and (np.diff(tail.log_sf(np.linspace(0, 60, 500))) <= 0).all()
+    again = tail_from_dict(tail.to_dict())
+    np.testing.assert_array_equal(again.log_sf(far), tail.log_sf(far))
+
+
+def test_min_p_and_fisher_give_uniform_p_values_for_independent_statistics():
+    rng = np.random.default_rng(5)
+    log_p = np.log(rng.uniform(size=(2, 400_000)))
+    for combined in (log_min_p(log_p), log_fisher_p(log_p)):
+        for level in (0.1, 0.01, 0.001):
+            assert np.isclose((combined < np.log(level)).mean(), level, rtol=0.12)
+    # Šidák: 1 − (1 − p)² for the smaller p, finite where p underflows
+    np.testing.assert_allclose(log_min_p([np.log([0.01]), np.log([0.5])]), np.log(1 - 0.99**2))
+    np.testing.assert_allclose(log_min_p([np.array([-2000.0]), np.array([0.0])]), np.log(2) - 2000)
+    assert np.isfinite(to_score(log_fisher_p([np.array([-5000.0]), np.array([-3.0])]))).all()
+
+
+def test_qin_index_divides_each_statistic_by_its_limit():
+    np.testing.assert_allclose(qin_index([np.array([2.0, 4.0]), np.array([1.0, 3.0])], [2.0, 3.0]), [4 / 3, 3.0])
+
+
+def test_every_tail_reads_back_from_plain_numbers_and_old_monitors_read_as_box():
+    lam = np.array([2.0, 1.0, 0.5])
+    for tail in (JacksonMudholkar.from_eigenvalues(lam), ScaledChi2(0.5, 3.0), EmpiricalTail.fit(np.arange(500.0))):
+        d = tail.to_dict()
+        assert all(isinstance(v, (str, float, list)) for v in d.values())
+        assert tail_from_dict(d) == tail
+    assert tail_from_dict({"g": 0.5, "h": 3.0}) == ScaledChi2(0.5, 3.0)
+    with pytest.raises(ValueError, match="eigenvalues"):
+        fit_tail(np.ones(10), "jm")

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 from ..core.errors import DataError
@@ -60,14 +61,23 @@ def anomaly_kinds(dataset: SpectralDataset, normal_labels: Sequence[str] = NORMA
 # -- evaluation ------------------------------------------------------------------------------
 def auroc_interval(truth: np.ndarray, score: np.ndarray, groups: np.ndarray, n_boot: int = 1000,
                    seed: int = 0, level: float = 0.95) -> tuple[float, float]:
-    """Percentile interval of the AUROC from a bootstrap over groups (scans): pixels of one scan
-    are correlated, so whole scans are resampled. NaN where too few groups hold both classes."""
+    """Percentile interval of the AUROC from a cluster bootstrap over groups (scans): pixels of one scan
+    are correlated, so whole scans are resampled, stratified: the scans that hold anomalous pixels and
+    those that do not are each resampled with replacement, as many as there are, so every resample
+    holds both classes. NaN when fewer than two scans hold anomalous pixels (the interval would be a
+    spread within one scan, not over scans) or fewer than two hold normal ones."""
     rng = np.random.default_rng(seed)
     ids = np.unique(groups)
     members = {g: np.flatnonzero(groups == g) for g in ids}
+    positive = np.array([bool((truth[members[g]] == 1).any()) for g in ids])
+    negative = np.array([bool((truth[members[g]] == 0).any()) for g in ids])
+    if positive.sum() < 2 or negative.sum() < 2:
+        return float("nan"), float("nan")
+    strata = [ids[positive], ids[~positive]]
     values = []
     for _ in range(n_boot):
-        take = np.concatenate([members[g] for g in rng.choice(ids, len(ids), replace=True)])
+        picked = [g for stratum in strata if len(stratum) for g in rng.choice(stratum, len(stratum), replace=True)]
+        take = np.concatenate([members[g] for g in picked])
         y = truth[take]
         if y.min() != y.max():
             values.append(roc_auc_score(y, score[take]))
@@ -75,6 +85,16 @@ def auroc_interval(truth: np.ndarray, score: np.ndarray, groups: np.ndarray, n_b
         return float("nan"), float("nan")
     lo, hi = np.percentile(values, [50 * (1 - level), 100 - 50 * (1 - level)])
     return float(lo), float(hi)
+
+
+def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """The exact (Clopper & Pearson 1934) interval of a proportion, k successes of n."""
+    if n <= 0:
+        return float("nan"), float("nan")
+    a = (1 - level) / 2
+    lo = 0.0 if k == 0 else float(stats.beta.ppf(a, k, n - k + 1))
+    hi = 1.0 if k == n else float(stats.beta.ppf(1 - a, k + 1, n - k))
+    return lo, hi
 
 
 def evaluate(scores: Mapping[str, np.ndarray], truth: np.ndarray, mask: np.ndarray | None = None,

@@ -1,19 +1,26 @@
-"""The VAE's anomaly monitor: how normal tissue's residuals vary, and how far a pixel's lie from that.
+"""The VAE's anomaly monitor: how normal tissue's residuals (and codes) vary, and how far a pixel's lie from that.
 
 A pixel the model of normal tissue does not explain leaves a residual x − decode(μ(x)) of one of
 two kinds: large where normal residuals also vary (normal molecules in unusual proportions,
 which a small latent space cannot hold) or present where normal residuals sit at the noise
 floor (a compound normal tissue does not contain). After training, the principal directions of
 the residuals of the normal training tissue are found (`mspc.Subspace`, as many as rise above
-the noise floor); each pixel is then measured inside them, plainly (`inside`: sensitive along
-the directions where normal tissue varies most, where a shift in proportions shows) and scaled
-by their variances (`t2`, Hotelling's T²: sensitive along the quieter ones), and outside them
-(`q`: a compound normal tissue lacks); each statistic gets a scaled-χ² tail fitted on held-out
-normal tissue, and the tails' p-values are combined by Fisher's method into one score.
-`calibrate` refits the tails on normal pixels of the user's choice and sets the threshold that
-flags the requested share of them (fit sets a first one, at 1 %, on the pixels its tails came
-from, so that `predict` works at once). Everything is in the VAE's normalised units (the encoder's
-inputs); the model's tissue rule decides which pixels are tissue.
+the noise floor); each pixel is then measured inside them and outside them (`q`, the squared
+prediction error). Inside, two statistics of the same k scores see different shifts: `inside`, the
+plain squared projection (large along the directions where normal tissue varies most, where a
+change in proportions shows), and `t2`, the same scaled by the directions' variances (Hotelling's T²,
+sensitive along the quieter ones). So that they count once, `subspace` is the smaller of their two
+tail probabilities, with its own tail on normal tissue: one p-value for the evidence inside. `kl`
+(the KL term) and `latent` (the negative log density of the latent mean under a Gaussian mixture of
+normal tissue's codes, `latent.LatentDensity`) can be asked for too. Each statistic gets a tail on
+normal tissue (`tails`), and the monitor's statistics are combined into one tail probability p
+whose null is named (`tails.COMBINATIONS`; by default Fisher's over `subspace` and `q`, χ²₄ for
+two independent p-values: a residual's parts inside and outside orthogonal directions are
+uncorrelated); the score is −log₁₀ p. `calibration.calibrate_monitor` refits the
+tails on normal scans of the user's choice and sets the threshold scan-wise (fit sets a first one,
+at 1 %, on the pixels its tails came from, so that `predict` works at once). Everything is in the
+VAE's normalised units (the encoder's inputs); the model's tissue rule decides which pixels are
+tissue.
 
 When the preprocessing divides each spectrum by a factor of its own (`emsc`, `snv`, `vector`,
 `amide1`), the noise no longer has one size: thin tissue, divided by a small amount of tissue,
@@ -25,66 +32,49 @@ every pixel is judged against the noise it carries.
 
 from __future__ import annotations
 
-import copy
 import warnings
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..core.distributed import all_reduce, dist_info
+from ..core.distributed import all_reduce, dist_info, gather_objects
 from ..core.errors import DataError
 from ..core.metrics import pixel_rmse
 from ..io.dataset import SpectralDataset
 from ..model.loss import kl_divergence, reconstruction_nll
-from .mspc import Moments, ScaledChi2, Subspace, fisher
+from .calibration import (
+    calibrate_values,
+    check_normal,
+    check_rate,
+    complement_eigenvalues,
+    odd_scans,
+    one_scan_caution,
+)
+from .fitted import (
+    DEFAULT_COMBINATION,
+    DEFAULT_STATISTICS,
+    DEFAULT_TAIL,
+    DERIVED,
+    STATISTICS,
+    Monitor,
+    check_choices,
+    parse_method,
+    parse_statistics,
+)
+from .latent import LatentDensity
+from .mspc import Moments, Subspace
 from .protocol import FittedModel
-from .scans import design_effect
+from .scans import MIN_SCANS_FOR_SPREAD
 
-RESIDUAL_STATISTICS = ("inside", "t2", "q")
-STATISTICS = (*RESIDUAL_STATISTICS, "kl")
-DEFAULT_STATISTICS = ("inside", "t2", "q")  # chosen by measurement: see the README's anomaly section
+__all__ = ["DEFAULT_COMBINATION", "DEFAULT_STATISTICS", "DEFAULT_TAIL", "STATISTICS", "Monitor", "calibrate_monitor",
+           "fit_monitor", "noise_level", "parse_method", "parse_statistics", "pixel_statistics"]
+
 DEFAULT_FALSE_POSITIVE_RATE = 0.01  # the threshold fit sets on the tails' pixels, until `calibrate` sets another
 MONITOR_MAX_PIXELS = 200_000  # tissue pixels (over all processes) the residual model is fitted on, at most
 MONITOR_BLOCK = 8192  # ...drawn as blocks of consecutive pixels, so that flags can still be counted in tiles
-QUANTILE_BINS = 1 << 16  # resolution of the threshold pooled over the processes of a distributed run
 MAX_NOISE_WEIGHT = 10.0  # a pixel's noise level counts as at least 1/10 of normal tissue's median
-
-
-@dataclass
-class Monitor:
-    """A fitted residual model: the subspace, the statistics combined, their tails, the calibration."""
-
-    subspace: Subspace
-    statistics: tuple[str, ...]
-    tails: dict[str, ScaledChi2]
-    tails_from: str  # which pixels the tails were fitted on
-    threshold: float | None = None  # on the combined score; set by calibrate
-    false_positive_rate: float | None = None
-    design_effect: float | None = None  # spatial clustering of flags on the calibration tissue
-    calibration: dict[str, Any] = field(default_factory=dict)
-    noise_reference: float | None = None  # normal tissue's median noise level; None: residuals not weighted
-
-    def combine(self, values: dict[str, np.ndarray], statistics: tuple[str, ...] | None = None) -> np.ndarray:
-        """Fisher's combination of the statistics' tail p-values, −2 Σ log pᵢ (higher = more
-        anomalous); `statistics` other than the default ones may be named."""
-        return fisher(self.tails[s].log_sf(values[s]) for s in (statistics or self.statistics))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"subspace": self.subspace.to_dict(), "statistics": list(self.statistics),
-                "tails": {k: v.to_dict() for k, v in self.tails.items()}, "tails_from": self.tails_from,
-                "threshold": self.threshold, "false_positive_rate": self.false_positive_rate,
-                "design_effect": self.design_effect, "calibration": dict(self.calibration),
-                "noise_reference": self.noise_reference}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Monitor:
-        return cls(Subspace.from_dict(d["subspace"]), tuple(d["statistics"]),
-                   {k: ScaledChi2.from_dict(v) for k, v in d["tails"].items()}, str(d.get("tails_from", "")),
-                   d.get("threshold"), d.get("false_positive_rate"), d.get("design_effect"),
-                   dict(d.get("calibration", {})), d.get("noise_reference"))
 
 
 def noise_level(spectra: np.ndarray) -> np.ndarray:
@@ -100,44 +90,60 @@ def noise_weights(spectra: np.ndarray, noise_reference: float) -> np.ndarray:
     return noise_reference / np.maximum(noise_level(spectra), noise_reference / MAX_NOISE_WEIGHT)
 
 
-def _residuals(chunk: np.ndarray, x: torch.Tensor, x_hat: torch.Tensor, noise_reference: float | None) -> np.ndarray:
+def residuals(chunk: np.ndarray, x: torch.Tensor, x_hat: torch.Tensor, noise_reference: float | None) -> np.ndarray:
     """x − decode(μ) in float64; with a `noise_reference`, each pixel's residual weighted by
     `noise_weights` (`chunk`: the pixels as the model sees them, before normalising)."""
     r = (x - x_hat).double().cpu().numpy()
     return r if noise_reference is None else r * noise_weights(chunk, noise_reference)[:, None]
 
 
-def _passes(vae: FittedModel, data: SpectralDataset) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor,
-                                                                      torch.Tensor, torch.Tensor]]:
-    """Per batch: (pixels as the model sees them, normalised x, μ, log σ², decode(μ)); no gradients."""
+def reconstruct_at_mean(vae: FittedModel, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
+                                                                     torch.Tensor]:
+    """(what the model reconstructs, μ, log σ², the reconstruction at z = μ) of a normalised batch: the
+    one place the monitor asks a model for its reconstruction (deterministic)."""
+    mu, logvar, x_hat = vae.model_.infer(x)
+    return vae.model_.target(x), mu, logvar, x_hat
+
+
+def passes(vae: FittedModel, data: SpectralDataset) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor,
+                                                                     torch.Tensor, torch.Tensor]]:
+    """Per batch: (pixels as the model sees them, normalised target, μ, log σ², its reconstruction at μ)."""
     with torch.no_grad():
         for chunk, x in vae.normalised_batches(data):
-            mu, logvar = vae.model_.encode(x)
-            yield chunk, x, mu, logvar, vae.model_.decode(mu)
+            target, mu, logvar, x_hat = reconstruct_at_mean(vae, x)
+            yield chunk, target, mu, logvar, x_hat
 
 
-def residual_moments(vae: FittedModel, data: SpectralDataset, noise_reference: float | None = None) -> Moments:
-    """One-pass moments of the residuals x − decode(μ) of `data` (normalised units; weighted by
-    each pixel's noise with a `noise_reference`), summed over the processes of a distributed run."""
-    moments = Moments()
-    for chunk, x, _, _, x_hat in _passes(vae, data):
-        moments.update(_residuals(chunk, x, x_hat, noise_reference))
+def residual_moments(vae: FittedModel, data: SpectralDataset, noise_reference: float | None = None,
+                     keep_latent: bool = False) -> tuple[Moments, np.ndarray]:
+    """One-pass moments of the residuals x − decode(μ) of `data` (normalised units; weighted by each
+    pixel's noise with a `noise_reference`), summed over the processes of a distributed run; and,
+    with `keep_latent`, the latent means of every process's pixels."""
+    moments, mus = Moments(), []
+    for chunk, x, mu, _, x_hat in passes(vae, data):
+        moments.update(residuals(chunk, x, x_hat, noise_reference))
+        if keep_latent:
+            mus.append(mu.double().cpu().numpy())
     if dist_info()[1] > 1:
         c = vae.model_config_.n_channels
         local = moments.as_array() if moments.n else np.zeros(3 + 2 * c + c * c)
         moments = Moments.from_array(all_reduce(local), c)
-    return moments
+    latent = np.concatenate(mus) if mus else np.zeros((0, vae.latent_dim))
+    if keep_latent and dist_info()[1] > 1:
+        latent = np.concatenate(gather_objects(latent))
+    return moments, latent
 
 
 def pixel_statistics(vae: FittedModel, data: SpectralDataset, monitor: Monitor | None = None,
-                     monitored_only: bool = False) -> dict[str, np.ndarray]:
+                     monitored_only: bool = False, complement: Moments | None = None) -> dict[str, np.ndarray]:
     """Per pixel of `data` (as the model sees them): reconstruction RMSE (data units), the
-    reconstruction NLL of decode(μ) and the KL term, and with a monitor the residual statistics
-    (with `monitored_only`, just the statistics a monitor's tails are fitted to: the KL term
-    and the residual statistics)."""
+    reconstruction NLL of decode(μ) and the KL term, and with a monitor its statistics (with
+    `monitored_only`, just those a monitor's tails are fitted to). `complement`, if given, gathers
+    the residuals outside the monitor's directions (for Q's eigenvalues)."""
     plain = () if monitored_only else ("reconstruction_error", "reconstruction_nll")
-    out: dict[str, list[np.ndarray]] = {k: [] for k in (*plain, "kl", *(RESIDUAL_STATISTICS if monitor else ()))}
-    for chunk, x, mu, logvar, x_hat in _passes(vae, data):
+    names = tuple(s for s in monitor.available if s not in DERIVED) if monitor is not None else ("kl",)
+    out: dict[str, list[np.ndarray]] = {k: [] for k in (*plain, *names)}
+    for chunk, x, mu, logvar, x_hat in passes(vae, data):
         out["kl"].append(kl_divergence(mu, logvar).cpu().numpy())
         if not monitored_only:
             out["reconstruction_nll"].append(reconstruction_nll(x_hat, x, vae.reconstruction,
@@ -145,88 +151,23 @@ def pixel_statistics(vae: FittedModel, data: SpectralDataset, monitor: Monitor |
             out["reconstruction_error"].append(pixel_rmse(chunk,
                                                           vae.normaliser_.inverse_transform(x_hat.cpu().numpy())))
         if monitor is not None:
-            for k, v in monitor.subspace.statistics(_residuals(chunk, x, x_hat, monitor.noise_reference)).items():
+            r = residuals(chunk, x, x_hat, monitor.noise_reference)
+            for k, v in monitor.subspace.statistics(r).items():
                 out[k].append(v)
+            if monitor.latent is not None:
+                out["latent"].append(monitor.latent.statistic(mu.double().cpu().numpy()))
+            if complement is not None:
+                complement.update(monitor.subspace.outside(r))
     return {k: np.concatenate(v).astype(np.float64) if v else np.zeros(0) for k, v in out.items()}
 
 
-def parse_statistics(method: str) -> tuple[str, ...]:
-    """`"inside+q"` → ("inside", "q"): statistics whose tail p-values a score combines."""
-    parts = tuple(s.strip() for s in method.split("+") if s.strip())
-    if not parts or any(s not in STATISTICS for s in parts) or len(set(parts)) != len(parts):
-        raise ValueError(f"a combination names distinct statistics among {STATISTICS} joined by '+'; got {method!r}")
-    return parts
-
-
-def _tails(values: dict[str, np.ndarray], statistics: tuple[str, ...]) -> dict[str, ScaledChi2]:
-    """Scaled-χ² tails of each statistic (every one, so any combination can be scored), from its
-    mean and variance pooled over all processes."""
-    sums = all_reduce(np.array([[len(values[s]), values[s].sum(), (values[s] ** 2).sum()] for s in statistics]))
-    tails = {}
-    for s, (n, s1, s2) in zip(statistics, sums, strict=True):
-        if n < 2:
-            raise DataError(f"too few normal tissue pixels ({int(n)}) to fit the tail of the {s} statistic")
-        mean = s1 / n
-        tails[s] = ScaledChi2.from_moments(mean, max(s2 / n - mean**2, 0.0))
-    return tails
-
-
-def _noise_reference(vae: FittedModel, train: SpectralDataset) -> float | None:
-    """The median noise level of the (prepared) training tissue, pooled over processes; None when
-    there is no noise to measure (noise-free spectra)."""
-    parts = [noise_level(chunk) for chunk in vae.prepare(train).iter_chunks(MONITOR_BLOCK)]
-    levels = np.concatenate(parts) if parts else np.zeros(0)
-    if all_reduce(np.array([float(len(levels))]))[0] == 0:  # every process takes part, with pixels or without
-        return None
-    reference = _quantile(levels, 0.5)
-    return reference if np.isfinite(reference) and reference > 0 else None
-
-
-def fit_monitor(vae: FittedModel, train: SpectralDataset, validation: SpectralDataset | None,
-                n_components: int | str = "auto", statistics: tuple[str, ...] = DEFAULT_STATISTICS,
-                noise_weighted: bool | None = None) -> Monitor:
-    """The residual model of a trained VAE: directions from the normal training tissue, tails
-    from the normal validation tissue (the training tissue when there is none). `noise_weighted`:
-    weight each pixel's residual by its noise level (None: when the preprocessing divides each
-    spectrum by a factor of its own, see the module's docstring)."""
-    unknown = [s for s in statistics if s not in STATISTICS]
-    if unknown or not statistics:
-        raise DataError(f"anomaly statistics must be some of {STATISTICS}; got {statistics!r}")
-    train = _sample(vae.tissue_rule_.select(train) if vae.tissue_rule_ is not None else train)
-    if noise_weighted is None:
-        noise_weighted = bool(vae.preprocessor_) and vae.preprocessor_.scales_each_spectrum
-    reference = _noise_reference(vae, train) if noise_weighted else None
-    moments = residual_moments(vae, train, reference)
-    if moments.n < 2:
-        raise DataError(f"{train.source or 'data'}: too few training tissue pixels to learn the residuals' "
-                        f"structure (n_samples = {moments.n})")
-    monitor = Monitor(Subspace.fit(moments, n_components), tuple(statistics), {}, "", noise_reference=reference)
-    held_out = validation is not None and len(validation) > 0
-    source = (vae.tissue_rule_.select(validation)
-              if held_out and validation is not None and vae.tissue_rule_ is not None else validation)
-    if not held_out or source is None or len(source) == 0:
-        source = train
-    source = _sample(source)
-    values = pixel_statistics(vae, source, monitor, monitored_only=True)
-    monitor.tails = _tails(values, STATISTICS)
-    monitor.tails_from = (f"normal validation tissue ({len(source)} pixels)" if source is not train
-                          else f"normal training tissue ({len(source)} pixels; no validation data)")
-    # A first threshold on the same pixels, so that predict works after fit; `calibrate` on
-    # held-out normal scans replaces it (on training tissue the model flags too few pixels).
-    _set_threshold(monitor, source, np.ones(len(source), bool), monitor.combine(values), DEFAULT_FALSE_POSITIVE_RATE)
-    monitor.calibration["automatic"] = True
-    return monitor
-
-
-def _sample(data: SpectralDataset) -> SpectralDataset:
+def sample_blocks(data: SpectralDataset) -> SpectralDataset:
     """At most `MONITOR_MAX_PIXELS` pixels of `data` (over all processes): blocks of
     `MONITOR_BLOCK` consecutive pixels, spread evenly over the data. A 442×442 residual
     covariance and a 1 % quantile (2 000 pixels beyond it) are precise from 200 000 pixels,
-    while the two passes cost time in proportion (8.4 s for 463 704 pixels in a profile on 2 CPU
-    cores, so minutes for tens of millions); blocks keep neighbouring pixels together for the
+    while the passes cost time in proportion; blocks keep neighbouring pixels together for the
     design effect."""
-    world = dist_info()[1]
-    cap = MONITOR_MAX_PIXELS // world
+    cap = MONITOR_MAX_PIXELS // dist_info()[1]
     if len(data) <= cap:
         return data
     blocks = cap // MONITOR_BLOCK
@@ -237,50 +178,122 @@ def _sample(data: SpectralDataset) -> SpectralDataset:
     return data.select_pixels(np.concatenate([np.arange(s, min(s + MONITOR_BLOCK, len(data))) for s in keep]))
 
 
-def _quantile(score: np.ndarray, q: float) -> float:
-    """`np.quantile(score, q)`, pooled over the processes of a distributed run (there from a
-    histogram of `QUANTILE_BINS` bins between the pooled minimum and maximum)."""
-    if dist_info()[1] == 1:
-        return float(np.quantile(score, q))
-    lo = float(all_reduce(np.array([score.min() if len(score) else np.inf]), op="min")[0])
-    hi = float(all_reduce(np.array([score.max() if len(score) else -np.inf]), op="max")[0])
-    counts = all_reduce(np.histogram(score, QUANTILE_BINS, (lo, hi))[0].astype(np.float64))
-    edges = np.linspace(lo, hi, QUANTILE_BINS + 1)
-    return float(edges[1:][np.searchsorted(np.cumsum(counts), q * counts.sum())])
+def monitor_sample(vae: FittedModel, train: SpectralDataset) -> SpectralDataset:
+    """The normal training tissue a residual model is fitted on: `train` (as the model trained on it) by
+    the model's tissue rule, at most `MONITOR_MAX_PIXELS` of it (`sample_blocks`). The fair baselines
+    are fitted on exactly these pixels."""
+    return sample_blocks(vae.tissue_rule_.select(train) if vae.tissue_rule_ is not None else train)
 
 
-def _set_threshold(monitor: Monitor, normal: SpectralDataset, mask: np.ndarray, score: np.ndarray,
-                   false_positive_rate: float) -> None:
-    """The threshold flagging `false_positive_rate` of the tissue pixels (`mask`) of `normal`,
-    whose combined scores are `score`, and how their flags cluster in space."""
-    monitor.threshold = _quantile(score, 1 - false_positive_rate)
-    monitor.false_positive_rate = float(false_positive_rate)
-    flags = np.zeros(len(normal), bool)
-    flags[np.flatnonzero(mask)] = score > monitor.threshold
-    monitor.design_effect = design_effect(normal, flags, mask, false_positive_rate)
-    monitor.calibration = {"pixels": int(mask.sum()), "scans": list(normal.scans),
-                           "flagged_fraction": float((score > monitor.threshold).mean()) if len(score) else 0.0}
+def _noise_reference(vae: FittedModel, train: SpectralDataset) -> float | None:
+    """The median noise level of the (prepared) training tissue, pooled over processes; None when
+    there is no noise to measure (noise-free spectra)."""
+    parts = [noise_level(chunk) for chunk in vae.prepare(train).iter_chunks(MONITOR_BLOCK)]
+    levels = np.concatenate(gather_objects(np.concatenate(parts) if parts else np.zeros(0)))
+    if len(levels) == 0:
+        return None
+    reference = float(np.median(levels))
+    return reference if np.isfinite(reference) and reference > 0 else None
 
 
-def calibrate_monitor(monitor: Monitor, vae: FittedModel, normal: SpectralDataset,
-                      false_positive_rate: float) -> Monitor:
-    """A copy of `monitor` with its tails refitted on the tissue pixels of `normal` and the threshold
-    flagging `false_positive_rate` of them; also how flags cluster there (for scan-level calls).
-    The monitor given is left as it was."""
-    if not 0 < false_positive_rate < 1:
-        raise DataError(f"false_positive_rate must be in (0, 1); got {false_positive_rate!r}")
-    monitor = copy.deepcopy(monitor)
+def fit_monitor(vae: FittedModel, train: SpectralDataset, validation: SpectralDataset | None,
+                n_components: int | str = "auto", statistics: Sequence[str] = DEFAULT_STATISTICS,
+                noise_weighted: bool | None = None, combination: str = DEFAULT_COMBINATION,
+                tail_kind: str = DEFAULT_TAIL, latent_components: int | str | None = "bic") -> Monitor:
+    """The residual model of a trained VAE: directions (and the latent density) from the normal
+    training tissue, tails from the normal validation tissue (the training tissue when there is
+    none). `noise_weighted`: weight each pixel's residual by its noise level (None: when the
+    preprocessing divides each spectrum by a factor of its own, see the module's docstring).
+    `latent_components`: the mixture's size ("bic": chosen by BIC; None: no latent density)."""
+    check_choices(statistics, combination, tail_kind)
+    if "latent" in statistics and latent_components is None:
+        raise DataError("the latent statistic needs a latent density (latent_components)")
+    train = monitor_sample(vae, train)
+    if noise_weighted is None:
+        noise_weighted = bool(vae.preprocessor_) and vae.preprocessor_.scales_each_spectrum
+    reference = _noise_reference(vae, train) if noise_weighted else None
+    moments, latent_means = residual_moments(vae, train, reference, keep_latent=latent_components is not None)
+    if moments.n < 2:
+        raise DataError(f"{train.source or 'data'}: too few training tissue pixels to learn the residuals' "
+                        f"structure (n_samples = {moments.n})")
+    density = None if latent_components is None else LatentDensity.fit(latent_means, latent_components)
+    monitor = Monitor(Subspace.fit(moments, n_components), tuple(statistics), {}, "", noise_reference=reference,
+                      combination=combination, tail_kind=tail_kind, latent=density,
+                      sample_digest=train.pixel_digest())
+    held_out = validation is not None and len(validation) > 0
+    source = (vae.tissue_rule_.select(validation)
+              if held_out and validation is not None and vae.tissue_rule_ is not None else validation)
+    if not held_out or source is None or len(source) == 0:
+        source = train
+    # A first threshold, so that predict works after fit; `calibrate` on held-out normal scans
+    # replaces it (on training tissue the model flags too few pixels).
+    monitor = calibrate_tissue(monitor, vae, source, DEFAULT_FALSE_POSITIVE_RATE)
+    monitor.tails_from = (f"normal validation tissue ({monitor.calibration['pixels']} pixels)" if source is not train
+                          else f"normal training tissue ({monitor.calibration['pixels']} pixels; no validation data)")
+    monitor.calibration["automatic"] = True
+    return monitor
+
+
+def _gathered(values: dict[str, np.ndarray], names: np.ndarray, coords: np.ndarray
+              ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, list[str]]:
+    """Every process's pixels on every process, the scans numbered by name (0..k−1)."""
+    parts = gather_objects((values, names, coords))
+    values = {k: np.concatenate([p[0][k] for p in parts]) for k in values}
+    names, coords = np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts])
+    scans, ids = np.unique(names, return_inverse=True)
+    coords = coords.copy()
+    coords[:, 0] = ids
+    return values, ids.astype(np.int64), coords, [str(s) for s in scans]
+
+
+def calibrate_tissue(monitor: Monitor, vae: FittedModel, tissue: SpectralDataset, rate: float,
+                     scan_level: float = 0.01) -> Monitor:
+    """`calibrate_values` on normal tissue pixels (at most `monitor.MONITOR_MAX_PIXELS` of them, in
+    blocks), pooled over the processes of a distributed run."""
+    tissue = sample_blocks(tissue)
+    complement = Moments()
+    values = pixel_statistics(vae, tissue, monitor, monitored_only=True, complement=complement)
+    if dist_info()[1] > 1:
+        c = vae.model_config_.n_channels
+        local = complement.as_array() if complement.n else np.zeros(3 + 2 * c + c * c)
+        complement = Moments.from_array(all_reduce(local), c)
+    names = np.asarray(tissue.scans, dtype=object)[tissue.scan_of()] if len(tissue) else np.zeros(0, object)
+    values, ids, coords, scans = _gathered(values, names.astype(str), tissue.coords)
+    if len(ids) < 2:
+        raise DataError(f"{tissue.source or 'data'}: too few normal tissue pixels ({len(ids)}) to fit tails")
+    m = calibrate_values(monitor, values, ids, coords, rate, scan_level, complement_eigenvalues(complement), scans)
+    m.calibration["tissue_pixels"] = {s: int(n) for s, n in zip(scans, np.bincount(ids, minlength=len(scans)),
+                                                                   strict=True)}
+    return m
+
+
+def calibrate_monitor(monitor: Monitor, vae: FittedModel, normal: SpectralDataset, false_positive_rate: Any,
+                      scan_false_positive_rate: Any = 0.01, normal_labels: Sequence[str] | None = None) -> Monitor:
+    """A copy of `monitor` calibrated on the tissue pixels of the normal scans `normal`: tails, the
+    threshold (cross-conformal over scans, flagging `false_positive_rate` of a new normal scan's
+    tissue on average) and the scan-level limit at `scan_false_positive_rate`. The monitor given is
+    left as it was. Warns what fewer than `scans.MIN_SCANS_FOR_SPREAD` scans cannot promise, and
+    names calibration scans that look unlike the others."""
+    rate = check_rate(false_positive_rate)
+    scan_rate = check_rate(scan_false_positive_rate, "scan_false_positive_rate")
+    check_normal(normal, normal_labels)
     mask = vae.tissue_mask(normal)
     tissue = normal.select_pixels(np.flatnonzero(mask))
+    where = normal.source or "data"
     if len(tissue) < 10:
-        raise DataError(f"{normal.source or 'data'}: {len(tissue)} normal tissue pixels are too few to calibrate "
-                        "a threshold (give at least a few hundred)")
-    if len(tissue) * false_positive_rate < 1:
-        warnings.warn(f"{normal.source or 'data'}: {len(tissue)} normal tissue pixels cannot resolve a "
-                      f"false-positive rate of {false_positive_rate:g}; the threshold is about their maximum",
+        raise DataError(f"{where}: {len(tissue)} normal tissue pixels are too few to calibrate a threshold "
+                        "(give at least a few hundred)")
+    if len(tissue) * rate < 1:
+        warnings.warn(f"{where}: {len(tissue)} normal tissue pixels cannot resolve a false-positive rate of "
+                      f"{rate:g}; the threshold is about their maximum", UserWarning, stacklevel=3)
+    m = calibrate_tissue(monitor, vae, tissue, rate, scan_rate)
+    m.tails_from = f"calibration tissue ({m.calibration['pixels']} pixels of {m.calibration['scans']})"
+    k = len(m.calibration["scans"])
+    if k < MIN_SCANS_FOR_SPREAD:
+        warnings.warn(one_scan_caution(k, rate), UserWarning, stacklevel=3)
+    odd = odd_scans(m)
+    if odd:
+        warnings.warn(f"{where}: calibration scans {odd} are flagged above the limit that the other calibration "
+                      "scans set; they may hold abnormal tissue (or normal scans differ more than the others show)",
                       UserWarning, stacklevel=3)
-    values = pixel_statistics(vae, tissue, monitor, monitored_only=True)
-    monitor.tails = _tails(values, STATISTICS)
-    monitor.tails_from = f"calibration tissue ({len(tissue)} pixels of {normal.scans})"
-    _set_threshold(monitor, normal, mask, monitor.combine(values), false_positive_rate)
-    return monitor
+    return m

@@ -3,12 +3,11 @@
 A model of normal variation is a principal subspace: the mean and the leading eigenvectors of
 a covariance accumulated in one pass (`Moments`). A pixel is then judged twice, as MSPC does
 with Hotelling's T² and Q (Jackson & Mudholkar 1979; MacGregor & Kourti 1995): by its position
-inside the subspace (`t2`, each direction scaled by its variance, or `inside`, the plain squared
-projection) and by its distance from it (`q`, the squared prediction error). Each statistic gets
-a scaled-χ² tail fitted on normal pixels (Box 1954, the approximation MSPC uses for Q limits),
-and the tails' p-values are combined (Fisher 1932). The same machinery monitors the VAE's
-residuals and, as a baseline, the spectra themselves (PCA with T² and Q); `ledoit_wolf` gives
-the shrunk covariance of the RX baseline from the same one-pass moments.
+inside the subspace (`t2`, each direction scaled by its variance; `inside`, the plain squared
+projection of the same scores) and by its distance from it (`q`, the squared prediction error).
+Their tails on normal pixels and how they are combined are in `tails`. The same machinery monitors
+the VAE's residuals and, as a baseline, the spectra themselves (PCA with T² and Q); `ledoit_wolf`
+gives the shrunk covariance of the RX baseline from the same one-pass moments.
 """
 
 from __future__ import annotations
@@ -19,9 +18,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import stats
-
-STATISTICS = ("t2", "inside", "q")
 
 
 @dataclass
@@ -159,6 +155,11 @@ class Subspace:
         total = np.einsum("ij,ij->i", e, e)
         return {"t2": (proj**2 / self.variances_).sum(1), "inside": inside, "q": np.maximum(total - inside, 0.0)}
 
+    def outside(self, x: np.ndarray) -> np.ndarray:
+        """The part of x − mean outside the subspace, `(n, C)` (Q is its squared norm)."""
+        e = np.asarray(x, dtype=np.float64) - self.mean_
+        return e - (e @ self.components_.T) @ self.components_
+
     def to_dict(self) -> dict[str, Any]:
         return {"mean": self.mean_.tolist(), "components": self.components_.tolist(),
                 "variances": self.variances_.tolist(), "eigenvalues": self.eigenvalues_.tolist()}
@@ -167,68 +168,3 @@ class Subspace:
     def from_dict(cls, d: dict[str, Any]) -> Subspace:
         return cls(np.asarray(d["mean"]), np.asarray(d["components"]), np.asarray(d["variances"]),
                    np.asarray(d["eigenvalues"]))
-
-
-def chi2_log_sf(x: np.ndarray, df: float) -> np.ndarray:
-    """log P(χ²_df ≥ x), finite far into the tail where scipy's `logsf` underflows to −∞.
-
-    There the upper incomplete gamma function's asymptotic series is used (Abramowitz & Stegun
-    6.5.32): log Q(a, y) ≈ (a − 1)·log y − y − log Γ(a) + log(1 + (a − 1)/y + (a − 1)(a − 2)/y²),
-    with a = df/2 and y = x/2.
-    """
-    x = np.asarray(x, dtype=np.float64)
-    out = stats.chi2.logsf(x, df)
-    far = ~np.isfinite(out) & (x > 0)
-    if far.any():
-        a, y = df / 2, x[far] / 2
-        series = 1 + (a - 1) / y + (a - 1) * (a - 2) / y**2
-        out[far] = (a - 1) * np.log(y) - y - math.lgamma(a) + np.log(np.maximum(series, 1e-300))
-    return out
-
-
-@dataclass(frozen=True)
-class ScaledChi2:
-    """A tail model s ≈ g·χ²_h for a non-negative statistic, fitted on normal pixels.
-
-    Box's (1954) approximation, as MSPC sets Q limits (Nomikos & MacGregor 1995): g and h match
-    the mean and variance, g = var / (2·mean), h = 2·mean² / var. Its p-values keep ranking
-    strong anomalies where an empirical p-value would tie them all at 1/(n + 1).
-    """
-
-    g: float
-    h: float
-
-    @classmethod
-    def fit(cls, values: np.ndarray) -> ScaledChi2:
-        v = np.asarray(values, dtype=np.float64)
-        v = v[np.isfinite(v)]
-        if v.size < 2:
-            raise ValueError("a tail needs at least two normal values")
-        return cls.from_moments(float(v.mean()), float(v.var()))
-
-    @classmethod
-    def from_moments(cls, mean: float, var: float) -> ScaledChi2:
-        """The tail with this mean and variance (a degenerate statistic gets a vanishing scale)."""
-        if mean <= 0 or var <= 0:
-            return cls(max(mean, 1e-300), 1.0)
-        return cls(var / (2 * mean), 2 * mean**2 / var)
-
-    def log_sf(self, values: np.ndarray) -> np.ndarray:
-        """log P(S ≥ s) under the fitted tail (natural log; very negative for strong anomalies)."""
-        return chi2_log_sf(np.asarray(values, dtype=np.float64) / self.g, self.h)
-
-    def quantile(self, p: float) -> float:
-        return float(self.g * stats.chi2.isf(p, self.h))
-
-    def to_dict(self) -> dict[str, float]:
-        return {"g": self.g, "h": self.h}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ScaledChi2:
-        return cls(float(d["g"]), float(d["h"]))
-
-
-def fisher(log_p: Iterable[np.ndarray]) -> np.ndarray:
-    """Fisher's combination −2 Σ log pᵢ (χ²₂ₖ for k independent uniform p-values)."""
-    parts = list(log_p)
-    return -2 * np.sum(parts, axis=0)

@@ -8,8 +8,17 @@ import numpy as np
 import pandas as pd
 from typing_extensions import Self
 
-from ..anomaly.monitor import Monitor, calibrate_monitor, fit_monitor, parse_statistics, pixel_statistics
-from ..anomaly.scans import scan_table
+from ..anomaly.monitor import (
+    DEFAULT_COMBINATION,
+    DEFAULT_STATISTICS,
+    DEFAULT_TAIL,
+    Monitor,
+    calibrate_monitor,
+    fit_monitor,
+    parse_method,
+    pixel_statistics,
+)
+from ..anomaly.scans import ScanLimit, scan_table
 from ..core.errors import DataError
 from .base import VAEEstimator
 from .checks import check_anomaly_method
@@ -21,47 +30,57 @@ class AnomalyScoring(VAEEstimator):
     def score_samples(self, data: Any) -> pd.DataFrame:
         """Per pixel, with (scan, row, col) and whether it is tissue by the model's rule: the
         reconstruction RMSE (data units), the reconstruction NLL of decode(μ), the KL term, the
-        residual statistics `inside`, `t2` and `q` (see `spectra_vae.anomaly.monitor`), the anomaly score
-        (`anomaly_score`'s default) and, once calibrated, `flagged`. Higher is more anomalous in
-        every score column; deterministic (the latent mean, never a random draw)."""
+        monitor's statistics `t2`, `q`, `inside` and (with a latent density) `latent` (see
+        `spectra_vae.anomaly.monitor`), the anomaly score (`anomaly_score`'s default, −log₁₀ p) and,
+        once calibrated, `flagged`. Higher is more anomalous in every score column; deterministic
+        (the latent mean, never a random draw)."""
         ds = self.prepare(data)
         monitor = self._monitor()
         values = pixel_statistics(self, ds, monitor)
         coords = ds.coords
         frame = pd.DataFrame({"scan": np.asarray(ds.scans, dtype=object)[coords[:, 0]] if len(ds) else [],
                               "row": coords[:, 1], "col": coords[:, 2], "tissue": self.tissue_mask(ds), **values})
-        frame["anomaly_score"] = monitor.combine(values)
+        frame["subspace"] = monitor.subspace_statistic(values)
+        frame["anomaly_score"] = monitor.score(values)
         if monitor.threshold is not None:
             frame["flagged"] = frame["tissue"] & (frame["anomaly_score"] > monitor.threshold)
         return frame
 
-    ANOMALY_SCORES = ("mspc", "elbo", "reconstruction", "kl", "inside", "t2", "q")
+    ANOMALY_SCORES = ("mspc", "elbo", "reconstruction", "kl", "inside", "t2", "q", "subspace", "latent")
 
     def anomaly_score(self, data: Any, method: str = "mspc") -> np.ndarray:
         """One number per pixel, higher = more anomalous; deterministic, streamed in batches.
 
-        `mspc` (default): Fisher's combination of the tail probabilities of the residual
-        statistics inside (`inside`, `t2`) and outside (`q`) the principal directions of normal
-        tissue's residuals (`monitor_.statistics`; see `spectra_vae.anomaly.monitor`). The parts:
-        `inside` (squared residual within those directions), `t2` (the same scaled by their
-        variances, Hotelling's T²), `q` (squared residual outside them), `kl` (the KL term), `elbo`
-        (reconstruction NLL + β·KL at the latent mean), `reconstruction` (RMSE in the data's units).
-        A combination of statistics joined by "+" (e.g. `"t2+q"`) is scored like `mspc` (Fisher's
-        method over their tails).
+        `mspc` (default): −log₁₀ of the tail probability, under normal tissue, of the monitor's
+        statistics combined by its rule (`monitor_.statistics`, `monitor_.combination`: by default
+        Fisher's combination of `subspace`, the evidence inside the principal directions of normal
+        tissue's residuals, and `q`, outside them; see `spectra_vae.anomaly.monitor`). The statistics
+        alone: `inside` (the squared residual within those directions), `t2` (the same scaled by
+        their variances, Hotelling's T²), `subspace` (−log of the smaller tail probability of those
+        two), `q` (squared residual outside them), `latent` (−log density of the latent mean under
+        the mixture of normal tissue's codes), `kl` (the KL term); `elbo` (reconstruction NLL + β·KL
+        at the latent mean), `reconstruction` (RMSE in the data's units). Statistics joined by "+"
+        (e.g. `"t2+q+latent"`) are scored like `mspc`, by the monitor's rule or one named before a
+        colon (`"fisher:t2+q"`, `"min_p:t2+q"`, `"qin:t2+q"` where the monitor was calibrated with
+        Qin's index).
         """
         check_anomaly_method(method, self.ANOMALY_SCORES)
         if "+" in method:
-            prepared = self.prepare(data)
             monitor = self._monitor()
-            values = pixel_statistics(self, prepared, monitor, monitored_only=True)
-            return monitor.combine(values, parse_statistics(method))
+            rule, names = parse_method(method, monitor.available)
+            values = pixel_statistics(self, self.prepare(data), monitor, monitored_only=True)
+            return monitor.score(values, names, rule)
         if method not in self.ANOMALY_SCORES:
             raise ValueError(f"method must be one of {self.ANOMALY_SCORES} or a combination such as 't2+q'; "
                              f"got {method!r}")
         if method == "mspc":
             return self.score_samples(data)["anomaly_score"].to_numpy()
-        if method in ("inside", "t2", "q"):
-            return pixel_statistics(self, self.prepare(data), self._monitor(), monitored_only=True)[method]
+        if method in ("inside", "t2", "q", "subspace", "latent"):
+            monitor = self._monitor()
+            if method not in monitor.available:
+                raise DataError("this model's residual model has no latent density: refit it with "
+                                "vae.fit_anomaly_model(normal_training_data, validation=...)")
+            return monitor.raw(pixel_statistics(self, self.prepare(data), monitor, monitored_only=True), method)
         values = pixel_statistics(self, self.prepare(data))
         if method == "elbo":
             return values["reconstruction_nll"] + self.beta * values["kl"]
@@ -76,24 +95,39 @@ class AnomalyScoring(VAEEstimator):
                             "vae.fit_anomaly_model(normal_training_data, validation=...) or load final.pt")
         return monitor
 
-    def fit_anomaly_model(self, normal_train: Any, validation: Any = None,
-                          noise_weighted: bool | None = None) -> Self:
-        """Learn the residual structure of normal tissue from `normal_train` (fit does this itself).
-        `noise_weighted`: judge each pixel's residual against its own noise level (None: when the
-        preprocessing divides each spectrum by a factor of its own; see `spectra_vae.anomaly.monitor`)."""
+    def fit_anomaly_model(self, normal_train: Any, validation: Any = None, noise_weighted: bool | None = None, *,
+                          statistics: tuple[str, ...] = DEFAULT_STATISTICS, combination: str = DEFAULT_COMBINATION,
+                          tail_kind: str = DEFAULT_TAIL, n_components: int | str = "auto",
+                          latent_components: int | str | None = "bic") -> Self:
+        """Learn the residual structure of normal tissue from `normal_train` (fit does this itself, with
+        the defaults). `noise_weighted`: judge each pixel's residual against its own noise level (None:
+        when the preprocessing divides each spectrum by a factor of its own). `statistics`,
+        `combination`, `tail_kind`: the score's parts, how their tail probabilities combine and how the
+        tails are modelled (see `spectra_vae.anomaly.tails`); `n_components`: the residual directions
+        monitored ("auto": those above the noise floor); `latent_components`: the size of the latent
+        mixture ("bic", a number, or None for none)."""
         val = None if validation is None else self.training_pixels(validation)
-        self.monitor_ = fit_monitor(self, self.training_pixels(normal_train), val, noise_weighted=noise_weighted)
+        self.monitor_ = fit_monitor(self, self.training_pixels(normal_train), val, n_components, statistics,
+                                    noise_weighted, combination, tail_kind, latent_components)
         return self
 
-    def calibrate(self, normal_data: Any, false_positive_rate: float = 0.01) -> Self:
-        """Learn the anomaly score's distribution on the tissue pixels of held-out normal scans and
-        set the threshold that flags `false_positive_rate` of them (stored in the checkpoint).
+    def calibrate(self, normal_data: Any, false_positive_rate: float = 0.01, *,
+                  scan_false_positive_rate: float = 0.01, normal_labels: tuple[str, ...] | None = None) -> Self:
+        """Learn the anomaly score's distribution on the tissue of normal scans the model did not train
+        on, and set the threshold and the scan-level limit (stored in the checkpoint).
 
-        Use scans the model did not train on; the validation scans serve (early stopping picks one
-        of the epochs by their mean loss, which barely moves the tail of their score distribution).
+        The threshold is cross-conformal over scans: each calibration scan is judged by a threshold
+        the others set, and the threshold flags `false_positive_rate` (in (0, 0.5]) of a held-out
+        scan's tissue on average. How far those held-out shares spread sets the limit above which
+        `scan_scores` calls a scan abnormal, at `scan_false_positive_rate` of normal scans. Give at
+        least 3 normal scans: with one, the threshold flags the requested share of that scan only, and
+        nothing about other scans can be measured (a warning says so). Data whose labels include
+        others than `normal_labels` (default: background, stroma, epithelium, where the data use those
+        names) are refused.
         """
         self._monitor()
-        self.monitor_ = calibrate_monitor(self._monitor(), self, self.prepare(normal_data), float(false_positive_rate))
+        self.monitor_ = calibrate_monitor(self._monitor(), self, self.prepare(normal_data), false_positive_rate,
+                                          scan_false_positive_rate, normal_labels)
         return self
 
     def predict(self, data: Any) -> np.ndarray:
@@ -106,14 +140,15 @@ class AnomalyScoring(VAEEstimator):
 
     def scan_scores(self, data: Any) -> pd.DataFrame:
         """Per scan: tissue pixels, flagged fraction, its calibrated limit and the call (abnormal or
-        not), and the 99th-percentile pixel score. The limit is the nominal false-positive rate
-        plus the one-sided 99 % spread of a normal scan's flagged fraction, widened by how much
-        flags cluster in space on the calibration tissue."""
+        not), and the 99th-percentile pixel score. The limit is the prediction limit of a normal
+        scan's flagged fraction from how the calibration scans' held-out fractions spread (with fewer
+        than 3 calibration scans, from how flags cluster within a scan only; see
+        `spectra_vae.anomaly.scans.ScanLimit`)."""
         monitor = self._monitor()
         if monitor.threshold is None:
             raise DataError("the model is not calibrated: call vae.calibrate(normal_scans, false_positive_rate=0.01)")
         ds = self.prepare(data)
         f = self.score_samples(ds)
-        return scan_table(ds, f["anomaly_score"].to_numpy(), f["flagged"].to_numpy(), f["tissue"].to_numpy(),
-                          float(monitor.false_positive_rate or 0.01), float(monitor.design_effect or 1.0))
-
+        limit = monitor.scan_limit or ScanLimit.within_one_scan(float(monitor.false_positive_rate or 0.01),
+                                                                float(monitor.design_effect or 1.0))
+        return scan_table(ds, f["anomaly_score"].to_numpy(), f["flagged"].to_numpy(), f["tissue"].to_numpy(), limit)

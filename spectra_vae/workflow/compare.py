@@ -26,7 +26,7 @@ from ..views.analysis import compare_with_pca
 from . import runs
 
 ACTIVE_KL = 0.01  # nats: a latent dimension whose mean KL over held-out pixels exceeds this is in use
-FLAG_RATE = 0.01  # the false-positive rate the flags are calibrated to, on normal validation tissue
+FLAG_RATE = 0.01  # the false-positive rate the flags are calibrated to (a new normal scan's, on average)
 # criterion → whether higher is better; the best run per criterion is picked by these
 CRITERIA = {"rmse": False, "rmse_vs_pca": False, "score": True, "auroc": True}
 _NOT_PARAMS = {"created", "spectra_vae_version", "resumed", "device", "verbose"}
@@ -41,14 +41,17 @@ def latent_kl_per_dimension(vae: Any, data: Any) -> np.ndarray:
 
 
 def calibrated(run: runs.Run) -> SpectraVAE | None:
-    """The run's model calibrated on its normal validation tissue at `FLAG_RATE` (`SpectraVAE.calibrate`),
-    as a copy: the run's own model is left as it was. None where the run has too few validation pixels."""
+    """The run's model calibrated on its normal validation scans at `FLAG_RATE` by the rule of
+    `SpectraVAE.calibrate` (cross-conformal over the scans, the scan-level limit from their spread), as a
+    copy: the run's own model is left as it was. None where the run has too few validation pixels. With
+    fewer than three validation scans `calibrate` warns what the threshold cannot promise, and
+    `anomaly_figures` records how many scans set it."""
     val = run.splits.validation
     if val is None or not len(val):
         return None
     model = copy.copy(run.vae)  # calibrate replaces monitor_ on the copy; weights and the rest are shared
     try:
-        return model.calibrate(val, false_positive_rate=FLAG_RATE)
+        return model.calibrate(val, false_positive_rate=FLAG_RATE, normal_labels=tuple(run.normal_labels))
     except DataError:
         return None
 
@@ -57,7 +60,8 @@ def anomaly_figures(run: runs.Run) -> dict[str, float]:
     """Where the abnormal scans have labels: AUROC of the VAE's anomaly score for all anomalies and per
     kind (`auroc_<kind>`), over the tissue of the abnormal scans; and, calibrated at `FLAG_RATE` on the
     validation scans, the share of anomalous and of normal tissue pixels flagged there and of the
-    normal test scans' tissue (which should be near `FLAG_RATE`)."""
+    normal test scans' tissue (near `FLAG_RATE` on average over runs when three or more validation scans
+    set the threshold: `calibration_scans`)."""
     vae, ab = run.vae, run.abnormal
     truth = ground_truth_anomaly(ab, run.normal_labels) if ab is not None else None
     if ab is None or truth is None:
@@ -134,7 +138,7 @@ def varying(table: pd.DataFrame) -> list[str]:
     """The parameter columns whose value differs between runs (what a sweep varied)."""
     figures = {"rmse", "pca_rmse", "rmse_vs_pca", "score", "kl", "active_dims", "epochs_trained", "best_epoch",
                "test_pixels", "auroc", "flag_rate_anomalous", "flag_rate_normal_tissue", "flag_rate_normal_test",
-               "path"}
+               "calibration_scans", "path"}
     return [c for c in table.columns if c not in figures and not c.startswith("auroc_")
             and table[c].astype(str).nunique() > 1]
 

@@ -23,7 +23,7 @@ import hypothesis.extra.numpy as hnp
 import numpy as np
 import pytest
 import torch
-from hypothesis import event, given
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from spectra_vae import DataError, SpectraVAE, TrainingError, load_dataset, make_demo_dataset
@@ -655,3 +655,256 @@ def test_demo_data_is_written_from_checked_arguments_or_refused(time_limit, args
             assert (Path(tmp) / "file").read_text() == "keep" and not (Path(tmp) / "demo").exists()
             return
         assert_sound(load_dataset(result))
+
+
+# -- issue 33: run records, checkpoint sections, folders of several formats, concurrent writers ----
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    """A tiny trained run (data folder, run folder) and, beside them, a secret file and a FIFO outside the data."""
+    root = tmp_path_factory.mktemp("fuzz_run")
+    data = make_demo_dataset(root / "scans", n_scans=4, height=6, width=6, seed=2)
+    pipeline.train(data, root / "run", epochs=1, hidden_dims=(8,), batch_size=64, verbose=False)
+    (root / "outside").mkdir()
+    np.save(root / "outside" / "secret.npy", np.full((6, 6, 442), 7.0, np.float32))
+    os.mkfifo(root / "outside" / "fifo.npy")
+    return data, root / "run", root / "outside"
+
+
+VALID_SCANS = ["data0.npy", "data1.npy", "data2.npy", "data3.npy"]
+SCAN_ENTRY = st.one_of(st.sampled_from(VALID_SCANS), st.sampled_from(VALID_SCANS), st.sampled_from(
+    ["data0", "data9.npy", "../outside/secret.npy", "../outside/fifo.npy", "", ".", "..", "a/b.npy", "ABS_SECRET",
+     "ABS_FIFO"]), st.integers(), st.none(), st.text(max_size=4))
+VALID_LIST = st.lists(st.sampled_from(VALID_SCANS), min_size=1, max_size=2, unique=True)
+SCAN_NAME = st.one_of(st.sampled_from(VALID_SCANS), st.sampled_from(["ABS_SECRET", "../outside/fifo.npy", ""]))
+FINGERPRINT = st.one_of(st.fixed_dictionaries({"size": st.integers(-1, 10**6), "mtime": st.floats(),
+                                               "sample_sha1": st.text(max_size=4)}), JSON)
+RECORD_FIELDS = {
+    "data_dir": st.one_of(st.just("ABS_OUTSIDE"), st.integers(), st.none(), st.just("")),
+    "train": st.one_of(VALID_LIST, st.lists(SCAN_ENTRY, max_size=3), JSON),
+    "validation": st.lists(SCAN_ENTRY, max_size=2),
+    "test": st.one_of(VALID_LIST, st.lists(SCAN_ENTRY, max_size=2), JSON), "abnormal": st.lists(SCAN_ENTRY, max_size=2),
+    "by": st.sampled_from(["scan", "pixel", "row", 3]), "seed": st.one_of(st.integers(-2, 5), st.floats(), st.none()),
+    "scans": st.one_of(JSON, st.dictionaries(SCAN_NAME, FINGERPRINT, max_size=2)),
+    "tissue_rule": st.one_of(JSON, st.fixed_dictionaries({"measure": st.sampled_from(["amide_i", "total", "x"]),
+                                                          "threshold": st.one_of(st.none(), st.floats())})),
+    "tissue_only": JSON, "how": JSON}
+PARAMS_FIELDS = {"data_dir": JSON, "latent_dim": JSON, "hidden_dims": JSON, "normal_labels": JSON, "epochs": JSON,
+                 "train_split": JSON, "created": JSON}
+
+
+def _changes(fields: dict) -> st.SearchStrategy[dict]:
+    """Up to two fields of a record replaced (none in about a third of the cases)."""
+    return st.lists(st.sampled_from(sorted(fields)), max_size=2, unique=True).flatmap(
+        lambda keys: st.fixed_dictionaries({k: fields[k] for k in keys}))
+
+
+RECORD_CHANGE = _changes(RECORD_FIELDS)
+PARAMS_CHANGE = _changes(PARAMS_FIELDS)
+
+
+def _resolve_entry(value, outside: Path):
+    return {"ABS_SECRET": str(outside / "secret.npy"), "ABS_FIFO": str(outside / "fifo.npy"),
+            "ABS_OUTSIDE": str(outside)}.get(value, value) if isinstance(value, str) else value
+
+
+@given(record=st.one_of(*[RECORD_CHANGE.map(lambda c: ("change", c))] * 3, JSON.map(lambda j: ("replace", j)),
+                        st.binary(max_size=40).map(lambda b: ("bytes", b))),
+       params=st.one_of(st.none(), st.none(), PARAMS_CHANGE.map(lambda c: ("change", c)),
+                        JSON.map(lambda j: ("replace", j))))
+def test_run_records_reopen_the_recorded_scans_or_are_refused(time_limit, small_run, record, params):
+    data, run_src, outside = small_run
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(tmp) / "run"
+        (run / "model").mkdir(parents=True)
+        os.symlink(run_src / "model" / "final.pt", run / "model" / "final.pt")
+        for name, change in (("splits.json", record), ("params.json", params)):
+            original = json.loads((run_src / name).read_text())
+            if change is None:
+                content = json.dumps(original)
+            elif change[0] == "bytes":
+                content = change[1].decode("latin-1")
+            elif change[0] == "replace":
+                content = json.dumps(change[1])
+            else:
+                edited = {k: _resolve_entry(v, outside) if not isinstance(v, list)
+                          else [_resolve_entry(e, outside) for e in v] for k, v in change[1].items()}
+                content = json.dumps({**original, **edited})
+            (run / name).write_text(content)
+        opened = outcome(time_limit, lambda: pipeline.open_run(run))
+    if isinstance(opened, Refused):
+        return
+    recorded = json.loads(content) if record[0] != "change" else opened.record
+    for part, key in ((opened.splits.train, "train"), (opened.splits.test, "test")):
+        assert all(Path(s).name == s and (data / s).is_file() for s in part.scans)  # inside the data folder
+        if opened.record.get("by") != "pixel":
+            assert part.scans == recorded[key]
+    event(f"reopened ({len(opened.splits.train.scans)} training scans)")
+    x = assert_sound(opened.splits.train)
+    assert not (x == 7.0).all(), "read the file outside the data folder"
+
+
+SECTION_VALUES = {
+    "normaliser": st.fixed_dictionaries({"method": st.sampled_from(["standard", "global_standard", "none", "x"]),
+                                         "offset": st.sampled_from(["SAME", "ZERO", "NAN", "SHORT", "NEGATIVE"]),
+                                         "scale": st.sampled_from(["SAME", "ZERO", "NAN", "SHORT", "NEGATIVE"])}),
+    "tissue_rule": st.one_of(JSON, st.fixed_dictionaries({"measure": st.sampled_from(["amide_i", "total", "none", 1]),
+                                                          "threshold": st.one_of(st.none(), st.floats(),
+                                                                                 st.text(max_size=2))})),
+    "preprocessing": st.one_of(JSON, st.fixed_dictionaries({"spec": st.sampled_from(["", "snv", "cut(960,1700)", 3]),
+                                                            "input_wavenumbers": st.sampled_from(["SAME", [1.0, 2.0]]),
+                                                            "states": st.sampled_from([None, [], [None], [None, 1]])})),
+    "model_config": st.fixed_dictionaries({"latent_dim": st.one_of(st.integers(-1, 3), st.just(2),
+                                                                   st.text(max_size=2)),
+                                           "n_channels": st.sampled_from([12, 11, 0, "12"])}),
+    "weights": st.sampled_from(["same", "nan", "inf", "shape", "text"]),
+    "wavenumbers": st.sampled_from(["same", "nan", "2d", "short", "empty"]),
+}
+
+
+@given(changes=st.lists(st.sampled_from(sorted(SECTION_VALUES)), min_size=1, max_size=2, unique=True)
+       .flatmap(lambda keys: st.fixed_dictionaries({k: SECTION_VALUES[k] for k in keys})))
+def test_checkpoints_with_tampered_sections_give_finite_results_or_are_refused(time_limit, checkpoint_payload, changes):
+    payload = {k: (dict(v) if isinstance(v, dict) else v) for k, v in checkpoint_payload.items()}
+    n = len(payload["normaliser"]["scale"])
+    for key, value in changes.items():
+        if key == "normaliser":
+            fill = {"ZERO": [0.0] * n, "NAN": [float("nan")] * n, "SHORT": [1.0] * (n - 1), "NEGATIVE": [-1.0] * n}
+            same = payload["normaliser"]
+            payload["normaliser"] = {**same, "method": value["method"],
+                                     "offset": same["offset"] if value["offset"] == "SAME" else fill[value["offset"]],
+                                     "scale": same["scale"] if value["scale"] == "SAME" else fill[value["scale"]]}
+        elif key == "preprocessing" and isinstance(value, dict) and value.get("input_wavenumbers") == "SAME":
+            payload["preprocessing"] = {**value, "input_wavenumbers": payload["wavenumbers"].tolist()}
+        elif key == "model_config":
+            payload["model_config"] = {**payload["model_config"], **value}
+        elif key == "weights":
+            weights = dict(payload["state_dict"])
+            name = sorted(weights)[0]
+            weights[name] = {"same": weights[name], "nan": torch.full_like(weights[name], float("nan")),
+                             "inf": torch.full_like(weights[name], float("inf")),
+                             "shape": torch.zeros(3), "text": "w"}[value]
+            payload["state_dict"] = weights
+        elif key == "wavenumbers":
+            wn = payload["wavenumbers"]
+            payload["wavenumbers"] = {"same": wn, "nan": torch.full_like(wn, float("nan")), "2d": wn.reshape(1, -1),
+                                      "short": wn[:-1], "empty": wn[:0]}[value]
+        else:
+            payload[key] = value
+    with tempfile.TemporaryDirectory() as tmp:
+        torch.save(payload, Path(tmp) / "m.pt")
+        result = outcome(time_limit, lambda: SpectraVAE.load(Path(tmp) / "m.pt"))
+    if isinstance(result, Refused):
+        assert "m.pt" in str(result.error)  # names the file
+        return
+    x = (np.random.default_rng(2).random((5, 12)) + 0.1).astype(np.float32)
+    for values in (result.transform(x), result.reconstruct(x), result.reconstruction_error(x)):
+        assert np.isfinite(values).all()
+
+
+AXIS = np.linspace(950, 1800, 8)
+
+
+def _truth(n_pixels: int, axis: np.ndarray, seed: int) -> np.ndarray:
+    """Spectra that are a function of the wavenumber: any channel put at another wavenumber shows."""
+    scale = np.random.default_rng(seed).random((n_pixels, 1)) + 0.5
+    return (scale * (axis / 1000.0) ** 2).astype(np.float32)
+
+
+FILES = st.fixed_dictionaries({
+    "npy": st.booleans(), "csv": st.sampled_from([None, "up", "down", "shifted"]),
+    "h5": st.sampled_from([None, "up", "down", "first", "shifted", "no_axis"]),
+    "folder_axis": st.sampled_from([None, "up", "down", "shifted"]), "collision": st.booleans()})
+
+
+@given(files=FILES)
+def test_folders_of_several_formats_keep_each_channel_at_its_wavenumber_or_are_refused(time_limit, files):
+    """Each file states its axis (or none); a folder is read only when the axes stated agree (either way
+    round), every scan's channels then sit at their wavenumbers, and two files of one scan name are refused."""
+    h5py = pytest.importorskip("h5py")
+    import pandas as pd
+
+    axes = {"up": AXIS, "down": AXIS[::-1], "first": AXIS, "shifted": AXIS + 7.0}
+    folder_axis = axes.get(files["folder_axis"])
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        if folder_axis is not None:
+            np.save(folder / "wavenumbers.npy", folder_axis)
+        if files["npy"] or files["collision"]:
+            np.save(folder / "a.npy", _truth(6, AXIS if folder_axis is None else folder_axis, 0).reshape(2, 3, 8))
+        for name, key in (("b.csv", "csv"), ("a.csv", "collision")):
+            if files[key]:
+                axis = axes.get(files[key], AXIS)
+                pd.DataFrame(_truth(4, axis, 1), columns=[repr(float(w)) for w in axis]).to_csv(folder / name,
+                                                                                                 index=False)
+        if files["h5"]:
+            axis = axes.get(files["h5"], AXIS)
+            cube = _truth(6, axis, 2).reshape(2, 3, 8)
+            with h5py.File(folder / "c.h5", "w") as f:
+                f["cube"] = np.moveaxis(cube, -1, 0) if files["h5"] == "first" else cube
+                if files["h5"] != "no_axis":
+                    f["wavenumbers"] = axis
+        result = outcome(time_limit, lambda: load_dataset(folder))
+    stated = {files["folder_axis"], files["csv"], files["h5"] if files["h5"] != "no_axis" else None} - {None}
+    kinds = {"shifted" if a == "shifted" else "base" for a in stated}
+    scans = files["npy"] or files["collision"] or files["csv"] or files["h5"]
+    if files["collision"] or len(kinds) > 1 or not scans:
+        assert isinstance(result, Refused), f"accepted {files}: one of two sources picked in silence"
+        return
+    assert not isinstance(result, Refused), f"refused a consistent folder {files}: {result.error}"
+    assert_sound(result)
+    for name in result.scans:
+        if (name == "c.h5" and files["h5"] == "no_axis") or (name == "a.npy" and folder_axis is None):
+            continue  # no axis of its own, none of the folder's: nothing says which way its channels run
+        got = result.select_scans([name]).to_array().astype(np.float64)
+        ratio = got / (result.wavenumbers / 1000.0) ** 2  # a constant per pixel, when each channel is in place
+        assert np.allclose(ratio, ratio[:, :1], rtol=1e-4), f"{name}: channels not at their wavenumbers ({files})"
+
+
+COMMANDS = {
+    "train": lambda data, out: ["train", "--data", str(data), "--out", str(out), "--epochs", "1", "--hidden-dims",
+                                "8", "--batch-size", "256"],
+    "demo-data": lambda data, out: ["demo-data", "--out", str(out), "--n-scans", "2", "--height", "6", "--width", "6"],
+    "convert": lambda data, out: ["convert", str(data), str(out)],
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_demo(tmp_path_factory):
+    return make_demo_dataset(tmp_path_factory.mktemp("tiny") / "scans", n_scans=4, height=6, width=6, seed=4)
+
+
+@settings(max_examples=max(4, settings.default.max_examples // 25), deadline=None)
+@given(command=st.sampled_from(sorted(COMMANDS)), delay=st.sampled_from([0.0, 0.0, 0.5, 2.0]))
+def test_two_processes_writing_one_out_folder_never_mix_their_files(tiny_demo, command, delay):
+    import subprocess
+    import sys
+    import time
+
+    root = Path(__file__).resolve().parent.parent
+    env = {k: v for k, v in os.environ.items() if k != "SPECTRA_VAE_CLAIMS"} | {"PYTHONPATH": str(root)}
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "out"
+        argv = [sys.executable, "-m", "spectra_vae", *COMMANDS[command](tiny_demo, out)]
+        first = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        time.sleep(delay)
+        second = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        results = [(p.wait(timeout=600), p.stderr.read()) for p in (first, second)]
+        for p in (first, second):
+            p.stdout.close()
+            p.stderr.close()
+        codes = sorted(rc for rc, _ in results)
+        for rc, err in results:
+            assert "Traceback" not in err and (rc == 0 or err.startswith("error: ")), err
+        refused = [err for rc, err in results if rc]
+        event(f"{command}: exit statuses {codes}")
+        if command == "train":
+            assert codes == [0, 1], "two trainings in one run folder"  # the second: busy, or a run already there
+            assert "another spectra_vae process is writing" in refused[0] or "already holds a run" in refused[0]
+            params = json.loads((out / "params.json").read_text())
+            final = torch.load(out / "model" / "final.pt", weights_only=True)
+            assert final["config"]["seed"] == params["seed"] and json.loads((out / "splits.json").read_text())["train"]
+        else:
+            assert codes in ([0, 0], [0, 1])
+            assert all("another spectra_vae process is writing" in err for err in refused)
+            assert_sound(load_dataset(out))
+        assert not [p for p in out.rglob("*.tmp")], "a temporary file left behind"

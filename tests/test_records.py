@@ -125,6 +125,8 @@ TAMPERED = {
     "weights": (_nan_weight, "section 'state_dict' holds non-finite weights"),
     "model_config": (lambda p: p.update(model_config={**p["model_config"], "latent_dim": "two"}),
                      "section 'model_config'"),
+    "architecture": (lambda p: p.update(model_config={**p["model_config"], "architecture": "nosuch"}),
+                     "section 'model_config' names architecture 'nosuch'"),
     "config": (lambda p: p.update(config={**p["config"], "latent_dim": 7}), "section 'config' says latent_dim=7"),
     "wavenumbers": (torch.tensor([[1.0, 2.0]]), "section 'wavenumbers' is not a finite axis"),
 }

@@ -28,6 +28,7 @@ from ..core.files import atomic_file
 from ..preprocess.normalise import Normaliser
 from ..preprocess.pipeline import Preprocessor
 from ..preprocess.tissue import TissueRule
+from . import networks
 from .networks import VAE, ModelConfig
 from .train import WARMUP_STEPS, TrainState
 
@@ -223,6 +224,13 @@ def check_sections(payload: dict[str, Any], path: str | os.PathLike) -> None:
     sizes = [config.n_channels, config.latent_dim, *config.hidden_dims]
     if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in sizes):
         raise bad("model_config", f"holds sizes that are not whole numbers ≥ 1: {sizes}")
+    known = getattr(networks, "ARCHITECTURES", None)  # the model family, where this version has several
+    if known is not None and getattr(config, "architecture", known[0]) not in known:
+        raise bad("model_config", f"names architecture {getattr(config, 'architecture', '')!r}; known: {known}")
+    for name in ("neighbourhood", "baseline_degree"):
+        value = getattr(config, name, 0)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise bad("model_config", f"holds {name}={value!r}, not a whole number ≥ 0")
     params = payload["config"]
     hidden = params.get("hidden_dims")
     if params.get("latent_dim") != config.latent_dim or not isinstance(hidden, (list, tuple)) \

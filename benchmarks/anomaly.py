@@ -211,7 +211,7 @@ def tail_check(m: Monitor, held: Held, test_scans: set[str], run: dict) -> list[
     values = {k: v[sel] for k, v in held.values.items()}
     out = []
     for name in (*m.statistics, "combined"):
-        log_p = m.log_p(values) if name == "combined" else m.tails[name].log_sf(values[name])
+        log_p = m.log_p(values) if name == "combined" else m.part_log_p(values, name)
         out.append({**run, "statistic": name, **{f"p<{p:g}": float((log_p < np.log(p)).mean())
                                                  for p in (0.1, 0.01, 0.001)}})
     for kind, limit in m.calibration.get("q_limits", {}).items():

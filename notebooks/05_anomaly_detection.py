@@ -12,27 +12,28 @@
 # two ways: its residual is large where normal tissue's residuals also vary (normal molecules in unusual
 # proportions, like the demo's tumour), or it has a residual where normal residuals sit at the noise floor
 # (a compound normal tissue lacks, like the demo's paraffin residue). So the score measures the residual
-# inside the principal directions of normal residual variation, plainly (`inside`) and scaled by their
-# variances (`t2`, Hotelling's T²), and outside them (`q`), each with a tail fitted on normal tissue,
-# combined by Fisher's method (`SpectraVAE.anomaly_score`, see `spectra_vae.anomaly.monitor`). The threshold is
-# calibrated on normal scans to a chosen false-positive rate.
+# inside the principal directions of normal residual variation (`subspace`: the smaller tail probability
+# of the plain squared projection `inside` and of Hotelling's `t2`, so that the two count once) and outside
+# them (`q`), each with a tail fitted on normal tissue, and combines the two tail probabilities by Fisher's
+# method, whose null (χ²₄ for two independent p-values) it can name. The score is −log₁₀ p: 2 means a
+# pixel as unusual as 1 % of normal tissue (`SpectraVAE.anomaly_score`, see `spectra_vae.anomaly.monitor`).
+# The threshold is calibrated scan by scan on normal scans the model did not train on.
 # Background never counts: the model's own tissue rule decides what is tissue. The baselines (RX with a
-# Ledoit–Wolf covariance, PCA with Hotelling's T² and Q) are fitted on exactly the VAE's training pixels.
+# Ledoit–Wolf covariance, PCA with Hotelling's T² and Q) are fitted on the same tissue pixels as the VAE's
+# residual model, with the same preprocessing and noise weighting.
 
 # %% tags=["parameters"]
 data_dir: str = ""  # empty: the data folder recorded with the run; give another only if the data moved
 run_dir: str = ""  # the run folder of 02_train; empty: reports/demo for the demo data, else the newest run on data_dir
 checkpoint: str = ""  # model file; empty: run_dir/model/final.pt as written by 02_train
-false_positive_rate: float = 0.01  # share of normal tissue pixels the threshold flags (on the validation scans)
+false_positive_rate: float = 0.01  # share of a new normal scan's tissue the threshold flags, on average
 n_bootstrap: int = 200  # resamples of whole scans for the AUROC intervals; 0: none
 seed: int = 0
 
 # %%
 # %matplotlib inline
-import numpy as np
-
 from spectra_vae import DataError, anomaly, load_dataset, workflow
-from spectra_vae.views import plots
+from spectra_vae.views import anomaly_plots, plots
 
 checked = workflow.check_parameters(dict(false_positive_rate=false_positive_rate, n_bootstrap=n_bootstrap, seed=seed))
 false_positive_rate, n_bootstrap, seed = checked["false_positive_rate"], checked["n_bootstrap"], checked["seed"]
@@ -50,24 +51,46 @@ print(f"calibration: {calibration.scans if calibration is not None else 'none'};
 
 # %% [markdown]
 # ## Calibration
-# The tails of the statistics are refitted on the calibration scans' tissue and the threshold set to flag
-# `false_positive_rate` of it. How flags cluster in space there sets the scan-level limits below.
+# The tails are refitted on the calibration scans' tissue. The threshold is cross-conformal over those scans:
+# each is flagged by a threshold (and tails) the other scans set, and the threshold flags
+# `false_positive_rate` of such a held-out scan's tissue on average. How far those held-out shares spread is
+# what a new patient's scan can expect, and it sets the scan-level limits below. One calibration scan can
+# promise nothing about another (the warning says so): calibrate on three or more.
 
 # %%
 if calibration is None or len(calibration) == 0:
     raise DataError("this run has no normal validation scans to calibrate on: train it with a "
-                             "val_split (normal scans the model does not train on)")
-vae.calibrate(calibration, false_positive_rate=false_positive_rate)
+                    "val_split (normal scans the model does not train on)")
+vae.calibrate(calibration, false_positive_rate=false_positive_rate, normal_labels=tuple(normal_labels))
 m = vae.monitor_
-print(f"residual directions: {m.subspace.n_components}; statistics combined: {', '.join(m.statistics)}\n"
-      f"tails fitted on {m.tails_from}\nthreshold: score > {m.threshold:.4g} "
-      f"(flags {m.calibration['flagged_fraction']:.2%} of the calibration tissue); design effect {m.design_effect:.2f}"
+cal = m.calibration
+print(f"residual directions: {m.subspace.n_components}; score: {m.combination} over {' + '.join(m.statistics)} "
+      f"({m.tail_kind} tails)\ntails fitted on {m.tails_from}\nthreshold: score > {m.threshold:.3g} "
+      f"(p < {cal['p_threshold']:.2g}; flags {cal['flagged_fraction']:.2%} of the calibration tissue)"
       + ("\nresiduals weighted by each pixel's own noise level (the preprocessing divides each spectrum by a "
          "factor of its own)" if m.noise_reference is not None else ""))
-if len(calibration.scans) < 3:
-    print(f"caution: calibrated on {len(calibration.scans)} normal scan(s). How normal scans differ from one another "
-          "(patients, sections) is not in the threshold, so a held-out normal scan's flagged fraction can sit well "
-          "above or below the nominal rate; calibrate on more normal scans to include it")
+for scan, share in cal.get("held_out_fraction", {}).items():
+    print(f"  {scan}: {share:.2%} flagged by the threshold the other calibration scans set")
+if "expected_fraction" in cal:
+    lo, hi = cal["expected_fraction"]
+    print(f"a new normal scan: {lo:.2%}–{hi:.2%} of its tissue flagged (90 % prediction interval, "
+          f"{len(cal['scans'])} calibration scans)")
+print("Q's limit at the nominal rate: " + ", ".join(f"{k} {v:.3g}" for k, v in cal.get("q_limits", {}).items()))
+
+# %% [markdown]
+# ## Do the tails hold on held-out normal tissue?
+# Each statistic's tail was fitted on the calibration scans. On the normal test scans the share of tissue pixels
+# whose p-value is at most p should be p (the diagonal): above it a tail promises too little, below it too much.
+
+# %%
+normal_frame = vae.score_samples(sets["normal"])
+normal_frame = normal_frame[normal_frame["tissue"]]
+values = {k: normal_frame[k].to_numpy() for k in ("inside", "t2", "q")}
+curves = {s: anomaly.pp_curve(m.part_log_p(values, s)) for s in ("t2", "inside", "subspace", "q")}
+curves["the score (combined)"] = anomaly.pp_curve(m.log_p(values))
+fig = anomaly_plots.pp_plot(curves, f"Tails on the held-out normal scans {sets['normal'].scans}",
+                            n_pixels=len(normal_frame))
+workflow.save_figure(fig, run, "05_tails_pp")
 
 # %% [markdown]
 # ## The two terms of the score
@@ -83,19 +106,20 @@ fig = plots.score_scatter({n: (g["inside"].to_numpy(), g["q"].to_numpy()) for n,
 workflow.save_figure(fig, run, "05_inside_vs_q")
 
 # %%
-anomaly.score_statistics(groups, ("inside", "q", "kl", "reconstruction_error", "anomaly_score")).round(4)
+anomaly.score_statistics(groups, ("inside", "t2", "subspace", "q", "kl", "reconstruction_error",
+                                  "anomaly_score")).round(4)
 
 # %% [markdown]
 # ## Score maps beside the labels
+# The score is −log₁₀ p on a logarithmic colour scale, so that a shift in proportions (a few units) and a foreign
+# compound (hundreds) both show; the calibrated threshold is marked on the colour bar and flagged pixels are
+# outlined.
 
 # %%
 for name, ds in sets.items():
     f = frames[name]
     maps = anomaly.score_maps(ds, f["anomaly_score"].to_numpy(), f["tissue"].to_numpy())
-    finite = np.concatenate([v[np.isfinite(v)] for v in maps.values()])
-    lo, hi = np.percentile(finite, [1, 99]) if finite.size else (0, 1)
-    fig = plots.scan_images(maps, f"Anomaly score, {name} scans (tissue only)", "Fisher score (−2 Σ log p)",
-                            cmap="inferno", vmin=lo, vmax=hi)
+    fig = anomaly_plots.score_maps(maps, m.threshold, f"Anomaly score, {name} scans (tissue only)")
     workflow.save_figure(fig, run, f"05_score_maps_{name}")
     if ds.labels is not None:
         fig = plots.scan_images({s: ds.image(ds.labels.astype(float), k) for k, s in enumerate(ds.scans)},
@@ -105,7 +129,10 @@ for name, ds in sets.items():
 # %% [markdown]
 # ## Each anomaly kind against the baselines
 # Every held-out scan pooled; each kind's pixels against all normal tissue pixels; intervals from a bootstrap
-# over whole scans (pixels of one scan are not independent, so with few scans the intervals are wide).
+# over whole scans (pixels of one scan are not independent, so with few scans the intervals are wide, and a kind
+# found in only one scan gets none). The baselines are fitted on the tissue pixels the VAE's residual model was
+# fitted on: PCA with as many components as rise above the noise floor (the VAE's own rule) and, beside it, with
+# 99 % of the variance.
 
 # %%
 held_out = load_dataset(data).select_scans([s for ds in sets.values() for s in ds.scans])
@@ -129,13 +156,17 @@ table.round(3) if table is not None else None
 
 # %% [markdown]
 # ## Flags per scan, and the scans' own calls
-# Pixels flagged at the calibrated threshold; a scan is called abnormal when its flagged fraction exceeds the
-# nominal rate by more than the one-sided 99 % spread of normal scans (widened by how flags cluster). That
-# spread is measured within the calibration scans; differences between patients enter it only as far as the
-# calibration scans differ, so with one or two of them a normal scan can land far from the nominal rate.
+# Pixels flagged at the calibrated threshold; a scan is called abnormal when its flagged fraction exceeds the limit
+# a normal scan of its size stays under 99 % of the time. With three or more calibration scans that limit comes
+# from how their held-out flagged shares spread (so it includes how normal scans differ, as far as those scans
+# show it; with few of them Student's t makes it wide); with fewer, only from how flags cluster within a scan,
+# and a normal scan from another patient can cross it.
 
 # %%
 scan_calls = vae.scan_scores(held_out)
 normal_test = scan_calls.loc[sets["normal"].scans, "flagged fraction"]
-print(f"flagged on the held-out normal scans' tissue: {normal_test.mean():.2%} (nominal {false_positive_rate:.1%})")
+source = (f"the spread between {m.scan_limit.scans} calibration scans" if m.scan_limit.spread_known
+          else "how flags cluster within a scan only (fewer than 3 calibration scans)")
+print(f"flagged on the held-out normal scans' tissue: {normal_test.mean():.2%} (nominal {false_positive_rate:.1%}); "
+      f"scan limits from {source}")
 scan_calls.round(4)

@@ -27,6 +27,7 @@ from .evaluation import (
     evaluate_kinds,
     ground_truth_anomaly,
     pixel_groups,
+    pp_curve,
     roc_curves,
     score_maps,
     score_statistics,
@@ -40,5 +41,5 @@ from .scans import ScanLimit, design_effect, flagged_fraction, scan_table, scan_
 __all__ = ["Baselines", "FittedModel", "LatentDensity", "ModelView", "Monitor", "PCAMonitor", "RXDetector",
            "ScanLimit", "anomaly_kinds", "auroc_interval", "baseline_scores", "calibrate_values", "clopper_pearson",
            "design_effect", "evaluate", "evaluate_kinds", "fair_tissue", "fit_baselines", "flagged_fraction",
-           "ground_truth_anomaly", "pixel_groups", "roc_curves", "scan_table", "scan_threshold", "score_maps",
-           "score_statistics", "threshold_from_normal", "training_view", "verdict"]
+           "ground_truth_anomaly", "pixel_groups", "pp_curve", "roc_curves", "scan_table", "scan_threshold",
+           "score_maps", "score_statistics", "threshold_from_normal", "training_view", "verdict"]

@@ -158,11 +158,21 @@ def verdict(table: pd.DataFrame, vae_name: str = "VAE") -> str:
                 f"the simpler method separates better.")
     if {"AUROC low", "AUROC high"} <= set(table.columns):
         lo, hi = table["AUROC low"], table["AUROC high"]
-        if max(lo[vae_name], lo[rival]) <= min(hi[vae_name], hi[rival]):
+        if not np.isfinite([lo[vae_name], hi[vae_name], lo[rival], hi[rival]]).all():
+            text += " No interval over scans: fewer than two scans hold this kind."
+        elif max(lo[vae_name], lo[rival]) <= min(hi[vae_name], hi[rival]):
             text += " Their intervals over scans overlap, so other scans may rank the two the other way."
     return text
 
 
+
+
+def pp_curve(log_p: np.ndarray, smallest: float = 1e-4, points: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    """(p, observed share of `log_p` at most log p) on a log grid from `smallest` to 1: a P–P check of
+    tail probabilities on normal pixels (a tail that holds gives the diagonal)."""
+    grid = np.geomspace(smallest, 1.0, points)
+    lp = np.sort(np.asarray(log_p, dtype=np.float64))
+    return grid, np.searchsorted(lp, np.log(grid), side="right") / max(len(lp), 1)
 
 
 def score_statistics(groups: Mapping[str, pd.DataFrame], columns: Sequence[str]) -> pd.DataFrame:

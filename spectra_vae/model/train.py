@@ -77,9 +77,16 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 
 def make_optimizer(model: torch.nn.Module, learning_rate: float, device: torch.device) -> torch.optim.Adam:
-    """Adam with `ADAM_BETAS`; on CUDA the fused kernel (one launch per step instead of one per parameter)."""
-    return torch.optim.Adam(model.parameters(), lr=learning_rate, betas=ADAM_BETAS,
-                            fused=device.type == "cuda" or None)
+    """Adam with `ADAM_BETAS`, the fused kernel where this torch has one for the device (one pass over
+    all parameters per step instead of one per parameter tensor: CUDA, and CPU since torch 2.4),
+    else the multi-tensor one."""
+    params = list(model.parameters())
+    if device.type in ("cuda", "cpu"):
+        try:
+            return torch.optim.Adam(params, lr=learning_rate, betas=ADAM_BETAS, fused=True)
+        except (RuntimeError, TypeError):  # an older torch without the fused kernel here
+            pass
+    return torch.optim.Adam(params, lr=learning_rate, betas=ADAM_BETAS, foreach=device.type != "mps" or None)
 
 
 @dataclass(frozen=True)

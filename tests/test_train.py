@@ -299,15 +299,18 @@ def test_the_plateau_rule_stops_when_the_best_rmse_stops_improving_by_the_tolera
     assert on_plateau([float("nan"), 1.0, 0.999, 0.998, 0.997], 3)  # missing values (older rows) skipped
 
 
-def test_an_auto_run_stops_on_its_plateau_within_the_window(parts, monkeypatch):
-    """`epochs="auto"` ends at most one plateau window after the epoch whose best RMSE it could not
-    improve on by the tolerance, and keeps that best epoch's weights."""
+def test_an_auto_run_anneals_on_its_plateau_and_stops_one_window_later(parts, monkeypatch):
+    """`epochs="auto"`: when the best RMSE has improved by less than the tolerance over a window, the
+    learning rate decays to its floor over one more window, and training ends there, keeping the
+    epoch of lowest validation RMSE."""
     train, val = parts
     monkeypatch.setattr(train_module, "PLATEAU_STEPS", 4)
     vae = SpectraVAE(hidden_dims=(16,), batch_size=64, verbose=False).fit(train, validation=val)
     h = vae.history
     window = train_module.plan_epochs("auto", 10, math.ceil(len(train) / 64))[2]
     curve = list(h.val_rmse)
-    assert vae._state.stopped_early and len(h) < vae.epochs_
-    assert train_module.on_plateau(curve, window) and not train_module.on_plateau(curve[:-1], window)
+    detected = next(e for e in range(1, len(curve) + 1) if train_module.on_plateau(curve[:e], window))
+    assert vae._state.stopped_early and len(h) == detected + window < vae.epochs_
+    peak = h.lr.iloc[detected - 1]
+    assert h.lr.iloc[-1] == pytest.approx(train_module.LR_FLOOR * 2e-3, rel=0.05) and h.lr.iloc[-1] < peak
     assert vae.best_epoch_ == int(h.epoch[h.val_rmse.idxmin()])

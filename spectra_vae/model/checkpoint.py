@@ -133,7 +133,7 @@ def training_section(model: torch.nn.Module, optimizer: torch.optim.Optimizer, s
         "noise_initialised": bool(getattr(model, "noise_initialised", True)),
         "optimizer": copy.deepcopy(optimizer.state_dict()),
         "epoch": state.epoch, "batch": state.batch, "step": state.step, "batches_per_epoch": batches_per_epoch,
-        "decay_steps": state.decay_steps,
+        "decay_steps": state.decay_steps, "anneal_start": state.anneal_start, "anneal_steps": state.anneal_steps,
         "best_epoch": state.best_epoch, "best_loss": state.best_loss, "bad_epochs": state.bad_epochs,
         "monitor": "rmse",  # best_loss is an RMSE (validation, else training); before: the validation loss
         "stopped_early": state.stopped_early,
@@ -167,7 +167,9 @@ def restore_training(training: dict[str, Any], model: VAE, optimizer: torch.opti
         history=history, best_state=None if best is None else {k: v.to(device) for k, v in best.items()},
         lr_scale=float(training.get("lr_scale", 1.0)), grad_norm=float(training.get("grad_norm", 0.0)),
         events=list(training.get("events", [])), epoch_sums=training.get("epoch_sums"),
-        epoch_seconds=float(training.get("epoch_seconds", 0.0)))
+        epoch_seconds=float(training.get("epoch_seconds", 0.0)),
+        anneal_start=None if training.get("anneal_start") is None else int(training["anneal_start"]),
+        anneal_steps=int(training.get("anneal_steps") or 0))
 
 
 _TRAINING_KEYS = ("epoch", "best_epoch", "best_loss", "bad_epochs", "stopped_early", "optimizer", "rng", "state_dict")

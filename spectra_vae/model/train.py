@@ -127,16 +127,28 @@ class TrainState:
     epoch_sums: list[float] | None = None  # loss sums of the batches done in that epoch, all processes
     epoch_seconds: float = 0.0  # time spent on those batches
     rng: list[dict[str, torch.Tensor]] = field(default_factory=list)  # generator states per process, at saving
+    anneal_start: int | None = None  # the step at which a plateau began the final decay of the learning rate
+    anneal_steps: int = 0  # ... and over how many steps it decays to the floor before training stops
+
+
+def _cosine(step: int, steps: int | None) -> float:
+    if not steps:
+        return 1.0
+    t = min(1.0, step / steps)
+    return LR_FLOOR + (1 - LR_FLOOR) * 0.5 * (1 + math.cos(math.pi * t))
 
 
 def learning_rate(config: TrainConfig, state: TrainState) -> float:
     """The step's learning rate: linear warm-up to the peak, then (with `state.decay_steps`) a
-    cosine decay to `LR_FLOOR` × the peak, held there after; lowered by recoveries."""
+    cosine decay to `LR_FLOOR` × the peak, held there after; lowered by recoveries. Once a plateau
+    has begun the final decay (`state.anneal_start`), the rate falls by a cosine from where it was
+    to the floor over `state.anneal_steps` steps."""
     warm = min(1.0, (state.step + 1) / max(config.warmup_steps, 1))
-    decay = 1.0
-    if state.decay_steps:
-        t = min(1.0, state.step / state.decay_steps)
-        decay = LR_FLOOR + (1 - LR_FLOOR) * 0.5 * (1 + math.cos(math.pi * t))
+    decay = _cosine(state.step, state.decay_steps)
+    if state.anneal_start is not None:
+        start = _cosine(state.anneal_start, state.decay_steps)
+        t = min(1.0, (state.step - state.anneal_start) / max(state.anneal_steps, 1))
+        decay = LR_FLOOR + (start - LR_FLOOR) * 0.5 * (1 + math.cos(math.pi * t))
     return config.learning_rate * warm * decay * state.lr_scale
 
 
@@ -321,8 +333,13 @@ class _Loop:
         st.history.append(row)
         if cfg.patience and st.bad_epochs >= cfg.patience:
             st.stopped_early = True
-        if cfg.plateau and on_plateau([r.get(key, math.nan) for r in st.history], cfg.plateau, cfg.plateau_tolerance):
-            st.stopped_early = True
+        if cfg.plateau:
+            # A plateau begins the final decay of the learning rate over one more window; its end ends training.
+            if st.anneal_start is None and on_plateau([r.get(key, math.nan) for r in st.history], cfg.plateau,
+                                                      cfg.plateau_tolerance):
+                st.anneal_start, st.anneal_steps = st.step, cfg.plateau * len(self.train)
+            elif st.anneal_start is not None and st.step >= st.anneal_start + st.anneal_steps:
+                st.stopped_early = True
         self._gather_rng()
         if self.on_epoch_end is not None:
             self.on_epoch_end(st, improved)
@@ -471,13 +488,14 @@ def train_loop(model: VAE, optimizer: torch.optim.Optimizer, train: PixelBatches
                on_checkpoint: Callable[[TrainState], None] | None = None,
                progress: bool = True) -> TrainState:
     """Train until `config.epochs` epochs are complete, `patience` epochs pass without improvement, or
-    (with `config.plateau`) the best RMSE stops improving by `plateau_tolerance` over that many epochs.
+    (with `config.plateau`) one window after the best RMSE stopped improving by `plateau_tolerance`
+    over that many epochs: the plateau begins a final decay of the learning rate over one more window.
 
     The monitored value is the validation RMSE (absorbance units, at the latent mean) when there is
     validation data, else the training RMSE. `on_epoch_end(state, improved)` is called after every
-    epoch and `on_checkpoint(state)` within an epoch every `config.checkpoint_seconds` (checkpoints go there; `state.batch` says
-    how far the epoch got). `generators` holds `shuffle` (the order of pixels) and `sample` (ε).
-    In a distributed run the gradients are averaged over the processes at every step and the
+    epoch and `on_checkpoint(state)` within an epoch every `config.checkpoint_seconds` (checkpoints go
+    there; `state.batch` says how far the epoch got). `generators` holds `shuffle` (the order of
+    pixels) and `sample` (ε). In a distributed run the gradients are averaged over the processes at every step and the
     sums are combined, so every process takes the same steps and sees the same history.
     `precision="bf16"` runs the forward pass under bfloat16 autocast (the output layer and the
     loss stay float32). A non-finite loss rolls the run back and lowers the learning rate, at

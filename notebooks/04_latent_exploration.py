@@ -24,7 +24,7 @@ seed: int = 0
 import numpy as np
 
 from spectra_vae import workflow
-from spectra_vae.views import analysis, plots
+from spectra_vae.views import analysis, components, plots
 from spectra_vae.views.widgets import explore
 
 workflow.plain_warnings()  # warnings about the data as their message alone
@@ -91,6 +91,24 @@ for d in range(vae.latent_dim):
     fig = plots.scan_images({n: ds.image(values, k) for k, n in enumerate(ds.scans)},
                             f"Latent mean z{d + 1} per tissue pixel", f"z{d + 1}", cmap="RdBu_r", centre=0.0)
     workflow.save_figure(fig, run, f"04_latent_z{d + 1}_images")
+
+# %% [markdown]
+# ## Component spectra and abundance maps (the unmixing architecture)
+# An unmixing model (`-p architecture unmixing` in 02) reconstructs each spectrum as thickness × a mixture of
+# learned component spectra plus a baseline; its latent means are the mixture's abundances. Here are the
+# components, their strongest bands named by wavenumber, and where each one is, scan by scan.
+
+# %%
+if vae.architecture == "unmixing":
+    fig = components.component_spectra(vae.preprocessor_.output_wavenumbers_, vae.component_spectra_,
+                                       vae.wavenumbers_known_)
+    workflow.save_figure(fig, run, "04_component_spectra")
+    shares = vae.abundances(ds)
+    for k in range(vae.latent_dim):
+        workflow.save_figure(components.abundance_maps(ds, shares, tissue, k), run, f"04_abundance_{k + 1}_images")
+else:
+    print(f"this model's architecture is {vae.architecture!r}: component spectra and abundances come with "
+          "architecture 'unmixing'")
 
 # %% [markdown]
 # ## Explore a scan: click a pixel, brush the latent space

@@ -139,3 +139,24 @@ def test_global_scale_keeps_zero_and_divides_by_the_root_mean_square():
     assert np.all(n.offset_ == 0) and np.allclose(n.scale_, np.sqrt(np.mean(x**2)))
     assert np.allclose(n.inverse_transform(n.transform(x)), x, atol=1e-6)
     assert np.allclose(n.transform(np.hstack([x, x])), np.hstack([n.transform(x)] * 2))  # side by side
+
+
+def test_component_figures_name_the_strongest_bands_and_map_abundances(small):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from spectra_vae.views import components
+
+    wn = np.linspace(950, 1800, 442)
+    spectrum = np.exp(-0.5 * ((wn - 1655) / 15) ** 2) + 0.5 * np.exp(-0.5 * ((wn - 1545) / 15) ** 2)
+    bands = components.strongest_bands(wn, spectrum)
+    assert abs(bands[0] - 1655) < 3 and abs(bands[1] - 1545) < 3 and len(bands) == 2
+    fig = components.component_spectra(wn, np.stack([spectrum, spectrum[::-1]]))
+    labels = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert "1655" in labels and len(fig.axes) == 2
+    assert fig.axes[-1].get_xlim()[0] > fig.axes[-1].get_xlim()[1]  # high to low wavenumber
+    train, ab = small["normal_train"], small["abnormal"]
+    vae = SpectraVAE(latent_dim=3, hidden_dims=(16,), architecture="unmixing", epochs=1, verbose=False).fit(train)
+    fig = components.abundance_maps(ab, vae.abundances(ab), vae.tissue_mask(ab), 0)
+    images = [im for ax in fig.axes for im in ax.get_images()]
+    assert len(images) == len(ab.scans) and images[0].get_clim() == (0.0, 1.0)

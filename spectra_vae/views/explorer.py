@@ -411,7 +411,10 @@ class Explorer(widgets.VBox):
         i, j = self.current, self._j
         sd = self.scan_data(self.scan)
         x = self.dataset.read([i])[0]
-        r = self.vae.decode(sd.latent[j][None])[0]  # decode(μ), μ kept from the scan's one pass: vae.reconstruct
+        if self.vae.architecture == "mlp":  # decode(μ), μ kept from the scan's one pass: vae.reconstruct's value
+            r = self.vae.decode(sd.latent[j][None])[0]
+        else:  # the pixel's own thickness and baseline (unmixing), or its neighbourhood (spatial)
+            r = self.vae.reconstruct(self.dataset.select_pixels(np.array([i])))[0]
         self._pixel_rmse = float(pixel_rmse(x[None], r[None])[0])
         self._line_orig.set_ydata(x)
         self._line_rec.set_ydata(r)

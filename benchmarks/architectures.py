@@ -1,0 +1,226 @@
+"""The architectures side by side (issue 29): each architecture × latent size × training seed.
+
+Data nothing was tuned on:
+
+- **demo**: fresh generator seeds (`--demo-seeds`), `--layout` scans of `--size`² each (the demo's
+  own split file: normal training, validation and test scans, the abnormal ones last);
+- **collagen**: the 731 labelled FTIR spectra of orange-spectroscopy's `collagen.csv` (DNA,
+  collagen, glycogen, lipids), fetched from its PyPI wheel into the cache once;
+- **coffee**: the 60 ATR-FTIR spectra of coffee of three origins that ship with `chemotools`
+  (fetched from PyPI alike); both real sets split 70/30 stratified by class (seed 0), 15 % of the
+  training part kept for validation (early stopping), as a user would.
+
+For each run: held-out RMSE ÷ PCA at the same number of components (PCA fitted on the same training
+pixels, in the space the model reconstructs: `views.analysis.compare_with_pca`), the 5-NN accuracy
+of the held-out latent means against their labels (tissue classes on the demo, classes on the real
+sets; the classifier fitted on the training latents), the anomaly AUROC per kind on the demo's
+abnormal scans (tissue by the model's rule; for `mlp` also its score's 3×3 mean over tissue, the
+smoothing a spatial model must beat), the CPU epoch time (median of the run's epochs), and for
+`unmixing` on the demo the match between learned and true component spectra (correlation after a
+Hungarian assignment) and of abundances with true fractions on held-out tissue. The command, seeds,
+machine and commit are printed with every table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import shlex
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.ndimage import uniform_filter
+from scipy.optimize import linear_sum_assignment
+from sklearn.model_selection import train_test_split
+from sklearn.neighbors import KNeighborsClassifier
+
+from benchmarks.anomaly_real import fetch_real_spectra
+from benchmarks.common import demo_data, epochs_arg, machine
+from spectra_vae import SpectraVAE, anomaly, load_dataset
+from spectra_vae.io.demo_truth import read_demo_truth
+from spectra_vae.io.finite import cache_dir
+from spectra_vae.views.analysis import compare_with_pca
+
+ARCHITECTURES = ("mlp", "spatial", "unmixing")
+
+
+def fetch_coffee() -> tuple[np.ndarray, np.ndarray] | None:
+    """chemotools' coffee spectra (60 ATR-FTIR spectra, three origins) from its PyPI wheel, cached."""
+    folder = cache_dir() / "datasets"
+    spectra, labels = folder / "chemotools_coffee_spectra.csv", folder / "chemotools_coffee_labels.csv"
+    if not (spectra.exists() and labels.exists()):
+        with tempfile.TemporaryDirectory() as tmp:
+            proc = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+                                   "--only-binary=:all:", "chemotools==0.5.0", "-d", tmp],
+                                  capture_output=True, text=True)
+            wheels = list(Path(tmp).glob("chemotools-*.whl"))
+            if proc.returncode != 0 or not wheels:
+                print("coffee spectra: SKIPPED, could not fetch chemotools from PyPI")
+                return None
+            with zipfile.ZipFile(wheels[0]) as z:
+                folder.mkdir(parents=True, exist_ok=True)
+                spectra.write_bytes(z.read("chemotools/datasets/data/coffee_spectra.csv"))
+                labels.write_bytes(z.read("chemotools/datasets/data/coffee_labels.csv"))
+    x = pd.read_csv(io.StringIO(spectra.read_text())).to_numpy(np.float32)
+    y = pd.read_csv(io.StringIO(labels.read_text()))["labels"].to_numpy()
+    return x, y
+
+
+def knn_accuracy(z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray, y_test: np.ndarray) -> float:
+    """5-NN accuracy of held-out latent means, the classifier fitted on the training latents."""
+    keep_tr, keep_te = y_train >= 0, y_test >= 0
+    if len(np.unique(y_train[keep_tr])) < 2 or not keep_te.any():
+        return float("nan")
+    knn = KNeighborsClassifier(5).fit(z_train[keep_tr], y_train[keep_tr])
+    return float((knn.predict(z_test[keep_te]) == y_test[keep_te]).mean())
+
+
+def smoothed(ds, values: np.ndarray, mask: np.ndarray, size: int = 3) -> np.ndarray:
+    """Each tissue pixel's value averaged over the tissue pixels of its size×size neighbourhood."""
+    out = np.array(values, dtype=float)
+    for k in range(len(ds.scans)):
+        img = ds.image(np.where(mask, values, 0.0), k)
+        w = ds.image(mask.astype(float), k)
+        img, w = np.nan_to_num(img), np.nan_to_num(w)
+        num, den = uniform_filter(img, size, mode="constant"), uniform_filter(w, size, mode="constant")
+        mean = np.where(den > 0, num / np.maximum(den, 1e-12), 0.0)
+        sel = ds.scan_of() == k
+        coords = ds.coords[sel]
+        out[sel] = np.where(mask[sel], mean[coords[:, 1], coords[:, 2]], out[sel])
+    return out
+
+
+def component_match(vae: SpectraVAE, folder: Path, test) -> dict[str, float]:
+    """Learned against true components (Hungarian on correlation, over the true tissue components present
+    in the held-out tissue) and learned abundances against true fractions on that tissue."""
+    learned = vae.component_spectra_
+    parts, components, names = [], None, []
+    for k, name in enumerate(test.scans):
+        components, names, truth = read_demo_truth(folder, name)
+        rc = test.coords[test.scan_of() == k]
+        parts.append(truth.fractions[rc[:, 1], rc[:, 2]])
+    assert components is not None
+    frac = np.concatenate(parts)
+    tissue = frac.sum(axis=1) > 0
+    present = [j for j in range(len(names)) if frac[tissue, j].max(initial=0) > 0.02]
+    corr = np.array([[np.corrcoef(learned[i], components[j])[0, 1] for j in present] for i in range(len(learned))])
+    rows, cols = linear_sum_assignment(-corr)
+    a = vae.abundances(test)
+    out = {}
+    for i, c in zip(rows, cols, strict=True):
+        j = present[c]
+        out[f"spectrum r {names[j]}"] = float(corr[i, c])
+        out[f"abundance r {names[j]}"] = float(np.corrcoef(a[tissue, i], frac[tissue, j])[0, 1])
+    return out
+
+
+def demo_runs(args: argparse.Namespace) -> pd.DataFrame:
+    rows = []
+    for data_seed in args.demo_seeds:
+        n_abnormal = max(1, args.layout // 3)
+        folder = demo_data(f"arch_{args.layout}x{args.size}_s{data_seed}", args.layout, args.size, data_seed,
+                           n_abnormal=n_abnormal)
+        split = {s: load_dataset(folder, split=s) for s in ("normal_train", "normal_val", "normal_test", "abnormal")}
+        train, val, test, ab = (split[s] for s in ("normal_train", "normal_val", "normal_test", "abnormal"))
+        for arch in args.architectures:
+            for k in args.latent_dims:
+                for seed in args.seeds:
+                    vae = SpectraVAE(latent_dim=k, architecture=arch, seed=seed, epochs=args.epochs,
+                                     verbose=False).fit(train, validation=val)
+                    table = compare_with_pca(vae, train, test)
+                    row = {"data": f"demo {data_seed}", "architecture": arch, "latent": k, "seed": seed,
+                           "rmse ÷ PCA": table.loc["VAE", "rmse"] / table.loc["PCA", "rmse"],
+                           "rmse": table.loc["VAE", "rmse"],
+                           "5-NN": knn_accuracy(vae.transform(train), train.labels, vae.transform(test), test.labels),
+                           "epoch s": float(vae.history.seconds.median()), "epochs": len(vae.history)}
+                    mask = vae.tissue_mask(ab)
+                    score = vae.anomaly_score(ab)
+                    scores = {"VAE": score}
+                    if arch == "mlp":
+                        scores["VAE 3×3 mean"] = smoothed(ab, score, mask)
+                    table = anomaly.evaluate_kinds(scores, ab, mask)
+                    for (kind, name), auroc in table["AUROC"].items():
+                        row[f"AUROC {kind}" + (" 3×3" if name != "VAE" else "")] = float(auroc)
+                    if arch == "unmixing":
+                        row |= component_match(vae, folder, test)
+                    rows.append(row)
+                    print(pd.Series(row).to_frame().T.round(4).to_string(index=False), flush=True)
+    return pd.DataFrame(rows)
+
+
+def real_runs(name: str, x: np.ndarray, y: np.ndarray, wn: np.ndarray | None, args: argparse.Namespace) -> pd.DataFrame:
+    rows = []
+    tr, te = train_test_split(np.arange(len(x)), test_size=0.3, stratify=y, random_state=0)
+    frame = (lambda idx: pd.DataFrame(x[idx], columns=wn)) if wn is not None else (lambda idx: x[idx])
+    codes = pd.Series(y).astype("category").cat.codes.to_numpy()
+    for arch in [a for a in args.architectures if a != "spatial"]:  # tables have no neighbourhoods
+        for k in args.latent_dims:
+            for seed in args.seeds:
+                fit_idx, val_idx = train_test_split(tr, test_size=0.15, stratify=y[tr], random_state=seed)
+                vae = SpectraVAE(latent_dim=k, architecture=arch, seed=seed, epochs=args.epochs,
+                                 verbose=False).fit(frame(fit_idx), validation=frame(val_idx))
+                train_ds, test_ds = load_dataset(frame(fit_idx)), load_dataset(frame(te))
+                table = compare_with_pca(vae, train_ds, test_ds)
+                row = {"data": name, "architecture": arch, "latent": k, "seed": seed,
+                       "rmse ÷ PCA": table.loc["VAE", "rmse"] / table.loc["PCA", "rmse"],
+                       "rmse": table.loc["VAE", "rmse"],
+                       "5-NN": knn_accuracy(vae.transform(train_ds), codes[fit_idx], vae.transform(test_ds), codes[te]),
+                       "epoch s": float(vae.history.seconds.median()), "epochs": len(vae.history)}
+                rows.append(row)
+                print(pd.Series(row).to_frame().T.round(4).to_string(index=False), flush=True)
+    return pd.DataFrame(rows)
+
+
+def summarise(frame: pd.DataFrame) -> pd.DataFrame:
+    """Mean (min–max over seeds) of every figure, per data set, architecture and latent size."""
+    figures = [c for c in frame.columns if c not in ("data", "architecture", "latent", "seed")]
+    grouped = frame.assign(data=frame["data"].str.replace(r"demo \d+", "demo", regex=True)).groupby(
+        ["data", "architecture", "latent"])
+    out = {}
+    for col in figures:
+        g = grouped[col]
+        out[col] = g.mean().round(3).astype(str) + " (" + g.min().round(3).astype(str) + "–" + \
+            g.max().round(3).astype(str) + ")"
+    return pd.DataFrame(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--datasets", nargs="+", default=["demo", "collagen", "coffee"])
+    ap.add_argument("--architectures", nargs="+", default=list(ARCHITECTURES), choices=ARCHITECTURES)
+    ap.add_argument("--latent-dims", type=int, nargs="+", default=[2, 5])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds")
+    ap.add_argument("--demo-seeds", type=int, nargs="+", default=[31, 32], help="demo generator seeds")
+    ap.add_argument("--layout", type=int, default=8, help="demo scans per seed (a third abnormal)")
+    ap.add_argument("--size", type=int, default=64, help="demo scan height and width")
+    ap.add_argument("--epochs", type=epochs_arg, default="auto")
+    args = ap.parse_args()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    print(f"command: python -m benchmarks.architectures {shlex.join(sys.argv[1:])}\ncommit: {commit}\n"
+          f"machine: {machine()}\n", flush=True)
+    frames = []
+    if "demo" in args.datasets:
+        frames.append(demo_runs(args))
+    if "collagen" in args.datasets:
+        real = fetch_real_spectra()
+        if real is not None:
+            y = real.pop("type").to_numpy()
+            wn = np.array([float(c) for c in real.columns])
+            order = np.argsort(wn)
+            frames.append(real_runs("collagen", real.to_numpy(np.float32)[:, order], y, wn[order], args))
+    if "coffee" in args.datasets:
+        coffee = fetch_coffee()
+        if coffee is not None:
+            frames.append(real_runs("coffee", coffee[0], coffee[1], None, args))
+    if frames:
+        print("\nsummary: mean (min–max) over training seeds and demo seeds")
+        print(summarise(pd.concat(frames, ignore_index=True)).to_string())
+
+
+if __name__ == "__main__":
+    main()

@@ -128,6 +128,46 @@ def time_to_quality(root: str, reps: int, device: str, precision: str, max_epoch
     print(f"time to the prototype's 5-epoch quality: {m(proto_t) / m(fit_t):.2f}× sooner")
 
 
+def batch_sizes(root: str, sizes: list[int], scalings: list[str], device: str, max_epochs: int,
+                reference_epochs: int, seed: int) -> None:
+    """Held-out RMSE against wall time for each batch size and learning-rate scaling (the peak rate
+    2e-3 × (batch / 512)^½ or ^1), each trained `max_epochs` epochs with the held-out scan as validation
+    (so the history holds its RMSE after every epoch); the target is the default's RMSE after
+    `reference_epochs` epochs (batch 512), the time to it counted from the start of `fit`."""
+    train, test = load_dataset(root, split="normal_train"), load_dataset(root, split="normal_test")
+    defaults = SpectraVAE()
+    t = time.perf_counter()
+    ref = SpectraVAE(epochs=reference_epochs, patience=None, seed=seed, device=device,
+                     verbose=False).fit(train, validation=test)
+    ref_seconds = time.perf_counter() - t
+    target = float(ref.history.val_rmse.iloc[-1])
+    print(f"batch sizes: train {train.scans} ({len(train)} px), held-out {test.scans}; target: the default's "
+          f"held-out RMSE after {reference_epochs} epochs at batch {defaults.batch_size}: {target:.5f} "
+          f"(reached in {ref_seconds:.0f} s)")
+    rows = []
+    for size in sizes:
+        for scaling in scalings:
+            power = {"sqrt": 0.5, "linear": 1.0}[scaling]
+            lr = defaults.learning_rate * (size / defaults.batch_size) ** power
+            t = time.perf_counter()
+            vae = SpectraVAE(epochs=max_epochs, patience=None, batch_size=size, learning_rate=lr, seed=seed,
+                             device=device, verbose=False).fit(train, validation=test)
+            total = time.perf_counter() - t
+            h = vae.history
+            ends = total - h.seconds.sum() + h.seconds.cumsum()
+            hit = np.flatnonzero(h.val_rmse.to_numpy() <= target)
+            rows.append({"batch": size, "scaling": scaling, "lr": f"{lr:.3g}",
+                         "epoch s": round(float(h.seconds.median()), 2),
+                         f"RMSE after {max_epochs}": round(float(h.val_rmse.iloc[-1]), 5),
+                         "best RMSE": round(float(h.val_rmse.min()), 5),
+                         "to target s": round(float(ends.iloc[hit[0]]), 1) if len(hit) else float("nan"),
+                         "to target epochs": int(hit[0] + 1) if len(hit) else -1})
+            print(rows[-1], flush=True)
+    import pandas as pd
+
+    print(pd.DataFrame(rows).to_string(index=False))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=278, help="demo scans of SIZE×SIZE (6 scans)")
@@ -137,6 +177,12 @@ def main() -> None:
     ap.add_argument("--max-epochs", type=int, default=20, help="fit's epochs at most, for time to quality")
     ap.add_argument("--skip-epoch", action="store_true", help="time to quality only")
     ap.add_argument("--skip-quality", action="store_true", help="epoch time only")
+    ap.add_argument("--batch-sizes", type=int, nargs="*", default=[],
+                    help="held-out RMSE against wall time at these batch sizes (e.g. 512 2048 8192 16384)")
+    ap.add_argument("--scalings", nargs="+", default=["sqrt", "linear"], choices=("sqrt", "linear"),
+                    help="how the learning rate grows with the batch")
+    ap.add_argument("--batch-epochs", type=int, default=20, help="epochs per batch size")
+    ap.add_argument("--reference-epochs", type=int, default=50, help="the default's epochs that set the target")
     a = ap.parse_args()
     print(f"machine: {machine()}; fit on {resolve_device(a.device)}, {a.precision}; "
           f"torch threads {torch.get_num_threads()}")
@@ -145,6 +191,8 @@ def main() -> None:
         epoch_times(path, a.reps, a.device, a.precision)
     if not a.skip_quality:
         time_to_quality(path, a.reps, a.device, a.precision, a.max_epochs)
+    if a.batch_sizes:
+        batch_sizes(path, a.batch_sizes, a.scalings, a.device, a.batch_epochs, a.reference_epochs, seed=0)
 
 
 if __name__ == "__main__":

@@ -183,10 +183,11 @@ def demo_run(a: argparse.Namespace, seed: int, layout: str, latent: int) -> dict
             base = anomaly.fit_baselines(vae, roles["train"], roles["calibration"])
             scores |= base.scores(held_ds)
             here["pca k"] = ", ".join(f"{v}" for v in base.components.values())
-        table = anomaly.evaluate_kinds({k: v for k, v in scores.items() if k in BOOTSTRAPPED}, held_ds, mask,
-                                       n_boot=a.bootstrap, seed=seed)
-        plain = anomaly.evaluate_kinds({k: v for k, v in scores.items() if k not in BOOTSTRAPPED}, held_ds, mask)
-        for (kind, score), r in pd.concat([table, plain]).iterrows():
+        boot = {k: v for k, v in scores.items() if k in BOOTSTRAPPED}
+        plain = {k: v for k, v in scores.items() if k not in BOOTSTRAPPED}
+        tables = [anomaly.evaluate_kinds(boot, held_ds, mask, n_boot=a.bootstrap, seed=seed)] if boot else []
+        tables += [anomaly.evaluate_kinds(plain, held_ds, mask)] if plain else []
+        for (kind, score), r in pd.concat(tables).iterrows():
             rows["auroc"].append({**here, "kind": kind, "score": score, "AUROC": r["AUROC"],
                                   "low": r.get("AUROC low", np.nan), "high": r.get("AUROC high", np.nan)})
     return rows
@@ -291,7 +292,7 @@ def main() -> None:
     a.directions = [d if d == "auto" else int(d) for d in a.directions]
     a.latent_components = a.latent_components if a.latent_components == "bic" else int(a.latent_components)
     a.calibration_scans = [n or None for n in sorted(a.calibration_scans, key=lambda n: n or 10**6)]
-    print(f"machine: {machine()}\n{provenance(a.seeds)}")
+    print(f"machine: {machine()}\n{provenance(a.real_seeds if a.real_only else a.seeds)}")
     if a.model_cache:
         print(f"note: trained models are reused from {a.model_cache} where they exist (development only)")
     if not a.real_only:

@@ -173,6 +173,8 @@ def test_the_verdict_calls_a_tie_a_tie_and_cautions_when_the_intervals_overlap()
     close = anomaly.verdict(table(0.93, 0.95, [(0.90, 0.96), (0.92, 0.97)]))
     assert close.startswith("A baseline wins: RX reaches AUROC 0.950, the VAE 0.930.") and "overlap" in close
     assert "overlap" not in anomaly.verdict(table(0.93, 0.99, [(0.90, 0.95), (0.97, 1.0)]))
+    lone = anomaly.verdict(table(0.93, 0.99, [(np.nan, np.nan), (np.nan, np.nan)]))
+    assert "No interval over scans" in lone and "overlap" not in lone
 
 
 def test_design_effect_is_one_for_independent_flags_and_grows_when_they_cluster(demo):

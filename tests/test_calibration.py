@@ -7,12 +7,13 @@ import pytest
 import torch
 
 from spectra_vae import DataError, SpectraVAE, load_dataset
-from spectra_vae.anomaly.calibration import calibrate_values, check_rate
+from spectra_vae.anomaly.calibration import calibrate_values, check_rate, odd_scans
 from spectra_vae.anomaly.latent import LatentDensity
 from spectra_vae.anomaly.monitor import Monitor
 from spectra_vae.anomaly.mspc import Subspace
 from spectra_vae.anomaly.scans import ScanLimit
 from spectra_vae.anomaly.tails import tail_from_dict
+from spectra_vae.workflow import check_parameter
 
 
 def toy_monitor() -> Monitor:
@@ -73,11 +74,25 @@ def test_scan_limit_from_normal_scans_spread_calls_the_nominal_share_of_new_norm
         ScanLimit.fit(x[:2], n[:2], 1.0)
 
 
-@pytest.mark.parametrize("bad", [0, 0.6, -0.1, float("nan"), "0.01", True, None, [0.01]])
-def test_false_positive_rates_must_be_numbers_in_the_open_half_interval(bad):
+def test_a_calibration_scan_unlike_the_others_is_named():
+    values, ids, coords = scans_that_differ(6, spread=0.02, seed=3)
+    odd = ids == 4
+    values["q"][odd] *= 1.6  # one scan's tissue far from the others': not normal, or another population
+    m = calibrate_values(toy_monitor(), values, ids, coords, 0.01)
+    assert odd_scans(m) == ["4"]
+    clean, clean_ids, clean_coords = scans_that_differ(6, spread=0.02, seed=3)
+    assert odd_scans(calibrate_values(toy_monitor(), clean, clean_ids, clean_coords, 0.01)) == []
+
+
+@pytest.mark.parametrize("bad", [0, 0.5, 0.6, -0.1, float("nan"), "0.01", True, None, [0.01]])
+def test_false_positive_rates_must_be_numbers_below_one_half(bad):
     with pytest.raises(DataError, match="false_positive_rate"):
         check_rate(bad)
-    assert check_rate(0.5) == 0.5 and check_rate(np.float32(0.01)) == pytest.approx(0.01)
+    assert check_rate(0.49) == 0.49 and check_rate(np.float32(0.01)) == pytest.approx(0.01)
+    # notebook 05's parameter table holds the same range
+    with pytest.raises(DataError):
+        check_parameter("false_positive_rate", 0.5)
+    assert check_parameter("false_positive_rate", 0.01) == 0.01
 
 
 def test_calibrate_refuses_bad_rates_empty_data_and_tissue_labelled_abnormal(fitted, demo_dir):

@@ -34,13 +34,13 @@ PREDICTION_COVERAGE = 0.9  # the interval of a new scan's flagged fraction that 
 
 
 def check_rate(value: Any, name: str = "false_positive_rate") -> float:
-    """A rate in (0, 0.5] as a float; `DataError` naming `name` otherwise (a threshold flagging more
-    than half of normal tissue is no anomaly threshold)."""
+    """A rate in (0, 0.5) as a float; `DataError` naming `name` otherwise (a threshold flagging half of
+    normal tissue or more is no anomaly threshold)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise DataError(f"{name} must be a number in (0, 0.5]; got {value!r}")
+        raise DataError(f"{name} must be a number in (0, 0.5); got {value!r}")
     v = float(value)
-    if not (math.isfinite(v) and 0 < v <= 0.5):
-        raise DataError(f"{name} must be in (0, 0.5]; got {value!r}")
+    if not (math.isfinite(v) and 0 < v < 0.5):
+        raise DataError(f"{name} must be in (0, 0.5); got {value!r}")
     return v
 
 
@@ -159,7 +159,8 @@ def calibrate_values(monitor: Monitor, values: dict[str, np.ndarray], scan_ids: 
                     else ScanLimit.within_one_scan(rate, m.design_effect, scan_level))
     m.calibration = {"pixels": int(len(score)), "scans": names, "flagged_fraction": float(flags.mean()),
                      "quantile_level": level, "p_threshold": float(10 ** -m.threshold),
-                     "scan_level": scan_level, "spread_between_scans": bool(spread)}
+                     "scan_level": scan_level, "spread_between_scans": bool(spread),
+                     "tissue_pixels": {n: int(c) for n, c in zip(names, tissue, strict=True)}}
     if held_flags is not None:
         held = held_flags / np.maximum(tissue, 1)
         m.calibration["held_out_fraction"] = {n: float(f) for n, f in zip(names, held, strict=True)}

@@ -261,10 +261,7 @@ def calibrate_tissue(monitor: Monitor, vae: FittedModel, tissue: SpectralDataset
     values, ids, coords, scans = _gathered(values, names.astype(str), tissue.coords)
     if len(ids) < 2:
         raise DataError(f"{tissue.source or 'data'}: too few normal tissue pixels ({len(ids)}) to fit tails")
-    m = calibrate_values(monitor, values, ids, coords, rate, scan_level, complement_eigenvalues(complement), scans)
-    m.calibration["tissue_pixels"] = {s: int(n) for s, n in zip(scans, np.bincount(ids, minlength=len(scans)),
-                                                                   strict=True)}
-    return m
+    return calibrate_values(monitor, values, ids, coords, rate, scan_level, complement_eigenvalues(complement), scans)
 
 
 def calibrate_monitor(monitor: Monitor, vae: FittedModel, normal: SpectralDataset, false_positive_rate: Any,

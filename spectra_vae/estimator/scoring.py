@@ -117,7 +117,7 @@ class AnomalyScoring(VAEEstimator):
         on, and set the threshold and the scan-level limit (stored in the checkpoint).
 
         The threshold is cross-conformal over scans: each calibration scan is judged by a threshold
-        the others set, and the threshold flags `false_positive_rate` (in (0, 0.5]) of a held-out
+        the others set, and the threshold flags `false_positive_rate` (in (0, 0.5)) of a held-out
         scan's tissue on average. How far those held-out shares spread sets the limit above which
         `scan_scores` calls a scan abnormal, at `scan_false_positive_rate` of normal scans. Give at
         least 3 normal scans: with one, the threshold flags the requested share of that scan only, and

@@ -51,8 +51,8 @@ NOTEBOOK_PARAMETERS: dict[str, Param] = table([
           "unknown", cli=False),
     Param("threshold_quantile", 0.99, Number(0.0, 1.0, strict=True), "quantile of normal scores used as a "
           "threshold", cli=False),
-    Param("false_positive_rate", 0.01, Number(0.0, 1.0, strict=True),
-          "share of normal tissue pixels the threshold flags", cli=False),
+    Param("false_positive_rate", 0.01, Number(0.0, 0.5, strict=True),
+          "share of a new normal scan's tissue the threshold flags, on average (SpectraVAE.calibrate)", cli=False),
     Param("n_bootstrap", 200, Whole(0), "resamples of whole scans for the AUROC intervals; 0: none", cli=False),
 ])
 

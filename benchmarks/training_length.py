@@ -34,6 +34,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[41, 42, 43], help="demo generator seeds")
     ap.add_argument("--layouts", type=layout, nargs="+", default=[(6, 64), (8, 96)], help="SCANSxSIZE")
     ap.add_argument("--training-seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--scattered", action="store_true", help="the demo's uncorrected (scattered) variant")
+    ap.add_argument("--preprocess", default="", help="e.g. emsc, for the scattered variant")
     args = ap.parse_args()
     import spectra_vae
 
@@ -44,12 +46,13 @@ def main() -> None:
     rows = []
     for n_scans, size in args.layouts:
         for seed in args.seeds:
-            folder = demo_data(f"length_{n_scans}x{size}_s{seed}", n_scans, size, seed)
+            folder = demo_data(f"length_{n_scans}x{size}_s{seed}{'_scattered' if args.scattered else ''}", n_scans,
+                               size, seed, scatter=args.scattered)
             train, val, test, ab = (load_dataset(folder, split=s)
                                     for s in ("normal_train", "normal_val", "normal_test", "abnormal"))
             for training_seed in args.training_seeds:
                 t = time.perf_counter()
-                vae = SpectraVAE(seed=training_seed, verbose=False).fit(train, validation=val)
+                vae = SpectraVAE(seed=training_seed, preprocess=args.preprocess, verbose=False).fit(train, validation=val)
                 seconds = time.perf_counter() - t
                 h = vae.history
                 table = compare_with_pca(vae, train, test)

@@ -52,7 +52,8 @@ def main() -> None:
                                     for s in ("normal_train", "normal_val", "normal_test", "abnormal"))
             for training_seed in args.training_seeds:
                 t = time.perf_counter()
-                vae = SpectraVAE(seed=training_seed, preprocess=args.preprocess, verbose=False).fit(train, validation=val)
+                vae = SpectraVAE(seed=training_seed, preprocess=args.preprocess, verbose=False).fit(
+                    train, validation=val)
                 seconds = time.perf_counter() - t
                 h = vae.history
                 table = compare_with_pca(vae, train, test)

@@ -82,7 +82,8 @@ DDP_SCRIPT = textwrap.dedent("""
     m = vae.monitor_
     monitor = {"threshold": torch.tensor(m.threshold), "mean": torch.as_tensor(m.subspace.mean_),
                "variances": torch.as_tensor(m.subspace.variances_),
-               "tails": torch.tensor([[t.g, t.h] for t in m.tails.values()])}
+               "tails": torch.tensor([t.quantile(0.01) for t in m.tails.values()]),
+               "latent_means": torch.as_tensor(m.latent.means)}
     # the noise weighting's reference level is pooled too (a collective every process joins)
     weighted = vae.fit_anomaly_model(train, val, noise_weighted=True).monitor_
     monitor["noise_reference"] = torch.tensor(weighted.noise_reference)

@@ -150,7 +150,7 @@ def test_a_monitor_saved_before_combinations_had_a_null_keeps_its_flags():
     for key in ("combination", "tail_kind", "latent", "scan_limit", "sample_digest"):
         old.pop(key)
     m = Monitor.from_dict(old)
-    assert m.combination == "fisher"
+    assert m.combination == "fisher" and "subspace" not in m.available  # no tail for it until calibrated
     np.testing.assert_array_equal(m.score(values) > m.threshold, old_score > old["threshold"])
 
 

@@ -64,8 +64,10 @@ class Monitor:
 
     @property
     def available(self) -> tuple[str, ...]:
-        """The statistics this monitor can compute."""
-        return tuple(s for s in STATISTICS if s != "latent" or self.latent is not None)
+        """The statistics this monitor can compute (`latent` with a latent density; `subspace` once its tail
+        is fitted, which a monitor saved before it existed lacks until `calibrate`)."""
+        return tuple(s for s in STATISTICS if (s != "latent" or self.latent is not None)
+                     and (s != "subspace" or not self.tails or "subspace" in self.tails))
 
     def subspace_statistic(self, values: dict[str, np.ndarray]) -> np.ndarray:
         """`subspace`: −log of the smaller tail probability of `inside` and `t2` (needs their tails)."""

@@ -28,7 +28,8 @@ def test_torchrun_two_processes_trains_one_model_written_by_rank_zero(tmp_path):
     assert "Warning" not in proc.stderr, proc.stderr[-2000:]  # as DDP's FutureWarning at `broadcast_buffers` was
     files = sorted(p.name for p in (out / "model").iterdir())
     assert files == ["best.pt", "final.pt", "last.pt"]  # no stray temporary files
-    assert sorted(p.name for p in out.iterdir()) == ["history.csv", "model", "params.json", "splits.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".spectra_vae.json",  # the run's claim marker (issue 33)
+                                                     "history.csv", "model", "params.json", "splits.json"]
 
     ddp = SpectraVAE.load(out / "model" / "final.pt")
     assert list(ddp.history.epoch) == [1, 2, 3, 4, 5, 6]

@@ -64,14 +64,14 @@ def test_in_memory_batches_are_filled_chunk_by_chunk_with_the_normalised_pixels(
 
 def test_training_steps_run_under_autocast_only_when_asked(demo_dir, monkeypatch):
     seen: list[bool] = []
-    encode = VAE.encode
+    features = VAE.features
 
     def spy(self, x):
         if self.training:
             seen.append(torch.is_autocast_enabled(x.device.type))
-        return encode(self, x)
+        return features(self, x)
 
-    monkeypatch.setattr(VAE, "encode", spy)
+    monkeypatch.setattr(VAE, "features", spy)  # every forward pass reads the encoder through it
     train = load_dataset(demo_dir, split="normal_train")
     for precision, expected in (("fp32", False), ("bf16", True)):
         seen.clear()

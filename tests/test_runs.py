@@ -106,7 +106,7 @@ def test_cropped_scans_are_all_tissue_through_training_and_reopening(tmp_path):
 
 
 def test_train_command_takes_auto_epochs_and_records_them_as_asked(tmp_path, monkeypatch):
-    from spectra_vae.model import train as train_module
+    from spectra_vae.model import schedule as train_module
 
     monkeypatch.setattr(train_module, "AUTO_EPOCHS", 2)
     monkeypatch.setattr(train_module, "AUTO_MIN_STEPS", 3)

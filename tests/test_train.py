@@ -12,6 +12,7 @@ import torch
 from spectra_vae import SpectraVAE, TrainingError, TrainingWarning, load_dataset
 from spectra_vae.estimator import base as estimator_module
 from spectra_vae.model import batches as batches_module
+from spectra_vae.model import schedule as schedule_module
 from spectra_vae.model import train as train_module
 from spectra_vae.model.train import TrainConfig, TrainState, clip_gradients, learning_rate, plan_epochs
 
@@ -89,8 +90,8 @@ def test_auto_epochs_give_small_data_as_many_optimiser_steps_as_fifty_epochs_of_
 
 def test_an_auto_run_trains_and_plans_its_decay_over_the_stretched_epochs(parts, monkeypatch):
     train, val = parts
-    monkeypatch.setattr(train_module, "AUTO_EPOCHS", 2)
-    monkeypatch.setattr(train_module, "AUTO_MIN_STEPS", 30)
+    monkeypatch.setattr(schedule_module, "AUTO_EPOCHS", 2)
+    monkeypatch.setattr(schedule_module, "AUTO_MIN_STEPS", 30)
     vae = SpectraVAE(hidden_dims=(16,), batch_size=256, patience=None, verbose=False)
     assert vae.epochs == "auto"  # the default
     vae.fit(train, validation=val)
@@ -304,7 +305,7 @@ def test_an_auto_run_anneals_on_its_plateau_and_stops_one_window_later(parts, mo
     learning rate decays to its floor over one more window, and training ends there, keeping the
     epoch of lowest validation RMSE."""
     train, val = parts
-    monkeypatch.setattr(train_module, "PLATEAU_STEPS", 4)
+    monkeypatch.setattr(schedule_module, "PLATEAU_STEPS", 4)
     vae = SpectraVAE(hidden_dims=(16,), batch_size=64, verbose=False).fit(train, validation=val)
     h = vae.history
     window = train_module.plan_epochs("auto", 10, math.ceil(len(train) / 64))[2]

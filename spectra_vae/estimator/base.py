@@ -34,16 +34,8 @@ from ..model.architectures import build_model
 from ..model.batches import TRIM_EVERY, release_freed_memory
 from ..model.checkpoint import save_checkpoint
 from ..model.networks import ModelConfig
-from ..model.train import (
-    WARMUP_STEPS,
-    PixelBatches,
-    TrainConfig,
-    TrainState,
-    make_optimizer,
-    plan_epochs,
-    resolve_device,
-    train_loop,
-)
+from ..model.schedule import WARMUP_STEPS, TrainConfig, TrainState, plan_epochs
+from ..model.train import PixelBatches, make_optimizer, resolve_device, train_loop
 from ..preprocess.normalise import Normaliser, merge_stats, pixel_stats
 from ..preprocess.pipeline import Preprocessor
 from ..preprocess.tissue import TissueRule

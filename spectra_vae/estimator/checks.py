@@ -33,8 +33,8 @@ def check_checkpoint_dir(checkpoint_dir: str | os.PathLike | None) -> None:
 def check_training_set(train: SpectralDataset, config: Any, batch_size: int, device: torch.device) -> None:
     """Enough training pixels to learn from, and a model of `config` that fits in `device`'s memory."""
     if len(train) < MIN_TRAINING_PIXELS:
-        raise DataError(f"{train.source or 'data'}: {len(train)} training pixel(s); training needs at least "
-                        f"{MIN_TRAINING_PIXELS} (and the anomaly model two tissue pixels)")
+        raise DataError(f"{train.source or 'data'}: {len(train)} training pixel(s) (n_samples = {len(train)}); "
+                        f"training needs at least {MIN_TRAINING_PIXELS} (and the anomaly model two tissue pixels)")
     check_training_memory(config, batch_size, device)
 
 

@@ -30,7 +30,7 @@ from ..preprocess.pipeline import Preprocessor
 from ..preprocess.tissue import TissueRule
 from . import networks
 from .networks import VAE, ModelConfig
-from .train import WARMUP_STEPS, TrainState
+from .schedule import WARMUP_STEPS, TrainState
 
 CHECKPOINT_FORMAT = "spectra_vae.checkpoint"
 CHECKPOINT_VERSION = 2

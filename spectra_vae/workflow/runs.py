@@ -28,7 +28,7 @@ from typing import Any
 import pandas as pd
 
 from ..core.claims import Claim
-from ..core.distributed import dist_info, init_distributed
+from ..core.distributed import broadcast_object, dist_info, init_distributed
 from ..core.errors import DataError
 from ..core.files import check_output_dir, regular_file, write_json_atomic, write_text_atomic
 from ..core.version import __version__
@@ -312,7 +312,16 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike = "", *, overwrite
     if str(out):
         check_output_dir(out, "out")
     run, replace = training_run_dir(out, data_dir, overwrite)
-    claim = claim_run_dir(run, replace) if rank == 0 else None
+    claim, refused = None, None
+    if rank == 0:  # the first process claims the folder; the others wait for it, then write only below it
+        try:
+            claim = claim_run_dir(run, replace)
+        except DataError as exc:
+            refused = exc
+    if world > 1 and broadcast_object(refused is not None):
+        raise refused or DataError(f"{run}: the first process could not claim the run folder; see its error")
+    if refused is not None:
+        raise refused
     try:
         if rank == 0:
             params = {"data_dir": str(data.resolve()), **names, "normal_labels": _parse_labels(normal_labels),

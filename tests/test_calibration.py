@@ -158,7 +158,8 @@ def test_a_monitor_saved_before_combinations_had_a_null_keeps_its_flags():
 def test_latent_density_chooses_its_components_by_bic_and_is_a_mahalanobis_distance_with_one():
     rng = np.random.default_rng(0)
     centres = np.array([[0.0, 0.0], [6.0, 0.0], [0.0, 6.0]])
-    z = np.concatenate([c + rng.standard_normal((2000, 2)) for c in centres])
+    # 4 500 points, fewer than MAX_FIT_POINTS: the mixture is fitted on all of them
+    z = np.concatenate([c + rng.standard_normal((1500, 2)) for c in centres])
     density = LatentDensity.fit(z)
     assert density.n_components == 3 and min(density.bic, key=density.bic.get) == 3
     assert density.statistic(np.array([[3.0, 3.0]]))[0] > density.statistic(np.array([[6.0, 0.0]]))[0]

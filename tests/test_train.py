@@ -14,7 +14,8 @@ from spectra_vae.estimator import base as estimator_module
 from spectra_vae.model import batches as batches_module
 from spectra_vae.model import schedule as schedule_module
 from spectra_vae.model import train as train_module
-from spectra_vae.model.train import TrainConfig, TrainState, clip_gradients, learning_rate, plan_epochs
+from spectra_vae.model.schedule import TrainConfig, TrainState, learning_rate, plan_epochs
+from spectra_vae.model.train import clip_gradients
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -66,7 +67,7 @@ def test_learning_rate_warms_up_then_decays_to_its_floor_over_the_planned_steps_
     assert learning_rate(cfg, TrainState(step=49, **plan)) == pytest.approx(1e-3, rel=0.01)
     assert learning_rate(cfg, TrainState(step=99, **plan)) == pytest.approx(2e-3, rel=0.03)
     assert learning_rate(cfg, TrainState(step=500, **plan)) == pytest.approx(2e-3 * (0.1 + 0.9 * 0.5))
-    floor = 2e-3 * train_module.LR_FLOOR
+    floor = 2e-3 * schedule_module.LR_FLOOR
     assert learning_rate(cfg, TrainState(step=1000, **plan)) == learning_rate(cfg, TrainState(step=9999, **plan))
     assert learning_rate(cfg, TrainState(step=9999, **plan)) == pytest.approx(floor)
     assert learning_rate(cfg, TrainState(step=9999, lr_scale=0.25, **plan)) == pytest.approx(floor / 4)
@@ -80,10 +81,10 @@ def test_auto_epochs_give_small_data_as_many_optimiser_steps_as_fifty_epochs_of_
     assert plan_epochs("auto", 10, 60) == (50, 17, 5)  # exactly 3000 steps; patience at least 1000 steps
     assert plan_epochs("auto", 10, small) == (188, 63, 19)  # ⌈3000 / 16⌉ epochs; plateau ⌈300 / 16⌉
     assert plan_epochs("auto", 2, small) == (188, 13, 19)  # a shorter patience asked for stays shorter
-    assert plan_epochs("auto", 10, small)[0] * small >= train_module.AUTO_MIN_STEPS
+    assert plan_epochs("auto", 10, small)[0] * small >= schedule_module.AUTO_MIN_STEPS
     for batches in (1, 7, 16, 60, 906):
         assert plan_epochs("auto", 10, batches)[1] * batches >= 1000
-        assert plan_epochs("auto", 10, batches)[2] * batches >= train_module.PLATEAU_STEPS
+        assert plan_epochs("auto", 10, batches)[2] * batches >= schedule_module.PLATEAU_STEPS
     assert plan_epochs("auto", None, small) == (188, None, None) and plan_epochs("auto", 0, 1) == (3000, 0, None)
     assert plan_epochs(20, 10, small) == (20, 10, None) and plan_epochs(7, None, 1) == (7, None, None)  # as given
 
@@ -158,7 +159,7 @@ def test_recovery_gives_up_after_a_bounded_number_of_tries_and_says_what_is_kept
     with pytest.warns(TrainingWarning), pytest.raises(TrainingError) as err:
         SpectraVAE(hidden_dims=(16,), epochs=2, learning_rate=1e6, verbose=False).fit(train)
     message = str(err.value)
-    assert f"after {train_module.MAX_RECOVERIES} recoveries" in message
+    assert f"after {schedule_module.MAX_RECOVERIES} recoveries" in message
     assert "no checkpoint_dir was given, so nothing was written to disk" in message
     assert "best checkpoint" not in message  # the old message promised one that did not exist
 
@@ -289,7 +290,7 @@ def test_the_train_command_with_resume_goes_on_from_last_pt(demo_dir, tmp_path, 
 
 
 def test_the_plateau_rule_stops_when_the_best_rmse_stops_improving_by_the_tolerance():
-    from spectra_vae.model.train import on_plateau
+    from spectra_vae.model.schedule import on_plateau
 
     assert not on_plateau([1.0, 0.9, 0.8, 0.7], 2)  # still improving by more than 1 % an epoch
     assert not on_plateau([1.0, 0.5, 0.49], 3)  # fewer epochs than the window: no verdict yet
@@ -308,10 +309,10 @@ def test_an_auto_run_anneals_on_its_plateau_and_stops_one_window_later(parts, mo
     monkeypatch.setattr(schedule_module, "PLATEAU_STEPS", 4)
     vae = SpectraVAE(hidden_dims=(16,), batch_size=64, verbose=False).fit(train, validation=val)
     h = vae.history
-    window = train_module.plan_epochs("auto", 10, math.ceil(len(train) / 64))[2]
+    window = schedule_module.plan_epochs("auto", 10, math.ceil(len(train) / 64))[2]
     curve = list(h.val_rmse)
-    detected = next(e for e in range(1, len(curve) + 1) if train_module.on_plateau(curve[:e], window))
+    detected = next(e for e in range(1, len(curve) + 1) if schedule_module.on_plateau(curve[:e], window))
     assert vae._state.stopped_early and len(h) == detected + window < vae.epochs_
     peak = h.lr.iloc[detected - 1]
-    assert h.lr.iloc[-1] == pytest.approx(train_module.LR_FLOOR * 2e-3, rel=0.05) and h.lr.iloc[-1] < peak
+    assert h.lr.iloc[-1] == pytest.approx(schedule_module.LR_FLOOR * 2e-3, rel=0.05) and h.lr.iloc[-1] < peak
     assert vae.best_epoch_ == int(h.epoch[h.val_rmse.idxmin()])

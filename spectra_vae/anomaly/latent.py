@@ -18,7 +18,7 @@ import numpy as np
 from scipy.special import logsumexp
 
 MAX_COMPONENTS = 8  # BIC chooses among 1..8 components
-MAX_FIT_POINTS = 20_000  # latent means the mixture is fitted on, at most (evenly spread over the sample)
+MAX_FIT_POINTS = 5_000  # latent means the mixture is fitted on, at most (evenly spread over the sample)
 
 
 @dataclass(frozen=True)

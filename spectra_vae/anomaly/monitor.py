@@ -42,6 +42,7 @@ import torch
 from ..core.distributed import all_reduce, dist_info, gather_objects
 from ..core.errors import DataError
 from ..core.metrics import pixel_rmse
+from ..core.threads import numpy_blas_single_thread
 from ..io.dataset import SpectralDataset
 from ..model.loss import kl_divergence, reconstruction_nll
 from .calibration import (
@@ -72,8 +73,8 @@ __all__ = ["DEFAULT_COMBINATION", "DEFAULT_STATISTICS", "DEFAULT_TAIL", "STATIST
            "fit_monitor", "noise_level", "parse_method", "parse_statistics", "pixel_statistics"]
 
 DEFAULT_FALSE_POSITIVE_RATE = 0.01  # the threshold fit sets on the tails' pixels, until `calibrate` sets another
-MONITOR_MAX_PIXELS = 200_000  # tissue pixels (over all processes) the residual model is fitted on, at most
-MONITOR_BLOCK = 8192  # ...drawn as blocks of consecutive pixels, so that flags can still be counted in tiles
+MONITOR_MAX_PIXELS = 50_000  # tissue pixels (over all processes) the residual model is fitted on, at most
+MONITOR_BLOCK = 4096  # ...drawn as blocks of consecutive pixels, so that flags can still be counted in tiles
 MAX_NOISE_WEIGHT = 10.0  # a pixel's noise level counts as at least 1/10 of normal tissue's median
 
 
@@ -134,6 +135,7 @@ def residual_moments(vae: FittedModel, data: SpectralDataset, noise_reference: f
     return moments, latent
 
 
+@numpy_blas_single_thread
 def pixel_statistics(vae: FittedModel, data: SpectralDataset, monitor: Monitor | None = None,
                      monitored_only: bool = False, complement: Moments | None = None) -> dict[str, np.ndarray]:
     """Per pixel of `data` (as the model sees them): reconstruction RMSE (data units), the
@@ -163,10 +165,10 @@ def pixel_statistics(vae: FittedModel, data: SpectralDataset, monitor: Monitor |
 
 def sample_blocks(data: SpectralDataset) -> SpectralDataset:
     """At most `MONITOR_MAX_PIXELS` pixels of `data` (over all processes): blocks of
-    `MONITOR_BLOCK` consecutive pixels, spread evenly over the data. A 442×442 residual
-    covariance and a 1 % quantile (2 000 pixels beyond it) are precise from 200 000 pixels,
-    while the passes cost time in proportion; blocks keep neighbouring pixels together for the
-    design effect."""
+    `MONITOR_BLOCK` consecutive pixels, spread evenly over the data. The few principal directions of
+    the residuals and a 1 % quantile (500 pixels beyond it) are well determined from 50 000 pixels,
+    while the passes cost time in proportion (at 200 000 the monitor took longer than a seed-scale
+    epoch on 2 CPU cores); blocks keep neighbouring pixels together for the design effect."""
     cap = MONITOR_MAX_PIXELS // dist_info()[1]
     if len(data) <= cap:
         return data
@@ -196,6 +198,7 @@ def _noise_reference(vae: FittedModel, train: SpectralDataset) -> float | None:
     return reference if np.isfinite(reference) and reference > 0 else None
 
 
+@numpy_blas_single_thread
 def fit_monitor(vae: FittedModel, train: SpectralDataset, validation: SpectralDataset | None,
                 n_components: int | str = "auto", statistics: Sequence[str] = DEFAULT_STATISTICS,
                 noise_weighted: bool | None = None, combination: str = DEFAULT_COMBINATION,
@@ -264,6 +267,7 @@ def calibrate_tissue(monitor: Monitor, vae: FittedModel, tissue: SpectralDataset
     return calibrate_values(monitor, values, ids, coords, rate, scan_level, complement_eigenvalues(complement), scans)
 
 
+@numpy_blas_single_thread
 def calibrate_monitor(monitor: Monitor, vae: FittedModel, normal: SpectralDataset, false_positive_rate: Any,
                       scan_false_positive_rate: Any = 0.01, normal_labels: Sequence[str] | None = None) -> Monitor:
     """A copy of `monitor` calibrated on the tissue pixels of the normal scans `normal`: tails, the

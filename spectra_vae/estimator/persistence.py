@@ -124,7 +124,7 @@ class Persistence(VAEEstimator):
             history = [dict(zip(columns, row, strict=True)) for row in zip(*columns.values(), strict=True)]
         except (KeyError, TypeError, RuntimeError, ValueError, AttributeError, IndexError) as exc:
             raise DataError(f"{path}: checkpoint content is incomplete or does not match the model ({exc})") from exc
-        vae.optimizer_ = make_optimizer(vae.model_, vae.learning_rate, vae.device_)
+        # no optimiser: a loaded model scores and reconstructs; `resume` makes one (a second's import saved)
         vae._state = TrainState(epoch=len(history), history=history, best_epoch=int(section(payload, "best_epoch")))
         vae._final_training = section(payload, "training")
         vae.history_ = pd.DataFrame(history)
@@ -134,6 +134,7 @@ class Persistence(VAEEstimator):
         """Put the model, optimiser, generators and loop state back as the `training` section
         recorded them, for this process of this run."""
         rank, world = dist_info()
+        self.optimizer_ = make_optimizer(self.model_, self.learning_rate, self.device_)
         self._state = restore_training(training, self.model_, self.optimizer_, self._state.history, self.device_)
         self._resumed_from_batches = int(training.get("batches_per_epoch", 0))
         self._generators = self._new_generators(self._state.epoch)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from .components import ComponentResults
+from .inference import Inference
 from .persistence import Persistence
 from .scoring import AnomalyScoring
 
 
-class SpectraVAE(Persistence, AnomalyScoring, ComponentResults):
+class SpectraVAE(Persistence, AnomalyScoring, ComponentResults, Inference):
     """A variational autoencoder of per-pixel spectra, and a scikit-learn transformer (`clone`, pipelines,
     `GridSearchCV`): `fit(X)` → `transform(X)` gives latent means, `score(X)` the negative RMSE in
     absorbance units (higher is better).
@@ -26,7 +27,8 @@ class SpectraVAE(Persistence, AnomalyScoring, ComponentResults):
     `wavenumbers_`, `history_`).
 
     The parts: `base.VAEEstimator` (configuration, fitting, inference), `scoring.AnomalyScoring`
-    (anomaly scores, calibration, flags), `persistence.Persistence` (save, load, resume) and
-    `components.ComponentResults` (what the unmixing architecture learned).
+    (anomaly scores, calibration, flags), `persistence.Persistence` (save, load, resume),
+    `inference.Inference` (reconstructions, errors, `score`) and `components.ComponentResults` (what the
+    unmixing architecture learned).
     """
 

@@ -13,8 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..io.dataset import SpectralDataset
-from ..preprocess.normalise import Normaliser
+from ..preprocess.normalise import Normaliser, merge_stats
 
 IN_MEMORY_BYTES = 2 * 1024**3  # datasets up to this size (float32, normalised) are held in memory
 GPU_MEMORY_FRACTION = 0.5  # on CUDA: up to this fraction of the free device memory
@@ -58,6 +57,9 @@ def in_memory_budget(device: torch.device) -> int:
     return IN_MEMORY_BYTES
 
 
+STATS_CHUNK = 1 << 16  # pixels at a time for the statistics and the in-place normalisation
+
+
 class PixelBatches:
     """Normalised pixel batches of a dataset as tensors on `device`.
 
@@ -68,12 +70,12 @@ class PixelBatches:
     pixel, so every batch mixes pixels from up to that many places in the data set.
     """
 
-    def __init__(self, data: SpectralDataset, normaliser: Normaliser, batch_size: int,
+    def __init__(self, data: Any, normaliser: Normaliser | None, batch_size: int,
                  device: torch.device, in_memory_bytes: int | None = None,
                  max_batches: int | None = None) -> None:
         self.data, self.batch_size, self.device = data, batch_size, device
         self.max_batches = max_batches  # a distributed run makes every process take as many steps
-        self.normaliser = normaliser
+        self.normaliser = normaliser  # None: pixels as read until `set_normaliser`
         budget = in_memory_budget(device) if in_memory_bytes is None else in_memory_bytes
         self.in_memory = len(data) * data.n_channels * 4 <= budget
         self._tensor: torch.Tensor | None = None
@@ -81,8 +83,33 @@ class PixelBatches:
             self._tensor = torch.empty((len(data), data.n_channels), dtype=torch.float32, device=device)
             s = 0
             for c in data.iter_chunks():  # one chunk at a time: no second copy of the data on the host
-                self._tensor[s : s + len(c)] = torch.from_numpy(normaliser.transform(c))
+                block = normaliser.transform(c) if normaliser is not None else np.require(c, requirements="W")
+                self._tensor[s : s + len(c)] = torch.from_numpy(block)
                 s += len(c)
+
+    def raw_stats(self, n_channels: int) -> Any:
+        """Per-channel statistics (`spectra_vae.preprocess.normalise.PixelStats`) of the first `n_channels`
+        values of the pixels held in memory, as read (before `set_normaliser`): each chunk's mean and sum of
+        squared deviations in float32 on the device, merged across chunks in float64."""
+        assert self._tensor is not None and self.normaliser is None
+        stats = None
+        for s in range(0, self._tensor.shape[0], STATS_CHUNK):
+            b = self._tensor[s : s + STATS_CHUNK, :n_channels]
+            mean = b.mean(dim=0)
+            m2 = (b - mean).pow_(2).sum(dim=0)
+            part = (b.shape[0], mean.double().cpu().numpy(), m2.double().cpu().numpy(),
+                    b.amin(dim=0).double().cpu().numpy(), b.amax(dim=0).double().cpu().numpy())
+            stats = merge_stats(stats, part)
+        return stats
+
+    def set_normaliser(self, normaliser: Normaliser) -> None:
+        """Normalise from now on with `normaliser`: the pixels in memory in place, as `transform` would."""
+        if self._tensor is not None and self.normaliser is None:
+            offset, inverse = (torch.from_numpy(f).to(self.device) for f in
+                               normaliser.float32_factors(self._tensor.shape[1]))
+            for s in range(0, self._tensor.shape[0], STATS_CHUNK):
+                self._tensor[s : s + STATS_CHUNK].sub_(offset).mul_(inverse)
+        self.normaliser = normaliser
 
     def __len__(self) -> int:
         n = math.ceil(len(self.data) / self.batch_size)
@@ -140,6 +167,7 @@ class PixelBatches:
 
     def _load_pool(self, idx: np.ndarray) -> torch.Tensor:
         """Read and normalise one pool (in a worker thread); in pinned memory when bound for CUDA."""
+        assert self.normaliser is not None  # streamed data are normalised as they are read
         t = torch.from_numpy(self.normaliser.transform(self.data.read(idx)))
         return t.pin_memory() if self.device.type == "cuda" else t
 

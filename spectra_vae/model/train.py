@@ -4,7 +4,10 @@ stopping, checkpoints at epoch ends and within long epochs, progress, history.""
 from __future__ import annotations
 
 import copy
+import importlib
 import math
+import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable
@@ -61,6 +64,17 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if mps is not None and mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def warm_up_optimizers() -> threading.Thread | None:
+    """Torch's optimisers import about a second of code (torch._dynamo) the first time one is made: start
+    that import in a thread, so it overlaps the passes over the data that come first. None if done already."""
+    if "torch._dynamo" in sys.modules:
+        return None
+    thread = threading.Thread(target=importlib.import_module, args=("torch._dynamo",), daemon=True,
+                              name="spectra-vae-warm-up")
+    thread.start()
+    return thread
 
 
 def make_optimizer(model: torch.nn.Module, learning_rate: float, device: torch.device) -> torch.optim.Adam:

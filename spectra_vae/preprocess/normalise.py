@@ -111,10 +111,16 @@ class Normaliser:
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         """(x − offset) / scale as float32 (computed in float32: no float64 copy of large chunks)."""
-        offset, scale = self._check(x)
-        out = np.subtract(x, offset.astype(np.float32), dtype=np.float32)
-        out *= (1.0 / scale).astype(np.float32)
+        offset, inverse = self.float32_factors(x.shape[-1])
+        out = np.subtract(x, offset, dtype=np.float32)
+        out *= inverse
         return out
+
+    def float32_factors(self, n_values: int) -> tuple[np.ndarray, np.ndarray]:
+        """(offset, 1 / scale) as float32 for pixels of `n_values` values: `transform` is (x − offset) · that,
+        so data normalised elsewhere (in place on a device) come out the same."""
+        offset, scale = self._check(np.empty((0, n_values), np.float32))
+        return offset.astype(np.float32), (1.0 / scale).astype(np.float32)
 
     def inverse_transform(self, x: np.ndarray) -> np.ndarray:
         offset, scale = self._check(x)

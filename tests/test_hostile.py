@@ -339,7 +339,7 @@ def test_notebook_parameters_are_checked_against_the_notebooks_before_any_runs(t
              (["-p", "epochs", "2.5"], "parameter epochs: expected 'auto' or a whole number"),
              (["-p", "epochs", "many"], "parameter epochs: expected 'auto' or a whole number"),
              (["-p", "tissue_only", "yes"], "parameter tissue_only: expected True or False"),
-             (["-p", "false_positive_rate", "1"], "parameter false_positive_rate: must be < 1"),
+             (["-p", "false_positive_rate", "1"], "parameter false_positive_rate: must be < 0.5"),
              (["-p", "train_split", "normal_trian"], "parameter train_split: .* no split 'normal_trian'"),
              (["-p", "data_dir", "/x"], "parameter data_dir: the pipeline sets it from data"),
              (["-p", "epochs", "2", "-p", "epochs", "3"], "parameter epochs: given more than once")]

@@ -25,6 +25,7 @@ from .calibration import complement_eigenvalues, fit_tails
 from .monitor import DEFAULT_COMBINATION, DEFAULT_TAIL, Monitor, monitor_sample, noise_weights
 from .mspc import Moments, Subspace, ledoit_wolf
 from .protocol import FittedModel
+from .spatial import smooth_scores
 
 PCA_RULES = {"PCA T²+Q (noise floor)": "auto", "PCA T²+Q (99 % var.)": "99%"}
 RX_NAME = "RX (Ledoit–Wolf)"
@@ -201,6 +202,14 @@ def fit_baselines(vae: FittedModel, normal_train: Any, normal_calibration: Any =
 
 def baseline_scores(vae: FittedModel, normal_train: Any, data: Any, normal_calibration: Any = None,
                     vae_scores: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """The VAE's anomaly score and the fair baselines' (`fit_baselines`) on the pixels of `data`."""
+    """The VAE's anomaly score and the fair baselines' (`fit_baselines`) on the pixels of `data`. Where the
+    VAE's score is smoothed over a neighbourhood (calibrated with `smoothing`), so are the baselines', over
+    the same tissue windows."""
     base = fit_baselines(vae, normal_train, normal_calibration)
-    return {"VAE": vae.anomaly_score(data) if vae_scores is None else np.asarray(vae_scores), **base.scores(data)}
+    scores = base.scores(data)
+    size = getattr(getattr(vae, "monitor_", None), "smoothing", 1)
+    if size > 1:
+        ds = vae.prepare(data)
+        mask = vae.tissue_mask(ds)
+        scores = {name: smooth_scores(s, ds.coords, mask, size) for name, s in scores.items()}
+    return {"VAE": vae.anomaly_score(data) if vae_scores is None else np.asarray(vae_scores), **scores}

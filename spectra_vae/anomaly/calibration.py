@@ -27,6 +27,7 @@ from ..io.demo import NORMAL_LABELS
 from .fitted import DERIVED, QIN_LEVEL, Monitor, qin_key
 from .mspc import Moments
 from .scans import MIN_SCANS_FOR_SPREAD, ScanLimit, tile_dispersion
+from .spatial import check_smoothing, smooth_scores
 from .tails import JacksonMudholkar, ScaledChi2, Tail, fit_tail, qin_index
 
 MAX_FOLDS = 20  # calibration scans beyond this are grouped into this many folds
@@ -94,8 +95,16 @@ def _folds(scan_ids: np.ndarray) -> np.ndarray:
     return scan_ids % MAX_FOLDS if scan_ids.max() + 1 > MAX_FOLDS else scan_ids
 
 
+def tissue_scores(monitor: Monitor, values: dict[str, np.ndarray], coords: np.ndarray) -> np.ndarray:
+    """The monitor's score of tissue pixels given as their statistics and (scan, row, col) `coords`,
+    averaged over each pixel's tissue neighbours when the monitor smooths (`spatial`)."""
+    score = monitor.score(values)
+    return score if monitor.smoothing == 1 else smooth_scores(score, coords, np.ones(len(score), bool),
+                                                              monitor.smoothing)
+
+
 def cross_conformal(monitor: Monitor, values: dict[str, np.ndarray], scan_ids: np.ndarray, rate: float,
-                    eigenvalues: np.ndarray | None) -> tuple[float, np.ndarray]:
+                    eigenvalues: np.ndarray | None, coords: np.ndarray) -> tuple[float, np.ndarray]:
     """The quantile level whose threshold, fitted without a scan, flags `rate` of a held-out scan's
     tissue on average over the scans; and each scan's flagged pixels at that level."""
     folds = _folds(scan_ids)
@@ -104,7 +113,7 @@ def cross_conformal(monitor: Monitor, values: dict[str, np.ndarray], scan_ids: n
         inside = folds == f
         m = copy.copy(monitor)
         m.tails = fit_tails(monitor, _subset(values, ~inside), eigenvalues)
-        s = m.score(values)
+        s = tissue_scores(m, values, coords)
         held.append((np.sort(s[~inside]), s[inside], scan_ids[inside]))
     n_scans = int(scan_ids.max()) + 1
 
@@ -134,19 +143,21 @@ def cross_conformal(monitor: Monitor, values: dict[str, np.ndarray], scan_ids: n
 
 def calibrate_values(monitor: Monitor, values: dict[str, np.ndarray], scan_ids: np.ndarray, coords: np.ndarray,
                      rate: float, scan_level: float = 0.01, eigenvalues: np.ndarray | None = None,
-                     scan_names: Sequence[str] | None = None) -> Monitor:
+                     scan_names: Sequence[str] | None = None, smoothing: int = 1) -> Monitor:
     """A copy of `monitor` calibrated on normal tissue pixels given as their statistics `values`, their
     scans (`scan_ids`, 0..k−1) and (scan, row, col) `coords`: tails, the cross-conformal threshold
-    flagging `rate` of a new scan on average, and the scan-level limit at `scan_level`."""
+    flagging `rate` of a new scan on average, and the scan-level limit at `scan_level`. With
+    `smoothing` k > 1 the threshold is on the score averaged over each pixel's k×k tissue window."""
     m = copy.deepcopy(monitor)
+    m.smoothing = check_smoothing(smoothing)
     scan_ids = np.asarray(scan_ids, dtype=np.int64)
     n_scans = int(scan_ids.max()) + 1 if len(scan_ids) else 0
     names = list(scan_names) if scan_names is not None else [str(i) for i in range(n_scans)]
     m.tails = fit_tails(m, values, eigenvalues)
-    score = m.score(values)
+    score = tissue_scores(m, values, coords)
     tissue = np.bincount(scan_ids, minlength=n_scans).astype(float)
     if n_scans >= 2:
-        level, held_flags = cross_conformal(m, values, scan_ids, rate, eigenvalues)
+        level, held_flags = cross_conformal(m, values, scan_ids, rate, eigenvalues, coords)
     else:
         level, held_flags = rate, None
     order = np.sort(score)

@@ -17,6 +17,7 @@ from ..core.errors import DataError
 from .latent import LatentDensity
 from .mspc import Subspace
 from .scans import ScanLimit
+from .spatial import check_smoothing
 from .tails import (
     COMBINATIONS,
     TAIL_KINDS,
@@ -61,6 +62,7 @@ class Monitor:
     latent: LatentDensity | None = None
     scan_limit: ScanLimit | None = None
     sample_digest: str = ""  # which training tissue pixels the subspace (and fair baselines) were fitted on
+    smoothing: int = 1  # the score averaged over the tissue of a k×k window (`spatial`); set by calibrate
 
     @property
     def available(self) -> tuple[str, ...]:
@@ -116,7 +118,7 @@ class Monitor:
                 "noise_reference": self.noise_reference, "combination": self.combination,
                 "tail_kind": self.tail_kind, "latent": None if self.latent is None else self.latent.to_dict(),
                 "scan_limit": None if self.scan_limit is None else self.scan_limit.to_dict(),
-                "sample_digest": self.sample_digest}
+                "sample_digest": self.sample_digest, "smoothing": self.smoothing}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Monitor:
@@ -133,7 +135,8 @@ class Monitor:
                    threshold, d.get("false_positive_rate"), d.get("design_effect"),
                    dict(d.get("calibration", {})), d.get("noise_reference"), combination,
                    str(d.get("tail_kind", "box")), None if latent is None else LatentDensity.from_dict(latent),
-                   None if limit is None else ScanLimit.from_dict(limit), str(d.get("sample_digest", "")))
+                   None if limit is None else ScanLimit.from_dict(limit), str(d.get("sample_digest", "")),
+                   check_smoothing(d.get("smoothing", 1)))
 
 
 def parse_method(method: str, available: Sequence[str] = STATISTICS) -> tuple[str | None, tuple[str, ...]]:

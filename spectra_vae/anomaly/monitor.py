@@ -68,6 +68,7 @@ from .latent import LatentDensity
 from .mspc import Moments, Subspace
 from .protocol import FittedModel
 from .scans import MIN_SCANS_FOR_SPREAD
+from .spatial import check_images, check_smoothing
 
 __all__ = ["DEFAULT_COMBINATION", "DEFAULT_STATISTICS", "DEFAULT_TAIL", "STATISTICS", "Monitor", "calibrate_monitor",
            "fit_monitor", "noise_level", "parse_method", "parse_statistics", "pixel_statistics"]
@@ -250,9 +251,10 @@ def _gathered(values: dict[str, np.ndarray], names: np.ndarray, coords: np.ndarr
 
 
 def calibrate_tissue(monitor: Monitor, vae: FittedModel, tissue: SpectralDataset, rate: float,
-                     scan_level: float = 0.01) -> Monitor:
+                     scan_level: float = 0.01, smoothing: int = 1) -> Monitor:
     """`calibrate_values` on normal tissue pixels (at most `monitor.MONITOR_MAX_PIXELS` of them, in
-    blocks), pooled over the processes of a distributed run."""
+    blocks of consecutive pixels, so that a smoothed score has its neighbours but at a block's first
+    and last rows), pooled over the processes of a distributed run."""
     tissue = sample_blocks(tissue)
     complement = Moments()
     values = pixel_statistics(vae, tissue, monitor, monitored_only=True, complement=complement)
@@ -264,18 +266,24 @@ def calibrate_tissue(monitor: Monitor, vae: FittedModel, tissue: SpectralDataset
     values, ids, coords, scans = _gathered(values, names.astype(str), tissue.coords)
     if len(ids) < 2:
         raise DataError(f"{tissue.source or 'data'}: too few normal tissue pixels ({len(ids)}) to fit tails")
-    return calibrate_values(monitor, values, ids, coords, rate, scan_level, complement_eigenvalues(complement), scans)
+    return calibrate_values(monitor, values, ids, coords, rate, scan_level, complement_eigenvalues(complement), scans,
+                            smoothing)
 
 
 @numpy_blas_single_thread
 def calibrate_monitor(monitor: Monitor, vae: FittedModel, normal: SpectralDataset, false_positive_rate: Any,
-                      scan_false_positive_rate: Any = 0.01, normal_labels: Sequence[str] | None = None) -> Monitor:
+                      scan_false_positive_rate: Any = 0.01, normal_labels: Sequence[str] | None = None,
+                      smoothing: Any = 1) -> Monitor:
     """A copy of `monitor` calibrated on the tissue pixels of the normal scans `normal`: tails, the
     threshold (cross-conformal over scans, flagging `false_positive_rate` of a new normal scan's
-    tissue on average) and the scan-level limit at `scan_false_positive_rate`. The monitor given is
-    left as it was. Warns what fewer than `scans.MIN_SCANS_FOR_SPREAD` scans cannot promise, and
-    names calibration scans that look unlike the others."""
+    tissue on average) and the scan-level limit at `scan_false_positive_rate`; with `smoothing` k > 1,
+    all of it for the score averaged over each pixel's k×k tissue window (`spatial`). The monitor
+    given is left as it was. Warns what fewer than `scans.MIN_SCANS_FOR_SPREAD` scans cannot promise,
+    and names calibration scans that look unlike the others."""
     rate = check_rate(false_positive_rate)
+    smoothing = check_smoothing(smoothing)
+    if smoothing > 1:
+        check_images(normal)
     scan_rate = check_rate(scan_false_positive_rate, "scan_false_positive_rate")
     check_normal(normal, normal_labels)
     mask = vae.tissue_mask(normal)
@@ -287,7 +295,7 @@ def calibrate_monitor(monitor: Monitor, vae: FittedModel, normal: SpectralDatase
     if len(tissue) * rate < 1:
         warnings.warn(f"{where}: {len(tissue)} normal tissue pixels cannot resolve a false-positive rate of "
                       f"{rate:g}; the threshold is about their maximum", UserWarning, stacklevel=3)
-    m = calibrate_tissue(monitor, vae, tissue, rate, scan_rate)
+    m = calibrate_tissue(monitor, vae, tissue, rate, scan_rate, smoothing)
     m.tails_from = f"calibration tissue ({m.calibration['pixels']} pixels of {m.calibration['scans']})"
     k = len(m.calibration["scans"])
     if k < MIN_SCANS_FOR_SPREAD:

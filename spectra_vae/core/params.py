@@ -51,14 +51,15 @@ class Constraint:
 
 @dataclass(frozen=True)
 class Whole(Constraint):
-    """A whole number in [minimum, maximum]."""
+    """A whole number in [minimum, maximum] (odd, with `odd`)."""
 
     minimum: int | None = None
     maximum: int | None = None
+    odd: bool = False
 
     @property
     def text(self) -> str:  # type: ignore[override]
-        return "a whole number" + _range_text(self.minimum, self.maximum)
+        return ("an odd whole number" if self.odd else "a whole number") + _range_text(self.minimum, self.maximum)
 
     def check(self, value: Any, text: bool = False) -> int:
         if not _is_whole(value):
@@ -72,6 +73,8 @@ class Whole(Constraint):
             raise ParamError(f"must be ≥ {self.minimum}, got {value}")
         if self.maximum is not None and value > self.maximum:
             raise ParamError(f"must be ≤ {self.maximum}, got {value}")
+        if self.odd and value % 2 == 0:
+            raise ParamError(f"must be odd, got {value}")
         return int(value)
 
 

@@ -19,6 +19,7 @@ from ..anomaly.monitor import (
     pixel_statistics,
 )
 from ..anomaly.scans import ScanLimit, scan_table
+from ..anomaly.spatial import check_images, check_smoothing, smooth_scores
 from ..core.errors import DataError
 from .base import VAEEstimator
 from .checks import check_anomaly_method
@@ -31,25 +32,36 @@ class AnomalyScoring(VAEEstimator):
         """Per pixel, with (scan, row, col) and whether it is tissue by the model's rule: the
         reconstruction RMSE (data units), the reconstruction NLL of decode(μ), the KL term, the
         monitor's statistics `t2`, `q`, `inside` and (with a latent density) `latent` (see
-        `spectra_vae.anomaly.monitor`), the anomaly score (`anomaly_score`'s default, −log₁₀ p) and,
-        once calibrated, `flagged`. Higher is more anomalous in every score column; deterministic
-        (the latent mean, never a random draw)."""
+        `spectra_vae.anomaly.monitor`), the anomaly score (`anomaly_score`'s default, −log₁₀ p, averaged
+        over each tissue pixel's k×k tissue window where the model was calibrated with `smoothing=k`; the
+        pixel's own then in `pixel_score`) and, once calibrated, `flagged`. Higher is more anomalous in
+        every score column; deterministic (the latent mean, never a random draw)."""
         ds = self.prepare(data)
         monitor = self._monitor()
+        if monitor.smoothing > 1:
+            check_images(ds)
         values = pixel_statistics(self, ds, monitor)
         coords = ds.coords
         frame = pd.DataFrame({"scan": np.asarray(ds.scans, dtype=object)[coords[:, 0]] if len(ds) else [],
                               "row": coords[:, 1], "col": coords[:, 2], "tissue": self.tissue_mask(ds), **values})
         frame["subspace"] = monitor.subspace_statistic(values)
         frame["anomaly_score"] = monitor.score(values)
+        if monitor.smoothing > 1:
+            frame["pixel_score"] = frame["anomaly_score"]
+            frame["anomaly_score"] = smooth_scores(frame["pixel_score"].to_numpy(), coords, frame["tissue"].to_numpy(),
+                                                   monitor.smoothing)
         if monitor.threshold is not None:
             frame["flagged"] = frame["tissue"] & (frame["anomaly_score"] > monitor.threshold)
         return frame
 
     ANOMALY_SCORES = ("mspc", "elbo", "reconstruction", "kl", "inside", "t2", "q", "subspace", "latent")
 
-    def anomaly_score(self, data: Any, method: str = "mspc") -> np.ndarray:
+    def anomaly_score(self, data: Any, method: str = "mspc", smoothing: int | None = None) -> np.ndarray:
         """One number per pixel, higher = more anomalous; deterministic, streamed in batches.
+
+        `smoothing` k: each tissue pixel's score averaged over the tissue pixels of its k×k window in its
+        scan (background keeps its own); None: the calibrated smoothing for `mspc` (`calibrate`'s
+        `smoothing`), none for the others; 1: none.
 
         `mspc` (default): −log₁₀ of the tail probability, under normal tissue, of the monitor's
         statistics combined by its rule (`monitor_.statistics`, `monitor_.combination`: by default
@@ -65,6 +77,22 @@ class AnomalyScoring(VAEEstimator):
         Qin's index).
         """
         check_anomaly_method(method, self.ANOMALY_SCORES)
+        if smoothing is None:
+            return self._anomaly_score(data, method)
+        k = check_smoothing(smoothing)
+        if method == "mspc" and k == self._monitor().smoothing:
+            return self._anomaly_score(data, method)
+        ds = self.prepare(data)
+        if k > 1:
+            check_images(ds)
+        if method == "mspc":
+            f = self.score_samples(ds)
+            scores = f["pixel_score" if "pixel_score" in f else "anomaly_score"].to_numpy()
+        else:
+            scores = self._anomaly_score(ds, method)
+        return smooth_scores(scores, ds.coords, self.tissue_mask(ds), k) if k > 1 else scores
+
+    def _anomaly_score(self, data: Any, method: str) -> np.ndarray:
         if "+" in method:
             monitor = self._monitor()
             rule, names = parse_method(method, monitor.available)
@@ -112,7 +140,8 @@ class AnomalyScoring(VAEEstimator):
         return self
 
     def calibrate(self, normal_data: Any, false_positive_rate: float = 0.01, *,
-                  scan_false_positive_rate: float = 0.01, normal_labels: tuple[str, ...] | None = None) -> Self:
+                  scan_false_positive_rate: float = 0.01, normal_labels: tuple[str, ...] | None = None,
+                  smoothing: int = 1) -> Self:
         """Learn the anomaly score's distribution on the tissue of normal scans the model did not train
         on, and set the threshold and the scan-level limit (stored in the checkpoint).
 
@@ -124,10 +153,14 @@ class AnomalyScoring(VAEEstimator):
         nothing about other scans can be measured (a warning says so). Data whose labels include
         others than `normal_labels` (default: background, stroma, epithelium, where the data use those
         names) are refused.
+
+        `smoothing` k (odd, ≥ 3; 1: none): score each tissue pixel by the mean of its k×k window's tissue
+        scores (tumour is a region, not a pixel), and set the threshold and limits on that score. It needs
+        images, not tables of spectra. See docs/anomaly.md, "Smoothing over a neighbourhood".
         """
         self._monitor()
         self.monitor_ = calibrate_monitor(self._monitor(), self, self.prepare(normal_data), false_positive_rate,
-                                          scan_false_positive_rate, normal_labels)
+                                          scan_false_positive_rate, normal_labels, smoothing)
         return self
 
     def predict(self, data: Any) -> np.ndarray:

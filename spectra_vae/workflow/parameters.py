@@ -53,6 +53,8 @@ NOTEBOOK_PARAMETERS: dict[str, Param] = table([
           "threshold", cli=False),
     Param("false_positive_rate", 0.01, Number(0.0, 0.5, strict=True),
           "share of a new normal scan's tissue the threshold flags, on average (SpectraVAE.calibrate)", cli=False),
+    Param("smoothing", 1, Whole(1, 15, odd=True), "score each tissue pixel by the mean over its k×k tissue window "
+          "(tumour is a region), the threshold calibrated on that score; 1: each pixel alone", cli=False),
     Param("n_bootstrap", 200, Whole(0), "resamples of whole scans for the AUROC intervals; 0: none", cli=False),
 ])
 

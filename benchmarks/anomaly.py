@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import shlex
 import subprocess
 import sys
@@ -42,6 +43,7 @@ from spectra_vae import SpectraVAE, anomaly, load_dataset
 from spectra_vae.anomaly.calibration import calibrate_values, complement_eigenvalues
 from spectra_vae.anomaly.monitor import Monitor, check_choices, parse_method, pixel_statistics
 from spectra_vae.anomaly.mspc import Moments
+from spectra_vae.anomaly.spatial import smooth_scores
 from spectra_vae.anomaly.tails import TAIL_KINDS
 
 
@@ -76,6 +78,11 @@ SCORES = ("mspc", "fisher:t2+q", "min_p:t2+q", "qin:t2+q", "fisher:inside+q", "f
 REAL_SCORES = ("mspc", "fisher:t2+q", "min_p:t2+q", "fisher:inside+q", "fisher:inside+t2+q", "fisher:subspace+q+latent",
                "t2", "q", "inside", "elbo")
 BOOTSTRAPPED = ("VAE mspc", *anomaly.baselines.PCA_RULES, anomaly.baselines.RX_NAME)
+
+
+def bootstrapped(name: str) -> bool:
+    """Whether a score gets cluster-bootstrap intervals: the default and the baselines, smoothed or not."""
+    return re.sub(r" \d+×\d+$", "", name) in BOOTSTRAPPED
 
 
 def provenance(seeds: list[int]) -> str:
@@ -179,12 +186,25 @@ def demo_run(a: argparse.Namespace, seed: int, layout: str, latent: int) -> dict
                                                                              "threshold": threshold})
                         if score == "mspc" and threshold == a.threshold[0] and n_cal == a.calibration_scans[-1]:
                             rows["pp"] += tail_check(m, held, test_scans, {**here, "tail": tail})
+                        for k in (k for k in a.smoothing if k > 1 and score == "mspc" and tail == a.tails[0]):
+                            # the package's smoothing option: calibrated on the smoothed score of the same scans
+                            mk = calibrate_values(variant(mon, score, tail), cal[0], ids, cal[2], a.rate,
+                                                  a.scan_rate, cal[3], smoothing=k)
+                            sk = smooth_scores(mk.score(held.values), held_ds.coords, mask, k)
+                            if n_cal == a.calibration_scans[-1] and threshold == a.threshold[0]:
+                                scores[f"{name} {k}×{k}"] = sk
+                            rows["calibration"] += calls(mk, sk, held, test_scans, {
+                                **here, "score": f"{name} {k}×{k}", "calibration scans": len(cal[4]),
+                                "threshold": threshold})
         if directions == a.directions[0]:
             base = anomaly.fit_baselines(vae, roles["train"], roles["calibration"])
-            scores |= base.scores(held_ds)
+            plain_base = base.scores(held_ds)
+            scores |= plain_base
+            for k in (k for k in a.smoothing if k > 1):  # the baselines get the VAE's smoothing
+                scores |= {f"{n} {k}×{k}": smooth_scores(v, held_ds.coords, mask, k) for n, v in plain_base.items()}
             here["pca k"] = ", ".join(f"{v}" for v in base.components.values())
-        boot = {k: v for k, v in scores.items() if k in BOOTSTRAPPED}
-        plain = {k: v for k, v in scores.items() if k not in BOOTSTRAPPED}
+        boot = {k: v for k, v in scores.items() if bootstrapped(k)}
+        plain = {k: v for k, v in scores.items() if not bootstrapped(k)}
         tables = [anomaly.evaluate_kinds(boot, held_ds, mask, n_boot=a.bootstrap, seed=seed)] if boot else []
         tables += [anomaly.evaluate_kinds(plain, held_ds, mask)] if plain else []
         for (kind, score), r in pd.concat(tables).iterrows():
@@ -228,7 +248,7 @@ def print_demo(rows: dict[str, list[dict]], a: argparse.Namespace) -> None:
     print(auroc.groupby(by)["AUROC"].agg(["mean", "min", "max", "count"]).round(3)
           .sort_values(by[:-1] + ["mean"], ascending=[True] * 3 + [False]).to_string())
     print(f"\nIntervals (95 %, cluster bootstrap over scans, stratified), per run {head}")
-    boot = auroc[auroc["score"].isin(BOOTSTRAPPED)]
+    boot = auroc[auroc["score"].map(bootstrapped)]
     print(boot[["layout", "seed", "latent", "directions", "kind", "score", "AUROC", "low", "high"]]
           .round(3).to_string(index=False))
     cal = pd.DataFrame(rows["calibration"])
@@ -280,6 +300,8 @@ def main() -> None:
     ap.add_argument("--threshold", nargs="+", default=["cross-conformal"], choices=["cross-conformal", "pooled"])
     ap.add_argument("--calibration-scans", type=int, nargs="+", default=[0],
                     help="calibrate on the first N calibration scans too (0: all of them)")
+    ap.add_argument("--smoothing", type=int, nargs="+", default=[1, 3],
+                    help="k×k tissue windows the default score (and the baselines) are also smoothed over")
     ap.add_argument("--rate", type=float, default=0.01, help="nominal pixel false-positive rate")
     ap.add_argument("--scan-rate", type=float, default=0.01, help="nominal scan-level false-positive rate")
     ap.add_argument("--bootstrap", type=int, default=200, help="cluster-bootstrap samples over scans")

@@ -105,8 +105,9 @@ def _export(run: runs.Run, out: Path, h5py: Any) -> list[Path]:
             f.attrs["spectra_vae_version"] = __version__
             if threshold is not None:
                 f.attrs["flag_threshold"] = float(threshold)
-                f.attrs["flag_rule"] = (f"tissue and anomaly_score > the threshold calibrated to flag "
-                                        f"{compare.FLAG_RATE:g} of the normal validation scans' tissue")
+                f.attrs["flag_rule"] = (f"tissue and anomaly_score > the threshold calibrated, cross-conformally "
+                                        f"over the normal validation scans, to flag {compare.FLAG_RATE:g} of a new "
+                                        "normal scan's tissue on average")
             for k, name in enumerate(ds.scans):
                 g = f.create_group(name)
                 g.attrs["split"] = roles.get(name, "")

@@ -27,6 +27,7 @@ data_dir: str = ""  # empty: the data folder recorded with the run; give another
 run_dir: str = ""  # the run folder of 02_train; empty: reports/demo for the demo data, else the newest run on data_dir
 checkpoint: str = ""  # model file; empty: run_dir/model/final.pt as written by 02_train
 false_positive_rate: float = 0.01  # share of a new normal scan's tissue the threshold flags, on average
+smoothing: int = 1  # k: score each tissue pixel by the mean over its k×k tissue window; 1: each pixel alone
 n_bootstrap: int = 200  # resamples of whole scans for the AUROC intervals; 0: none
 seed: int = 0
 
@@ -35,8 +36,12 @@ seed: int = 0
 from spectra_vae import DataError, anomaly, load_dataset, workflow
 from spectra_vae.views import anomaly_plots, plots
 
-checked = workflow.check_parameters(dict(false_positive_rate=false_positive_rate, n_bootstrap=n_bootstrap, seed=seed))
-false_positive_rate, n_bootstrap, seed = checked["false_positive_rate"], checked["n_bootstrap"], checked["seed"]
+workflow.plain_warnings()  # warnings about the data as their message alone
+
+checked = workflow.check_parameters(dict(false_positive_rate=false_positive_rate, smoothing=smoothing,
+                                         n_bootstrap=n_bootstrap, seed=seed))
+false_positive_rate, smoothing = checked["false_positive_rate"], checked["smoothing"]
+n_bootstrap, seed = checked["n_bootstrap"], checked["seed"]
 opened = workflow.open_run(run_dir, checkpoint, data_dir)  # the splits as recorded, never recomputed
 vae, splits, data, ckpt, run = opened.vae, opened.splits, opened.data_dir, opened.checkpoint, opened.path
 normal_labels = opened.normal_labels  # given once, to 02_train; every other label is an anomaly
@@ -47,7 +52,9 @@ for note in opened.notes:  # new or changed scans in the data folder since train
     print(f"note: {note}")
 for name, ds in sets.items():
     print(f"{name}: {ds.scans}")
-print(f"calibration: {calibration.scans if calibration is not None else 'none'}; normal labels: {normal_labels}")
+labelled = any(ds.labels is not None for ds in [*sets.values(), calibration] if ds is not None)
+print(f"calibration: {calibration.scans if calibration is not None else 'none'}"
+      + (f"; normal labels: {normal_labels}" if labelled else "; the scans carry no labels"))
 
 # %% [markdown]
 # ## Calibration
@@ -56,16 +63,21 @@ print(f"calibration: {calibration.scans if calibration is not None else 'none'};
 # `false_positive_rate` of such a held-out scan's tissue on average. How far those held-out shares spread is
 # what a new patient's scan can expect, and it sets the scan-level limits below. One calibration scan can
 # promise nothing about another (the warning says so): calibrate on three or more.
+# With `smoothing` k > 1 each tissue pixel's score is the mean over the tissue pixels of its k×k window (tumour
+# is a region, not a pixel), and everything here, the threshold and the scan limits, is for that score; the
+# baselines below are smoothed the same way.
 
 # %%
 if calibration is None or len(calibration) == 0:
     raise DataError("this run has no normal validation scans to calibrate on: train it with a "
                     "val_split (normal scans the model does not train on)")
-vae.calibrate(calibration, false_positive_rate=false_positive_rate, normal_labels=tuple(normal_labels))
+vae.calibrate(calibration, false_positive_rate=false_positive_rate, normal_labels=tuple(normal_labels),
+              smoothing=smoothing)
 m = vae.monitor_
 cal = m.calibration
 print(f"residual directions: {m.subspace.n_components}; score: {m.combination} over {' + '.join(m.statistics)} "
-      f"({m.tail_kind} tails)\ntails fitted on {m.tails_from}\nthreshold: score > {m.threshold:.3g} "
+      f"({m.tail_kind} tails)" + (f", averaged over {m.smoothing}×{m.smoothing} tissue windows" if m.smoothing > 1 else "")
+      + f"\ntails fitted on {m.tails_from}\nthreshold: score > {m.threshold:.3g} "
       f"(p < {cal['p_threshold']:.2g}; flags {cal['flagged_fraction']:.2%} of the calibration tissue)"
       + ("\nresiduals weighted by each pixel's own noise level (the preprocessing divides each spectrum by a "
          "factor of its own)" if m.noise_reference is not None else ""))
@@ -119,7 +131,10 @@ anomaly.score_statistics(groups, ("inside", "t2", "subspace", "q", "kl", "recons
 for name, ds in sets.items():
     f = frames[name]
     maps = anomaly.score_maps(ds, f["anomaly_score"].to_numpy(), f["tissue"].to_numpy())
-    fig = anomaly_plots.score_maps(maps, m.threshold, f"Anomaly score, {name} scans (tissue only)")
+    smoothed = f", mean over {m.smoothing}×{m.smoothing} tissue windows" if m.smoothing > 1 else ""
+    label = ("mean of −log₁₀ p over the window" if m.smoothing > 1 else anomaly_plots.SCORE_LABEL)
+    fig = anomaly_plots.score_maps(maps, m.threshold, f"Anomaly score, {name} scans (tissue only{smoothed})",
+                                   colorbar_label=label)
     workflow.save_figure(fig, run, f"05_score_maps_{name}")
     if ds.labels is not None:
         fig = plots.scan_images({s: ds.image(ds.labels.astype(float), k) for k, s in enumerate(ds.scans)},

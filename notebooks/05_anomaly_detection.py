@@ -76,7 +76,8 @@ vae.calibrate(calibration, false_positive_rate=false_positive_rate, normal_label
 m = vae.monitor_
 cal = m.calibration
 print(f"residual directions: {m.subspace.n_components}; score: {m.combination} over {' + '.join(m.statistics)} "
-      f"({m.tail_kind} tails)" + (f", averaged over {m.smoothing}×{m.smoothing} tissue windows" if m.smoothing > 1 else "")
+      f"({m.tail_kind} tails)"
+      + (f", averaged over {m.smoothing}×{m.smoothing} tissue windows" if m.smoothing > 1 else "")
       + f"\ntails fitted on {m.tails_from}\nthreshold: score > {m.threshold:.3g} "
       f"(p < {cal['p_threshold']:.2g}; flags {cal['flagged_fraction']:.2%} of the calibration tissue)"
       + ("\nresiduals weighted by each pixel's own noise level (the preprocessing divides each spectrum by a "

@@ -11,15 +11,11 @@ spectra unmixed. A table has no image geometry, so every spectrum is "tissue".
 from __future__ import annotations
 
 import io
-import subprocess
-import sys
-import tempfile
-import zipfile
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from benchmarks.common import fetch_from_wheel
 from spectra_vae import SpectraVAE, anomaly, load_dataset
 from spectra_vae.io.finite import cache_dir
 
@@ -27,20 +23,9 @@ from spectra_vae.io.finite import cache_dir
 def fetch_real_spectra() -> pd.DataFrame | None:
     """orange-spectroscopy's labelled spectra (collagen.csv) from its PyPI wheel, cached; None if unreachable."""
     target = cache_dir() / "datasets" / "orange_spectroscopy_collagen.csv"
-    if not target.exists():
-        with tempfile.TemporaryDirectory() as tmp:
-            proc = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-                                   "--only-binary=:all:", "orange-spectroscopy==0.9.3", "-d", tmp],
-                                  capture_output=True, text=True)
-            wheels = list(Path(tmp).glob("orange_spectroscopy-*.whl"))
-            if proc.returncode != 0 or not wheels:
-                print(f"real spectra: SKIPPED, could not fetch orange-spectroscopy from PyPI "
-                      f"({(proc.stderr or proc.stdout).strip().splitlines()[-1:]})")
-                return None
-            with zipfile.ZipFile(wheels[0]) as z:
-                data = z.read("orangecontrib/spectroscopy/datasets/collagen.csv")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
+    if not fetch_from_wheel("orange-spectroscopy==0.9.3",
+                            {"orangecontrib/spectroscopy/datasets/collagen.csv": target}, "real spectra"):
+        return None
     # Orange's header: row 2 holds column types, row 3 the class flag
     return pd.read_csv(io.StringIO(target.read_text()), skiprows=[1, 2])
 

@@ -29,8 +29,6 @@ import io
 import shlex
 import subprocess
 import sys
-import tempfile
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +38,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.neighbors import KNeighborsClassifier
 
 from benchmarks.anomaly_real import fetch_real_spectra
-from benchmarks.common import demo_data, epochs_arg, machine
+from benchmarks.common import demo_data, epochs_arg, fetch_from_wheel, machine
 from spectra_vae import SpectraVAE, anomaly, load_dataset
 from spectra_vae.io.demo_truth import read_demo_truth
 from spectra_vae.io.finite import cache_dir
@@ -53,19 +51,10 @@ def fetch_coffee() -> tuple[np.ndarray, np.ndarray] | None:
     """chemotools' coffee spectra (60 ATR-FTIR spectra, three origins) from its PyPI wheel, cached."""
     folder = cache_dir() / "datasets"
     spectra, labels = folder / "chemotools_coffee_spectra.csv", folder / "chemotools_coffee_labels.csv"
-    if not (spectra.exists() and labels.exists()):
-        with tempfile.TemporaryDirectory() as tmp:
-            proc = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-                                   "--only-binary=:all:", "chemotools==0.5.0", "-d", tmp],
-                                  capture_output=True, text=True)
-            wheels = list(Path(tmp).glob("chemotools-*.whl"))
-            if proc.returncode != 0 or not wheels:
-                print("coffee spectra: SKIPPED, could not fetch chemotools from PyPI")
-                return None
-            with zipfile.ZipFile(wheels[0]) as z:
-                folder.mkdir(parents=True, exist_ok=True)
-                spectra.write_bytes(z.read("chemotools/datasets/data/coffee_spectra.csv"))
-                labels.write_bytes(z.read("chemotools/datasets/data/coffee_labels.csv"))
+    if not fetch_from_wheel("chemotools==0.5.0", {"chemotools/datasets/data/coffee_spectra.csv": spectra,
+                                                  "chemotools/datasets/data/coffee_labels.csv": labels},
+                            "coffee spectra"):
+        return None
     x = pd.read_csv(io.StringIO(spectra.read_text())).to_numpy(np.float32)
     y = pd.read_csv(io.StringIO(labels.read_text()))["labels"].to_numpy()
     return x, y

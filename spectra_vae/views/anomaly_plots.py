@@ -10,6 +10,8 @@ import numpy as np
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
+from .plots import label_outer_panels
+
 SCORE_LABEL = "−log₁₀ p under normal tissue (2: p = 0.01)"
 SCORE_FLOOR = 0.1  # −log₁₀ p below this (p > 0.8) is drawn in the scale's lowest colour
 
@@ -54,17 +56,12 @@ def score_maps(images: Mapping[str, np.ndarray], threshold: float | None, title:
     norm = LogNorm(SCORE_FLOOR, top)
     cmap = plt.get_cmap("inferno").with_extremes(bad="0.85")
     im = None
-    for k, (ax, (name, img)) in enumerate(zip(axes.flat, images.items(), strict=False)):
+    for ax, (name, img) in zip(axes.flat, images.items(), strict=False):
         im = ax.imshow(np.clip(img, SCORE_FLOOR, None), cmap=cmap, norm=norm, interpolation="nearest")
         if threshold is not None and (np.nan_to_num(img, nan=0.0) > threshold).any():
             ax.contour(np.nan_to_num(img, nan=0.0) > threshold, levels=[0.5], colors="cyan", linewidths=0.6)
         ax.set_title(name, fontsize="small")
-        if k + ncols >= n:
-            ax.set_xlabel("col (pixel)")
-        if k % ncols == 0:
-            ax.set_ylabel("row (pixel)")
-    for ax in list(axes.flat)[n:]:
-        ax.axis("off")
+    label_outer_panels(axes, n, ncols)
     if im is not None:
         cb = fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8)
         cb.set_label(colorbar_label)

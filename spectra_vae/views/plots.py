@@ -130,6 +130,19 @@ def spectra(wavenumbers: np.ndarray, curves: Mapping[str, np.ndarray], title: st
     return fig
 
 
+def label_outer_panels(axes: np.ndarray, n: int, ncols: int) -> None:
+    """Pixel axis labels on the outer panels of a grid of `n` scan images only (scans of different sizes
+    would push inner labels into their neighbours); the grid's unused panels switched off."""
+    for k, ax in enumerate(axes.flat):
+        if k >= n:
+            ax.axis("off")
+            continue
+        if k + ncols >= n:  # nothing below this panel
+            ax.set_xlabel("col (pixel)")
+        if k % ncols == 0:
+            ax.set_ylabel("row (pixel)")
+
+
 def scan_images(images: Mapping[str, np.ndarray], title: str, colorbar_label: str,
                 cmap: str = "viridis", vmin: float | None = None, vmax: float | None = None,
                 ncols: int = 4, categorical_names: Sequence[str] | None = None, centre: float | None = None) -> Figure:
@@ -156,16 +169,10 @@ def scan_images(images: Mapping[str, np.ndarray], title: str, colorbar_label: st
     if centre is not None:  # a diverging map's middle colour is near white: pixels without a value in grey
         cmap_obj = cmap_obj.with_extremes(bad="0.65")
     im = None
-    for k, (ax, (name, img)) in enumerate(zip(axes.flat, images.items(), strict=False)):
+    for ax, (name, img) in zip(axes.flat, images.items(), strict=False):
         im = ax.imshow(img, cmap=cmap_obj, vmin=vmin, vmax=vmax, interpolation="nearest")
         ax.set_title(name, fontsize="small")
-        # axis labels on the outer panels only: scans of different sizes would push them into their neighbours
-        if k + ncols >= n:  # nothing below this panel
-            ax.set_xlabel("col (pixel)")
-        if k % ncols == 0:
-            ax.set_ylabel("row (pixel)")
-    for ax in list(axes.flat)[n:]:
-        ax.axis("off")
+    label_outer_panels(axes, n, ncols)
     if im is not None:
         cb = fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8)
         cb.set_label(colorbar_label)

@@ -95,6 +95,11 @@ def _folds(scan_ids: np.ndarray) -> np.ndarray:
     return scan_ids % MAX_FOLDS if scan_ids.max() + 1 > MAX_FOLDS else scan_ids
 
 
+def upper_order_statistic(ordered: np.ndarray, level: float) -> float:
+    """The value of sorted `ordered` that `level` of them exceed at most: its ⌈(1 − level)·n⌉-th smallest."""
+    return ordered[min(len(ordered) - 1, int(math.ceil((1 - level) * len(ordered))) - 1)]
+
+
 def tissue_scores(monitor: Monitor, values: dict[str, np.ndarray], coords: np.ndarray) -> np.ndarray:
     """The monitor's score of tissue pixels given as their statistics and (scan, row, col) `coords`,
     averaged over each pixel's tissue neighbours when the monitor smooths (`spatial`)."""
@@ -120,7 +125,7 @@ def cross_conformal(monitor: Monitor, values: dict[str, np.ndarray], scan_ids: n
     def flagged(level: float) -> np.ndarray:
         counts = np.zeros(n_scans)
         for others, scores, ids in held:
-            t = others[min(len(others) - 1, int(math.ceil((1 - level) * len(others))) - 1)]
+            t = upper_order_statistic(others, level)
             counts += np.bincount(ids, weights=(scores > t).astype(float), minlength=n_scans)
         return counts
 
@@ -161,7 +166,7 @@ def calibrate_values(monitor: Monitor, values: dict[str, np.ndarray], scan_ids: 
     else:
         level, held_flags = rate, None
     order = np.sort(score)
-    m.threshold = float(order[min(len(order) - 1, int(math.ceil((1 - level) * len(order))) - 1)])
+    m.threshold = float(upper_order_statistic(order, level))
     flags = score > m.threshold
     m.false_positive_rate = rate
     m.design_effect = tile_dispersion(coords, flags, rate)

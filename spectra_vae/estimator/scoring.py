@@ -86,11 +86,13 @@ class AnomalyScoring(VAEEstimator):
         if k > 1:
             check_images(ds)
         if method == "mspc":
-            f = self.score_samples(ds)
-            scores = f["pixel_score" if "pixel_score" in f else "anomaly_score"].to_numpy()
+            f = self.score_samples(ds)  # its tissue column: no second pass for the mask
+            scores, tissue = f["pixel_score" if "pixel_score" in f else "anomaly_score"].to_numpy(), f["tissue"]
         else:
-            scores = self._anomaly_score(ds, method)
-        return smooth_scores(scores, ds.coords, self.tissue_mask(ds), k) if k > 1 else scores
+            scores, tissue = self._anomaly_score(ds, method), None
+        if k == 1:
+            return scores
+        return smooth_scores(scores, ds.coords, self.tissue_mask(ds) if tissue is None else tissue.to_numpy(), k)
 
     def _anomaly_score(self, data: Any, method: str) -> np.ndarray:
         if "+" in method:

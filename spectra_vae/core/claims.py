@@ -139,13 +139,12 @@ def claim_folder(path: str | os.PathLike, kind: str, *, what: str = "--out", wri
 
 def wait_for_folder(path: str | os.PathLike) -> None:
     """Return once no other process is writing into `path` (at once when it has no marker)."""
-    marker = Path(path) / MARKER
     try:
-        fd = os.open(marker, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        fd = _open_marker(Path(path) / MARKER)
     except OSError:
         return
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        _lock(fd, wait=True)
     finally:
         os.close(fd)
 
@@ -170,7 +169,7 @@ def _claim(folder: Path, kind: str, what: str, writes: Sequence[str], holds_data
             raise DataError(f"{what} {folder}: its {MARKER} is not a regular file, so not a marker spectra_vae "
                             "wrote; give another folder")
         try:
-            fd = os.open(marker, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            fd = _open_marker(marker)
         except FileNotFoundError:
             continue
         except OSError as exc:
@@ -220,9 +219,7 @@ def _place_locked_marker(folder: Path, content: dict[str, Any]) -> int | None:
     locked, or not at all (None: another marker was placed first)."""
     fd, name = tempfile.mkstemp(prefix=f"{MARKER}.", suffix=".tmp", dir=folder)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        os.write(fd, (json.dumps(content, indent=2) + "\n").encode())
-        os.fsync(fd)
+        _write_marker(fd, content)
         try:
             os.link(name, folder / MARKER)
         except FileExistsError:
@@ -238,9 +235,7 @@ def _place_locked_marker(folder: Path, content: dict[str, Any]) -> int | None:
                 return None
             os.close(fd)
             fd = fd2
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            os.write(fd, (json.dumps(content, indent=2) + "\n").encode())
-            os.fsync(fd)
+            _write_marker(fd, content)
         return fd
     except BaseException:
         try:
@@ -250,6 +245,18 @@ def _place_locked_marker(folder: Path, content: dict[str, Any]) -> int | None:
         raise
     finally:
         Path(name).unlink(missing_ok=True)
+
+
+def _open_marker(marker: Path) -> int:
+    """A marker opened for reading (and locking), never through a link, never blocking on a FIFO."""
+    return os.open(marker, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+
+
+def _write_marker(fd: int, content: dict[str, Any]) -> None:
+    """Lock a new marker's descriptor and write `content` to disk through it."""
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.write(fd, (json.dumps(content, indent=2) + "\n").encode())
+    os.fsync(fd)
 
 
 def _create_exclusive(path: Path) -> int | None:

@@ -40,9 +40,11 @@ from sklearn.neighbors import KNeighborsClassifier
 from benchmarks.anomaly_real import fetch_real_spectra
 from benchmarks.common import demo_data, epochs_arg, fetch_from_wheel, machine
 from spectra_vae import SpectraVAE, anomaly, load_dataset
+from spectra_vae.core.errors import DataError
 from spectra_vae.io.demo_truth import read_demo_truth
 from spectra_vae.io.finite import cache_dir
 from spectra_vae.views.analysis import compare_with_pca
+from spectra_vae.workflow.parameters import check_parameter
 
 ARCHITECTURES = ("mlp", "spatial", "unmixing")
 
@@ -60,6 +62,39 @@ def fetch_coffee() -> tuple[np.ndarray, np.ndarray] | None:
     return x, y
 
 
+def setting(text: str) -> tuple[str, object]:
+    """`--set NAME=VALUE`: one more estimator parameter for every run (a variant of the defaults), read
+    and checked as notebook 02's `-p NAME VALUE` is (e.g. `hidden_dims=512,256`, `beta=0.5`)."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip().isidentifier():
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=VALUE (e.g. beta=0.5)")
+    name = name.strip()
+    if name in ("latent_dim", "architecture", "seed", "epochs", "neighbourhood", "verbose"):
+        raise argparse.ArgumentTypeError(f"{name} has its own option")
+    try:
+        return name, check_parameter(name, value.strip())
+    except DataError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def classwise_pca_ratio(x: np.ndarray, y: np.ndarray, fit_idx: np.ndarray, test_idx: np.ndarray, k: int) -> float:
+    """Held-out RMSE of an oracle piecewise-linear model ÷ PCA-k's: each held-out spectrum reconstructed
+    by the k-component PCA of its own class (the class given, not inferred), both fitted on `fit_idx`.
+    What a model gains by telling the classes apart, and no more."""
+    def pca_residual(train: np.ndarray, test: np.ndarray) -> np.ndarray:
+        mean = train.mean(axis=0)
+        _, _, vt = np.linalg.svd(train - mean, full_matrices=False)
+        basis = vt[:k]
+        centred = test - mean
+        return centred - (centred @ basis.T) @ basis
+
+    xf = x.astype(np.float64)
+    classwise = np.concatenate([pca_residual(xf[fit_idx[y[fit_idx] == c]], xf[test_idx[y[test_idx] == c]])
+                                for c in np.unique(y[test_idx])])
+    overall = pca_residual(xf[fit_idx], xf[test_idx])
+    return float(np.sqrt((classwise ** 2).mean()) / np.sqrt((overall ** 2).mean()))
+
+
 def knn_accuracy(z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray, y_test: np.ndarray) -> float:
     """5-NN accuracy of held-out latent means, the classifier fitted on the training latents."""
     keep_tr, keep_te = y_train >= 0, y_test >= 0
@@ -69,17 +104,31 @@ def knn_accuracy(z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray, y
     return float((knn.predict(z_test[keep_te]) == y_test[keep_te]).mean())
 
 
+def true_fractions(folder: Path, data) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """The demo's true component spectra, their names, and each pixel's true fractions `(n_pixels, n)`."""
+    parts, components, names = [], None, []
+    for k, name in enumerate(data.scans):
+        components, names, truth = read_demo_truth(folder, name)
+        rc = data.coords[data.scan_of() == k]
+        parts.append(truth.fractions[rc[:, 1], rc[:, 2]])
+    assert components is not None
+    return components, names, np.concatenate(parts)
+
+
+def fraction_spread(folder: Path, data) -> str:
+    """Each true component's fraction over the tissue of `data` (1st–99th percentile, and the maximum):
+    how far the data reach towards each pure spectrum, which is what unmixing can identify it from."""
+    _, names, frac = true_fractions(folder, data)
+    tissue = frac.sum(axis=1) > 0
+    return ", ".join(f"{n} {np.percentile(frac[tissue, j], 1):.2f}–{np.percentile(frac[tissue, j], 99):.2f} "
+                     f"(max {frac[tissue, j].max():.2f})" for j, n in enumerate(names) if frac[tissue, j].max() > 0)
+
+
 def component_match(vae: SpectraVAE, folder: Path, test) -> dict[str, float]:
     """Learned against true components (Hungarian on correlation, over the true tissue components present
     in the held-out tissue) and learned abundances against true fractions on that tissue."""
     learned = vae.component_spectra_
-    parts, components, names = [], None, []
-    for k, name in enumerate(test.scans):
-        components, names, truth = read_demo_truth(folder, name)
-        rc = test.coords[test.scan_of() == k]
-        parts.append(truth.fractions[rc[:, 1], rc[:, 2]])
-    assert components is not None
-    frac = np.concatenate(parts)
+    components, names, frac = true_fractions(folder, test)
     tissue = frac.sum(axis=1) > 0
     present = [j for j in range(len(names)) if frac[tissue, j].max(initial=0) > 0.02]
     corr = np.array([[np.corrcoef(learned[i], components[j])[0, 1] for j in present] for i in range(len(learned))])
@@ -101,11 +150,14 @@ def demo_runs(args: argparse.Namespace) -> pd.DataFrame:
                            n_abnormal=n_abnormal)
         split = {s: load_dataset(folder, split=s) for s in ("normal_train", "normal_val", "normal_test", "abnormal")}
         train, val, test, ab = (split[s] for s in ("normal_train", "normal_val", "normal_test", "abnormal"))
+        print(f"demo {data_seed}, true fractions over the training tissue: {fraction_spread(folder, train)}",
+              flush=True)
         for arch in args.architectures:
             for k in args.latent_dims:
                 for seed in args.seeds:
                     vae = SpectraVAE(latent_dim=k, architecture=arch, seed=seed, epochs=args.epochs,
-                                     neighbourhood=args.neighbourhood, verbose=False).fit(train, validation=val)
+                                     neighbourhood=args.neighbourhood, verbose=False,
+                                     **dict(args.set)).fit(train, validation=val)
                     table = compare_with_pca(vae, train, test)
                     row = {"data": f"demo {data_seed}", "architecture": arch, "latent": k, "seed": seed,
                            "rmse ÷ PCA": table.loc["VAE", "rmse"] / table.loc["PCA", "rmse"],
@@ -136,14 +188,15 @@ def real_runs(name: str, x: np.ndarray, y: np.ndarray, wn: np.ndarray | None, ar
         for k in args.latent_dims:
             for seed in args.seeds:
                 fit_idx, val_idx = train_test_split(tr, test_size=0.15, stratify=y[tr], random_state=seed)
-                vae = SpectraVAE(latent_dim=k, architecture=arch, seed=seed, epochs=args.epochs,
-                                 verbose=False).fit(frame(fit_idx), validation=frame(val_idx))
+                vae = SpectraVAE(latent_dim=k, architecture=arch, seed=seed, epochs=args.epochs, verbose=False,
+                                 **dict(args.set)).fit(frame(fit_idx), validation=frame(val_idx))
                 train_ds, test_ds = load_dataset(frame(fit_idx)), load_dataset(frame(te))
                 table = compare_with_pca(vae, train_ds, test_ds)
                 row = {"data": name, "architecture": arch, "latent": k, "seed": seed,
                        "rmse ÷ PCA": table.loc["VAE", "rmse"] / table.loc["PCA", "rmse"],
                        "rmse": table.loc["VAE", "rmse"],
                        "5-NN": knn_accuracy(vae.transform(train_ds), codes[fit_idx], vae.transform(test_ds), codes[te]),
+                       "class-wise PCA ÷ PCA": classwise_pca_ratio(x, y, fit_idx, te, k),
                        "epoch s": float(vae.history.seconds.median()), "epochs": len(vae.history)}
                 rows.append(row)
                 print(pd.Series(row).to_frame().T.round(4).to_string(index=False), flush=True)
@@ -173,6 +226,9 @@ def main() -> None:
     ap.add_argument("--layout", type=int, default=8, help="demo scans per seed (a third abnormal)")
     ap.add_argument("--size", type=int, default=64, help="demo scan height and width")
     ap.add_argument("--epochs", type=epochs_arg, default="auto")
+    ap.add_argument("--set", type=setting, nargs="+", default=[], metavar="NAME=VALUE",
+                    help="estimator parameters for every run, a variant of the defaults (e.g. beta=0.5 "
+                    "hidden_dims=512,256)")
     ap.add_argument("--neighbourhood", type=int, default=3, help="spatial's k×k window, and the smoothing of every "
                     "architecture's score beside its raw score")
     args = ap.parse_args()

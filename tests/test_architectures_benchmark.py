@@ -1,0 +1,42 @@
+"""`benchmarks.architectures`' own measures: the oracle class-wise PCA reference against its
+definition, and `--set` read and checked as notebook 02's `-p` values."""
+
+import argparse
+
+import numpy as np
+import pytest
+from sklearn.decomposition import PCA
+
+from benchmarks.architectures import classwise_pca_ratio, setting
+
+
+def pca_reconstruct(train: np.ndarray, test: np.ndarray, k: int) -> np.ndarray:
+    """`test` reconstructed by a k-component PCA of `train`, by scikit-learn (the definition to match)."""
+    pca = PCA(k).fit(train)
+    return pca.inverse_transform(pca.transform(test))
+
+
+def test_classwise_pca_ratio_matches_per_class_pca_against_one_pca():
+    rng = np.random.default_rng(0)
+    # three classes, each its own mean and its own two directions of variation, plus noise
+    means, dirs = rng.normal(size=(3, 30)), rng.normal(size=(3, 2, 30))
+    y = np.repeat(np.arange(3), 60)
+    x = means[y] + np.einsum("nk,nkc->nc", rng.normal(size=(180, 2)), dirs[y]) + 0.01 * rng.normal(size=(180, 30))
+    fit, test = np.arange(0, 180, 2), np.arange(1, 180, 2)
+    for k in (1, 2):
+        per_class = np.sqrt(np.mean(np.concatenate([
+            ((x[test][y[test] == c] - pca_reconstruct(x[fit][y[fit] == c], x[test][y[test] == c], k)) ** 2).ravel()
+            for c in range(3)])))
+        overall = np.sqrt(np.mean((x[test] - pca_reconstruct(x[fit], x[test], k)) ** 2))
+        expected = per_class / overall
+        assert classwise_pca_ratio(x, y, fit, test, k) == pytest.approx(expected, rel=1e-6)
+    # with the classes' own two directions, class-wise PCA-2 leaves only the noise
+    assert classwise_pca_ratio(x, y, fit, test, 2) < 0.05
+
+
+def test_set_reads_values_as_notebook_parameters_and_refuses_bad_ones():
+    assert setting("hidden_dims=512,256") == ("hidden_dims", (512, 256))
+    assert setting("beta=0.5") == ("beta", 0.5)
+    for bad in ("beta", "beta=-1", "hidden_dims=a,b", "latent_dim=3", "1x=2"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            setting(bad)

@@ -42,6 +42,20 @@ def test_every_architecture_fits_scores_saves_and_loads_the_same_model(small, tm
     assert np.allclose(again.transform(ab), z, atol=1e-5) and np.allclose(again.reconstruct(ab), r, atol=1e-4)
 
 
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_forward_and_infer_is_forward_and_infer_from_one_encoder_pass(architecture):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(n_channels=12, latent_dim=3, hidden_dims=(8,), architecture=architecture)).eval()
+    x = torch.rand(5, model.config.n_inputs)
+    with torch.no_grad():
+        sampled, mu, logvar = model(x, generator=torch.Generator().manual_seed(4))
+        both = model.forward_and_infer(x, generator=torch.Generator().manual_seed(4))
+        mean = model.infer(x)
+    for got, expected in zip(both, (sampled, mu, logvar, mean[2]), strict=True):
+        assert torch.equal(got, expected)
+    assert not torch.equal(both[0], both[3])  # one sampled, one at the mean
+
+
 def test_a_checkpoint_config_without_an_architecture_is_the_mlp():
     d = ModelConfig(n_channels=10, latent_dim=2, hidden_dims=(4,)).to_dict()
     for key in ("architecture", "neighbourhood", "baseline_degree"):
@@ -117,6 +131,25 @@ def test_neighbourhood_means_follow_their_definition(tmp_path):
         assert np.allclose(got[p, :c], cube[r, col]) and np.allclose(got[p, c:], expected, atol=1e-5), (r, col)
     chunks = np.concatenate(list(view.iter_chunks(7)))
     assert np.allclose(chunks, got)
+    scattered = rng.permutation(len(ds))[:9]  # any pixels, in any order, read alone
+    assert np.allclose(view.read(scattered), got[scattered])
+
+
+def test_neighbourhood_means_are_of_the_preprocessed_spectra(tmp_path):
+    """Through a preprocessing view that changes the axis, each neighbour is preprocessed before it is averaged."""
+    from spectra_vae.preprocess.pipeline import Preprocessor
+
+    h, w, c = 4, 5, 40
+    cube = np.random.default_rng(1).uniform(0.1, 1.0, size=(h, w, c)).astype(np.float32)
+    raw = _scan(tmp_path, cube)
+    pre = Preprocessor("cut(10,29)|snv").fit(raw.wavenumbers, raw)  # the axis of an .npy without one: 0…39
+    ds = raw.preprocessed(pre)
+    got = NeighbourhoodView(ds, 3).read(np.arange(len(ds)))
+    assert got.shape == (len(ds), 2 * ds.n_channels) and ds.n_channels < c
+    for p, (_, r, col) in enumerate(ds.coords):
+        around = [cube[rr, cc] for rr in range(r - 1, r + 2) for cc in range(col - 1, col + 2)
+                  if (rr, cc) != (r, col) and 0 <= rr < h and 0 <= cc < w]
+        assert np.allclose(got[p, ds.n_channels:], pre.transform(np.array(around)).mean(axis=0), atol=1e-5)
 
 
 def test_a_table_of_spectra_has_no_neighbourhoods():

@@ -65,42 +65,49 @@ class NeighbourhoodView:
         return np.concatenate([centre, self.neighbour_means(indices, centre, dtype)], axis=1)
 
     def neighbour_means(self, indices: np.ndarray, centre: np.ndarray, dtype: type = np.float32) -> np.ndarray:
-        """The mean spectrum of each pixel's valid neighbours (its own where it has none)."""
+        """The mean spectrum of each pixel's valid neighbours (its own where it has none).
+
+        Each scan's pixels that the chunk needs (its centres and every neighbour of them) are read,
+        checked and preprocessed once, in file order, and every offset gathers from them."""
         out = np.zeros_like(centre, dtype=np.float64)
         counts = np.zeros(len(indices))
         coords = self.data.locate(indices)
         half = self.size // 2
+        offsets = [(dr, dc) for dr in range(-half, half + 1) for dc in range(-half, half + 1) if dr or dc]
         for k in np.unique(coords[:, 0]):
             rows = np.flatnonzero(coords[:, 0] == k)
             scan = self.data.scan_objects[int(k)]
             r, c = coords[rows, 1], coords[rows, 2]
-            centre_side = None
-            if self.side is not None:
-                centre_side = self.side(np.asarray(scan.pixels[r * scan.width + c], dtype=np.float32))
-            for dr in range(-half, half + 1):
-                for dc in range(-half, half + 1):
-                    if dr == 0 and dc == 0:
-                        continue
-                    rr, cc = r + dr, c + dc
-                    inside = (rr >= 0) & (rr < scan.height) & (cc >= 0) & (cc < scan.width)
-                    which = np.flatnonzero(inside)
-                    if not which.size:
-                        continue
-                    flat = rr[which] * scan.width + cc[which]
-                    order = np.argsort(flat, kind="stable")  # memory-mapped reads in file order
-                    raw = np.empty((len(flat), scan.n_channels), np.float32)
-                    raw[order] = scan.pixels[flat[order]]
-                    ok = np.isfinite(raw).all(axis=1)
-                    if self.side is not None and centre_side is not None:
-                        ok &= self.side(np.where(np.isfinite(raw), raw, 0)) == centre_side[which]
-                    if not ok.any():
-                        continue
-                    spectra = raw[ok]
-                    if self.data.preprocessor is not None:
-                        spectra = self.data.preprocessor.transform(spectra)
-                    at = rows[which[ok]]  # each centre once per offset: plain indexing adds correctly
-                    out[at] += spectra
-                    counts[at] += 1.0
+            wanted = [r * scan.width + c]
+            for dr, dc in offsets:
+                rr, cc = r + dr, c + dc
+                inside = (rr >= 0) & (rr < scan.height) & (cc >= 0) & (cc < scan.width)
+                wanted.append(rr[inside] * scan.width + cc[inside])
+            flat = np.unique(np.concatenate(wanted))  # sorted: memory-mapped reads in file order
+            raw = np.asarray(scan.pixels[flat], dtype=np.float32)
+            finite = np.isfinite(raw).all(axis=1)
+            side = None if self.side is None else self.side(np.where(np.isfinite(raw), raw, 0))
+            good = raw[finite]
+            if self.data.preprocessor is not None and len(good):
+                good = self.data.preprocessor.transform(good)
+            spectra = np.zeros((len(flat), centre.shape[1]), good.dtype)
+            if len(good):
+                spectra[finite] = good
+            centre_side = None if side is None else side[np.searchsorted(flat, wanted[0])]
+            for dr, dc in offsets:
+                rr, cc = r + dr, c + dc
+                which = np.flatnonzero((rr >= 0) & (rr < scan.height) & (cc >= 0) & (cc < scan.width))
+                if not which.size:
+                    continue
+                at_flat = np.searchsorted(flat, rr[which] * scan.width + cc[which])
+                ok = finite[at_flat]
+                if side is not None and centre_side is not None:
+                    ok &= side[at_flat] == centre_side[which]
+                if not ok.any():
+                    continue
+                at = rows[which[ok]]  # each centre once per offset: plain indexing adds correctly
+                out[at] += spectra[at_flat[ok]]
+                counts[at] += 1.0
         lonely = counts == 0
         means = out / np.maximum(counts, 1.0)[:, None]
         means[lonely] = centre[lonely]

@@ -6,6 +6,7 @@ any of them without asking which one they have:
 - `encode(x) → (μ, log σ²)`; `decode(z) → x̂` (a spectrum for a latent point);
 - `forward(x, generator) → (x̂, μ, log σ²)` with z drawn by the reparameterisation (training);
 - `infer(x) → (μ, log σ², x̂)` with x̂ the reconstruction at the latent mean (scoring: deterministic);
+- `forward_and_infer(x, generator)`: both of the above from one encoder pass (validation);
 - `target(x)`: what x̂ reconstructs (the input itself, or the centre pixel of a neighbourhood).
 
 Architectures (`ModelConfig.architecture`):
@@ -152,6 +153,15 @@ class VAE(nn.Module):
         h = self.features(x)
         mu, logvar = self.posterior(h)
         return mu, logvar, self.reconstruct_from(h, mu)
+
+    def forward_and_infer(self, x: torch.Tensor, generator: torch.Generator | None = None
+                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`forward`'s (x̂ at a sampled z, μ, log σ²) and `infer`'s x̂ at z = μ from one encoder pass
+        (validation needs both); the same draws from `generator` as `forward`."""
+        h = self.features(x)
+        mu, logvar = self.posterior(h)
+        return self.reconstruct_from(h, self.reparameterize(mu, logvar, generator)), mu, logvar, \
+            self.reconstruct_from(h, mu)
 
     def target(self, x: torch.Tensor) -> torch.Tensor:
         """What x̂ reconstructs: the spectrum (for `spatial`, the centre pixel's)."""

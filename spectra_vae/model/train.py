@@ -126,9 +126,9 @@ def _eval_sums(model: VAE, batches: PixelBatches, kind: str, beta: float,
     with torch.no_grad():
         for x in batches.epoch(None):
             target = model.target(x)
-            x_hat, mu, logvar = model(x, generator=gen)
+            x_hat, mu, logvar, x_mean = model.forward_and_infer(x, generator=gen)
             terms = elbo_loss(target, x_hat, mu, logvar, kind=kind, beta=beta, log_noise_var=model.noise_log_var())
-            sq = ((model.infer(x)[2] - target) * scale).pow(2).mean(dim=1).sum()
+            sq = ((x_mean - target) * scale).pow(2).mean(dim=1).sum()
             m = x.shape[0]
             sums += torch.stack([terms.total * m, terms.reconstruction * m, terms.kl * m, sq]).double()
             n += m

@@ -105,6 +105,32 @@ def test_unmixing_refuses_what_does_not_keep_absorbance_and_others_have_no_compo
         mlp.thickness(train)
 
 
+def test_unmixing_starts_from_given_component_spectra_and_refuses_bad_ones(small):
+    from spectra_vae.io.demo import component_spectra
+    from spectra_vae.model.unmixing import START_FLOOR
+
+    train = small["normal_train"]
+    truth = component_spectra(train.wavenumbers)  # the demo's five pure tissue spectra, absorbance
+    vae = SpectraVAE(latent_dim=5, hidden_dims=(16,), architecture="unmixing", epochs=1, learning_rate=1e-12,
+                     verbose=False).fit(train, component_start=truth)
+    learned = vae.component_spectra_
+    shape = np.maximum(truth / truth.max(axis=1, keepdims=True), START_FLOOR)
+    assert np.allclose(learned / learned.max(axis=1, keepdims=True), shape, rtol=1e-4, atol=1e-6)
+    generic = SpectraVAE(latent_dim=5, hidden_dims=(16,), architecture="unmixing", epochs=1, learning_rate=1e-12,
+                         verbose=False).fit(train).component_spectra_
+    assert not np.allclose(generic / generic.max(axis=1, keepdims=True), shape, atol=0.05)
+
+    unmixing = SpectraVAE(latent_dim=5, hidden_dims=(16,), architecture="unmixing", epochs=1, verbose=False)
+    bad = [("expected \\(5, ", truth[:4]), ("expected \\(5, ", truth[:, :-3]), ("negative", truth - 0.01),
+           ("NaN", np.where(truth > 0.5, np.nan, truth)), ("array of spectra", {"a": 1}),
+           ("zero everywhere", np.vstack([truth[:4], np.zeros((1, truth.shape[1]))]))]
+    for match, value in bad:
+        with pytest.raises(DataError, match=match):
+            unmixing.fit(train, component_start=value)
+    with pytest.raises(DataError, match="only the unmixing architecture"):
+        SpectraVAE(latent_dim=5, epochs=1, verbose=False).fit(train, component_start=truth)
+
+
 def _scan(tmp_path, values, name="s.npy"):
     np.save(tmp_path / name, values.astype(np.float32))
     return load_dataset(tmp_path / name)

@@ -37,7 +37,7 @@ from ..model.train import PixelBatches, make_optimizer, resolve_device, train_lo
 from ..preprocess.normalise import Normaliser, merge_stats, pixel_stats
 from ..preprocess.pipeline import Preprocessor
 from ..preprocess.tissue import TissueRule
-from .checks import check_checkpoint_dir, check_prepared, check_training_set
+from .checks import check_checkpoint_dir, check_component_start, check_prepared, check_training_set
 from .params import PARAMETERS, check_model_params
 
 log = logging.getLogger(__name__)
@@ -140,13 +140,18 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
 
     # -- fitting -------------------------------------------------------------------------
     def fit(self, data: Any, y: Any = None, *, validation: Any = None,
-            checkpoint_dir: str | os.PathLike | None = None) -> Self:
+            checkpoint_dir: str | os.PathLike | None = None, component_start: Any = None) -> Self:
         """Fit the normaliser on `data` and train; keeps the best epoch's weights. Returns self.
 
         `y` is ignored (scikit-learn passes it); `validation` data drive early stopping.
+        `component_start` (unmixing only): `(latent_dim, n_channels)` spectra in absorbance on the
+        model's axis (after preprocessing) that the component spectra start from instead of generic
+        bands, as MCR-ALS starts from initial estimates, e.g. reference spectra of known constituents.
         """
         self._check_params()
         check_checkpoint_dir(checkpoint_dir)  # a file there fails now, not after the first epoch
+        if component_start is not None and self.architecture != "unmixing":
+            check_component_start(component_start, self.architecture, self.latent_dim, 0)  # refused before any pass
         pre = Preprocessor(self.preprocess)  # a bad pipeline fails before any work
         if self.architecture == "unmixing" and not pre.keeps_absorbance:
             raise DataError(f"SpectraVAE parameter preprocess={self.preprocess!r}: the unmixing architecture models "
@@ -196,7 +201,12 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
                                          noise=self.noise, architecture=self.architecture,
                                          neighbourhood=self.neighbourhood)
         check_training_set(train, self.model_config_, self.batch_size, self.device_)  # before any allocation
+        start = None if component_start is None else check_component_start(
+            component_start, self.architecture, self.latent_dim, train.n_channels)
         self.model_ = build_model(self.model_config_).to(self.device_)
+        if start is not None:
+            # only its shape matters: the unmixing normalisation is one positive factor
+            self.model_.start_components(start)
         self.optimizer_: Any = None  # made in `_run` once the data are read: torch's first use is warmed meanwhile
         self._state = TrainState()
         self._generators = self._new_generators()

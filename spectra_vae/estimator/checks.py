@@ -38,6 +38,32 @@ def check_training_set(train: SpectralDataset, config: Any, batch_size: int, dev
     check_training_memory(config, batch_size, device)
 
 
+def check_component_start(spectra: Any, architecture: str, latent_dim: int, n_channels: int) -> np.ndarray:
+    """Starting component spectra for the unmixing decoder: `(K, n_channels)` on the model's axis (after
+    preprocessing), finite, non-negative, each with some absorbance; `DataError` saying what is wrong."""
+    what = "component_start"
+    if architecture != "unmixing":
+        raise DataError(f"{what}: only the unmixing architecture has component spectra; this model's is "
+                        f"{architecture!r}")
+    try:
+        s = np.array(spectra, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DataError(f"{what}: expected an array of spectra (K, n_channels), got {type(spectra).__name__}") from None
+    if s.ndim != 2 or s.shape != (latent_dim, n_channels):
+        raise DataError(f"{what}: expected ({latent_dim}, {n_channels}) — one spectrum per component (latent_dim = "
+                        f"{latent_dim}) on the model's axis of {n_channels} channels, after preprocessing — got "
+                        f"{s.shape}")
+    if not np.isfinite(s).all():
+        raise DataError(f"{what}: holds NaN or inf values")
+    if (s < 0).any():
+        raise DataError(f"{what}: component spectra are absorbance, non-negative; {int((s < 0).sum())} values are "
+                        "negative (clip them, or subtract a baseline first)")
+    empty = np.flatnonzero(s.max(axis=1) <= 0)
+    if empty.size:
+        raise DataError(f"{what}: spectrum {int(empty[0])} is zero everywhere")
+    return s
+
+
 def same_pipeline(a: Any, b: Any) -> bool:
     """Whether two fitted preprocessing pipelines are the same: the same text, input axis and learned state."""
     return a is b or _same(a.to_dict(), b.to_dict())

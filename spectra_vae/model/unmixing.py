@@ -28,6 +28,8 @@ from torch import nn
 
 from .networks import VAE, ModelConfig
 
+START_FLOOR = 1e-3  # a given starting spectrum's smallest value, relative to its maximum
+
 
 def legendre_basis(n_channels: int, degree: int) -> np.ndarray:
     """`(degree + 1, n_channels)` Legendre polynomials P₀…P_degree on [−1, 1] across the channels."""
@@ -60,6 +62,14 @@ class UnmixingVAE(VAE):
         nn.init.zeros_(self.to_baseline.weight)
         nn.init.zeros_(self.to_baseline.bias)
         self.register_buffer("legendre", torch.tensor(legendre_basis(n, c.baseline_degree), dtype=torch.float32))
+
+    @torch.no_grad()
+    def start_components(self, spectra: np.ndarray) -> None:
+        """Start from given component spectra `(K, C)` (normalised units, ≥ 0): each is scaled to a
+        maximum of 1, as `components` reports them, with a floor of `START_FLOOR` so that softplus keeps
+        a gradient where a spectrum is zero."""
+        s = np.maximum(spectra / spectra.max(axis=1, keepdims=True), START_FLOOR)
+        self.raw_components.copy_(torch.as_tensor(np.log(np.expm1(s)), dtype=torch.float32))
 
     def components(self) -> torch.Tensor:
         """`(K, C)` component spectra, ≥ 0, each with a maximum of 1 (normalised units)."""

@@ -26,6 +26,7 @@ tissue_threshold: str = "auto"  # tissue rule: "auto" finds the background, a nu
 latent_dim: int = 2
 architecture: str = "mlp"  # mlp | spatial (sees each pixel's neighbourhood) | unmixing (component spectra)
 neighbourhood: int = 3  # spatial: the k of the k×k neighbourhood
+component_start: str = ""  # unmixing: a file of reference spectra to start from (.npy, or a csv with wavenumbers)
 hidden_dims: str = "221,110"  # encoder layer sizes; the decoder mirrors them
 reconstruction: str = "gaussian"  # gaussian | mse | mae | bce
 beta: float = 1.0
@@ -55,8 +56,9 @@ params = workflow.check_parameters(dict(
     precision=precision, preprocess=preprocess, tissue_only=tissue_only, tissue_threshold=tissue_threshold,
 ))
 params["patience"] = params["patience"] or None  # 0 turns early stopping off
-split_names = workflow.check_parameters(dict(train_split=train_split, val_split=val_split, test_split=test_split,
-                                              abnormal_split=abnormal_split, normal_labels=normal_labels))
+run_options = workflow.check_parameters(dict(train_split=train_split, val_split=val_split, test_split=test_split,
+                                              abnormal_split=abnormal_split, normal_labels=normal_labels,
+                                              component_start=component_start))
 data = workflow.resolve_data_dir(data_dir)
 overwrite, resume = workflow.check_parameter("overwrite", overwrite), workflow.check_parameter("resume", resume)
 run, replace = workflow.training_run_dir(run_dir, data_dir, overwrite)
@@ -72,7 +74,7 @@ if resume:
     vae, splits, final = workflow.resume(run, epochs=params["epochs"])
     print(f"resumed {run} to {len(vae.history)} epochs with its recorded parameters and splits")
 else:
-    vae, splits, final = workflow.train(data, run, overwrite=replace, **split_names, **params)
+    vae, splits, final = workflow.train(data, run, overwrite=replace, **run_options, **params)
 print(splits.how)
 print(f"tissue rule of this model: {vae.tissue_rule_} ({vae.tissue_rule_.how})")
 for name, part in (("train", splits.train), ("validation", splits.validation), ("test", splits.test)):

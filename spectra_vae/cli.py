@@ -76,7 +76,8 @@ def _parser() -> argparse.ArgumentParser:
                     help="continue the run in RUN from its last checkpoint, on its recorded splits, to --epochs "
                     "(default: the run's plan)")
     table = [p for p in ALL_PARAMETERS.values()
-             if p.cli and p.name not in NOTEBOOK_PARAMETERS or p.name in (*SPLIT_PARAMETERS, "normal_labels")]
+             if p.cli and p.name not in NOTEBOOK_PARAMETERS
+             or p.name in (*SPLIT_PARAMETERS, "normal_labels", "component_start")]
     for param in table:
         _add_table_option(tr, param)
     tr.add_argument("--recheck", action="store_true", help=RECHECK_HELP)

@@ -138,3 +138,34 @@ def test_train_resume_extends_a_run_on_its_recorded_splits(tmp_path):
     assert list(history.epoch) == [1, 2, 3]
     assert json.loads((tmp_path / "run" / "params.json").read_text())["epochs"] == 3
     assert runs.open_run(tmp_path / "run").vae.history.epoch.tolist() == [1, 2, 3]
+
+
+def test_train_starts_unmixing_from_a_file_of_reference_spectra_and_refuses_bad_ones(tmp_path, capsys):
+    from spectra_vae import SpectraVAE
+    from spectra_vae.io.demo import component_spectra
+    from spectra_vae.model.unmixing import START_FLOOR
+
+    data = make_demo_dataset(tmp_path / "scans", n_scans=4, height=10, width=10, seed=10)
+    coarse = np.arange(900.0, 1851.0, 5.0)  # a library's own axis, wider than the scans'
+    references = pd.DataFrame(component_spectra(coarse), columns=coarse)
+    good = tmp_path / "references.csv"
+    references.to_csv(good, index=False)
+    args = ["train", "--data", str(data), "--architecture", "unmixing", "--latent-dim", "5", "--hidden-dims", "16",
+            "--epochs", "1", "--learning-rate", "1e-12", "--patience", "0"]
+    assert main([*args, "--out", str(tmp_path / "run"), "--component-start", str(good)]) == 0
+    assert json.loads((tmp_path / "run" / "params.json").read_text())["component_start"] == str(good.resolve())
+    vae = SpectraVAE.load(tmp_path / "run" / "model" / "final.pt")
+    learned = vae.component_spectra_
+    expected = np.stack([np.interp(vae.wavenumbers_, coarse, row) for row in references.to_numpy()])
+    expected = np.maximum(expected / expected.max(axis=1, keepdims=True), START_FLOOR)
+    assert np.allclose(learned / learned.max(axis=1, keepdims=True), expected, rtol=1e-4, atol=1e-6)
+
+    narrow = tmp_path / "narrow.csv"
+    references.loc[:, (coarse > 1000) & (coarse < 1700)].to_csv(narrow, index=False)
+    four = tmp_path / "four.csv"
+    references.iloc[:4].to_csv(four, index=False)
+    for bad, why in ((narrow, "must cover it"), (four, "expected (5, "), (tmp_path / "absent.csv", "absent.csv")):
+        assert main([*args, "--out", str(tmp_path / "bad"), "--component-start", str(bad)]) == 1
+        err = capsys.readouterr().err
+        assert why in err and str(bad.name) in err
+        assert not (tmp_path / "bad").exists()  # refused before the run folder was claimed

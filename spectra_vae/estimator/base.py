@@ -34,6 +34,7 @@ from ..model.checkpoint import save_checkpoint
 from ..model.networks import ModelConfig
 from ..model.schedule import WARMUP_STEPS, TrainConfig, TrainState, plan_epochs
 from ..model.train import PixelBatches, make_optimizer, resolve_device, train_loop, warm_up_optimizers
+from ..model.unmixing import UnmixingVAE
 from ..preprocess.normalise import Normaliser, merge_stats, pixel_stats
 from ..preprocess.pipeline import Preprocessor
 from ..preprocess.tissue import TissueRule
@@ -145,8 +146,9 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
 
         `y` is ignored (scikit-learn passes it); `validation` data drive early stopping.
         `component_start` (unmixing only): `(latent_dim, n_channels)` spectra in absorbance on the
-        model's axis (after preprocessing) that the component spectra start from instead of generic
-        bands, as MCR-ALS starts from initial estimates, e.g. reference spectra of known constituents.
+        model's axis (after preprocessing), or a `DataFrame` whose columns are wavenumbers (interpolated
+        onto that axis), that the component spectra start from instead of generic bands, as MCR-ALS
+        starts from initial estimates: e.g. reference spectra of known constituents.
         """
         self._check_params()
         check_checkpoint_dir(checkpoint_dir)  # a file there fails now, not after the first epoch
@@ -202,9 +204,11 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
                                          neighbourhood=self.neighbourhood)
         check_training_set(train, self.model_config_, self.batch_size, self.device_)  # before any allocation
         start = None if component_start is None else check_component_start(
-            component_start, self.architecture, self.latent_dim, train.n_channels)
+            component_start, self.architecture, self.latent_dim, train.n_channels,
+            train.wavenumbers if train.wavenumbers_known else None)
         self.model_ = build_model(self.model_config_).to(self.device_)
         if start is not None:
+            assert isinstance(self.model_, UnmixingVAE)  # check_component_start refused other architectures
             # only its shape matters: the unmixing normalisation is one positive factor
             self.model_.start_components(start)
         self.optimizer_: Any = None  # made in `_run` once the data are read: torch's first use is warmed meanwhile

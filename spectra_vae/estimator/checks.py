@@ -38,13 +38,24 @@ def check_training_set(train: SpectralDataset, config: Any, batch_size: int, dev
     check_training_memory(config, batch_size, device)
 
 
-def check_component_start(spectra: Any, architecture: str, latent_dim: int, n_channels: int) -> np.ndarray:
-    """Starting component spectra for the unmixing decoder: `(K, n_channels)` on the model's axis (after
-    preprocessing), finite, non-negative, each with some absorbance; `DataError` saying what is wrong."""
+def check_component_start(spectra: Any, architecture: str, latent_dim: int, n_channels: int,
+                          wavenumbers: np.ndarray | None = None) -> np.ndarray:
+    """Starting component spectra for the unmixing decoder, `(K, n_channels)` on the model's axis (after
+    preprocessing), finite, non-negative, each with some absorbance; `DataError` saying what is wrong.
+
+    A `pandas.DataFrame` whose columns are wavenumbers (cm⁻¹), one row per component, is interpolated
+    onto the model's axis `wavenumbers` (which its columns must cover; None: the data have no axis, and a
+    table is refused); anything else must already be on that axis."""
     what = "component_start"
     if architecture != "unmixing":
         raise DataError(f"{what}: only the unmixing architecture has component spectra; this model's is "
                         f"{architecture!r}")
+    columns = getattr(spectra, "columns", None)
+    if columns is not None:
+        if wavenumbers is None:
+            raise DataError(f"{what}: the data have no wavenumber axis, so a table's wavenumber columns cannot be "
+                            f"placed on it; give an array of the model's {n_channels} channels")
+        spectra = _onto_axis(spectra, columns, np.asarray(wavenumbers, dtype=np.float64))
     try:
         s = np.array(spectra, dtype=np.float64)
     except (TypeError, ValueError):
@@ -62,6 +73,23 @@ def check_component_start(spectra: Any, architecture: str, latent_dim: int, n_ch
     if empty.size:
         raise DataError(f"{what}: spectrum {int(empty[0])} is zero everywhere")
     return s
+
+
+def _onto_axis(frame: Any, columns: Any, axis: np.ndarray) -> np.ndarray:
+    """A table of spectra with wavenumber columns, interpolated linearly onto `axis`."""
+    try:
+        own = np.array([float(c) for c in columns])
+    except (TypeError, ValueError):
+        raise DataError("component_start: a table's columns must be wavenumbers (cm⁻¹); got "
+                        f"{[str(c) for c in list(columns)[:3]]}…") from None
+    if own.size < 2 or not np.isfinite(own).all():
+        raise DataError("component_start: a table needs at least two finite wavenumber columns")
+    if axis.min() < own.min() or axis.max() > own.max():
+        raise DataError(f"component_start: the spectra cover {own.min():g}–{own.max():g} cm⁻¹ and the model's axis "
+                        f"{axis.min():g}–{axis.max():g} cm⁻¹; they must cover it (cut the data to their range)")
+    order = np.argsort(own)
+    values = np.asarray(frame, dtype=np.float64)[:, order]
+    return np.stack([np.interp(axis, own[order], row) for row in values])
 
 
 def same_pipeline(a: Any, b: Any) -> bool:

@@ -85,15 +85,15 @@ class NeighbourhoodView:
                 wanted.append(rr[inside] * scan.width + cc[inside])
             flat = np.unique(np.concatenate(wanted))  # sorted: memory-mapped reads in file order
             raw = np.asarray(scan.pixels[flat], dtype=np.float32)
-            finite = np.isfinite(raw).all(axis=1)
-            side = None if self.side is None else self.side(np.where(np.isfinite(raw), raw, 0))
+            finite = np.asarray(np.isfinite(raw).all(axis=1))
+            side: np.ndarray | None = None if self.side is None else self.side(np.where(np.isfinite(raw), raw, 0))
             good = raw[finite]
             if self.data.preprocessor is not None and len(good):
                 good = self.data.preprocessor.transform(good)
             spectra = np.zeros((len(flat), centre.shape[1]), good.dtype)
             if len(good):
                 spectra[finite] = good
-            centre_side = None if side is None else side[np.searchsorted(flat, wanted[0])]
+            centre_side: np.ndarray | None = None if side is None else side[np.searchsorted(flat, wanted[0])]
             for dr, dc in offsets:
                 rr, cc = r + dr, c + dc
                 which = np.flatnonzero((rr >= 0) & (rr < scan.height) & (cc >= 0) & (cc < scan.width))

@@ -117,11 +117,12 @@ class Preprocessor:
         """
         return self._build(wavenumbers, data=data, known=known)
 
-    def check(self, wavenumbers: np.ndarray, known: bool = True) -> None:
+    def check(self, wavenumbers: np.ndarray, known: bool = True) -> np.ndarray:
         """Every check `fit` makes of the steps against the axis (a cut outside the data, cm⁻¹ on
         bare scans, a window longer than the spectrum, a bad emsc argument), without learning from
-        training spectra: for a run to refuse bad settings before it reads any data."""
-        Preprocessor(self.spec)._build(wavenumbers, known=known, check_only=True)
+        training spectra: for a run to refuse bad settings before it reads any data. Returns the
+        axis the pipeline's output will have."""
+        return Preprocessor(self.spec)._build(wavenumbers, known=known, check_only=True).output_wavenumbers_
 
     def _build(self, wavenumbers: np.ndarray, data: Any = None,
                states: list[dict[str, Any] | None] | None = None, known: bool = True,

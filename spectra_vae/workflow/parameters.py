@@ -32,6 +32,9 @@ NOTEBOOK_PARAMETERS: dict[str, Param] = table([
     Param("test_split", "normal_test", Text(), "held-out split of normal scans"),
     Param("abnormal_split", "abnormal", Text(), "split of scans with anomalies, recorded for notebook 05; '' "
           "for none"),
+    Param("component_start", "", Text(), "unmixing: a file of reference spectra its components start from, "
+          "one per component (.npy on the model's axis, or a table whose header holds wavenumbers); empty: "
+          "generic bands"),
     Param("normal_split", "", Text(), "split of normal scans", cli=False),
     Param("threshold_split", "", Text(), "split of normal scans the threshold is calibrated on", cli=False),
     Param("normal_labels", "", Text("background,stroma,epithelium"),

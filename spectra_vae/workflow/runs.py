@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ..core.claims import Claim
@@ -32,6 +33,7 @@ from ..core.distributed import broadcast_object, dist_info, init_distributed
 from ..core.errors import DataError
 from ..core.files import check_output_dir, regular_file, write_json_atomic, write_text_atomic
 from ..core.version import __version__
+from ..estimator.checks import check_component_start
 from ..estimator.vae import SpectraVAE
 from ..io.dataset import SpectralDataset
 from ..io.demo import NORMAL_LABELS
@@ -279,17 +281,33 @@ def _parse_labels(value: Any) -> list[str]:
     return [str(v).strip() for v in items if str(v).strip()]
 
 
+def read_component_start(path: str | os.PathLike, vae: SpectraVAE, axis: np.ndarray, known: bool = True) -> np.ndarray:
+    """Reference spectra from a file (`.npy` of `(K, n_channels)` on the model's axis, or a table whose
+    header holds wavenumbers, interpolated onto it), checked for `vae` (architecture, K, axis, values):
+    `(K, n_channels)`; `DataError` naming the file. `axis`: the model's (after preprocessing); `known`:
+    whether the data have wavenumbers (else a table's header cannot be placed on it)."""
+    spectra = load_dataset(path)  # a spectrum with NaN or inf is left out, with a warning that says so
+    values = spectra.to_array()
+    table = pd.DataFrame(values, columns=spectra.wavenumbers) if spectra.wavenumbers_known else values
+    try:
+        return check_component_start(table, vae.architecture, vae.latent_dim, len(axis), axis if known else None)
+    except DataError as exc:
+        raise DataError(f"{path}: {exc}") from None
+
+
 def train(data_dir: str | os.PathLike, out: str | os.PathLike = "", *, overwrite: bool = False,
           train_split: str = "normal_train", val_split: str = "normal_val", test_split: str = "normal_test",
           abnormal_split: str = "abnormal", normal_labels: str | list[str] = "", verbose: bool = True,
-          **model: Any) -> tuple[SpectraVAE, Splits, Path]:
+          component_start: str | os.PathLike = "", **model: Any) -> tuple[SpectraVAE, Splits, Path]:
     """Train a new run in `out` ("" → a new folder; see `training_run_dir`); returns (vae, splits, final.pt).
 
     Everything is checked before the folder is claimed (`claim_run_dir`: a folder of scans, another run
     or another writer is refused): the split names, the parameters, the preprocessing against the axis,
     the training pixels and the model's memory (`preflight.check_training`). Then params.json and
     splits.json are written before training (so an interrupted run can be resumed), then
-    model/final.pt, history.csv and the tissue rule. `model` holds `SpectraVAE` parameters.
+    model/final.pt, history.csv and the tissue rule. `model` holds `SpectraVAE` parameters;
+    `component_start` a file of reference spectra an unmixing model's components start from
+    (`read_component_start`), checked against the model's axis before the folder is claimed too.
     """
     data = resolve_data_dir(data_dir)
     rank, world = init_distributed()
@@ -307,7 +325,10 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike = "", *, overwrite
     vae = SpectraVAE(verbose=verbose, **model)
     vae._check_params()  # bad data, split names or parameters fail before any folder is touched
     # steps that need the axis (a cut outside the data, cm⁻¹ on bare scans) fail here, not after the record
-    Preprocessor(vae.preprocess).check(splits.train.wavenumbers, known=splits.train.wavenumbers_known)
+    axis = Preprocessor(vae.preprocess).check(splits.train.wavenumbers, known=splits.train.wavenumbers_known)
+    start = None
+    if str(component_start):
+        start = read_component_start(component_start, vae, axis, splits.train.wavenumbers_known)
     check_training(vae, splits.train)
     if str(out):
         check_output_dir(out, "out")
@@ -326,13 +347,14 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike = "", *, overwrite
         if rank == 0:
             params = {"data_dir": str(data.resolve()), **names, "normal_labels": _parse_labels(normal_labels),
                       **{k: v for k, v in vae.get_params().items() if k != "verbose"},
+                      **({"component_start": str(Path(component_start).resolve())} if start is not None else {}),
                       "created": _dt.datetime.now().isoformat(timespec="seconds"), "spectra_vae_version": __version__}
             write_json_atomic(run / PARAMS, params)
             record = split_record(data, splits, abnormal, vae.seed) | {"tissue_only": vae.tissue_only}
             write_json_atomic(run / SPLITS, record)
         model_dir = run / MODEL_DIR
         model_dir.mkdir(parents=True, exist_ok=True)
-        vae.fit(splits.train, validation=splits.validation, checkpoint_dir=model_dir)
+        vae.fit(splits.train, validation=splits.validation, checkpoint_dir=model_dir, component_start=start)
         if vae.tissue_only:
             splits = splits.tissue_only(vae.tissue_rule_)
         if dist_info()[0] == 0:  # in a distributed run only the first process writes

@@ -1,5 +1,6 @@
 """Calibration that carries to new scans, the scan-level limit, the latent density, and their checks."""
 
+import copy
 import dataclasses
 
 import numpy as np
@@ -97,6 +98,7 @@ def test_false_positive_rates_must_be_numbers_below_one_half(bad):
 
 def test_calibrate_refuses_bad_rates_empty_data_and_tissue_labelled_abnormal(fitted, demo_dir):
     vae, _, val, _, _ = fitted
+    vae = copy.deepcopy(vae)  # the fixture is shared: the last call below calibrates it
     with pytest.raises(DataError, match="false_positive_rate"):
         vae.calibrate(val, false_positive_rate="1%")
     with pytest.raises(DataError, match="scan_false_positive_rate"):
@@ -113,6 +115,7 @@ def test_calibrate_refuses_bad_rates_empty_data_and_tissue_labelled_abnormal(fit
 
 def test_one_scan_calibration_warns_what_it_cannot_promise(fitted):
     vae, _, val, _, _ = fitted
+    vae = copy.deepcopy(vae)  # the fixture is shared: this test changes the model
     with pytest.warns(UserWarning, match=r"calibrated on 1 normal scan\(s\).*by construction.*at least 3"):
         vae.calibrate(val, false_positive_rate=0.05)
     m = vae.monitor_
@@ -122,6 +125,7 @@ def test_one_scan_calibration_warns_what_it_cannot_promise(fitted):
 
 def test_calibration_on_several_scans_is_scan_wise_and_travels_in_a_weights_only_checkpoint(fitted, demo_dir, tmp_path):
     vae, _, _, _, _ = fitted
+    vae = copy.deepcopy(vae)  # the fixture is shared: this test changes the model
     normal = load_dataset(demo_dir, split=["normal_train", "normal_val", "normal_test"])
     vae.calibrate(normal, false_positive_rate=0.05)
     m = vae.monitor_
@@ -174,6 +178,7 @@ def test_latent_density_chooses_its_components_by_bic_and_is_a_mahalanobis_dista
 
 def test_the_latent_statistic_is_the_negative_log_density_of_the_latent_means(fitted, demo_dir):
     vae, train, _, test, _ = fitted
+    vae = copy.deepcopy(vae)  # the fixture is shared: this test changes the model
     m = vae.monitor_
     assert m.latent is not None
     np.testing.assert_allclose(vae.anomaly_score(test, "latent"), m.latent.statistic(vae.transform(test)),

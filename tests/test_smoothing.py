@@ -106,3 +106,46 @@ def test_smoothing_refuses_tables_of_spectra(fitted):
         vae.calibrate(table, smoothing=3)
     with pytest.raises(DataError, match="table"):
         vae.anomaly_score(table, smoothing=3)
+
+
+def test_a_sampled_calibration_scores_each_counted_pixel_over_its_whole_window(fitted, demo_dir, monkeypatch):
+    """Large calibration data are sampled in blocks; with smoothing, the blocks' neighbours are scored too, so
+    a pixel on a block's first or last row is averaged over its whole tissue window, not a cut one."""
+    from spectra_vae.anomaly import calibration as calibration_module
+    from spectra_vae.anomaly import monitor as monitor_module
+
+    vae = copy.deepcopy(fitted[0])
+    normal = load_dataset(demo_dir, split=["normal_train", "normal_val", "normal_test"])
+    tissue = normal.select_pixels(np.flatnonzero(vae.tissue_mask(normal)))
+    monkeypatch.setattr(monitor_module, "MONITOR_MAX_PIXELS", len(tissue) // 3)
+    monkeypatch.setattr(monitor_module, "MONITOR_BLOCK", 60)
+    positions = monitor_module.block_positions(tissue)
+    every, counted = monitor_module.with_neighbours(tissue, positions, 3)
+    # the definition: the sample, and every tissue pixel within one row and column of one of its pixels
+    c = tissue.coords
+    near = np.zeros(len(tissue), bool)
+    for s, r, col in c[positions]:
+        near |= (c[:, 0] == s) & (np.abs(c[:, 1] - r) <= 1) & (np.abs(c[:, 2] - col) <= 1)
+    np.testing.assert_array_equal(every, np.flatnonzero(near))
+    np.testing.assert_array_equal(every[counted], positions)
+    assert len(every) > len(positions)  # blocks end mid-scan: their edges have neighbours outside them
+
+    seen = {}
+    real = calibration_module.calibrate_values
+
+    def spy(monitor, values, scan_ids, coords, *args, counted=None, **kwargs):
+        seen.update(values=values, coords=coords, counted=counted)
+        return real(monitor, values, scan_ids, coords, *args, counted=counted, **kwargs)
+
+    monkeypatch.setattr(monitor_module, "calibrate_values", spy)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        vae.calibrate(normal, false_positive_rate=0.05, smoothing=3)
+    m = vae.monitor_
+    assert seen["counted"] is not None and int(seen["counted"].sum()) == len(positions)
+    assert m.calibration["pixels"] == len(positions)  # only the sample is counted
+    # each counted pixel's smoothed score is the one it has among all the tissue
+    whole = vae.score_samples(normal)
+    full = whole.loc[whole["tissue"], "anomaly_score"].to_numpy()
+    sampled = smooth_scores(m.score(seen["values"]), seen["coords"], np.ones(len(seen["coords"]), bool), 3)
+    np.testing.assert_allclose(np.sort(sampled[seen["counted"]]), np.sort(full[positions]), rtol=1e-6, atol=1e-9)

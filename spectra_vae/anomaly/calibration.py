@@ -109,9 +109,12 @@ def tissue_scores(monitor: Monitor, values: dict[str, np.ndarray], coords: np.nd
 
 
 def cross_conformal(monitor: Monitor, values: dict[str, np.ndarray], scan_ids: np.ndarray, rate: float,
-                    eigenvalues: np.ndarray | None, coords: np.ndarray) -> tuple[float, np.ndarray]:
+                    eigenvalues: np.ndarray | None, coords: np.ndarray,
+                    counted: np.ndarray | None = None) -> tuple[float, np.ndarray]:
     """The quantile level whose threshold, fitted without a scan, flags `rate` of a held-out scan's
-    tissue on average over the scans; and each scan's flagged pixels at that level."""
+    tissue on average over the scans; and each scan's flagged pixels at that level. Only `counted`
+    pixels are scores (the others are their neighbours, for smoothing)."""
+    keep = np.ones(len(scan_ids), bool) if counted is None else counted
     folds = _folds(scan_ids)
     held: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (others' sorted scores, fold scores, fold scans)
     for f in np.unique(folds):
@@ -119,7 +122,7 @@ def cross_conformal(monitor: Monitor, values: dict[str, np.ndarray], scan_ids: n
         m = copy.copy(monitor)
         m.tails = fit_tails(monitor, _subset(values, ~inside), eigenvalues)
         s = tissue_scores(m, values, coords)
-        held.append((np.sort(s[~inside]), s[inside], scan_ids[inside]))
+        held.append((np.sort(s[~inside & keep]), s[inside & keep], scan_ids[inside & keep]))
     n_scans = int(scan_ids.max()) + 1
 
     def flagged(level: float) -> np.ndarray:
@@ -129,7 +132,7 @@ def cross_conformal(monitor: Monitor, values: dict[str, np.ndarray], scan_ids: n
             counts += np.bincount(ids, weights=(scores > t).astype(float), minlength=n_scans)
         return counts
 
-    tissue = np.bincount(scan_ids, minlength=n_scans).astype(float)
+    tissue = np.bincount(scan_ids[keep], minlength=n_scans).astype(float)
 
     def mean_rate(level: float) -> float:
         return float(np.mean(flagged(level) / np.maximum(tissue, 1)))
@@ -148,28 +151,32 @@ def cross_conformal(monitor: Monitor, values: dict[str, np.ndarray], scan_ids: n
 
 def calibrate_values(monitor: Monitor, values: dict[str, np.ndarray], scan_ids: np.ndarray, coords: np.ndarray,
                      rate: float, scan_level: float = 0.01, eigenvalues: np.ndarray | None = None,
-                     scan_names: Sequence[str] | None = None, smoothing: int = 1) -> Monitor:
+                     scan_names: Sequence[str] | None = None, smoothing: int = 1,
+                     counted: np.ndarray | None = None) -> Monitor:
     """A copy of `monitor` calibrated on normal tissue pixels given as their statistics `values`, their
     scans (`scan_ids`, 0..k−1) and (scan, row, col) `coords`: tails, the cross-conformal threshold
     flagging `rate` of a new scan on average, and the scan-level limit at `scan_level`. With
-    `smoothing` k > 1 the threshold is on the score averaged over each pixel's k×k tissue window."""
+    `smoothing` k > 1 the threshold is on the score averaged over each pixel's k×k tissue window.
+    `counted` (default: all): the pixels whose scores calibrate; the others only lend their scores to
+    their neighbours' windows (a sample's margin)."""
     m = copy.deepcopy(monitor)
     m.smoothing = check_smoothing(smoothing)
     scan_ids = np.asarray(scan_ids, dtype=np.int64)
+    keep = np.ones(len(scan_ids), bool) if counted is None else np.asarray(counted, dtype=bool)
     n_scans = int(scan_ids.max()) + 1 if len(scan_ids) else 0
     names = list(scan_names) if scan_names is not None else [str(i) for i in range(n_scans)]
     m.tails = fit_tails(m, values, eigenvalues)
-    score = tissue_scores(m, values, coords)
-    tissue = np.bincount(scan_ids, minlength=n_scans).astype(float)
+    score = tissue_scores(m, values, coords)[keep]
+    tissue = np.bincount(scan_ids[keep], minlength=n_scans).astype(float)
     if n_scans >= 2:
-        level, held_flags = cross_conformal(m, values, scan_ids, rate, eigenvalues, coords)
+        level, held_flags = cross_conformal(m, values, scan_ids, rate, eigenvalues, coords, keep)
     else:
         level, held_flags = rate, None
     order = np.sort(score)
     m.threshold = float(upper_order_statistic(order, level))
     flags = score > m.threshold
     m.false_positive_rate = rate
-    m.design_effect = tile_dispersion(coords, flags, rate)
+    m.design_effect = tile_dispersion(coords[keep], flags, rate)
     spread = held_flags is not None and n_scans >= MIN_SCANS_FOR_SPREAD
     m.scan_limit = (ScanLimit.fit(held_flags, tissue, m.design_effect, scan_level) if spread and held_flags is not None
                     else ScanLimit.within_one_scan(rate, m.design_effect, scan_level))
@@ -183,7 +190,7 @@ def calibrate_values(monitor: Monitor, values: dict[str, np.ndarray], scan_ids: 
     if spread:
         m.calibration["expected_fraction"] = list(m.scan_limit.interval(int(np.median(tissue)), PREDICTION_COVERAGE))
     if eigenvalues is not None and "q" in values:
-        m.calibration["q_limits"] = q_limits(values["q"], eigenvalues, rate)
+        m.calibration["q_limits"] = q_limits(values["q"][keep], eigenvalues, rate)
     return m
 
 

@@ -164,21 +164,51 @@ def pixel_statistics(vae: FittedModel, data: SpectralDataset, monitor: Monitor |
     return {k: np.concatenate(v).astype(np.float64) if v else np.zeros(0) for k, v in out.items()}
 
 
+def block_positions(data: SpectralDataset) -> np.ndarray | None:
+    """Positions of at most `MONITOR_MAX_PIXELS` pixels of `data` (over all processes): blocks of
+    `MONITOR_BLOCK` consecutive pixels, spread evenly over the data; None when all of them fit."""
+    cap = MONITOR_MAX_PIXELS // dist_info()[1]
+    if len(data) <= cap:
+        return None
+    blocks = cap // MONITOR_BLOCK
+    if blocks == 0:
+        return np.arange(cap)
+    starts = np.arange(0, len(data), MONITOR_BLOCK)
+    keep = starts[np.unique(np.linspace(0, len(starts) - 1, blocks).round().astype(np.int64))]
+    return np.concatenate([np.arange(s, min(s + MONITOR_BLOCK, len(data))) for s in keep])
+
+
 def sample_blocks(data: SpectralDataset) -> SpectralDataset:
-    """At most `MONITOR_MAX_PIXELS` pixels of `data` (over all processes): blocks of
-    `MONITOR_BLOCK` consecutive pixels, spread evenly over the data. The few principal directions of
+    """At most `MONITOR_MAX_PIXELS` pixels of `data` (`block_positions`). The few principal directions of
     the residuals and a 1 % quantile (500 pixels beyond it) are well determined from 50 000 pixels,
     while the passes cost time in proportion (at 200 000 the monitor took longer than a seed-scale
     epoch on 2 CPU cores); blocks keep neighbouring pixels together for the design effect."""
-    cap = MONITOR_MAX_PIXELS // dist_info()[1]
-    if len(data) <= cap:
-        return data
-    blocks = cap // MONITOR_BLOCK
-    if blocks == 0:
-        return data.select_pixels(np.arange(cap))
-    starts = np.arange(0, len(data), MONITOR_BLOCK)
-    keep = starts[np.unique(np.linspace(0, len(starts) - 1, blocks).round().astype(np.int64))]
-    return data.select_pixels(np.concatenate([np.arange(s, min(s + MONITOR_BLOCK, len(data))) for s in keep]))
+    positions = block_positions(data)
+    return data if positions is None else data.select_pixels(positions)
+
+
+def with_neighbours(data: SpectralDataset, positions: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """`positions` of `data` with every pixel of `data` in their k×k windows (k = `size`): the sorted
+    positions, and which of them are the given ones. A score smoothed over the windows of the given
+    pixels then has all their neighbours, at a block's first and last rows too."""
+    coords = data.coords.astype(np.int64)
+    keys = (coords[:, 0] << 42) | (coords[:, 1] << 21) | coords[:, 2]  # rows and columns < 2²¹
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    half = size // 2
+    found = [np.asarray(positions, dtype=np.int64)]
+    own = coords[positions]
+    for dr in range(-half, half + 1):
+        for dc in range(-half, half + 1):
+            if dr == 0 and dc == 0:
+                continue
+            r, c = own[:, 1] + dr, own[:, 2] + dc
+            ok = (r >= 0) & (c >= 0)
+            wanted = (own[ok, 0] << 42) | (r[ok] << 21) | c[ok]
+            at = np.minimum(np.searchsorted(sorted_keys, wanted), len(sorted_keys) - 1)
+            found.append(order[at[sorted_keys[at] == wanted]])
+    every = np.unique(np.concatenate(found))
+    return every, np.isin(every, positions)
 
 
 def monitor_sample(vae: FittedModel, train: SpectralDataset) -> SpectralDataset:
@@ -238,24 +268,30 @@ def fit_monitor(vae: FittedModel, train: SpectralDataset, validation: SpectralDa
     return monitor
 
 
-def _gathered(values: dict[str, np.ndarray], names: np.ndarray, coords: np.ndarray
-              ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, list[str]]:
+def _gathered(values: dict[str, np.ndarray], names: np.ndarray, coords: np.ndarray, counted: np.ndarray
+              ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, list[str], np.ndarray]:
     """Every process's pixels on every process, the scans numbered by name (0..k−1)."""
-    parts = gather_objects((values, names, coords))
+    parts = gather_objects((values, names, coords, counted))
     values = {k: np.concatenate([p[0][k] for p in parts]) for k in values}
     names, coords = np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts])
+    counted = np.concatenate([p[3] for p in parts])
     scans, ids = np.unique(names, return_inverse=True)
     coords = coords.copy()
     coords[:, 0] = ids
-    return values, ids.astype(np.int64), coords, [str(s) for s in scans]
+    return values, ids.astype(np.int64), coords, [str(s) for s in scans], counted
 
 
 def calibrate_tissue(monitor: Monitor, vae: FittedModel, tissue: SpectralDataset, rate: float,
                      scan_level: float = 0.01, smoothing: int = 1) -> Monitor:
     """`calibrate_values` on normal tissue pixels (at most `monitor.MONITOR_MAX_PIXELS` of them, in
-    blocks of consecutive pixels, so that a smoothed score has its neighbours but at a block's first
-    and last rows), pooled over the processes of a distributed run."""
-    tissue = sample_blocks(tissue)
+    blocks of consecutive pixels; with `smoothing`, their neighbours are scored too, so that every
+    counted pixel's smoothed score has its whole window), pooled over the processes of a distributed run."""
+    positions = block_positions(tissue)
+    counted = np.ones(len(tissue) if positions is None else len(positions), bool)
+    if positions is not None:
+        if smoothing > 1:
+            positions, counted = with_neighbours(tissue, positions, smoothing)
+        tissue = tissue.select_pixels(positions)
     complement = Moments()
     values = pixel_statistics(vae, tissue, monitor, monitored_only=True, complement=complement)
     if dist_info()[1] > 1:
@@ -263,11 +299,11 @@ def calibrate_tissue(monitor: Monitor, vae: FittedModel, tissue: SpectralDataset
         local = complement.as_array() if complement.n else np.zeros(3 + 2 * c + c * c)
         complement = Moments.from_array(all_reduce(local), c)
     names = np.asarray(tissue.scans, dtype=object)[tissue.scan_of()] if len(tissue) else np.zeros(0, object)
-    values, ids, coords, scans = _gathered(values, names.astype(str), tissue.coords)
+    values, ids, coords, scans, counted = _gathered(values, names.astype(str), tissue.coords, counted)
     if len(ids) < 2:
         raise DataError(f"{tissue.source or 'data'}: too few normal tissue pixels ({len(ids)}) to fit tails")
     return calibrate_values(monitor, values, ids, coords, rate, scan_level, complement_eigenvalues(complement), scans,
-                            smoothing)
+                            smoothing, counted=None if counted.all() else counted)
 
 
 @numpy_blas_single_thread

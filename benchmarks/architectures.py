@@ -24,7 +24,8 @@ machine and commit are printed with every table.
 Diagnostics beside the defaults: `--set NAME=VALUE` trains every run with other estimator parameters (a
 variant); on labelled real sets each run also reports an oracle reference, the RMSE of a PCA per class
 (the class given) ÷ PCA's (what telling the classes apart is worth); `--unmixing-start truth` starts
-unmixing's component spectra from the demo's true ones (does the model keep the truth once it has it?);
+unmixing's component spectra from the demo's true ones (does the model keep the truth once it has it?),
+`--unmixing-start class-means` on real sets from each class's mean training spectrum;
 and the demo's true fractions are printed per seed (how far the data reach towards each pure spectrum).
 """
 
@@ -199,12 +200,22 @@ def real_runs(name: str, x: np.ndarray, y: np.ndarray, wn: np.ndarray | None, ar
     tr, te = train_test_split(np.arange(len(x)), test_size=0.3, stratify=y, random_state=0)
     frame = (lambda idx: pd.DataFrame(x[idx], columns=wn)) if wn is not None else (lambda idx: x[idx])
     codes = pd.Series(y).astype("category").cat.codes.to_numpy()
+    classes = np.unique(y)
     for arch in [a for a in args.architectures if a != "spatial"]:  # tables have no neighbourhoods
         for k in args.latent_dims:
+            if arch == "unmixing" and args.unmixing_start == "class-means" and k != len(classes):
+                print(f"{name}, unmixing, latent {k}: no start from the class means ({len(classes)} classes); skipped",
+                      flush=True)
+                continue
             for seed in args.seeds:
                 fit_idx, val_idx = train_test_split(tr, test_size=0.15, stratify=y[tr], random_state=seed)
+                start = None
+                if arch == "unmixing" and args.unmixing_start == "class-means":
+                    # each class's mean training spectrum, as a lab's reference spectra would be (≥ 0)
+                    start = np.clip([x[fit_idx[y[fit_idx] == c]].mean(axis=0) for c in classes], 0, None)
                 vae = SpectraVAE(latent_dim=k, architecture=arch, seed=seed, epochs=args.epochs, verbose=False,
-                                 **dict(args.set)).fit(frame(fit_idx), validation=frame(val_idx))
+                                 **dict(args.set)).fit(frame(fit_idx), validation=frame(val_idx),
+                                                       component_start=start)
                 train_ds, test_ds = load_dataset(frame(fit_idx)), load_dataset(frame(te))
                 table = compare_with_pca(vae, train_ds, test_ds)
                 row = {"data": name, "architecture": arch, "latent": k, "seed": seed,
@@ -244,9 +255,11 @@ def main() -> None:
     ap.add_argument("--set", type=setting, nargs="+", default=[], metavar="NAME=VALUE",
                     help="estimator parameters for every run, a variant of the defaults (e.g. beta=0.5 "
                     "hidden_dims=512,256)")
-    ap.add_argument("--unmixing-start", choices=("generic", "truth"), default="generic",
-                    help="unmixing's component spectra start from generic bands (the default), or, on the demo, "
-                    "from its true spectra (a diagnostic: does the model keep the truth once it has it?)")
+    ap.add_argument("--unmixing-start", choices=("generic", "truth", "class-means"), default="generic",
+                    help="unmixing's component spectra start from generic bands (the default); on the demo from "
+                    "its true spectra (truth: does the model keep the truth once it has it?); on labelled real "
+                    "sets from each class's mean training spectrum (class-means: reference spectra as a lab "
+                    "would have them), at a latent size equal to the number of classes")
     ap.add_argument("--neighbourhood", type=int, default=3, help="spatial's k×k window, and the smoothing of every "
                     "architecture's score beside its raw score")
     args = ap.parse_args()

@@ -68,7 +68,7 @@ from .latent import LatentDensity
 from .mspc import Moments, Subspace
 from .protocol import FittedModel
 from .scans import MIN_SCANS_FOR_SPREAD
-from .spatial import check_images, check_smoothing
+from .spatial import check_images, check_smoothing, near
 
 __all__ = ["DEFAULT_COMBINATION", "DEFAULT_STATISTICS", "DEFAULT_TAIL", "STATISTICS", "Monitor", "calibrate_monitor",
            "fit_monitor", "noise_level", "parse_method", "parse_statistics", "pixel_statistics"]
@@ -191,24 +191,10 @@ def with_neighbours(data: SpectralDataset, positions: np.ndarray, size: int) -> 
     """`positions` of `data` with every pixel of `data` in their k×k windows (k = `size`): the sorted
     positions, and which of them are the given ones. A score smoothed over the windows of the given
     pixels then has all their neighbours, at a block's first and last rows too."""
-    coords = data.coords.astype(np.int64)
-    keys = (coords[:, 0] << 42) | (coords[:, 1] << 21) | coords[:, 2]  # rows and columns < 2²¹
-    order = np.argsort(keys, kind="stable")
-    sorted_keys = keys[order]
-    half = size // 2
-    found = [np.asarray(positions, dtype=np.int64)]
-    own = coords[positions]
-    for dr in range(-half, half + 1):
-        for dc in range(-half, half + 1):
-            if dr == 0 and dc == 0:
-                continue
-            r, c = own[:, 1] + dr, own[:, 2] + dc
-            ok = (r >= 0) & (c >= 0)
-            wanted = (own[ok, 0] << 42) | (r[ok] << 21) | c[ok]
-            at = np.minimum(np.searchsorted(sorted_keys, wanted), len(sorted_keys) - 1)
-            found.append(order[at[sorted_keys[at] == wanted]])
-    every = np.unique(np.concatenate(found))
-    return every, np.isin(every, positions)
+    marked = np.zeros(len(data), bool)
+    marked[positions] = True
+    every = np.flatnonzero(near(data.coords, marked, size))
+    return every, marked[every]
 
 
 def monitor_sample(vae: FittedModel, train: SpectralDataset) -> SpectralDataset:

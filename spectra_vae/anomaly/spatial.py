@@ -55,6 +55,21 @@ def smooth_scores(scores: np.ndarray, coords: np.ndarray, include: np.ndarray, s
     return out
 
 
+def near(coords: np.ndarray, marked: np.ndarray, size: int) -> np.ndarray:
+    """Per pixel of (scan, row, col) `coords`, whether a `marked` pixel of its scan lies in its size×size
+    window: the pixels whose windows `smooth_scores` would reach from the marked ones."""
+    coords = np.asarray(coords, dtype=np.int64)
+    out = np.zeros(len(coords), bool)
+    for k in np.unique(coords[marked, 0]):
+        at = np.flatnonzero(coords[:, 0] == k)
+        r, c = coords[at, 1], coords[at, 2]
+        r0, c0 = r.min(), c.min()
+        grid = np.zeros((int(r.max() - r0 + 1), int(c.max() - c0 + 1)))
+        grid[r[marked[at]] - r0, c[marked[at]] - c0] = 1.0
+        out[at] = _box_sum(grid, size)[r - r0, c - c0] > 0.5
+    return out
+
+
 def check_images(data: object, what: str = "smoothing") -> None:
     """`DataError` when `data` (a dataset) holds scans without an image geometry (tables of spectra)."""
     tables = [s.name for s in getattr(data, "scan_objects", []) if not s.is_image]

@@ -78,12 +78,13 @@ class NeighbourhoodView:
             rows = np.flatnonzero(coords[:, 0] == k)
             scan = self.data.scan_objects[int(k)]
             r, c = coords[rows, 1], coords[rows, 2]
-            wanted = [r * scan.width + c]
+            around = []  # per offset: the centres that have that neighbour, and its flat index in the scan
             for dr, dc in offsets:
                 rr, cc = r + dr, c + dc
-                inside = (rr >= 0) & (rr < scan.height) & (cc >= 0) & (cc < scan.width)
-                wanted.append(rr[inside] * scan.width + cc[inside])
-            flat = np.unique(np.concatenate(wanted))  # sorted: memory-mapped reads in file order
+                which = np.flatnonzero((rr >= 0) & (rr < scan.height) & (cc >= 0) & (cc < scan.width))
+                around.append((which, rr[which] * scan.width + cc[which]))
+            own = r * scan.width + c
+            flat = np.unique(np.concatenate([own, *(f for _, f in around)]))  # sorted: reads in file order
             raw = np.asarray(scan.pixels[flat], dtype=np.float32)
             finite = np.asarray(np.isfinite(raw).all(axis=1))
             side: np.ndarray | None = None if self.side is None else self.side(np.where(np.isfinite(raw), raw, 0))
@@ -93,13 +94,11 @@ class NeighbourhoodView:
             spectra = np.zeros((len(flat), centre.shape[1]), good.dtype)
             if len(good):
                 spectra[finite] = good
-            centre_side: np.ndarray | None = None if side is None else side[np.searchsorted(flat, wanted[0])]
-            for dr, dc in offsets:
-                rr, cc = r + dr, c + dc
-                which = np.flatnonzero((rr >= 0) & (rr < scan.height) & (cc >= 0) & (cc < scan.width))
+            centre_side: np.ndarray | None = None if side is None else side[np.searchsorted(flat, own)]
+            for which, neighbour in around:
                 if not which.size:
                     continue
-                at_flat = np.searchsorted(flat, rr[which] * scan.width + cc[which])
+                at_flat = np.searchsorted(flat, neighbour)
                 ok = finite[at_flat]
                 if side is not None and centre_side is not None:
                     ok &= side[at_flat] == centre_side[which]

@@ -36,11 +36,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import stats
+from sklearn.metrics import roc_auc_score
 
 from benchmarks.anomaly_real import fetch_real_spectra, real_runs
 from benchmarks.common import demo_data, epochs_arg, machine, patience_options
 from spectra_vae import SpectraVAE, anomaly, load_dataset
-from spectra_vae.anomaly.calibration import calibrate_values, complement_eigenvalues
+from spectra_vae.anomaly.calibration import calibrate_values, complement_eigenvalues, fit_tails
 from spectra_vae.anomaly.monitor import Monitor, check_choices, parse_method, pixel_statistics
 from spectra_vae.anomaly.mspc import Moments
 from spectra_vae.anomaly.spatial import smooth_scores
@@ -78,6 +80,8 @@ SCORES = ("mspc", "fisher:t2+q", "min_p:t2+q", "qin:t2+q", "fisher:inside+q", "f
 REAL_SCORES = ("mspc", "fisher:t2+q", "min_p:t2+q", "fisher:inside+q", "fisher:inside+t2+q", "fisher:subspace+q+latent",
                "t2", "q", "inside", "elbo")
 BOOTSTRAPPED = ("VAE mspc", *anomaly.baselines.PCA_RULES, anomaly.baselines.RX_NAME)
+SCAN_RATES = (0.01, 0.02, 0.05, 0.1)  # pixel rates of the flagged-fraction scan statistics (`--scan-statistics`)
+SCAN_WINDOWS = (9, 15)  # windows of the largest-window-mean scan statistics
 
 
 def bootstrapped(name: str) -> bool:
@@ -107,6 +111,8 @@ class Held:
     tissue: np.ndarray
     scan_of: np.ndarray  # index into `scans`
     scans: list[str]
+    labels: np.ndarray  # the demo's label per pixel
+    label_names: list[str]
 
 
 def trained(a: argparse.Namespace, seed: int, layout: str, latent: int, train, val) -> SpectraVAE:
@@ -154,14 +160,15 @@ def demo_run(a: argparse.Namespace, seed: int, layout: str, latent: int) -> dict
     held_ds = ds.select_scans(lay.roles()["test"] + lay.roles()["abnormal"])
     mask = vae.tissue_mask(held_ds)
     test_scans = set(lay.roles()["test"])
-    rows: dict[str, list[dict]] = {"auroc": [], "calibration": [], "pp": []}
+    rows: dict[str, list[dict]] = {"auroc": [], "calibration": [], "pp": [], "scan statistics": []}
     run = {"layout": layout, "seed": seed, "latent": latent, "epochs": len(vae.history)}
     for directions in a.directions:
         vae.fit_anomaly_model(roles["train"], roles["val"], n_components=directions,
                               latent_components=a.latent_components)
         mon = vae.monitor_
         here = {**run, "directions": directions, "k": mon.subspace.n_components}
-        held = Held(pixel_statistics(vae, vae.prepare(held_ds), mon), mask, held_ds.scan_of(), list(held_ds.scans))
+        held = Held(pixel_statistics(vae, vae.prepare(held_ds), mon), mask, held_ds.scan_of(), list(held_ds.scans),
+                    held_ds.labels, list(held_ds.label_names or []))
         held.values["elbo"] = held.values["reconstruction_nll"] + vae.beta * held.values["kl"]
         held.values["reconstruction"] = held.values["reconstruction_error"]
         scores = {f"VAE {s}": held.values[s] for s in a.scores if s in RAW}
@@ -186,6 +193,9 @@ def demo_run(a: argparse.Namespace, seed: int, layout: str, latent: int) -> dict
                                                                              "threshold": threshold})
                         if score == "mspc" and threshold == a.threshold[0] and n_cal == a.calibration_scans[-1]:
                             rows["pp"] += tail_check(m, held, test_scans, {**here, "tail": tail})
+                            if a.scan_statistics and tail == a.tails[0]:
+                                rows["scan statistics"] += scan_statistic_calls(
+                                    m, cal, held, held_ds.coords, test_scans, a.scan_rate, here)
                         for k in (k for k in a.smoothing if k > 1 and score == "mspc" and tail == a.tails[0]):
                             # the package's smoothing option: calibrated on the smoothed score of the same scans
                             mk = calibrate_values(variant(mon, score, tail), cal[0], ids, cal[2], a.rate,
@@ -214,16 +224,69 @@ def demo_run(a: argparse.Namespace, seed: int, layout: str, latent: int) -> dict
 
 
 def calls(m: Monitor, s: np.ndarray, held: Held, test_scans: set[str], run: dict) -> list[dict]:
-    """Per held-out scan: flagged share of its tissue, its scan limit and the call."""
+    """Per held-out scan: flagged share of its tissue, its scan limit and the call; and, by the demo's labels,
+    the flagged share of its stroma and epithelium and the epithelium's share of its tissue (where flags fall)."""
     assert m.scan_limit is not None and m.threshold is not None
     out = []
     for k, name in enumerate(held.scans):
         sel = (held.scan_of == k) & held.tissue
-        frac = float((s[sel] > m.threshold).mean())
+        flags = s[sel] > m.threshold
+        labels = np.asarray(held.labels)[sel]
+        by_label = {f"flagged {c}": float(flags[labels == held.label_names.index(c)].mean())
+                    if c in held.label_names and (labels == held.label_names.index(c)).any() else np.nan
+                    for c in ("stroma", "epithelium")}
+        epithelium = (float(np.mean(labels == held.label_names.index("epithelium")))
+                      if "epithelium" in held.label_names else np.nan)
         out.append({**run, "scan": name, "normal": name in test_scans, "tissue": int(sel.sum()),
-                    "flagged": frac, "limit": m.scan_limit.limit(int(sel.sum())),
-                    "called": frac > m.scan_limit.limit(int(sel.sum())), "spread known": m.scan_limit.spread_known})
+                    "flagged": float(flags.mean()), "limit": m.scan_limit.limit(int(sel.sum())),
+                    "called": float(flags.mean()) > m.scan_limit.limit(int(sel.sum())),
+                    "spread known": m.scan_limit.spread_known, **by_label, "epithelium share": epithelium})
     return out
+
+
+def scan_statistics(score: np.ndarray, coords: np.ndarray, pooled: np.ndarray) -> dict[str, float]:
+    """Candidate scan-level statistics of one scan's tissue scores: the flagged fraction at each pixel rate
+    of `SCAN_RATES` (thresholds from the sorted calibration scores `pooled`, on the scale asin √p), the
+    mean score, and the largest mean score over a k×k tissue window (`SCAN_WINDOWS`: a localised lesion)."""
+    out = {f"flagged at {r:.0%}": float(np.arcsin(np.sqrt(np.mean(score > np.quantile(pooled, 1 - r)))))
+           for r in SCAN_RATES}
+    out["mean score"] = float(np.mean(score))
+    for k in SCAN_WINDOWS:
+        out[f"largest {k}×{k} window mean"] = float(smooth_scores(score, coords, np.ones(len(score), bool), k).max())
+    return out
+
+
+def scan_statistic_calls(m: Monitor, cal: tuple, held: Held, coords: np.ndarray, test_scans: set[str],
+                         level: float, run: dict) -> list[dict]:
+    """Which scan statistic limits the scan calls: each of `scan_statistics`, on every calibration scan
+    scored by tails fitted without it (as the cross-conformal threshold judges it), gives a one-sided
+    normal prediction limit at `level` (Student's t, one degree of freedom per scan beyond the first);
+    each held-out scan, scored by the calibrated monitor, is called above it."""
+    values, ids, cal_coords, eigenvalues = cal[0], cal[1], cal[2], cal[3]
+    null = []
+    for k in np.unique(ids):
+        out = ids == k
+        mk = dataclasses.replace(m, tails=fit_tails(m, {n: v[~out] for n, v in values.items()}, eigenvalues))
+        s = mk.score(values)
+        null.append(scan_statistics(s[out], cal_coords[out], np.sort(s[~out])))
+    ref = pd.DataFrame(null)
+    n = len(ref)
+    limit = ref.mean() + stats.t.isf(level, n - 1) * ref.std(ddof=1) * np.sqrt(1 + 1 / n)
+    pooled = np.sort(m.score(values))
+    s = m.score(held.values)
+    labels = np.asarray(held.labels)
+    tumour = held.label_names.index("tumour") if "tumour" in held.label_names else -1
+    normal_tissue = held.tissue & np.isin(np.asarray(held.scans)[held.scan_of], list(test_scans))
+    rows = []
+    for k, name in enumerate(held.scans):
+        sel = (held.scan_of == k) & held.tissue
+        got = scan_statistics(s[sel], coords[sel], pooled)
+        lesion = sel & (labels == tumour)  # how far this scan's tumour pixels stand out from normal test tissue
+        auc = (float(roc_auc_score(np.r_[np.ones(lesion.sum()), np.zeros(normal_tissue.sum())],
+                                   np.r_[s[lesion], s[normal_tissue]])) if lesion.any() else np.nan)
+        rows += [{**run, "scan": name, "normal": name in test_scans, "statistic": st, "called": v > limit[st],
+                  "tumour AUROC": auc} for st, v in got.items()]
+    return rows
 
 
 def tail_check(m: Monitor, held: Held, test_scans: set[str], run: dict) -> list[dict]:
@@ -270,12 +333,37 @@ def print_demo(rows: dict[str, list[dict]], a: argparse.Namespace) -> None:
                         "normal called": f"{len(no) - spec}/{len(no)}", "specificity CI": _ci(spec, len(no)),
                         "spread known": bool(g["spread known"].all())})
     print(pd.DataFrame(summary).to_string(index=False))
+    where = normal.groupby(keys).apply(lambda g: pd.Series({
+        "scans": len(g), "flagged": g["flagged"].mean(), "stroma flagged": g["flagged stroma"].mean(),
+        "epithelium flagged": g["flagged epithelium"].mean(),
+        "Spearman epithelium share, flagged": g["epithelium share"].corr(g["flagged"], method="spearman")}),
+        include_groups=False)
+    print(f"\nWhere held-out normal test tissue is flagged: mean flagged share per scan, by the demo's labels, and "
+          f"whether a scan's flagged share follows its share of epithelium {head}")
+    print(where.round(4).to_string())
     if rows["pp"]:
         pp = pd.DataFrame(rows["pp"])
         print(f"\nTail check on held-out normal test tissue: share with nominal p below each level "
               f"(mean over runs; a tail that holds gives the level itself) {head}")
         cols = [c for c in ("p<0.1", "p<0.01", "p<0.001") if c in pp]
         print(pp.groupby(["latent", "directions", "tail", "statistic"])[cols].mean().round(4).to_string())
+    if rows["scan statistics"]:
+        st = pd.DataFrame(rows["scan statistics"])
+        print(f"\nScan statistics of the default score, each with a t prediction limit from the calibration scans "
+              f"at a scan-level {a.scan_rate:.0%} (Clopper–Pearson 95 %) {head}")
+        table = []
+        for (latent, directions, statistic), g in st.groupby(["latent", "directions", "statistic"], sort=False):
+            ab, no = g[~g["normal"]], g[g["normal"]]
+            sens, spec = int(ab["called"].sum()), int((~no["called"]).sum())
+            table.append({"latent": latent, "directions": directions, "statistic": statistic,
+                          "abnormal called": f"{sens}/{len(ab)}", "sensitivity CI": _ci(sens, len(ab)),
+                          "normal called": f"{len(no) - spec}/{len(no)}"})
+        print(pd.DataFrame(table).to_string(index=False))
+        ab = st[~st["normal"] & st["tumour AUROC"].notna()]
+        print(f"\nAbnormal scans' tumour pixels against the normal test tissue (AUROC; median, lowest–highest), "
+              f"by whether each statistic called the scan {head}")
+        print(ab.groupby(["latent", "directions", "statistic", "called"], sort=False)["tumour AUROC"]
+              .agg(["count", "median", "min", "max"]).round(3).to_string())
 
 
 def _ci(k: int, n: int) -> str:
@@ -304,6 +392,8 @@ def main() -> None:
                     help="k×k tissue windows the default score (and the baselines) are also smoothed over")
     ap.add_argument("--rate", type=float, default=0.01, help="nominal pixel false-positive rate")
     ap.add_argument("--scan-rate", type=float, default=0.01, help="nominal scan-level false-positive rate")
+    ap.add_argument("--scan-statistics", action="store_true",
+                    help="also compare scan-level statistics of the default score (what limits the scan calls)")
     ap.add_argument("--bootstrap", type=int, default=200, help="cluster-bootstrap samples over scans")
     ap.add_argument("--model-cache", default="", help="reuse trained models from this folder (development)")
     ap.add_argument("--real", action="store_true", help="also the real-spectra check (fetches from PyPI once)")
@@ -318,7 +408,7 @@ def main() -> None:
     if a.model_cache:
         print(f"note: trained models are reused from {a.model_cache} where they exist (development only)")
     if not a.real_only:
-        rows: dict[str, list[dict]] = {"auroc": [], "calibration": [], "pp": []}
+        rows: dict[str, list[dict]] = {"auroc": [], "calibration": [], "pp": [], "scan statistics": []}
         for layout in a.layouts:
             for latent in a.latent_dims:
                 for seed in a.seeds:

@@ -1,0 +1,40 @@
+"""`benchmarks.anomaly`'s scan statistics (`--scan-statistics`) against their definitions."""
+
+import numpy as np
+import pytest
+
+from benchmarks.anomaly import SCAN_RATES, SCAN_WINDOWS, scan_statistics
+
+
+def grid(size: int) -> np.ndarray:
+    r, c = np.mgrid[0:size, 0:size]
+    return np.c_[np.zeros(size * size, int), r.ravel(), c.ravel()]
+
+
+def test_scan_statistics_match_their_definitions():
+    rng = np.random.default_rng(0)
+    coords = grid(40)
+    score = rng.normal(size=len(coords))
+    hot = (coords[:, 1] >= 10) & (coords[:, 1] < 25) & (coords[:, 2] >= 5) & (coords[:, 2] < 20)  # a 15×15 lesion
+    score[hot] = 10.0
+    pooled = np.sort(rng.normal(size=5000))
+    got = scan_statistics(score, coords, pooled)
+    for r in SCAN_RATES:
+        frac = np.mean(score > np.quantile(pooled, 1 - r))
+        assert got[f"flagged at {r:.0%}"] == pytest.approx(np.arcsin(np.sqrt(frac)))
+    assert got["mean score"] == pytest.approx(score.mean())
+    for k in SCAN_WINDOWS:  # the lesion holds a whole k×k window, so the largest window mean is its score
+        assert got[f"largest {k}×{k} window mean"] == pytest.approx(10.0)
+    # without the lesion no window mean comes near it
+    quiet = scan_statistics(rng.normal(size=len(coords)), coords, pooled)
+    assert quiet[f"largest {SCAN_WINDOWS[-1]}×{SCAN_WINDOWS[-1]} window mean"] < 1.0
+
+
+def test_window_mean_counts_only_the_scan_tissue_given():
+    coords = grid(30)
+    inside = (coords[:, 1] - 15) ** 2 + (coords[:, 2] - 15) ** 2 < 12**2  # a round core: edge windows are partial
+    score = np.where(coords[inside][:, 1] < 9, 4.0, 0.0)  # a strip over the core's top rows (4–8)
+    got = scan_statistics(score, coords[inside], np.sort(np.zeros(10)))
+    # the topmost pixel's 9×9 window reaches rows 0–8, of which only the strip is tissue: its mean is the
+    # strip's, not diluted by the window's background
+    assert got[f"largest {SCAN_WINDOWS[0]}×{SCAN_WINDOWS[0]} window mean"] == pytest.approx(4.0)

@@ -207,12 +207,18 @@ def demo_run(a: argparse.Namespace, seed: int, layout: str, latent: int) -> dict
                                 **here, "score": f"{name} {k}×{k}", "calibration scans": len(cal[4]),
                                 "threshold": threshold})
         if directions == a.directions[0]:
-            base = anomaly.fit_baselines(vae, roles["train"], roles["calibration"])
+            dims = latent + mon.subspace.n_components  # the VAE's latent and monitored residual directions
+            like_vae = {f"PCA T²+Q ({dims}, as the VAE)": dims} if a.pca_like_vae else {}
+            base = anomaly.fit_baselines(vae, roles["train"], roles["calibration"],
+                                         {**anomaly.baselines.PCA_RULES, **like_vae})
             plain_base = base.scores(held_ds)
+            for name in like_vae:  # T² alone too: the linear model's position inside its subspace
+                plain_base[name.replace("T²+Q", "T² alone")] = base.pca[name].statistics(base.view(held_ds))["t2"]
             scores |= plain_base
             for k in (k for k in a.smoothing if k > 1):  # the baselines get the VAE's smoothing
                 scores |= {f"{n} {k}×{k}": smooth_scores(v, held_ds.coords, mask, k) for n, v in plain_base.items()}
             here["pca k"] = ", ".join(f"{v}" for v in base.components.values())
+            here["vae dims"] = dims
         boot = {k: v for k, v in scores.items() if bootstrapped(k)}
         plain = {k: v for k, v in scores.items() if not bootstrapped(k)}
         tables = [anomaly.evaluate_kinds(boot, held_ds, mask, n_boot=a.bootstrap, seed=seed)] if boot else []
@@ -310,6 +316,11 @@ def print_demo(rows: dict[str, list[dict]], a: argparse.Namespace) -> None:
     by = ["latent", "directions", "kind", "score"]
     print(auroc.groupby(by)["AUROC"].agg(["mean", "min", "max", "count"]).round(3)
           .sort_values(by[:-1] + ["mean"], ascending=[True] * 3 + [False]).to_string())
+    if "pca k" in auroc:
+        runs = auroc.drop_duplicates(["layout", "seed", "latent"])
+        print("components per run (layout, seed: PCA noise floor, PCA 99 %[, PCA as the VAE] | VAE latent + residual "
+              "directions): " + "; ".join(f"{r['layout']} {r['seed']}: {r['pca k']} | {r['vae dims']}"
+                                          for _, r in runs.iterrows()))
     print(f"\nIntervals (95 %, cluster bootstrap over scans, stratified), per run {head}")
     boot = auroc[auroc["score"].map(bootstrapped)]
     print(boot[["layout", "seed", "latent", "directions", "kind", "score", "AUROC", "low", "high"]]
@@ -394,6 +405,8 @@ def main() -> None:
     ap.add_argument("--scan-rate", type=float, default=0.01, help="nominal scan-level false-positive rate")
     ap.add_argument("--scan-statistics", action="store_true",
                     help="also compare scan-level statistics of the default score (what limits the scan calls)")
+    ap.add_argument("--pca-like-vae", action="store_true",
+                    help="also PCA with as many components as the VAE has latent and monitored residual directions")
     ap.add_argument("--bootstrap", type=int, default=200, help="cluster-bootstrap samples over scans")
     ap.add_argument("--model-cache", default="", help="reuse trained models from this folder (development)")
     ap.add_argument("--real", action="store_true", help="also the real-spectra check (fetches from PyPI once)")

@@ -130,6 +130,14 @@ def test_fair_baselines_see_the_residual_model_s_tissue_sample_and_its_component
     # the PCA monitors use the VAE monitor's own combination and tail kind
     pca = base.pca["PCA T²+Q (noise floor)"]
     assert (pca.combination, pca.tail_kind) == (vae.monitor_.combination, vae.monitor_.tail_kind)
+    # other component counts on request (the benchmark's PCA with the VAE's own number of dimensions), on the
+    # same sample: its first directions are the noise-floor monitor's
+    k = vae.latent_dim + vae.monitor_.subspace.n_components
+    wider = anomaly.fit_baselines(vae, train, val, {"as the VAE": k})
+    assert wider.components == {"as the VAE": k}
+    first = min(k, base.components["PCA T²+Q (noise floor)"])
+    a, b = wider.pca["as the VAE"].subspace_.components_[:first], pca.subspace_.components_[:first]
+    np.testing.assert_allclose(np.abs((a * b).sum(1)), 1.0, atol=1e-6)
 
 
 def test_ground_truth_follows_normal_labels_and_splits_anomaly_kinds(demo):

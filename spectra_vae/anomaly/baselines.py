@@ -12,7 +12,7 @@ tails and combination are the VAE monitor's (`tails`), fitted on held-out normal
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -181,10 +181,12 @@ class Baselines:
         return {**{name: p.score_samples(view) for name, p in self.pca.items()}, RX_NAME: self.rx.score_samples(view)}
 
 
-def fit_baselines(vae: FittedModel, normal_train: Any, normal_calibration: Any = None) -> Baselines:
+def fit_baselines(vae: FittedModel, normal_train: Any, normal_calibration: Any = None,
+                  components: Mapping[str, int | str] | None = None) -> Baselines:
     """RX and PCA (noise-floor and 99 % rules) fitted on the tissue sample the VAE's residual model was
     fitted on (`normal_train` must be the data the VAE trained on: checked), noise-weighted as the
-    monitor is; the PCA tails on the tissue of `normal_calibration` (held-out normal scans) when given."""
+    monitor is; the PCA tails on the tissue of `normal_calibration` (held-out normal scans) when given.
+    `components`: the PCA monitors by name and number of components (default: `PCA_RULES`)."""
     sample = fair_tissue(vae, normal_train)
     monitor: Monitor | None = getattr(vae, "monitor_", None)
     reference = monitor.noise_reference if monitor is not None else None
@@ -196,7 +198,7 @@ def fit_baselines(vae: FittedModel, normal_train: Any, normal_calibration: Any =
         cal = ModelView(vae, cal_ds.select_pixels(np.flatnonzero(vae.tissue_mask(cal_ds))), reference, centre)
     rule, kind = (monitor.combination, monitor.tail_kind) if monitor is not None else (DEFAULT_COMBINATION,
                                                                                      DEFAULT_TAIL)
-    pca = {name: PCAMonitor(k, rule, kind).fit(train, cal) for name, k in PCA_RULES.items()}
+    pca = {name: PCAMonitor(k, rule, kind).fit(train, cal) for name, k in (components or PCA_RULES).items()}
     return Baselines(vae, RXDetector().fit(train), pca, reference, centre)
 
 

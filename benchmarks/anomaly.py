@@ -208,7 +208,7 @@ def demo_run(a: argparse.Namespace, seed: int, layout: str, latent: int) -> dict
                                 "threshold": threshold})
         if directions == a.directions[0]:
             dims = latent + mon.subspace.n_components  # the VAE's latent and monitored residual directions
-            like_vae = {f"PCA T²+Q ({dims}, as the VAE)": dims} if a.pca_like_vae else {}
+            like_vae = {"PCA T²+Q (as the VAE)": dims} if a.pca_like_vae else {}  # its k per run: printed
             base = anomaly.fit_baselines(vae, roles["train"], roles["calibration"],
                                          {**anomaly.baselines.PCA_RULES, **like_vae})
             plain_base = base.scores(held_ds)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from spectra_vae import SpectraVAE, load_dataset, make_demo_dataset
+from spectra_vae import SpectraVAE, anomaly, load_dataset, make_demo_dataset
 from spectra_vae.views.analysis import compare_with_pca
 
 
@@ -44,6 +44,10 @@ def test_torchrun_two_processes_trains_one_model_written_by_rank_zero(tmp_path):
     rmse_ddp = compare_with_pca(ddp, train, test).loc["VAE", "rmse"]
     rmse_one = compare_with_pca(single, train, test).loc["VAE", "rmse"]
     assert rmse_ddp < 1.5 * rmse_one, (rmse_ddp, rmse_one)
+    # the residual model names the tissue sample a single process finds in the training data (not rank 0's
+    # shard), so the fair baselines of notebook 05 can be fitted on it after a data-parallel training
+    assert anomaly.fair_tissue(ddp, train).pixel_digest() == ddp.monitor_.sample_digest
+    assert set(anomaly.fit_baselines(ddp, train, val).components) == set(anomaly.baselines.PCA_RULES)
 
 
 DDP_SCRIPT = textwrap.dedent("""
@@ -85,10 +89,16 @@ DDP_SCRIPT = textwrap.dedent("""
                "variances": torch.as_tensor(m.subspace.variances_),
                "tails": torch.tensor([t.quantile(0.01) for t in m.tails.values()]),
                "latent_means": torch.as_tensor(m.latent.means)}
+    if mode == "fit" and rank == 0:
+        vae.save(out + "/ddp.pt")
     # the noise weighting's reference level is pooled too (a collective every process joins)
     weighted = vae.fit_anomaly_model(train, val, noise_weighted=True).monitor_
     monitor["noise_reference"] = torch.tensor(weighted.noise_reference)
     monitor["weighted_variances"] = torch.as_tensor(weighted.subspace.variances_)
+    # every process passes the same normal scans to calibrate: each scores a share, each pixel counts once
+    cal = vae.calibrate(load_dataset(data, split="normal_test"), smoothing=3).monitor_
+    monitor["calibrated"] = torch.tensor([cal.calibration["pixels"], cal.threshold, cal.design_effect],
+                                         dtype=torch.float64)
     torch.save({"training": vae._final_training["state_dict"], "model": vae.model_.state_dict(),
                 "history": vae.history.to_dict("list"), "events": vae._state.events, "monitor": monitor},
                f"{out}/{mode}_rank{rank}.pt")
@@ -115,6 +125,18 @@ def test_two_processes_end_identical_recover_together_and_resume_exactly(demo_di
     for part in ("training", "model", "monitor"):
         for k, v in ranks[0][part].items():
             assert torch.equal(v, ranks[1][part][k]), (part, k)
+    # refitted and calibrated after training, every process given all the data: the same residual model
+    # and calibration as one process makes of the same model (each pixel counted once, not once a process)
+    one = SpectraVAE.load(tmp_path / "ddp.pt")
+    train, val = load_dataset(demo_dir, split="normal_train"), load_dataset(demo_dir, split="normal_val")
+    weighted = one.fit_anomaly_model(train, val, noise_weighted=True).monitor_
+    np.testing.assert_allclose(ranks[0]["monitor"]["weighted_variances"].numpy(), weighted.subspace.variances_,
+                               rtol=1e-5)
+    with pytest.warns(UserWarning, match="calibrated on 1 normal scan"):
+        cal = one.calibrate(load_dataset(demo_dir, split="normal_test"), smoothing=3).monitor_
+    got = ranks[0]["monitor"]["calibrated"].numpy()
+    assert got[0] == cal.calibration["pixels"]
+    np.testing.assert_allclose(got[1:], [cal.threshold, cal.design_effect], rtol=1e-5)
     # recovered together, at the batch where rank 1 alone saw a NaN
     where = [[{k: v for k, v in e.items() if k != "error"} for e in r["events"]] for r in ranks]
     assert where[0] == where[1] == [{"epoch": 1, "batch": 4, "rolled_back_to_batch": 0, "peak_learning_rate": 1e-3}]

@@ -43,7 +43,7 @@ from ..core.distributed import all_reduce, dist_info, gather_objects
 from ..core.errors import DataError
 from ..core.metrics import pixel_rmse
 from ..core.threads import numpy_blas_single_thread
-from ..io.dataset import SpectralDataset
+from ..io.dataset import SpectralDataset, shard_positions
 from ..model.loss import kl_divergence, reconstruction_nll
 from .calibration import (
     calibrate_values,
@@ -165,9 +165,10 @@ def pixel_statistics(vae: FittedModel, data: SpectralDataset, monitor: Monitor |
 
 
 def block_positions(data: SpectralDataset) -> np.ndarray | None:
-    """Positions of at most `MONITOR_MAX_PIXELS` pixels of `data` (over all processes): blocks of
-    `MONITOR_BLOCK` consecutive pixels, spread evenly over the data; None when all of them fit."""
-    cap = MONITOR_MAX_PIXELS // dist_info()[1]
+    """Positions of at most `MONITOR_MAX_PIXELS` pixels of `data` (the whole data, before a distributed
+    run shares them out: the same sample in any number of processes): blocks of `MONITOR_BLOCK`
+    consecutive pixels, spread evenly over the data; None when all of them fit."""
+    cap = MONITOR_MAX_PIXELS
     if len(data) <= cap:
         return None
     blocks = cap // MONITOR_BLOCK
@@ -187,6 +188,35 @@ def sample_blocks(data: SpectralDataset) -> SpectralDataset:
     return data if positions is None else data.select_pixels(positions)
 
 
+def local_positions(n_pixels: int) -> np.ndarray | None:
+    """This process's share of `n_pixels` positions in a distributed run (`SpectralDataset.shard`'s
+    blocks); None in a single process."""
+    rank, world = dist_info()
+    return None if world == 1 else shard_positions(n_pixels, rank, world)
+
+
+def local_part(data: SpectralDataset) -> SpectralDataset:
+    """This process's share of `data` (all of it in a single process): what it reads and scores, the
+    results then pooled over the processes."""
+    positions = local_positions(len(data))
+    return data if positions is None else data.select_pixels(positions)
+
+
+def tissue_of(vae: FittedModel, data: SpectralDataset) -> SpectralDataset:
+    """The tissue pixels of `data` by the model's rule (all of `data` without a rule). In a distributed run
+    every process masks its own share and the masks are exchanged: each reads a share, all get the whole."""
+    rule = vae.tissue_rule_
+    if rule is None:
+        return data
+    positions = local_positions(len(data))
+    if positions is None:
+        return rule.select(data)
+    mask = np.zeros(len(data), bool)
+    for where, local in gather_objects((positions, rule.mask(data.select_pixels(positions)))):
+        mask[where] = local
+    return data.select_pixels(np.flatnonzero(mask))
+
+
 def with_neighbours(data: SpectralDataset, positions: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """`positions` of `data` with every pixel of `data` in their k×k windows (k = `size`): the sorted
     positions, and which of them are the given ones. A score smoothed over the windows of the given
@@ -198,10 +228,10 @@ def with_neighbours(data: SpectralDataset, positions: np.ndarray, size: int) -> 
 
 
 def monitor_sample(vae: FittedModel, train: SpectralDataset) -> SpectralDataset:
-    """The normal training tissue a residual model is fitted on: `train` (as the model trained on it) by
-    the model's tissue rule, at most `MONITOR_MAX_PIXELS` of it (`sample_blocks`). The fair baselines
-    are fitted on exactly these pixels."""
-    return sample_blocks(vae.tissue_rule_.select(train) if vae.tissue_rule_ is not None else train)
+    """The normal training tissue a residual model is fitted on: `train` (as the model trained on it, all
+    of it: in a distributed run every process names the same sample) by the model's tissue rule, at most
+    `MONITOR_MAX_PIXELS` of it (`sample_blocks`). The fair baselines are fitted on exactly these pixels."""
+    return sample_blocks(tissue_of(vae, train))
 
 
 def _noise_reference(vae: FittedModel, train: SpectralDataset) -> float | None:
@@ -224,15 +254,18 @@ def fit_monitor(vae: FittedModel, train: SpectralDataset, validation: SpectralDa
     training tissue, tails from the normal validation tissue (the training tissue when there is
     none). `noise_weighted`: weight each pixel's residual by its noise level (None: when the
     preprocessing divides each spectrum by a factor of its own, see the module's docstring).
-    `latent_components`: the mixture's size ("bic": chosen by BIC; None: no latent density)."""
+    `latent_components`: the mixture's size ("bic": chosen by BIC; None: no latent density).
+    In a distributed run every process passes all of `train` and `validation`; each scores its share
+    of the sample, and the sums are pooled."""
     check_choices(statistics, combination, tail_kind)
     if "latent" in statistics and latent_components is None:
         raise DataError("the latent statistic needs a latent density (latent_components)")
     train = monitor_sample(vae, train)
+    mine = local_part(train)
     if noise_weighted is None:
         noise_weighted = bool(vae.preprocessor_) and vae.preprocessor_.scales_each_spectrum
-    reference = _noise_reference(vae, train) if noise_weighted else None
-    moments, latent_means = residual_moments(vae, train, reference, keep_latent=latent_components is not None)
+    reference = _noise_reference(vae, mine) if noise_weighted else None
+    moments, latent_means = residual_moments(vae, mine, reference, keep_latent=latent_components is not None)
     if moments.n < 2:
         raise DataError(f"{train.source or 'data'}: too few training tissue pixels to learn the residuals' "
                         f"structure (n_samples = {moments.n})")
@@ -241,8 +274,7 @@ def fit_monitor(vae: FittedModel, train: SpectralDataset, validation: SpectralDa
                       combination=combination, tail_kind=tail_kind, latent=density,
                       sample_digest=train.pixel_digest())
     held_out = validation is not None and len(validation) > 0
-    source = (vae.tissue_rule_.select(validation)
-              if held_out and validation is not None and vae.tissue_rule_ is not None else validation)
+    source = tissue_of(vae, validation) if held_out and validation is not None else validation
     if not held_out or source is None or len(source) == 0:
         source = train
     # A first threshold, so that predict works after fit; `calibrate` on held-out normal scans
@@ -271,13 +303,17 @@ def calibrate_tissue(monitor: Monitor, vae: FittedModel, tissue: SpectralDataset
                      scan_level: float = 0.01, smoothing: int = 1) -> Monitor:
     """`calibrate_values` on normal tissue pixels (at most `monitor.MONITOR_MAX_PIXELS` of them, in
     blocks of consecutive pixels; with `smoothing`, their neighbours are scored too, so that every
-    counted pixel's smoothed score has its whole window), pooled over the processes of a distributed run."""
+    counted pixel's smoothed score has its whole window). In a distributed run every process passes all
+    of `tissue`, scores its share of the sample, and the scores are pooled."""
     positions = block_positions(tissue)
     counted = np.ones(len(tissue) if positions is None else len(positions), bool)
     if positions is not None:
         if smoothing > 1:
             positions, counted = with_neighbours(tissue, positions, smoothing)
         tissue = tissue.select_pixels(positions)
+    mine = local_positions(len(tissue))
+    if mine is not None:
+        tissue, counted = tissue.select_pixels(mine), counted[mine]
     complement = Moments()
     values = pixel_statistics(vae, tissue, monitor, monitored_only=True, complement=complement)
     if dist_info()[1] > 1:
@@ -308,8 +344,7 @@ def calibrate_monitor(monitor: Monitor, vae: FittedModel, normal: SpectralDatase
         check_images(normal)
     scan_rate = check_rate(scan_false_positive_rate, "scan_false_positive_rate")
     check_normal(normal, normal_labels)
-    mask = vae.tissue_mask(normal)
-    tissue = normal.select_pixels(np.flatnonzero(mask))
+    tissue = tissue_of(vae, normal)
     where = normal.source or "data"
     if len(tissue) < 10:
         raise DataError(f"{where}: {len(tissue)} normal tissue pixels are too few to calibrate a threshold "

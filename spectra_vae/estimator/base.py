@@ -257,6 +257,7 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
         if len(train) == 0:
             raise DataError(f"{train.source}: no training pixels")
         rank, world = init_distributed()
+        whole_train, whole_val = train, val  # the residual model samples the whole data, then shares it out
         train = train.shard(rank, world)
         val = None if val is None else val.shard(rank, world)
         batches = self._training_batches(train, world)
@@ -306,7 +307,7 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
             self.history_ = pd.DataFrame(self._state.history)
         self._end_training(finished=True)
         # What normal tissue's residuals look like, for the anomaly scores (see monitor.py).
-        self.monitor_ = fit_monitor(self, train, val)
+        self.monitor_ = fit_monitor(self, whole_train, whole_val)
         return self
 
     def _training_batches(self, train: SpectralDataset, world: int) -> PixelBatches:

@@ -19,6 +19,18 @@ from ..core.errors import DataError
 from .scan import CHUNK_PIXELS, Scan
 
 
+def shard_positions(n_pixels: int, rank: int, world: int, block: int = 8192) -> np.ndarray:
+    """Process `rank`'s share of `n_pixels` positions among `world` processes: blocks of `block`
+    consecutive positions dealt round-robin (fewer, smaller blocks on small data: several each)."""
+    if world <= 1:
+        return np.arange(n_pixels)
+    block = max(1, min(block, n_pixels // (8 * world)))
+    starts = np.arange(0, n_pixels, block)[rank::world]
+    if not len(starts):
+        return np.zeros(0, np.int64)
+    return np.concatenate([np.arange(s, min(s + block, n_pixels)) for s in starts])
+
+
 @dataclass(eq=False)
 class SpectralDataset:
     """Pixels of one or more scans. Arrays are `(n_pixels, n_channels)`; pixels keep (scan, row, col)."""
@@ -230,12 +242,7 @@ class SpectralDataset:
         """This process's share of the pixels: blocks of `block` consecutive pixels dealt round-robin."""
         if world <= 1:
             return self
-        block = max(1, min(block, len(self) // (8 * world)))  # small data: still several blocks each
-        starts = np.arange(0, len(self), block)[rank::world]
-        if not len(starts):
-            return self.select_pixels(np.zeros(0, np.int64))
-        positions = np.concatenate([np.arange(s, min(s + block, len(self))) for s in starts])
-        return self.select_pixels(positions)
+        return self.select_pixels(shard_positions(len(self), rank, world, block))
 
     def split(self, by: str = "scan", fractions: Sequence[float] = (0.8, 0.1, 0.1),
               seed: int = 0) -> tuple[SpectralDataset, ...]:

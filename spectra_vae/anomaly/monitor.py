@@ -211,9 +211,10 @@ def tissue_of(vae: FittedModel, data: SpectralDataset) -> SpectralDataset:
     positions = local_positions(len(data))
     if positions is None:
         return rule.select(data)
+    world = dist_info()[1]
     mask = np.zeros(len(data), bool)
-    for where, local in gather_objects((positions, rule.mask(data.select_pixels(positions)))):
-        mask[where] = local
+    for rank, local in enumerate(gather_objects(rule.mask(data.select_pixels(positions)))):
+        mask[shard_positions(len(data), rank, world)] = local  # every process knows every share's positions
     return data.select_pixels(np.flatnonzero(mask))
 
 

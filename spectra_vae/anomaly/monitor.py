@@ -345,6 +345,8 @@ def calibrate_monitor(monitor: Monitor, vae: FittedModel, normal: SpectralDatase
         check_images(normal)
     scan_rate = check_rate(scan_false_positive_rate, "scan_false_positive_rate")
     check_normal(normal, normal_labels)
+    if vae.tissue_rule_ is None:
+        vae.tissue_mask(normal)  # a model saved before tissue rules: its DataError says what to do
     tissue = tissue_of(vae, normal)
     where = normal.source or "data"
     if len(tissue) < 10:

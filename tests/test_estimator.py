@@ -1,3 +1,4 @@
+import copy
 import os
 import pickle
 
@@ -121,6 +122,10 @@ def test_resume_names_a_bad_epochs_and_an_old_model_without_a_tissue_rule(fitted
     old.tissue_only, old.tissue_rule_ = True, None  # as an old file that trained on tissue, before rules were stored
     with pytest.raises(DataError, match="before tissue rules"):
         old.training_pixels(train)
+    monitored = copy.deepcopy(vae)
+    monitored.tissue_rule_ = None
+    with pytest.raises(DataError, match="before tissue rules"):  # not a calibration on background too
+        monitored.calibrate(val)
 
 
 def test_applying_a_model_to_other_channels_or_axis_is_an_error(fitted):

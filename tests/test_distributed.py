@@ -56,6 +56,7 @@ DDP_SCRIPT = textwrap.dedent("""
     from spectra_vae import SpectraVAE, load_dataset
     from spectra_vae.estimator import base as estimator
     from spectra_vae.model import train as train_module
+    from spectra_vae.preprocess import tissue as tissue_module
     from spectra_vae.core.distributed import dist_info, init_distributed
 
     data, out, mode = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -81,7 +82,14 @@ DDP_SCRIPT = textwrap.dedent("""
                 shutil.copy(written, out + "/inside_epoch_2.pt")
             return written
         estimator.save_checkpoint = save_and_keep
+        measured, real_measure = [0], tissue_module.tissue_intensity
+        def counted(dataset, measure):  # how many pixels this process reads for the tissue measure
+            measured[0] += len(dataset)
+            return real_measure(dataset, measure)
+        tissue_module.tissue_intensity = counted
         vae = SpectraVAE(checkpoint_minutes=1e-9, **kw).fit(train, validation=val, checkpoint_dir=out + "/model")
+        tissue_module.tissue_intensity = real_measure
+        torch.save(torch.tensor(measured[0]), f"{out}/measured_rank{rank}.pt")
     else:
         vae = SpectraVAE.resume(out + "/inside_epoch_2.pt", train, validation=val, checkpoint_dir=out + "/resumed")
     m = vae.monitor_
@@ -137,6 +145,10 @@ def test_two_processes_end_identical_recover_together_and_resume_exactly(demo_di
     got = ranks[0]["monitor"]["calibrated"].numpy()
     assert got[0] == cal.calibration["pixels"]
     np.testing.assert_allclose(got[1:], [cal.threshold, cal.design_effect], rtol=1e-5)
+    # the tissue measure is read in shares: the rule and the residual model's sample each measure every training
+    # pixel once over both processes, the validation tissue once (one process each would measure them twice)
+    measured = sum(int(torch.load(tmp_path / f"measured_rank{r}.pt", weights_only=True)) for r in (0, 1))
+    assert measured == 2 * len(train) + len(val)
     # recovered together, at the batch where rank 1 alone saw a NaN
     where = [[{k: v for k, v in e.items() if k != "error"} for e in r["events"]] for r in ranks]
     assert where[0] == where[1] == [{"epoch": 1, "batch": 4, "rolled_back_to_batch": 0, "peak_learning_rate": 1e-3}]

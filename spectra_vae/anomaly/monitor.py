@@ -205,17 +205,7 @@ def local_part(data: SpectralDataset) -> SpectralDataset:
 def tissue_of(vae: FittedModel, data: SpectralDataset) -> SpectralDataset:
     """The tissue pixels of `data` by the model's rule (all of `data` without a rule). In a distributed run
     every process masks its own share and the masks are exchanged: each reads a share, all get the whole."""
-    rule = vae.tissue_rule_
-    if rule is None:
-        return data
-    positions = local_positions(len(data))
-    if positions is None:
-        return rule.select(data)
-    world = dist_info()[1]
-    mask = np.zeros(len(data), bool)
-    for rank, local in enumerate(gather_objects(rule.mask(data.select_pixels(positions)))):
-        mask[shard_positions(len(data), rank, world)] = local  # every process knows every share's positions
-    return data.select_pixels(np.flatnonzero(mask))
+    return data if vae.tissue_rule_ is None else vae.tissue_rule_.select(data, shared=True)
 
 
 def with_neighbours(data: SpectralDataset, positions: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:

@@ -183,17 +183,19 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
             started = time.perf_counter()
         # The one tissue rule of this model: fitted on the raw training pixels, stored in the
         # checkpoint, and used by training on tissue, calibration, baselines and the notebooks.
-        self.tissue_rule_ = TissueRule.fit(train, self.tissue_threshold)
+        # In a distributed run each process measures a share of the pixels (collectives every process joins).
+        self.tissue_rule_ = TissueRule.fit(train, self.tissue_threshold, shared=True)
         # Fitted steps (emsc's reference spectrum) learn from the training tissue pixels by that rule.
-        self.preprocessor_ = pre.fit(self.wavenumbers_, self.tissue_rule_.select(train) if pre.needs_data else None,
+        self.preprocessor_ = pre.fit(self.wavenumbers_, self.tissue_rule_.select(train, shared=True) if pre.needs_data
+                                     else None,
                                      known=self.wavenumbers_known_)
         if not self.tissue_only and any(s.name in ("snv", "vector") for s in self.preprocessor_.steps):
             warnings.warn(f"preprocess {self.preprocess!r} scales every spectrum to unit size, noise-only background "
                           "included, which can make the VAE collapse onto the background: train with "
                           "tissue_only=True", UserWarning, stacklevel=2)
-        train = self._training_pixels(train.preprocessed(self.preprocessor_))
+        train = self._training_pixels(train.preprocessed(self.preprocessor_), shared=True)
         if val is not None:
-            val = self._training_pixels(val.preprocessed(self.preprocessor_))
+            val = self._training_pixels(val.preprocessed(self.preprocessor_), shared=True)
         self.training_digest_ = train.pixel_digest()  # baselines check they see these same pixels
         # Fitted in `_run` from the pass that reads the training pixels into memory (one pass, not two).
         self.normaliser_ = Normaliser(self.normalisation_method())
@@ -217,15 +219,16 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
         self.train_source_ = train.source
         return self._run(train, val, checkpoint_dir)
 
-    def _training_pixels(self, data: SpectralDataset) -> SpectralDataset:
-        """Training and validation pixels: the tissue pixels by the model's rule when `tissue_only`."""
+    def _training_pixels(self, data: SpectralDataset, shared: bool = False) -> SpectralDataset:
+        """Training and validation pixels: the tissue pixels by the model's rule when `tissue_only`. `shared`:
+        in a distributed run each process measures a share (every process must call it, as `fit` does)."""
         if not self.tissue_only:
             return data
         rule = self.tissue_rule_
         if rule is None:  # a model loaded from a file saved before tissue rules were stored
             raise DataError("this model was saved before tissue rules were stored with models; set "
                             "vae.tissue_rule_ = spectra_vae.tissue.TissueRule.fit(training_data) or retrain")
-        selected = rule.select(data)
+        selected = rule.select(data, shared)
         if len(selected) == 0:
             raise DataError(f"{data.source or 'data'}: no pixel is tissue by the rule {rule} "
                             f"({rule.how}); train with tissue_only=False or set tissue_threshold")

@@ -201,9 +201,9 @@ class Persistence(VAEEstimator):
             vae.learning_rate, st.lr_scale = learning_rate, 1.0
         train = as_dataset(data)
         check_compatible(vae.wavenumbers_, len(vae.wavenumbers_), train, train.source, "the checkpoint")
-        train = vae._training_pixels(train.preprocessed(vae.preprocessor_))
+        train = vae._training_pixels(train.preprocessed(vae.preprocessor_), shared=True)  # every process resumes
         val = None if validation is None else as_dataset(validation).preprocessed(vae.preprocessor_)
-        val = None if val is None else vae._training_pixels(val)
+        val = None if val is None else vae._training_pixels(val, shared=True)
         vae.train_source_ = train.source
         return vae._run(train, val, checkpoint_dir if checkpoint_dir is not None else checkpoint.parent)
 

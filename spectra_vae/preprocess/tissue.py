@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from ..core.distributed import dist_info, gather_objects
 from ..core.errors import DataError
-from ..io.dataset import SpectralDataset
+from ..io.dataset import SpectralDataset, shard_positions
 
 AMIDE_I_BAND = (1630.0, 1680.0)  # cm⁻¹
 MEASURES = ("amide_i", "total", "none")
@@ -58,6 +59,20 @@ def tissue_intensity(dataset: SpectralDataset, measure: str) -> np.ndarray:
     else:
         return np.full(len(ds), np.inf)
     return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def shared_tissue_intensity(dataset: SpectralDataset, measure: str) -> np.ndarray:
+    """`tissue_intensity` of every pixel of `dataset`. In a distributed run each process measures its share
+    (`SpectralDataset.shard`'s blocks) and the shares are exchanged: every process gets the whole array,
+    having read a share of the data. Every process of the run must call it (a collective)."""
+    rank, world = dist_info()
+    if world == 1 or measure == "none":
+        return tissue_intensity(dataset, measure)
+    out = np.empty(len(dataset))
+    mine = tissue_intensity(dataset.select_pixels(shard_positions(len(dataset), rank, world)), measure)
+    for r, part in enumerate(gather_objects(mine)):
+        out[shard_positions(len(dataset), r, world)] = part
+    return out
 
 
 def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
@@ -138,9 +153,10 @@ class TissueRule:
             raise DataError(f"tissue rule: measure must be one of {MEASURES}; got {self.measure!r}")
 
     @classmethod
-    def fit(cls, dataset: SpectralDataset, threshold: float | str | None = "auto") -> TissueRule:
+    def fit(cls, dataset: SpectralDataset, threshold: float | str | None = "auto", shared: bool = False) -> TissueRule:
         """The rule for `dataset`'s pixels. `threshold`: "auto" (or None) finds it, a number sets
-        it (in the measure's absorbance units), "none" switches the mask off."""
+        it (in the measure's absorbance units), "none" switches the mask off. `shared`: in a distributed
+        run, each process measures a share of the pixels (`shared_tissue_intensity`; all must call)."""
         setting = parse_tissue_threshold(threshold)
         if setting == "none":
             return cls("none", -math.inf, "no tissue mask: every pixel counts as tissue (tissue_threshold none)")
@@ -149,7 +165,8 @@ class TissueRule:
                     "no wavenumber axis covering amide I, so the tissue measure is the mean absorbance over all "
                     "channels; ")
         if setting == "auto":
-            level, how = background_threshold(tissue_intensity(dataset, measure))
+            level, how = background_threshold((shared_tissue_intensity if shared else tissue_intensity)(dataset,
+                                                                                                       measure))
             return cls(measure, level, fallback + how)
         return cls(measure, float(setting), fallback + f"threshold {float(setting):.4g} set by the user")
 
@@ -157,10 +174,13 @@ class TissueRule:
         """Per pixel, the measure the rule thresholds (+∞ for `measure="none"`)."""
         return tissue_intensity(dataset, self.measure)
 
-    def mask(self, dataset: SpectralDataset) -> np.ndarray:
-        """Per pixel of `dataset` (raw or preprocessed view alike), True where it is tissue."""
+    def mask(self, dataset: SpectralDataset, shared: bool = False) -> np.ndarray:
+        """Per pixel of `dataset` (raw or preprocessed view alike), True where it is tissue. `shared`: in a
+        distributed run, each process measures a share (`shared_tissue_intensity`; all must call)."""
         if self.measure == "none" or self.threshold == -math.inf:
             return np.ones(len(dataset), bool)
+        if shared:
+            return shared_tissue_intensity(dataset, self.measure) > self.threshold
         return self.intensity(dataset) > self.threshold
 
     def mask_spectra(self, spectra: np.ndarray, wavenumbers: np.ndarray) -> np.ndarray:
@@ -178,11 +198,12 @@ class TissueRule:
             return np.ones(len(intensity), bool)
         return np.asarray(intensity) > self.threshold
 
-    def select(self, dataset: SpectralDataset) -> SpectralDataset:
-        """The dataset restricted to its tissue pixels (the same view: raw stays raw, preprocessed stays so)."""
+    def select(self, dataset: SpectralDataset, shared: bool = False) -> SpectralDataset:
+        """The dataset restricted to its tissue pixels (the same view: raw stays raw, preprocessed stays so).
+        `shared`: as for `mask`."""
         if self.measure == "none" or self.threshold == -math.inf:
             return dataset
-        return dataset.select_pixels(np.flatnonzero(self.mask(dataset)))
+        return dataset.select_pixels(np.flatnonzero(self.mask(dataset, shared)))
 
     def __str__(self) -> str:
         if self.measure == "none":

@@ -99,6 +99,8 @@ DDP_SCRIPT = textwrap.dedent("""
                "latent_means": torch.as_tensor(m.latent.means)}
     if mode == "fit" and rank == 0:
         vae.save(out + "/ddp.pt")
+        from spectra_vae import anomaly
+        anomaly.fair_tissue(vae, train)  # the baselines' sample, in one process alone: no collective inside
     # the noise weighting's reference level is pooled too (a collective every process joins)
     weighted = vae.fit_anomaly_model(train, val, noise_weighted=True).monitor_
     monitor["noise_reference"] = torch.tensor(weighted.noise_reference)

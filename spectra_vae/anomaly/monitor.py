@@ -202,10 +202,11 @@ def local_part(data: SpectralDataset) -> SpectralDataset:
     return data if positions is None else data.select_pixels(positions)
 
 
-def tissue_of(vae: FittedModel, data: SpectralDataset) -> SpectralDataset:
-    """The tissue pixels of `data` by the model's rule (all of `data` without a rule). In a distributed run
-    every process masks its own share and the masks are exchanged: each reads a share, all get the whole."""
-    return data if vae.tissue_rule_ is None else vae.tissue_rule_.select(data, shared=True)
+def tissue_of(vae: FittedModel, data: SpectralDataset, shared: bool = True) -> SpectralDataset:
+    """The tissue pixels of `data` by the model's rule (all of `data` without a rule). `shared`: in a
+    distributed run every process masks its own share and the masks are exchanged (each reads a share,
+    all get the whole; every process must call it)."""
+    return data if vae.tissue_rule_ is None else vae.tissue_rule_.select(data, shared=shared)
 
 
 def with_neighbours(data: SpectralDataset, positions: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -218,11 +219,12 @@ def with_neighbours(data: SpectralDataset, positions: np.ndarray, size: int) -> 
     return every, marked[every]
 
 
-def monitor_sample(vae: FittedModel, train: SpectralDataset) -> SpectralDataset:
+def monitor_sample(vae: FittedModel, train: SpectralDataset, shared: bool = False) -> SpectralDataset:
     """The normal training tissue a residual model is fitted on: `train` (as the model trained on it, all
     of it: in a distributed run every process names the same sample) by the model's tissue rule, at most
-    `MONITOR_MAX_PIXELS` of it (`sample_blocks`). The fair baselines are fitted on exactly these pixels."""
-    return sample_blocks(tissue_of(vae, train))
+    `MONITOR_MAX_PIXELS` of it (`sample_blocks`). The fair baselines are fitted on exactly these pixels.
+    `shared`: the tissue measured in shares (`tissue_of`; every process of a distributed run must call it)."""
+    return sample_blocks(tissue_of(vae, train, shared))
 
 
 def _noise_reference(vae: FittedModel, train: SpectralDataset) -> float | None:
@@ -251,7 +253,7 @@ def fit_monitor(vae: FittedModel, train: SpectralDataset, validation: SpectralDa
     check_choices(statistics, combination, tail_kind)
     if "latent" in statistics and latent_components is None:
         raise DataError("the latent statistic needs a latent density (latent_components)")
-    train = monitor_sample(vae, train)
+    train = monitor_sample(vae, train, shared=True)
     mine = local_part(train)
     if noise_weighted is None:
         noise_weighted = bool(vae.preprocessor_) and vae.preprocessor_.scales_each_spectrum

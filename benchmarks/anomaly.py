@@ -37,6 +37,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from scipy import stats
+from sklearn.decomposition import PCA
+from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from sklearn.metrics import roc_auc_score
 
 from benchmarks.anomaly_real import fetch_real_spectra, real_runs
@@ -82,6 +84,7 @@ REAL_SCORES = ("mspc", "fisher:t2+q", "min_p:t2+q", "fisher:inside+q", "fisher:i
 BOOTSTRAPPED = ("VAE mspc", *anomaly.baselines.PCA_RULES, anomaly.baselines.RX_NAME)
 SCAN_RATES = (0.01, 0.02, 0.05, 0.1)  # pixel rates of the flagged-fraction scan statistics (`--scan-statistics`)
 SCAN_WINDOWS = (9, 15)  # windows of the largest-window-mean scan statistics
+SUPERVISED_COMPONENTS = 30  # principal components the supervised reference's LDA sees (`--supervised-reference`)
 
 
 def bootstrapped(name: str) -> bool:
@@ -160,7 +163,7 @@ def demo_run(a: argparse.Namespace, seed: int, layout: str, latent: int) -> dict
     held_ds = ds.select_scans(lay.roles()["test"] + lay.roles()["abnormal"])
     mask = vae.tissue_mask(held_ds)
     test_scans = set(lay.roles()["test"])
-    rows: dict[str, list[dict]] = {"auroc": [], "calibration": [], "pp": [], "scan statistics": []}
+    rows: dict[str, list[dict]] = {"auroc": [], "calibration": [], "pp": [], "scan statistics": [], "supervised": []}
     run = {"layout": layout, "seed": seed, "latent": latent, "epochs": len(vae.history)}
     for directions in a.directions:
         vae.fit_anomaly_model(roles["train"], roles["val"], n_components=directions,
@@ -219,6 +222,8 @@ def demo_run(a: argparse.Namespace, seed: int, layout: str, latent: int) -> dict
                 scores |= {f"{n} {k}×{k}": smooth_scores(v, held_ds.coords, mask, k) for n, v in plain_base.items()}
             here["pca k"] = ", ".join(f"{v}" for v in base.components.values())
             here["vae dims"] = dims
+        if a.supervised_reference and directions == a.directions[0]:
+            rows["supervised"] += supervised_reference(vae, ds, lay, held_ds, mask, scores, here)
         boot = {k: v for k, v in scores.items() if bootstrapped(k)}
         plain = {k: v for k, v in scores.items() if not bootstrapped(k)}
         tables = [anomaly.evaluate_kinds(boot, held_ds, mask, n_boot=a.bootstrap, seed=seed)] if boot else []
@@ -247,6 +252,39 @@ def calls(m: Monitor, s: np.ndarray, held: Held, test_scans: set[str], run: dict
                     "flagged": float(flags.mean()), "limit": m.scan_limit.limit(int(sel.sum())),
                     "called": float(flags.mean()) > m.scan_limit.limit(int(sel.sum())),
                     "spread known": m.scan_limit.spread_known, **by_label, "epithelium share": epithelium})
+    return out
+
+
+def supervised_reference(vae: SpectraVAE, ds, lay: Layout, held_ds, mask: np.ndarray, scores: dict[str, np.ndarray],
+                         run: dict) -> list[dict]:
+    """How separable the tumour is when its labels are given: an LDA on the first `SUPERVISED_COMPONENTS`
+    principal components of the spectra as the model sees them, fitted on the tumour and normal tissue of
+    the first half of the abnormal scans and of the calibration scans; scored, beside every score of this
+    run, on the other half of the abnormal scans and the normal test scans (tumour against normal tissue,
+    tissue by the model's rule). Not a detector (it needs labelled tumour): a ceiling for the others."""
+    abnormal = lay.roles()["abnormal"]
+    half = len(abnormal) // 2
+    names = list(ds.label_names or [])
+    tumour, normal = names.index("tumour"), [names.index(n) for n in ("stroma", "epithelium")]
+
+    def pixels(data) -> tuple[np.ndarray, np.ndarray]:
+        return np.concatenate(list(vae.prepare(data).iter_chunks())), np.asarray(data.labels)
+
+    fit_ds = ds.select_scans(abnormal[:half] + lay.roles()["calibration"])
+    fit_ds = fit_ds.select_pixels(np.flatnonzero(vae.tissue_mask(fit_ds)))
+    x, labels = pixels(fit_ds)
+    keep = (labels == tumour) | np.isin(labels, normal)
+    pca = PCA(SUPERVISED_COMPONENTS, random_state=0).fit(x[keep])
+    lda = LinearDiscriminantAnalysis().fit(pca.transform(x[keep]), labels[keep] == tumour)
+    held_names = np.asarray(held_ds.scans)[held_ds.scan_of()]
+    labels = np.asarray(held_ds.labels)
+    sel = mask & np.isin(held_names, abnormal[half:] + lay.roles()["test"]) & (
+        (labels == tumour) | np.isin(labels, normal))
+    xh, _ = pixels(held_ds.select_pixels(np.flatnonzero(sel)))
+    truth = labels[sel] == tumour
+    out = [{**run, "score": f"LDA on PCA-{SUPERVISED_COMPONENTS}, labels given (reference)",
+            "AUROC": float(roc_auc_score(truth, lda.decision_function(pca.transform(xh))))}]
+    out += [{**run, "score": name, "AUROC": float(roc_auc_score(truth, s[sel]))} for name, s in scores.items()]
     return out
 
 
@@ -358,6 +396,12 @@ def print_demo(rows: dict[str, list[dict]], a: argparse.Namespace) -> None:
               f"(mean over runs; a tail that holds gives the level itself) {head}")
         cols = [c for c in ("p<0.1", "p<0.01", "p<0.001") if c in pp]
         print(pp.groupby(["latent", "directions", "tail", "statistic"])[cols].mean().round(4).to_string())
+    if rows["supervised"]:
+        sup = pd.DataFrame(rows["supervised"])
+        print(f"\nTumour AUROC on the second half of the abnormal scans and the normal test scans, with a supervised "
+              f"reference fitted on the labels of the first half (mean, worst, best over runs) {head}")
+        print(sup.groupby(["latent", "directions", "score"])["AUROC"].agg(["mean", "min", "max", "count"]).round(3)
+              .sort_values("mean", ascending=False).to_string())
     if rows["scan statistics"]:
         st = pd.DataFrame(rows["scan statistics"])
         print(f"\nScan statistics of the default score, each with a t prediction limit from the calibration scans "
@@ -407,6 +451,8 @@ def main() -> None:
                     help="also compare scan-level statistics of the default score (what limits the scan calls)")
     ap.add_argument("--pca-like-vae", action="store_true",
                     help="also PCA with as many components as the VAE has latent and monitored residual directions")
+    ap.add_argument("--supervised-reference", action="store_true",
+                    help="also an LDA fitted with the tumour's labels on half the abnormal scans: how separable it is")
     ap.add_argument("--bootstrap", type=int, default=200, help="cluster-bootstrap samples over scans")
     ap.add_argument("--model-cache", default="", help="reuse trained models from this folder (development)")
     ap.add_argument("--real", action="store_true", help="also the real-spectra check (fetches from PyPI once)")
@@ -421,7 +467,8 @@ def main() -> None:
     if a.model_cache:
         print(f"note: trained models are reused from {a.model_cache} where they exist (development only)")
     if not a.real_only:
-        rows: dict[str, list[dict]] = {"auroc": [], "calibration": [], "pp": [], "scan statistics": []}
+        rows: dict[str, list[dict]] = {"auroc": [], "calibration": [], "pp": [], "scan statistics": [],
+                                       "supervised": []}
         for layout in a.layouts:
             for latent in a.latent_dims:
                 for seed in a.seeds:

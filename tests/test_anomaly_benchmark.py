@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from benchmarks.anomaly import SCAN_RATES, SCAN_WINDOWS, scan_statistics
+from benchmarks.anomaly import SCAN_RATES, SCAN_WINDOWS, Layout, scan_statistics, supervised_reference
+from spectra_vae import load_dataset
 
 
 def grid(size: int) -> np.ndarray:
@@ -38,3 +39,18 @@ def test_window_mean_counts_only_the_scan_tissue_given():
     # the topmost pixel's 9×9 window reaches rows 0–8, of which only the strip is tissue: its mean is the
     # strip's, not diluted by the window's background
     assert got[f"largest {SCAN_WINDOWS[0]}×{SCAN_WINDOWS[0]} window mean"] == pytest.approx(4.0)
+
+
+def test_supervised_reference_scores_tumour_against_normal_tissue_of_the_held_out_half(fitted, demo_dir):
+    vae = fitted[0]
+    ds = load_dataset(demo_dir)
+    lay = Layout(24, train=2, val=1, calibration=0, test=1, abnormal=2)  # demo_dir's scans in that order
+    held = ds.select_scans(lay.roles()["test"] + lay.roles()["abnormal"])
+    mask = vae.tissue_mask(held)
+    names = list(held.label_names)
+    labels = np.asarray(held.labels)
+    scores = {"the truth": (labels == names.index("tumour")).astype(float)}
+    rows = {r["score"]: r["AUROC"] for r in supervised_reference(vae, ds, lay, held, mask, scores, {})}
+    assert rows["the truth"] == 1.0  # tumour against normal tissue, of the held-out scans only
+    reference = [v for k, v in rows.items() if k.startswith("LDA")]
+    assert len(reference) == 1 and reference[0] > 0.9  # with labels the demo's tumour is separable

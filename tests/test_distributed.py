@@ -306,3 +306,58 @@ def test_after_training_the_groups_threads_end_before_python_shuts_down(demo_dir
            "--no-python", sys.executable, "-c", FIT_EXIT_SCRIPT, str(demo_dir)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+
+
+SHARED_PREP_SCRIPT = textwrap.dedent("""
+    import sys
+    import numpy as np
+    import torch
+    from spectra_vae import SpectraVAE, load_dataset
+    from spectra_vae.core.distributed import init_distributed
+    from spectra_vae.preprocess import tissue as tissue_module
+    from spectra_vae.preprocess import pipeline as pipeline_module
+
+    data, out = sys.argv[1], sys.argv[2]
+    rank, world = init_distributed()
+    measured, real_measure = [0], tissue_module.tissue_intensity
+    def counted(dataset, measure):  # pixels this process reads for the tissue measure
+        measured[0] += len(dataset)
+        return real_measure(dataset, measure)
+    tissue_module.tissue_intensity = counted
+    arrived, real_chunks = [0], pipeline_module._chunks
+    def chunks(d):  # training spectra this process passes to the fitted step (emsc's reference)
+        for c in real_chunks(d):
+            arrived[0] += len(c)
+            yield c
+    pipeline_module._chunks = chunks
+    train, val = load_dataset(data, split="normal_train"), load_dataset(data, split="normal_val")
+    vae = SpectraVAE(preprocess="emsc", tissue_only=True, hidden_dims=(16, 8), epochs=1, patience=None, seed=0,
+                     verbose=False).fit(train, validation=val)
+    torch.save({"measured": torch.tensor(measured[0]), "arrived": torch.tensor(arrived[0]),
+                "reference": torch.as_tensor(vae.preprocessor_.fitted_step("emsc").reference),
+                "threshold": torch.tensor(vae.tissue_rule_.threshold, dtype=torch.float64),
+                "digest": vae.training_digest_},
+               f"{out}/prep_rank{rank}.pt")
+""")
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="this torch build has no torch.distributed")
+def test_two_processes_read_the_tissue_measure_and_emsc_reference_in_shares(demo_dir, tmp_path):
+    """Before training, the tissue rule, `tissue_only`'s selection and emsc's reference each read a share of
+    the training data per process, and give what one process gets from all of it."""
+    _torchrun(SHARED_PREP_SCRIPT, str(demo_dir), str(tmp_path))
+    ranks = [torch.load(tmp_path / f"prep_rank{r}.pt", weights_only=True) for r in (0, 1)]
+    train, val = load_dataset(demo_dir, split="normal_train"), load_dataset(demo_dir, split="normal_val")
+    one = SpectraVAE(preprocess="emsc", tissue_only=True, hidden_dims=(16, 8), epochs=1, patience=None, seed=0,
+                     verbose=False).fit(train, validation=val)
+    for r in ranks:
+        assert float(r["threshold"]) == one.tissue_rule_.threshold and r["digest"] == one.training_digest_
+        np.testing.assert_allclose(r["reference"].numpy(), one.preprocessor_.fitted_step("emsc").reference, rtol=1e-10)
+    tissue = one.tissue_rule_.select(train)
+    # emsc's reference: every training tissue pixel once over both processes
+    assert sum(int(r["arrived"]) for r in ranks) == len(tissue)
+    # the measure, each pixel once over both processes in each pass: the rule, emsc's tissue and tissue_only's
+    # selection read the training pixels, tissue_only's the validation pixels, and the residual model's
+    # sample the training and validation tissue (one process each would read every pass whole)
+    passes = 3 * len(train) + len(val) + len(tissue) + len(one.tissue_rule_.select(val))
+    assert sum(int(r["measured"]) for r in ranks) == passes

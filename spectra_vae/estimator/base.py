@@ -21,7 +21,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.exceptions import NotFittedError
 from typing_extensions import Self
 
-from ..anomaly.monitor import Monitor, fit_monitor
+from ..anomaly.monitor import Monitor, fit_monitor, local_part
 from ..core.distributed import all_reduce, broadcast_module, dist_info, gather_objects, init_distributed
 from ..core.errors import DataError, TrainingError
 from ..core.logs import show_messages
@@ -185,10 +185,9 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
         # checkpoint, and used by training on tissue, calibration, baselines and the notebooks.
         # In a distributed run each process measures a share of the pixels (collectives every process joins).
         self.tissue_rule_ = TissueRule.fit(train, self.tissue_threshold, shared=True)
-        # Fitted steps (emsc's reference spectrum) learn from the training tissue pixels by that rule.
-        self.preprocessor_ = pre.fit(self.wavenumbers_, self.tissue_rule_.select(train, shared=True) if pre.needs_data
-                                     else None,
-                                     known=self.wavenumbers_known_)
+        # Fitted steps (emsc's reference spectrum) learn from the training tissue: each process from its share.
+        self.preprocessor_ = pre.fit(self.wavenumbers_, local_part(self.tissue_rule_.select(train, shared=True))
+                                     if pre.needs_data else None, known=self.wavenumbers_known_, shared=True)
         if not self.tissue_only and any(s.name in ("snv", "vector") for s in self.preprocessor_.steps):
             warnings.warn(f"preprocess {self.preprocess!r} scales every spectrum to unit size, noise-only background "
                           "included, which can make the VAE collapse onto the background: train with "

@@ -106,16 +106,18 @@ class Preprocessor:
         """Whether `fit` needs training spectra (a step learns from them), not only the axis."""
         return any(REGISTRY[s.name].fitted for s in self.steps)
 
-    def fit(self, wavenumbers: np.ndarray, data: Any = None, known: bool = True) -> Preprocessor:
+    def fit(self, wavenumbers: np.ndarray, data: Any = None, known: bool = True, shared: bool = False) -> Preprocessor:
         """Prepare every step for spectra on `wavenumbers`, learning fitted steps' state from `data`.
 
         `data`: the training spectra a fitted step learns from, on `wavenumbers`: an `(n, C)` array
         or a dataset (anything with `iter_chunks()`, read raw and streamed); for `emsc`, the
         training tissue pixels. Pipelines without a fitted step ignore it. `known=False` says the
         axis is only channel numbers (the data came without wavenumbers): steps whose arguments
-        are in cm⁻¹ are then refused instead of cutting at channel 950.
+        are in cm⁻¹ are then refused instead of cutting at channel 950. `shared`: `data` is this process's
+        share of a distributed run's training spectra, and fitted steps pool over the processes (every
+        process must call it).
         """
-        return self._build(wavenumbers, data=data, known=known)
+        return self._build(wavenumbers, data=data, known=known, shared=shared)
 
     def check(self, wavenumbers: np.ndarray, known: bool = True) -> np.ndarray:
         """Every check `fit` makes of the steps against the axis (a cut outside the data, cm⁻¹ on
@@ -126,7 +128,7 @@ class Preprocessor:
 
     def _build(self, wavenumbers: np.ndarray, data: Any = None,
                states: list[dict[str, Any] | None] | None = None, known: bool = True,
-               check_only: bool = False) -> Preprocessor:
+               check_only: bool = False, shared: bool = False) -> Preprocessor:
         wn = np.asarray(wavenumbers, dtype=float)
         needs = [str(s) for s in self.steps if REGISTRY[s.name].needs_axis]
         if not known and needs:
@@ -138,7 +140,7 @@ class Preprocessor:
         for k, s in enumerate(self.steps):
             fitting = Fitting(state=states[k] if states is not None else None,
                               spectra=None if data is None else self._arriving(s, data, list(self._plan)),
-                              check_only=check_only)
+                              check_only=check_only, shared=shared)
             state, wn = REGISTRY[s.name].prepare(s, wn, fitting)
             self._plan.append((s, state))
         self.output_wavenumbers_ = wn

@@ -27,6 +27,7 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
+from ..core.distributed import all_reduce, dist_info
 from ..core.errors import DataError
 from .emsc import EMSC
 from .hull import lower_hull
@@ -56,6 +57,7 @@ class Fitting:
     state: dict[str, Any] | None = None  # the step's stored state (`to_dict`), to rebuild it without data
     spectra: Iterable[np.ndarray] | None = None  # training spectra in chunks, as they arrive at the step
     check_only: bool = False  # check the arguments against the axis, learn nothing
+    shared: bool = False  # `spectra` are this process's share: sums are pooled over a distributed run's processes
 
 
 class StepKind:
@@ -326,6 +328,9 @@ class Emsc(StepKind):
         for y in fitting.spectra:
             total += y.sum(axis=0, dtype=np.float64)
             n += len(y)
+        if fitting.shared and dist_info()[1] > 1:  # every process's share: the mean of all of them
+            pooled = all_reduce(np.concatenate([total, [n]]))
+            total, n = pooled[:-1], int(pooled[-1])
         if n == 0:
             raise DataError(f"preprocess: no training spectra to fit the reference of {step}")
         return EMSC(total / n, wavenumbers, int(degree), bool(dispersion)), wavenumbers

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import re
 import shlex
 import subprocess
@@ -92,15 +93,22 @@ def bootstrapped(name: str) -> bool:
     return re.sub(r" \d+×\d+$", "", name) in BOOTSTRAPPED
 
 
-def provenance(seeds: list[int]) -> str:
-    """The command, seeds and commit (with a note when the package or benchmarks differ from it)."""
+@functools.cache
+def code_state() -> tuple[str, bool]:
+    """The commit and whether the package or benchmarks differ from it, read once: when the run began (a
+    commit made while it runs does not relabel its tables)."""
     def git(*args: str) -> str:
         try:
             return subprocess.run(["git", *args], capture_output=True, text=True, check=True).stdout.strip()
         except (OSError, subprocess.CalledProcessError):
             return ""
-    commit = git("rev-parse", "--short", "HEAD") or "unknown"
-    dirty = git("status", "--porcelain", "--", "spectra_vae", "benchmarks")
+    return git("rev-parse", "--short", "HEAD") or "unknown", bool(git("status", "--porcelain", "--", "spectra_vae",
+                                                                       "benchmarks"))
+
+
+def provenance(seeds: list[int]) -> str:
+    """The command, seeds and commit (with a note when the package or benchmarks differed from it)."""
+    commit, dirty = code_state()
     command = "python -m benchmarks.anomaly " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     return (f"[command: {command.strip()} | seeds: {' '.join(map(str, seeds))} | commit: {commit}"
             f"{' + uncommitted changes' if dirty else ''}]")

@@ -103,6 +103,33 @@ def classwise_pca_ratio(x: np.ndarray, y: np.ndarray, fit_idx: np.ndarray, test_
     return float(np.sqrt((classwise ** 2).mean()) / np.sqrt((overall ** 2).mean()))
 
 
+def pca_ladder(x: np.ndarray, fit_idx: np.ndarray, test_idx: np.ndarray, k_max: int = 50) -> np.ndarray:
+    """Held-out RMSE of PCA with 1, 2, …, `k_max` components, fitted on `fit_idx` (index k − 1: k components)."""
+    xf = x.astype(np.float64)
+    mean = xf[fit_idx].mean(axis=0)
+    _, _, vt = np.linalg.svd(xf[fit_idx] - mean, full_matrices=False)
+    centred = xf[test_idx] - mean
+    out = []
+    for k in range(1, min(k_max, len(vt)) + 1):
+        residual = centred - (centred @ vt[:k].T) @ vt[:k]
+        out.append(np.sqrt((residual ** 2).mean()))
+    return np.asarray(out)
+
+
+def equivalent_components(ladder: np.ndarray, rmse: float) -> float:
+    """How many PCA components reach `rmse` (`pca_ladder`), interpolated on the log scale between whole
+    numbers: what a model of that error is worth in principal components ("the VAE is worth about two");
+    NaN beyond the ladder's last rung, 1 at or above its first."""
+    if rmse >= ladder[0]:
+        return 1.0
+    below = np.flatnonzero(ladder <= rmse)
+    if not len(below):
+        return float("nan")
+    k = int(below[0])  # ladder[k] ≤ rmse < ladder[k − 1]: between k and k + 1 components
+    lo, hi = np.log(ladder[k - 1]), np.log(ladder[k])
+    return float(k + (lo - np.log(rmse)) / (lo - hi))
+
+
 def knn_accuracy(z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray, y_test: np.ndarray) -> float:
     """5-NN accuracy of held-out latent means, the classifier fitted on the training latents."""
     keep_tr, keep_te = y_train >= 0, y_test >= 0
@@ -223,6 +250,8 @@ def real_runs(name: str, x: np.ndarray, y: np.ndarray, wn: np.ndarray | None, ar
                        "rmse": table.loc["VAE", "rmse"],
                        "5-NN": knn_accuracy(vae.transform(train_ds), codes[fit_idx], vae.transform(test_ds), codes[te]),
                        "class-wise PCA ÷ PCA": classwise_pca_ratio(x, y, fit_idx, te, k),
+                       "PCA components at its RMSE": equivalent_components(pca_ladder(x, fit_idx, te),
+                                                                             table.loc["VAE", "rmse"]),
                        "epoch s": float(vae.history.seconds.median()), "epochs": len(vae.history)}
                 rows.append(row)
                 print(pd.Series(row).to_frame().T.round(4).to_string(index=False), flush=True)

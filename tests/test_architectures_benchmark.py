@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from sklearn.decomposition import PCA
 
-from benchmarks.architectures import classwise_pca_ratio, setting
+from benchmarks.architectures import classwise_pca_ratio, equivalent_components, pca_ladder, setting
 
 
 def pca_reconstruct(train: np.ndarray, test: np.ndarray, k: int) -> np.ndarray:
@@ -40,3 +40,18 @@ def test_set_reads_values_as_notebook_parameters_and_refuses_bad_ones():
     for bad in ("beta", "beta=-1", "hidden_dims=a,b", "latent_dim=3", "1x=2"):
         with pytest.raises(argparse.ArgumentTypeError):
             setting(bad)
+
+
+def test_pca_ladder_and_equivalent_components_against_their_definitions():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(200, 5)) @ rng.normal(size=(5, 40)) * np.linspace(3, 0.5, 5)[None, :].repeat(8)[None, :] \
+        + 0.01 * rng.normal(size=(200, 40))
+    fit, test = np.arange(0, 200, 2), np.arange(1, 200, 2)
+    ladder = pca_ladder(x, fit, test, k_max=6)
+    for k in (1, 3, 6):
+        expected = np.sqrt(np.mean((x[test] - pca_reconstruct(x[fit], x[test], k)) ** 2))
+        assert ladder[k - 1] == pytest.approx(expected, rel=1e-8)
+    assert equivalent_components(ladder, ladder[2]) == pytest.approx(3.0)  # PCA-3's own error: 3 components
+    assert equivalent_components(ladder, np.sqrt(ladder[1] * ladder[2])) == pytest.approx(2.5)  # halfway, log scale
+    assert equivalent_components(ladder, 2 * ladder[0]) == 1.0  # worse than one component
+    assert np.isnan(equivalent_components(ladder, ladder[-1] / 2))  # better than the ladder reaches

@@ -250,8 +250,9 @@ def real_runs(name: str, x: np.ndarray, y: np.ndarray, wn: np.ndarray | None, ar
                        "rmse": table.loc["VAE", "rmse"],
                        "5-NN": knn_accuracy(vae.transform(train_ds), codes[fit_idx], vae.transform(test_ds), codes[te]),
                        "class-wise PCA ÷ PCA": classwise_pca_ratio(x, y, fit_idx, te, k),
-                       "PCA components at its RMSE": equivalent_components(pca_ladder(x, fit_idx, te),
+                       "PCA components at its RMSE": equivalent_components(ladder := pca_ladder(x, fit_idx, te),
                                                                              table.loc["VAE", "rmse"]),
+                       "PCA components at 0.5× PCA": equivalent_components(ladder, 0.5 * ladder[k - 1]),
                        "epoch s": float(vae.history.seconds.median()), "epochs": len(vae.history)}
                 rows.append(row)
                 print(pd.Series(row).to_frame().T.round(4).to_string(index=False), flush=True)

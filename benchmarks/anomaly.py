@@ -381,14 +381,8 @@ def print_demo(rows: dict[str, list[dict]], a: argparse.Namespace) -> None:
     print(f"\nHeld-out normal test scans' tissue flagged at a nominal {a.rate:.0%} (per run; inside 0.4–2.5 %) {head}")
     print(band.round(4).to_string())
     print(f"\nScan-level calls at a nominal scan-level {a.scan_rate:.0%} (Clopper–Pearson 95 %) {head}")
-    summary = []
-    for key, g in cal.groupby(keys):
-        ab, no = g[~g["normal"]], g[g["normal"]]
-        sens, spec = int(ab["called"].sum()), int((~no["called"]).sum())
-        summary.append({**dict(zip(keys, key, strict=True)),
-                        "abnormal called": f"{sens}/{len(ab)}", "sensitivity CI": _ci(sens, len(ab)),
-                        "normal called": f"{len(no) - spec}/{len(no)}", "specificity CI": _ci(spec, len(no)),
-                        "spread known": bool(g["spread known"].all())})
+    summary = [{**dict(zip(keys, key, strict=True)), **call_counts(g), "spread known": bool(g["spread known"].all())}
+               for key, g in cal.groupby(keys)]
     print(pd.DataFrame(summary).to_string(index=False))
     where = normal.groupby(keys).apply(lambda g: pd.Series({
         "scans": len(g), "flagged": g["flagged"].mean(), "stroma flagged": g["flagged stroma"].mean(),
@@ -414,19 +408,25 @@ def print_demo(rows: dict[str, list[dict]], a: argparse.Namespace) -> None:
         st = pd.DataFrame(rows["scan statistics"])
         print(f"\nScan statistics of the default score, each with a t prediction limit from the calibration scans "
               f"at a scan-level {a.scan_rate:.0%} (Clopper–Pearson 95 %) {head}")
-        table = []
-        for (latent, directions, statistic), g in st.groupby(["latent", "directions", "statistic"], sort=False):
-            ab, no = g[~g["normal"]], g[g["normal"]]
-            sens, spec = int(ab["called"].sum()), int((~no["called"]).sum())
-            table.append({"latent": latent, "directions": directions, "statistic": statistic,
-                          "abnormal called": f"{sens}/{len(ab)}", "sensitivity CI": _ci(sens, len(ab)),
-                          "normal called": f"{len(no) - spec}/{len(no)}"})
+        table = [{"latent": latent, "directions": directions, "statistic": statistic,
+                  **{k: v for k, v in call_counts(g).items() if k != "specificity CI"}}
+                 for (latent, directions, statistic), g in st.groupby(["latent", "directions", "statistic"],
+                                                                      sort=False)]
         print(pd.DataFrame(table).to_string(index=False))
         ab = st[~st["normal"] & st["tumour AUROC"].notna()]
         print(f"\nAbnormal scans' tumour pixels against the normal test tissue (AUROC; median, lowest–highest), "
               f"by whether each statistic called the scan {head}")
         print(ab.groupby(["latent", "directions", "statistic", "called"], sort=False)["tumour AUROC"]
               .agg(["count", "median", "min", "max"]).round(3).to_string())
+
+
+def call_counts(g: pd.DataFrame) -> dict[str, str]:
+    """Scan-level calls of the rows `g` (one per scan: `normal`, `called`): abnormal and normal scans called,
+    with Clopper–Pearson intervals of the sensitivity and specificity."""
+    ab, no = g[~g["normal"]], g[g["normal"]]
+    sens, spec = int(ab["called"].sum()), int((~no["called"]).sum())
+    return {"abnormal called": f"{sens}/{len(ab)}", "sensitivity CI": _ci(sens, len(ab)),
+            "normal called": f"{len(no) - spec}/{len(no)}", "specificity CI": _ci(spec, len(no))}
 
 
 def _ci(k: int, n: int) -> str:

@@ -195,13 +195,6 @@ def local_positions(n_pixels: int) -> np.ndarray | None:
     return None if world == 1 else shard_positions(n_pixels, rank, world)
 
 
-def local_part(data: SpectralDataset) -> SpectralDataset:
-    """This process's share of `data` (all of it in a single process): what it reads and scores, the
-    results then pooled over the processes."""
-    positions = local_positions(len(data))
-    return data if positions is None else data.select_pixels(positions)
-
-
 def tissue_of(vae: FittedModel, data: SpectralDataset, shared: bool = True) -> SpectralDataset:
     """The tissue pixels of `data` by the model's rule (all of `data` without a rule). `shared`: in a
     distributed run every process masks its own share and the masks are exchanged (each reads a share,
@@ -254,7 +247,7 @@ def fit_monitor(vae: FittedModel, train: SpectralDataset, validation: SpectralDa
     if "latent" in statistics and latent_components is None:
         raise DataError("the latent statistic needs a latent density (latent_components)")
     train = monitor_sample(vae, train, shared=True)
-    mine = local_part(train)
+    mine = train.shard(*dist_info())  # this process's share: it scores these, the sums are pooled
     if noise_weighted is None:
         noise_weighted = bool(vae.preprocessor_) and vae.preprocessor_.scales_each_spectrum
     reference = _noise_reference(vae, mine) if noise_weighted else None

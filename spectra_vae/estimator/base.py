@@ -21,7 +21,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.exceptions import NotFittedError
 from typing_extensions import Self
 
-from ..anomaly.monitor import Monitor, fit_monitor, local_part
+from ..anomaly.monitor import Monitor, fit_monitor
 from ..core.distributed import all_reduce, broadcast_module, dist_info, gather_objects, init_distributed
 from ..core.errors import DataError, TrainingError
 from ..core.logs import show_messages
@@ -186,7 +186,7 @@ class VAEEstimator(TransformerMixin, BaseEstimator):
         # In a distributed run each process measures a share of the pixels (collectives every process joins).
         self.tissue_rule_ = TissueRule.fit(train, self.tissue_threshold, shared=True)
         # Fitted steps (emsc's reference spectrum) learn from the training tissue: each process from its share.
-        self.preprocessor_ = pre.fit(self.wavenumbers_, local_part(self.tissue_rule_.select(train, shared=True))
+        self.preprocessor_ = pre.fit(self.wavenumbers_, self.tissue_rule_.select(train, shared=True).shard(rank, world)
                                      if pre.needs_data else None, known=self.wavenumbers_known_, shared=True)
         if not self.tissue_only and any(s.name in ("snv", "vector") for s in self.preprocessor_.steps):
             warnings.warn(f"preprocess {self.preprocess!r} scales every spectrum to unit size, noise-only background "

@@ -170,18 +170,17 @@ class TissueRule:
             return cls(measure, level, fallback + how)
         return cls(measure, float(setting), fallback + f"threshold {float(setting):.4g} set by the user")
 
-    def intensity(self, dataset: SpectralDataset) -> np.ndarray:
-        """Per pixel, the measure the rule thresholds (+∞ for `measure="none"`)."""
-        return tissue_intensity(dataset, self.measure)
+    def intensity(self, dataset: SpectralDataset, shared: bool = False) -> np.ndarray:
+        """Per pixel, the measure the rule thresholds (+∞ for `measure="none"`). `shared`: in a distributed
+        run, each process measures a share (`shared_tissue_intensity`; all must call)."""
+        return (shared_tissue_intensity if shared else tissue_intensity)(dataset, self.measure)
 
     def mask(self, dataset: SpectralDataset, shared: bool = False) -> np.ndarray:
         """Per pixel of `dataset` (raw or preprocessed view alike), True where it is tissue. `shared`: in a
         distributed run, each process measures a share (`shared_tissue_intensity`; all must call)."""
         if self.measure == "none" or self.threshold == -math.inf:
             return np.ones(len(dataset), bool)
-        if shared:
-            return shared_tissue_intensity(dataset, self.measure) > self.threshold
-        return self.intensity(dataset) > self.threshold
+        return self.intensity(dataset, shared) > self.threshold
 
     def mask_spectra(self, spectra: np.ndarray, wavenumbers: np.ndarray) -> np.ndarray:
         """The mask of raw spectra `(n, C)` on `wavenumbers` (the scans' own axis), without a dataset."""

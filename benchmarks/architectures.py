@@ -8,7 +8,14 @@ Data nothing was tuned on:
   collagen, glycogen, lipids), fetched from its PyPI wheel into the cache once;
 - **coffee**: the 60 ATR-FTIR spectra of coffee of three origins that ship with `chemotools`
   (fetched from PyPI alike); both real sets split 70/30 stratified by class (seed 0), 15 % of the
-  training part kept for validation (early stopping), as a user would.
+  training part kept for validation (early stopping), as a user would;
+- **fermentation**: the 1 629 ATR-MIR spectra measured on-line during a lignocellulose ethanol
+  fermentation that ship with `chemotools` (Cabaneros López et al.), cut to 950–1550 cm⁻¹, the region
+  with the chemical information that the data's own tutorial models (outside it lie the ATR crystal's
+  opaque region, water's bending band near 1640 cm⁻¹ and a few channels of detector artefacts above
+  1790 cm⁻¹, 1–3 absorbance units of spread). No classes: consecutive spectra are near copies, so the
+  split is by blocks of 50 consecutive spectra (30 % of the blocks held out, seed 0; 15 % of the
+  training blocks kept for validation), never within a block.
 
 For each run: held-out RMSE ÷ PCA at the same number of components (PCA fitted on the same training
 pixels, in the space the model reconstructs: `views.analysis.compare_with_pca`), the 5-NN accuracy
@@ -68,6 +75,37 @@ def fetch_coffee() -> tuple[np.ndarray, np.ndarray] | None:
     x = pd.read_csv(io.StringIO(spectra.read_text())).to_numpy(np.float32)
     y = pd.read_csv(io.StringIO(labels.read_text()))["labels"].to_numpy()
     return x, y
+
+
+FERMENTATION_RANGE = (950.0, 1550.0)  # cm⁻¹: where the chemical information is
+BLOCK = 50  # consecutive fermentation spectra that are split together
+
+
+def fetch_fermentation() -> tuple[np.ndarray, np.ndarray] | None:
+    """chemotools' on-line fermentation spectra (1 629 ATR-MIR spectra in time order) from its PyPI wheel,
+    cached, cut to `FERMENTATION_RANGE`: (spectra, wavenumbers)."""
+    target = cache_dir() / "datasets" / "chemotools_fermentation_spectra.csv"
+    if not fetch_from_wheel("chemotools==0.5.0", {"chemotools/datasets/data/fermentation_spectra.csv": target},
+                            "fermentation spectra"):
+        return None
+    frame = pd.read_csv(io.StringIO(target.read_text()))
+    wn = np.array([float(c) for c in frame.columns])
+    keep = (wn >= FERMENTATION_RANGE[0]) & (wn <= FERMENTATION_RANGE[1])
+    return frame.to_numpy(np.float32)[:, keep], wn[keep]
+
+
+def block_split(n: int, test_size: float, seed: int, block: int = BLOCK,
+                among: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Indices split by blocks of `block` consecutive rows (of `among`, default all `n`): whole blocks go
+    to the second part, `test_size` of them, chosen with `seed`. For time series, whose neighbours are
+    near copies: a held-out spectrum's neighbours are held out with it."""
+    idx = np.arange(n) if among is None else np.asarray(among)
+    blocks = idx // block
+    ids = np.unique(blocks)
+    rng = np.random.default_rng(seed)
+    held = rng.choice(ids, size=max(1, round(test_size * len(ids))), replace=False)
+    out = np.isin(blocks, held)
+    return idx[~out], idx[out]
 
 
 def setting(text: str) -> tuple[str, object]:
@@ -222,22 +260,31 @@ def demo_runs(args: argparse.Namespace) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def real_runs(name: str, x: np.ndarray, y: np.ndarray, wn: np.ndarray | None, args: argparse.Namespace) -> pd.DataFrame:
+def real_runs(name: str, x: np.ndarray, y: np.ndarray | None, wn: np.ndarray | None,
+              args: argparse.Namespace) -> pd.DataFrame:
+    """Each architecture × latent size × seed on a real table: split 70/30 stratified by class `y` and 15 %
+    of the training part for validation; with `y` None (a time series), by blocks (`block_split`)."""
     rows = []
-    tr, te = train_test_split(np.arange(len(x)), test_size=0.3, stratify=y, random_state=0)
+    if y is None:
+        tr, te = block_split(len(x), 0.3, seed=0)
+    else:
+        tr, te = train_test_split(np.arange(len(x)), test_size=0.3, stratify=y, random_state=0)
     frame = (lambda idx: pd.DataFrame(x[idx], columns=wn)) if wn is not None else (lambda idx: x[idx])
-    codes = pd.Series(y).astype("category").cat.codes.to_numpy()
-    classes = np.unique(y)
+    codes = np.full(len(x), -1) if y is None else pd.Series(y).astype("category").cat.codes.to_numpy()
+    classes = np.unique(y) if y is not None else np.array([])
     for arch in [a for a in args.architectures if a != "spatial"]:  # tables have no neighbourhoods
         for k in args.latent_dims:
-            if arch == "unmixing" and args.unmixing_start == "class-means" and k != len(classes):
+            if arch == "unmixing" and args.unmixing_start == "class-means" and (y is None or k != len(classes)):
                 print(f"{name}, unmixing, latent {k}: no start from the class means ({len(classes)} classes); skipped",
                       flush=True)
                 continue
             for seed in args.seeds:
-                fit_idx, val_idx = train_test_split(tr, test_size=0.15, stratify=y[tr], random_state=seed)
+                if y is None:
+                    fit_idx, val_idx = block_split(len(x), 0.15, seed, among=tr)
+                else:
+                    fit_idx, val_idx = train_test_split(tr, test_size=0.15, stratify=y[tr], random_state=seed)
                 start = None
-                if arch == "unmixing" and args.unmixing_start == "class-means":
+                if arch == "unmixing" and args.unmixing_start == "class-means" and y is not None:
                     # each class's mean training spectrum, as a lab's reference spectra would be (≥ 0)
                     start = np.clip([x[fit_idx[y[fit_idx] == c]].mean(axis=0) for c in classes], 0, None)
                 vae = SpectraVAE(latent_dim=k, architecture=arch, seed=seed, epochs=args.epochs, verbose=False,
@@ -249,7 +296,8 @@ def real_runs(name: str, x: np.ndarray, y: np.ndarray, wn: np.ndarray | None, ar
                        "rmse ÷ PCA": table.loc["VAE", "rmse"] / table.loc["PCA", "rmse"],
                        "rmse": table.loc["VAE", "rmse"],
                        "5-NN": knn_accuracy(vae.transform(train_ds), codes[fit_idx], vae.transform(test_ds), codes[te]),
-                       "class-wise PCA ÷ PCA": classwise_pca_ratio(x, y, fit_idx, te, k),
+                       "class-wise PCA ÷ PCA": (float("nan") if y is None
+                                                 else classwise_pca_ratio(x, y, fit_idx, te, k)),
                        "PCA components at its RMSE": equivalent_components(ladder := pca_ladder(x, fit_idx, te),
                                                                              table.loc["VAE", "rmse"]),
                        "PCA components at 0.5× PCA": equivalent_components(ladder, 0.5 * ladder[k - 1]),
@@ -274,7 +322,8 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--datasets", nargs="+", default=["demo", "collagen", "coffee"])
+    ap.add_argument("--datasets", nargs="+", default=["demo", "collagen", "coffee", "fermentation"],
+                    choices=("demo", "collagen", "coffee", "fermentation"))
     ap.add_argument("--architectures", nargs="+", default=list(ARCHITECTURES), choices=ARCHITECTURES)
     ap.add_argument("--latent-dims", type=int, nargs="+", default=[2, 5])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds")
@@ -310,6 +359,10 @@ def main() -> None:
         coffee = fetch_coffee()
         if coffee is not None:
             frames.append(real_runs("coffee", coffee[0], coffee[1], None, args))
+    if "fermentation" in args.datasets:
+        fermentation = fetch_fermentation()
+        if fermentation is not None:
+            frames.append(real_runs("fermentation", fermentation[0], None, fermentation[1], args))
     if frames:
         print("\nsummary: mean (min–max) over training seeds and demo seeds")
         print(summarise(pd.concat(frames, ignore_index=True)).to_string())

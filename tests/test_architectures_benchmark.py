@@ -1,5 +1,5 @@
 """`benchmarks.architectures`' own measures: the oracle class-wise PCA reference against its
-definition, and `--set` read and checked as notebook 02's `-p` values."""
+definition, `--set` read and checked as notebook 02's `-p` values, and the block split of time series."""
 
 import argparse
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from sklearn.decomposition import PCA
 
-from benchmarks.architectures import classwise_pca_ratio, equivalent_components, pca_ladder, setting
+from benchmarks.architectures import block_split, classwise_pca_ratio, equivalent_components, pca_ladder, setting
 
 
 def pca_reconstruct(train: np.ndarray, test: np.ndarray, k: int) -> np.ndarray:
@@ -55,3 +55,21 @@ def test_pca_ladder_and_equivalent_components_against_their_definitions():
     assert equivalent_components(ladder, np.sqrt(ladder[1] * ladder[2])) == pytest.approx(2.5)  # halfway, log scale
     assert equivalent_components(ladder, 2 * ladder[0]) == 1.0  # worse than one component
     assert np.isnan(equivalent_components(ladder, ladder[-1] / 2))  # better than the ladder reaches
+
+
+def test_block_split_holds_out_whole_blocks_of_consecutive_rows():
+    n, block = 1629, 50
+    train, test = block_split(n, 0.3, seed=0, block=block)
+    # a partition of the rows, held out by whole blocks: no held-out row has a training row in its block
+    assert np.array_equal(np.sort(np.concatenate([train, test])), np.arange(n))
+    assert not set(train // block) & set(test // block)
+    n_blocks = -(-n // block)
+    assert len(np.unique(test // block)) == round(0.3 * n_blocks)
+    # the validation part is drawn from the training rows only, again by whole blocks, and depends on the seed
+    fit, val = block_split(n, 0.15, seed=1, block=block, among=train)
+    assert np.array_equal(np.sort(np.concatenate([fit, val])), np.sort(train))
+    assert not set(fit // block) & set(val // block)
+    assert not set(val) & set(test)
+    other = block_split(n, 0.15, seed=2, block=block, among=train)[1]
+    assert not np.array_equal(val, other)
+    assert np.array_equal(block_split(n, 0.3, seed=0, block=block)[1], test)  # reproducible

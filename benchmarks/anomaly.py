@@ -17,8 +17,10 @@ intervals; the tails' P–P check (nominal against observed tail shares on held-
 
 The variants behind the defaults (how they were chosen): `--latent-dims`, `--directions`,
 `--scores` (combinations, the latent density, the old Fisher sum with `inside`), `--tails`,
-`--latent-components` (1: the latent Mahalanobis distance), `--threshold`. Every table is printed
-with the command, the seeds and the commit that produced it.
+`--latent-components` (1: the latent Mahalanobis distance), `--threshold`. `--scattered` uses the
+demo's uncorrected (scattered) scans and `--preprocess` trains with that preprocessing (`emsc`: the
+docs' advice for such scans). Every table is printed with the command, the seeds and the commit that
+produced it.
 
 Real spectra (`--real`, `--real-only`): see `benchmarks.anomaly_real`.
 """
@@ -130,11 +132,12 @@ def trained(a: argparse.Namespace, seed: int, layout: str, latent: int, train, v
     """A VAE trained on the layout's training scans (from `--model-cache` when it holds one)."""
     lay = LAYOUTS[layout]  # the first scans are the same in every layout of a size: so are the trained models
     key = (f"{lay.size}px_train{lay.train}_val{lay.val}_seed{seed}_latent{latent}_e{a.epochs}"
-           + ("" if a.patience is None else f"_p{a.patience}"))
+           + ("" if a.patience is None else f"_p{a.patience}") + ("_scattered" if a.scattered else "")
+           + (f"_{re.sub(r'[^A-Za-z0-9]+', '-', a.preprocess)}" if a.preprocess else ""))
     cached = Path(a.model_cache) / f"{key}.pt" if a.model_cache else None
     if cached is not None and cached.exists():
         return SpectraVAE.load(cached)
-    vae = SpectraVAE(latent_dim=latent, epochs=a.epochs, seed=seed, verbose=False,
+    vae = SpectraVAE(latent_dim=latent, epochs=a.epochs, seed=seed, preprocess=a.preprocess, verbose=False,
                      **patience_options(a.patience)).fit(train, validation=val)
     if cached is not None:
         cached.parent.mkdir(parents=True, exist_ok=True)
@@ -164,7 +167,8 @@ def variant(monitor: Monitor, score: str, tail: str) -> Monitor:
 
 def demo_run(a: argparse.Namespace, seed: int, layout: str, latent: int) -> dict[str, list[dict]]:
     lay = LAYOUTS[layout]
-    path = demo_data(f"anomaly_{layout}_seed{seed}", lay.n_scans, lay.size, seed=seed, n_abnormal=lay.abnormal)
+    path = demo_data(f"anomaly_{layout}_seed{seed}" + ("_scattered" if a.scattered else ""), lay.n_scans, lay.size,
+                     seed=seed, n_abnormal=lay.abnormal, scatter=a.scattered)
     ds = load_dataset(path)
     roles = {role: ds.select_scans(names) for role, names in lay.roles().items()}
     vae = trained(a, seed, layout, latent, roles["train"], roles["val"])
@@ -441,6 +445,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=epochs_arg, default=30, help="a whole number, or auto (the library's default)")
     ap.add_argument("--patience", type=int, help="the estimator's patience (default: its own; 0: none)")
     ap.add_argument("--latent-dims", type=int, nargs="+", default=[2], help="latent sizes to train")
+    ap.add_argument("--scattered", action="store_true", help="the demo's uncorrected (scattered) variant of the scans")
+    ap.add_argument("--preprocess", default="", help="the estimator's preprocessing, e.g. emsc for --scattered")
     ap.add_argument("--directions", nargs="+", default=["auto"],
                     help="residual directions monitored: auto (above the noise floor) or numbers")
     ap.add_argument("--scores", nargs="+", default=list(SCORES),

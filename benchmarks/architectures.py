@@ -94,12 +94,11 @@ def fetch_fermentation() -> tuple[np.ndarray, np.ndarray] | None:
     return frame.to_numpy(np.float32)[:, keep], wn[keep]
 
 
-def block_split(n: int, test_size: float, seed: int, block: int = BLOCK,
-                among: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Indices split by blocks of `block` consecutive rows (of `among`, default all `n`): whole blocks go
-    to the second part, `test_size` of them, chosen with `seed`. For time series, whose neighbours are
-    near copies: a held-out spectrum's neighbours are held out with it."""
-    idx = np.arange(n) if among is None else np.asarray(among)
+def block_split(rows: np.ndarray, test_size: float, seed: int, block: int = BLOCK) -> tuple[np.ndarray, np.ndarray]:
+    """`rows` (indices of a time series) split by blocks of `block` consecutive indices: whole blocks go to
+    the second part, `test_size` of them, chosen with `seed`. For time series, whose neighbours are near
+    copies: a held-out spectrum's neighbours are held out with it."""
+    idx = np.asarray(rows)
     blocks = idx // block
     ids = np.unique(blocks)
     rng = np.random.default_rng(seed)
@@ -266,7 +265,7 @@ def real_runs(name: str, x: np.ndarray, y: np.ndarray | None, wn: np.ndarray | N
     of the training part for validation; with `y` None (a time series), by blocks (`block_split`)."""
     rows = []
     if y is None:
-        tr, te = block_split(len(x), 0.3, seed=0)
+        tr, te = block_split(np.arange(len(x)), 0.3, seed=0)
     else:
         tr, te = train_test_split(np.arange(len(x)), test_size=0.3, stratify=y, random_state=0)
     frame = (lambda idx: pd.DataFrame(x[idx], columns=wn)) if wn is not None else (lambda idx: x[idx])
@@ -280,7 +279,7 @@ def real_runs(name: str, x: np.ndarray, y: np.ndarray | None, wn: np.ndarray | N
                 continue
             for seed in args.seeds:
                 if y is None:
-                    fit_idx, val_idx = block_split(len(x), 0.15, seed, among=tr)
+                    fit_idx, val_idx = block_split(tr, 0.15, seed)
                 else:
                     fit_idx, val_idx = train_test_split(tr, test_size=0.15, stratify=y[tr], random_state=seed)
                 start = None

@@ -59,17 +59,17 @@ def test_pca_ladder_and_equivalent_components_against_their_definitions():
 
 def test_block_split_holds_out_whole_blocks_of_consecutive_rows():
     n, block = 1629, 50
-    train, test = block_split(n, 0.3, seed=0, block=block)
+    train, test = block_split(np.arange(n), 0.3, seed=0, block=block)
     # a partition of the rows, held out by whole blocks: no held-out row has a training row in its block
     assert np.array_equal(np.sort(np.concatenate([train, test])), np.arange(n))
     assert not set(train // block) & set(test // block)
     n_blocks = -(-n // block)
     assert len(np.unique(test // block)) == round(0.3 * n_blocks)
     # the validation part is drawn from the training rows only, again by whole blocks, and depends on the seed
-    fit, val = block_split(n, 0.15, seed=1, block=block, among=train)
+    fit, val = block_split(train, 0.15, seed=1, block=block)
     assert np.array_equal(np.sort(np.concatenate([fit, val])), np.sort(train))
     assert not set(fit // block) & set(val // block)
     assert not set(val) & set(test)
-    other = block_split(n, 0.15, seed=2, block=block, among=train)[1]
+    other = block_split(train, 0.15, seed=2, block=block)[1]
     assert not np.array_equal(val, other)
-    assert np.array_equal(block_split(n, 0.3, seed=0, block=block)[1], test)  # reproducible
+    assert np.array_equal(block_split(np.arange(n), 0.3, seed=0, block=block)[1], test)  # reproducible

@@ -45,6 +45,57 @@ def test_without_wavenumbers_the_rule_uses_mean_absorbance_and_still_finds_the_c
         tissue_intensity(bare, "amide_i")
 
 
+def _read_counter(monkeypatch):
+    """Counts the raw pixels the tissue measure reads from the scans."""
+    from spectra_vae.preprocess import tissue as tissue_module
+    read, real = [0], tissue_module.intensity_of
+
+    def counted(chunk, channels):
+        read[0] += len(chunk)
+        return real(chunk, channels)
+    monkeypatch.setattr(tissue_module, "intensity_of", counted)
+    return read
+
+
+def test_the_measure_is_read_once_per_scan_pixel_and_the_same_from_every_view(demo_dir, monkeypatch):
+    read = _read_counter(monkeypatch)
+    ds = load_dataset(demo_dir)
+    wn = ds.wavenumbers
+    band = (wn >= 1630) & (wn <= 1680)
+    direct = ds.to_array()[:, band].mean(axis=1)  # the definition, read here without the package's measure
+    part = ds.select_pixels(np.arange(100, len(ds), 3))
+    np.testing.assert_array_equal(tissue_intensity(part, "amide_i"), direct[100::3])
+    assert read[0] == len(part)
+    # the whole: only the pixels not yet read are read; a preprocessed view and a subset of scans look them up
+    np.testing.assert_array_equal(tissue_intensity(ds, "amide_i"), direct)
+    assert read[0] == len(ds)
+    rule = TissueRule.fit(ds)
+    from spectra_vae.preprocess.pipeline import Preprocessor
+    view = ds.preprocessed(Preprocessor("cut(1000,1700)").fit(wn))
+    np.testing.assert_array_equal(rule.mask(view), direct > rule.threshold)
+    np.testing.assert_array_equal(tissue_intensity(ds.select_scans([2, 0]), "amide_i"),
+                                  np.concatenate([direct[ds.scan_of() == 2], direct[ds.scan_of() == 0]]))
+    assert read[0] == len(ds)
+    # another measure has its own values; the same scans loaded again are read again
+    np.testing.assert_array_equal(tissue_intensity(ds, "total"), ds.to_array().mean(axis=1))
+    assert read[0] == 2 * len(ds)
+    tissue_intensity(load_dataset(demo_dir), "amide_i")
+    assert read[0] == 3 * len(ds)
+
+
+def test_fit_reads_the_tissue_measure_once(demo_dir, monkeypatch):
+    """The rule, emsc's reference, tissue_only's selection and the residual model's sample all need the training
+    pixels' tissue measure: read from the scans once (each is a pass over the data, minutes on data larger than
+    memory), the validation pixels once."""
+    read = _read_counter(monkeypatch)
+    train, val = load_dataset(demo_dir, split="normal_train"), load_dataset(demo_dir, split="normal_val")
+    vae = SpectraVAE(preprocess="emsc", tissue_only=True, hidden_dims=(16, 8), epochs=1, patience=None, seed=0,
+                     verbose=False).fit(train, validation=val)
+    assert read[0] == len(train) + len(val)
+    # and the rule is the one a fresh read gives
+    assert vae.tissue_rule_ == TissueRule.fit(load_dataset(demo_dir, split="normal_train"))
+
+
 def test_threshold_can_be_set_or_switched_off(demo):
     assert TissueRule.fit(demo, "none").mask(demo).all()
     fixed = TissueRule.fit(demo, 0.05)

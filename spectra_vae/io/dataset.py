@@ -7,7 +7,7 @@ read from the (memory-mapped) scans in chunks, through a fitted preprocessing vi
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,6 +139,43 @@ class SpectralDataset:
                 if self.preprocessor is not None:
                     block = self.preprocessor.transform(block).astype(dtype, copy=False)
                 yield block
+
+    def measured(self, key: Hashable, measure: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        """Per pixel, `measure` of its raw spectrum (a chunk `(m, C)` → `(m,)`), each scan pixel read once:
+        the values are kept on the scans under `key` (which must name the measure and its channels), so a
+        measure asked for again, by any view or subset of the same scans, is looked up, not read again."""
+        ds = self.raw()
+        out = np.empty(len(ds))
+        missing = np.zeros(len(ds), bool)
+        for k, (scan, idx) in enumerate(zip(ds._scans, ds._index, strict=True)):
+            values, known = self._kept(scan, key)
+            out[ds._offsets[k] : ds._offsets[k + 1]] = values[idx]
+            missing[ds._offsets[k] : ds._offsets[k + 1]] = ~known[idx]
+        todo = np.flatnonzero(missing)
+        if todo.size:
+            parts = [np.asarray(measure(c), dtype=float) for c in ds.select_pixels(todo).iter_chunks()]
+            out[todo] = np.concatenate(parts)
+            ds.remember(key, out[todo], todo)
+        return out
+
+    def remember(self, key: Hashable, values: np.ndarray, positions: np.ndarray | None = None) -> None:
+        """Keep per-pixel `values` of the measure `key` (see `measured`) for the pixels at dataset `positions`
+        (all of them: None), e.g. values another process of a distributed run measured."""
+        positions = np.arange(len(self)) if positions is None else np.asarray(positions, dtype=np.int64)
+        values = np.asarray(values, dtype=float)
+        scan_k = np.searchsorted(self._offsets, positions, side="right") - 1
+        for k in np.unique(scan_k):
+            where = np.flatnonzero(scan_k == k)
+            flat = self._index[k][positions[where] - self._offsets[k]]
+            kept, known = self._kept(self._scans[k], key)
+            kept[flat], known[flat] = values[where], True
+
+    @staticmethod
+    def _kept(scan: Scan, key: Hashable) -> tuple[np.ndarray, np.ndarray]:
+        if key not in scan.measures:
+            n = scan.height * scan.width
+            scan.measures[key] = (np.zeros(n), np.zeros(n, bool))
+        return scan.measures[key]
 
     def read(self, indices: np.ndarray | Sequence[int], dtype: type = np.float32) -> np.ndarray:
         """Pixels at dataset positions `indices`, `(len(indices), C)`, in the order given."""

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -31,6 +32,10 @@ class Scan:
     labels: np.ndarray | None = None  # (H*W,) integer class per pixel
     is_image: bool = True
     n_nonfinite: int = 0
+    # Per-pixel measures already read from `pixels` (`SpectralDataset.measured`): key → (values, known),
+    # each `(H*W,)`. A pass over a scan larger than memory reads it from disk; a measure asked for again
+    # (the tissue rule's, by each step of a fit) is then looked up instead of read again.
+    measures: dict[Any, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def n_channels(self) -> int:

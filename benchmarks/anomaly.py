@@ -305,12 +305,28 @@ def cluster_calibration(vae: SpectraVAE, cal_ds, held_ds, mask: np.ndarray, held
         score[here] = -np.log10((len(ref) - np.searchsorted(ref, s[here], side="left") + 1) / (len(ref) + 1))
         flag[here] = s[here] > np.quantile(ref, 1 - rate)
     pooled = s > np.quantile(cal_s, 1 - rate)
+    # where the tumour's pixels fall: their clusters' thresholds and how much of those clusters' calibration
+    # tissue is epithelium (by the demo's labels)
+    names = list(cal_ds.label_names or [])
+    tumour = mask & (np.asarray(held.labels) == names.index("tumour")) if "tumour" in names else np.zeros(len(s), bool)
+    epithelium = np.asarray(cal_tissue.labels) == names.index("epithelium") if "epithelium" in names else None
+    where: dict[str, float] = {}
+    if tumour.any() and epithelium is not None:
+        share = np.bincount(held_c[tumour], minlength=len(mon.latent.weights)) / tumour.sum()
+        own = [cal_c == k if (cal_c == k).sum() >= MIN_CLUSTER_PIXELS else np.ones(len(cal_c), bool)
+               for k in range(len(share))]
+        where = {"tumour threshold": float(sum(w * np.quantile(cal_s[o], 1 - rate)
+                                                         for w, o in zip(share, own, strict=True))),
+                 "pooled threshold": float(np.quantile(cal_s, 1 - rate)),
+                 "tumour epithelium": float(sum(w * epithelium[o].mean() for w, o in zip(share, own,
+                                                                                                   strict=True))),
+                 "calibration epithelium": float(epithelium.mean())}
     rows = []
     for j, name in enumerate(held.scans):
         sel = (held.scan_of == j) & mask
         if name in test_scans:
             rows.append({**run, "scan": name, "tissue": int(sel.sum()), "per cluster": float(flag[sel].mean()),
-                         "pooled": float(pooled[sel].mean()), "clusters": density_size(mon)})
+                         "pooled": float(pooled[sel].mean()), "clusters": density_size(mon), **where})
     return score, rows
 
 
@@ -468,6 +484,13 @@ def print_demo(rows: dict[str, list[dict]], a: argparse.Namespace) -> None:
         runs = bc.drop_duplicates(["layout", "seed"])
         print("  mixture components per run: "
               + ", ".join(f"{r.layout} {r.seed}: {r.clusters}" for r in runs.itertuples()))
+        if "pooled threshold" in runs:
+            higher = int((runs["tumour threshold"] > runs["pooled threshold"]).sum())
+            print(f"  the tumour's pixels fall in clusters whose calibration tissue is "
+                  f"{runs['tumour epithelium'].mean():.0%} epithelium (mean over runs; all calibration "
+                  f"tissue: {runs['calibration epithelium'].mean():.0%}); their thresholds (−log₁₀ p, weighted by the "
+                  f"tumour's pixels) {runs['tumour threshold'].mean():.2f} against the pooled "
+                  f"{runs['pooled threshold'].mean():.2f}, higher in {higher}/{len(runs)} runs")
     if rows["supervised"]:
         sup = pd.DataFrame(rows["supervised"])
         print(f"\nTumour AUROC on the second half of the abnormal scans and the normal test scans, with a supervised "

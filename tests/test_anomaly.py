@@ -152,6 +152,32 @@ def test_ground_truth_follows_normal_labels_and_splits_anomaly_kinds(demo):
         anomaly.anomaly_kinds(demo, normal_labels=("normal",))
 
 
+def test_flagged_by_label_gives_each_kind_of_tissue_its_own_flagged_share(demo, bare_scans, tmp_path):
+    labels = np.asarray(demo.label_names)[demo.labels]
+    tissue = labels != "background"
+    stroma = np.flatnonzero(labels == "stroma")
+    flagged = labels == "tumour"
+    flagged[stroma[::10]] = True  # a tenth of the stroma
+    flagged[~tissue] = True  # background is never counted, flagged or not
+    frame = pd.DataFrame({"tissue": tissue, "flagged": flagged})
+    table = anomaly.flagged_by_label({"all": frame}, {"all": demo})
+    assert list(table.index.get_level_values("label")) == [n for n in demo.label_names if n != "background"]
+    assert table.loc[("all", "tumour"), "flagged"] == 1.0 and table.loc[("all", "epithelium"), "flagged"] == 0.0
+    assert table.loc[("all", "stroma"), "flagged"] == pytest.approx(len(stroma[::10]) / len(stroma))
+    assert table.loc[("all", "stroma"), "tissue pixels"] == len(stroma)
+    assert table.loc[("all", "stroma"), "normal"] and not table.loc[("all", "paraffin"), "normal"]
+    # the labels' meaning follows normal_labels; unlabelled scans and uncalibrated frames give nothing
+    assert not table.loc[("all", "tumour"), "normal"]
+    tumour_normal = anomaly.flagged_by_label({"all": frame}, {"all": demo},
+                                             ("background", "stroma", "epithelium", "tumour"))
+    assert tumour_normal.loc[("all", "tumour"), "normal"]
+    bare = load_dataset(bare_scans(tmp_path / "bare", n_scans=3))
+    assert anomaly.flagged_by_label({"bare": pd.DataFrame({"tissue": np.ones(len(bare), bool),
+                                                           "flagged": np.zeros(len(bare), bool)})},
+                                    {"bare": bare}).empty
+    assert anomaly.flagged_by_label({"all": frame.drop(columns="flagged")}, {"all": demo}).empty
+
+
 def test_evaluate_ranks_a_perfect_score_first_and_bootstraps_over_scans():
     truth = np.array([0, 0, 1, 1, -1] * 4)
     groups = np.repeat(np.arange(4), 5)

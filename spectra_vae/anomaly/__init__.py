@@ -25,6 +25,7 @@ from .evaluation import (
     clopper_pearson,
     evaluate,
     evaluate_kinds,
+    flagged_by_label,
     ground_truth_anomaly,
     pixel_groups,
     pp_curve,
@@ -40,6 +41,6 @@ from .scans import ScanLimit, design_effect, flagged_fraction, scan_table, scan_
 
 __all__ = ["Baselines", "FittedModel", "LatentDensity", "ModelView", "Monitor", "PCAMonitor", "RXDetector",
            "ScanLimit", "anomaly_kinds", "auroc_interval", "baseline_scores", "calibrate_values", "clopper_pearson",
-           "design_effect", "evaluate", "evaluate_kinds", "fair_tissue", "fit_baselines", "flagged_fraction",
-           "ground_truth_anomaly", "pixel_groups", "pp_curve", "roc_curves", "scan_table", "scan_threshold",
-           "score_maps", "score_statistics", "threshold_from_normal", "training_view", "verdict"]
+           "design_effect", "evaluate", "evaluate_kinds", "fair_tissue", "fit_baselines", "flagged_by_label",
+           "flagged_fraction", "ground_truth_anomaly", "pixel_groups", "pp_curve", "roc_curves", "scan_table",
+           "scan_threshold", "score_maps", "score_statistics", "threshold_from_normal", "training_view", "verdict"]

@@ -202,6 +202,29 @@ def pixel_groups(frames: Mapping[str, pd.DataFrame], datasets: Mapping[str, Spec
     return {k: g for k, g in groups.items() if len(g)}
 
 
+def flagged_by_label(frames: Mapping[str, pd.DataFrame], datasets: Mapping[str, SpectralDataset],
+                     normal_labels: Sequence[str] = NORMAL_LABELS) -> pd.DataFrame:
+    """Where the flags fall: per set of scans and ground-truth label, its tissue pixels (the frames of a
+    calibrated model's `score_samples`, with `tissue` and `flagged`) and the share flagged. For a normal
+    label that share is the false-positive rate of that kind of tissue; for an anomaly kind, the share of
+    its pixels found. Pixels of one scan are not independent, so no interval is given: the scan-level
+    calls carry the uncertainty over scans. Empty when no set has labels."""
+    rows = []
+    for name, frame in frames.items():
+        ds = datasets[name]
+        if ds.labels is None or not ds.label_names or "flagged" not in frame:
+            continue
+        normal, _ = label_codes(ds, normal_labels)
+        tissue, flagged, labels = frame["tissue"].to_numpy(), frame["flagged"].to_numpy(), ds.labels
+        for code, label in enumerate(ds.label_names):
+            here = tissue & (labels == code)
+            if here.any():
+                rows.append({"scans": name, "label": label, "normal": code in normal, "tissue pixels": int(here.sum()),
+                             "flagged": float(flagged[here].mean())})
+    columns = ["scans", "label", "normal", "tissue pixels", "flagged"]
+    return pd.DataFrame(rows, columns=columns).set_index(["scans", "label"])
+
+
 def score_maps(dataset: SpectralDataset, values: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
     """One image per scan of a per-pixel value, blank (NaN) outside the tissue `mask`."""
     masked = np.where(mask, np.asarray(values, dtype=float), np.nan)

@@ -263,7 +263,7 @@ def calls(m: Monitor, s: np.ndarray, held: Held, test_scans: set[str], run: dict
         labels = np.asarray(held.labels)[sel]
         by_label = {f"flagged {c}": float(flags[labels == held.label_names.index(c)].mean())
                     if c in held.label_names and (labels == held.label_names.index(c)).any() else np.nan
-                    for c in ("stroma", "epithelium")}
+                    for c in ("stroma", "epithelium", "tumour", "paraffin")}
         epithelium = (float(np.mean(labels == held.label_names.index("epithelium")))
                       if "epithelium" in held.label_names else np.nan)
         out.append({**run, "scan": name, "normal": name in test_scans, "tissue": int(sel.sum()),
@@ -463,6 +463,17 @@ def print_demo(rows: dict[str, list[dict]], a: argparse.Namespace) -> None:
     print(f"\nWhere held-out normal test tissue is flagged: mean flagged share per scan, by the demo's labels, and "
           f"whether a scan's flagged share follows its share of epithelium {head}")
     print(where.round(4).to_string())
+    abnormal = cal[~cal["normal"]]
+    found = {}
+    for kind in ("tumour", "paraffin"):
+        col = f"flagged {kind}"
+        per_run = abnormal.dropna(subset=[col]).groupby([*keys, "layout", "seed"])[col].mean()
+        found[f"{kind}: mean"] = per_run.groupby(keys).mean()
+        found[f"{kind}: lowest run"] = per_run.groupby(keys).min()
+        found[f"{kind}: highest run"] = per_run.groupby(keys).max()
+    print(f"\nShare of each anomaly kind's pixels flagged at the calibrated threshold (mean over its abnormal scans "
+          f"per run, then over runs) {head}")
+    print(pd.DataFrame(found).round(4).to_string())
     if rows["pp"]:
         pp = pd.DataFrame(rows["pp"])
         print(f"\nTail check on held-out normal test tissue: share with nominal p below each level "

@@ -431,7 +431,7 @@ def print_demo(rows: dict[str, list[dict]], a: argparse.Namespace) -> None:
     head = provenance(a.seeds)
     # issue 30's band around the nominal rate: 0.4–2.5 % at 1 %, scaled with --rate
     low, high = BAND[0] * a.rate, BAND[1] * a.rate
-    band = f"{100 * low:.2g}–{100 * high:.3g} %"
+    within = f"{100 * low:.2g}–{100 * high:.3g} %"
     auroc = pd.DataFrame(rows["auroc"])
     print(f"\nDemo AUROC per anomaly kind (mean, worst, best over runs) {head}")
     by = ["latent", "directions", "kind", "score"]
@@ -453,7 +453,7 @@ def print_demo(rows: dict[str, list[dict]], a: argparse.Namespace) -> None:
         lambda g: float(np.average(g["flagged"], weights=g["tissue"])), include_groups=False).rename("flagged")
     band = per_run.groupby(keys).agg(low="min", high="max", mean="mean",
                                      inside=lambda f: f"{int(((f >= low) & (f <= high)).sum())}/{len(f)}")
-    print(f"\nHeld-out normal test scans' tissue flagged at a nominal {a.rate:.0%} (per run; inside {band}) {head}")
+    print(f"\nHeld-out normal test scans' tissue flagged at a nominal {a.rate:.0%} (per run; inside {within}) {head}")
     print(band.round(4).to_string())
     print(f"\nScan-level calls at a nominal scan-level {a.scan_rate:.0%} (Clopper–Pearson 95 %) {head}")
     summary = [{**dict(zip(keys, key, strict=True)), **call_counts(g), "spread known": bool(g["spread known"].all())}
@@ -488,7 +488,7 @@ def print_demo(rows: dict[str, list[dict]], a: argparse.Namespace) -> None:
         bc = pd.DataFrame(rows["by cluster"])
         print(f"\nThe default score's threshold per component of the latent mixture (Mondrian) against one threshold "
               f"over all calibration tissue, both pooled empirical quantiles at {a.rate:.0%}: held-out normal test "
-              f"scans' tissue flagged, per scan and per run (inside {band}) {head}")
+              f"scans' tissue flagged, per scan and per run (inside {within}) {head}")
         for col in ("pooled", "per cluster"):
             run_rate = bc.groupby(["layout", "seed"]).apply(
                 lambda g, c=col: float(np.average(g[c], weights=g["tissue"])), include_groups=False)

@@ -54,3 +54,26 @@ def test_supervised_reference_scores_tumour_against_normal_tissue_of_the_held_ou
     assert rows["the truth"] == 1.0  # tumour against normal tissue, of the held-out scans only
     reference = [v for k, v in rows.items() if k.startswith("LDA")]
     assert len(reference) == 1 and reference[0] > 0.9  # with labels the demo's tumour is separable
+
+
+def test_latent_cluster_is_the_mixture_component_of_highest_posterior():
+    """`--by-latent-cluster` assigns each pixel to the component of the monitor's latent mixture most likely to
+    have produced its latent mean: the same as scikit-learn's GaussianMixture.predict on the same mixture."""
+    from types import SimpleNamespace
+
+    from sklearn.mixture import GaussianMixture
+
+    from benchmarks.anomaly import latent_cluster
+    from spectra_vae.anomaly import LatentDensity
+
+    rng = np.random.default_rng(0)
+    z = np.concatenate([rng.normal([0, 0], 0.3, (200, 2)), rng.normal([3, 0], 1.0, (200, 2)),
+                        rng.normal([0, 4], 0.5, (100, 2))])
+    density = LatentDensity.fit(z, 3)
+    gm = GaussianMixture(3, covariance_type="full", reg_covar=1e-6, random_state=0).fit(z)
+    vae = SimpleNamespace(monitor_=SimpleNamespace(latent=density), transform=lambda data: data)
+    queries = rng.uniform(-2, 5, (1000, 2))
+    got = latent_cluster(vae, queries)
+    # the same mixture handed to scikit-learn
+    gm.weights_, gm.means_, gm.precisions_cholesky_ = density.weights, density.means, density.precision_cholesky
+    np.testing.assert_array_equal(got, gm.predict(queries))

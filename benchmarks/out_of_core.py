@@ -13,6 +13,7 @@ with `--cold`, each from a page cache the large set was evicted from (as on a se
 from __future__ import annotations
 
 import argparse
+import logging
 import threading
 import time
 
@@ -76,13 +77,22 @@ def prepare(big_path, preprocess: str, tissue_only: bool, cold: bool) -> None:
           f"float32); preprocess={preprocess!r}, tissue_only={tissue_only}")
     if cold:
         print(f"evicted {evict_from_page_cache(ds):,.0f} MB of the large dataset from the page cache")
-    vae = SpectraVAE(epochs=1, patience=None, seed=0, preprocess=preprocess, tissue_only=tissue_only, verbose=False)
+    # fit says how long the passes before its first epoch took (from a million training pixels on, verbose)
+    said: list[str] = []
+    catch = logging.Handler()
+    catch.emit = lambda record: said.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger("spectra_vae")
+    logger.addHandler(catch)
+    logger.setLevel(logging.INFO)
+    vae = SpectraVAE(epochs=1, patience=None, seed=0, preprocess=preprocess, tissue_only=tissue_only, verbose=True)
     t = time.perf_counter()
     vae.fit(train, validation=val)
     whole = time.perf_counter() - t
+    logger.removeHandler(catch)
     epoch = float(vae.history_["seconds"].sum())
+    before = next((m for m in said if m.startswith("prepared in")), "not said (fewer than a million pixels)")
     print(f"fit(epochs=1): {whole:.1f} s; its epoch {epoch:.1f} s; the rest (passes before the first epoch, the "
-          f"residual model after) {whole - epoch:.1f} s")
+          f"residual model after) {whole - epoch:.1f} s; before the first epoch: {before}")
     if cold:
         print(f"evicted {evict_from_page_cache(ds):,.0f} MB of the large dataset from the page cache")
     t = time.perf_counter()

@@ -316,11 +316,10 @@ def cluster_calibration(vae: SpectraVAE, cal_ds, held_ds, mask: np.ndarray, held
         share = np.bincount(held_c[tumour], minlength=len(mon.latent.weights)) / tumour.sum()
         own = [cal_c == k if (cal_c == k).sum() >= MIN_CLUSTER_PIXELS else np.ones(len(cal_c), bool)
                for k in range(len(share))]
-        where = {"tumour threshold": float(sum(w * np.quantile(cal_s[o], 1 - rate)
-                                                         for w, o in zip(share, own, strict=True))),
+        pairs = list(zip(share, own, strict=True))
+        where = {"tumour threshold": float(sum(w * np.quantile(cal_s[o], 1 - rate) for w, o in pairs)),
                  "pooled threshold": float(np.quantile(cal_s, 1 - rate)),
-                 "tumour epithelium": float(sum(w * epithelium[o].mean() for w, o in zip(share, own,
-                                                                                                   strict=True))),
+                 "tumour epithelium": float(sum(w * epithelium[o].mean() for w, o in pairs)),
                  "calibration epithelium": float(epithelium.mean())}
     rows = []
     for j, name in enumerate(held.scans):

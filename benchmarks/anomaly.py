@@ -238,8 +238,8 @@ def demo_run(a: argparse.Namespace, seed: int, layout: str, latent: int) -> dict
             here["pca k"] = ", ".join(f"{v}" for v in base.components.values())
             here["vae dims"] = dims
         if a.by_latent_cluster and directions == a.directions[0]:
-            by_cluster, rows["by cluster"] = cluster_calibration(vae, roles["calibration"], held_ds, mask, held,
-                                                                 test_scans, a.rate, {**here})
+            by_cluster, rows["by cluster"] = cluster_calibration(vae, roles["calibration"], cal, held_ds, mask,
+                                                                 held, test_scans, a.rate, {**here})
             scores["VAE mspc, thresholds per latent cluster"] = by_cluster
         if a.supervised_reference and directions == a.directions[0]:
             rows["supervised"] += supervised_reference(vae, ds, lay, held_ds, mask, scores, here)
@@ -276,25 +276,21 @@ def calls(m: Monitor, s: np.ndarray, held: Held, test_scans: set[str], run: dict
 
 def latent_cluster(vae: SpectraVAE, data) -> np.ndarray:
     """Per pixel of `data`, the component of the monitor's latent mixture its latent mean most likely belongs to."""
-    density = vae.monitor_.latent
-    z = vae.transform(data)
-    parts = []
-    for w, mean, chol in zip(density.weights, density.means, density.precision_cholesky, strict=True):
-        y = (z - mean) @ chol
-        parts.append(np.log(w) + np.log(np.diag(chol)).sum() - 0.5 * np.einsum("ij,ij->i", y, y))
-    return np.argmax(np.stack(parts), axis=0)
+    return np.argmax(vae.monitor_.latent.component_log_densities(vae.transform(data)), axis=1)
 
 
-def cluster_calibration(vae: SpectraVAE, cal_ds, held_ds, mask: np.ndarray, held: Held, test_scans: set[str],
-                        rate: float, run: dict) -> tuple[np.ndarray, list[dict]]:
+def cluster_calibration(vae: SpectraVAE, cal_ds, cal: tuple, held_ds, mask: np.ndarray, held: Held,
+                        test_scans: set[str], rate: float, run: dict) -> tuple[np.ndarray, list[dict]]:
     """The default score calibrated per component of the latent mixture (Mondrian conformal: a pixel is judged
     against the calibration tissue whose latent means fall in its component; a component with fewer than
     `MIN_CLUSTER_PIXELS` of them against all), beside the same score calibrated over all calibration tissue,
     both by pooled empirical quantiles. Returns the held-out pixels' per-cluster score (−log₁₀ of the conformal
-    p) and, per normal test scan, the tissue flagged at `rate` by either threshold."""
-    cal_tissue = cal_ds.select_pixels(np.flatnonzero(vae.tissue_mask(cal_ds)))
+    p) and, per normal test scan, the tissue flagged at `rate` by either threshold. `cal`: `calibration_pixels`
+    of (the first scans of) `cal_ds`."""
+    values, ids, coords, eigenvalues, names = cal
+    cal_ds = cal_ds.select_scans(names)
+    cal_tissue = cal_ds.select_pixels(np.flatnonzero(vae.tissue_mask(cal_ds)))  # calibration_pixels' own pixels
     mon = vae.monitor_
-    values, ids, coords, eigenvalues, _ = calibration_pixels(vae, cal_ds, None)
     m = calibrate_values(mon, values, ids, coords, rate, 0.01, eigenvalues)
     cal_s = m.score(values)
     cal_c, held_c = latent_cluster(vae, cal_tissue), latent_cluster(vae, held_ds)

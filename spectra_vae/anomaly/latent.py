@@ -62,8 +62,9 @@ class LatentDensity:
         assert best is not None
         return cls(np.asarray(best.weights_), np.asarray(best.means_), np.asarray(best.precisions_cholesky_), bic)
 
-    def log_density(self, latent_means: np.ndarray) -> np.ndarray:
-        """log p(z) per row of `(n, d)`."""
+    def component_log_densities(self, latent_means: np.ndarray) -> np.ndarray:
+        """log(wₖ · N(z; μₖ, Σₖ)) per row of `(n, d)` and component: `(n, K)`. Their log-sum is log p(z);
+        their argmax the component a code most likely belongs to."""
         z = np.asarray(latent_means, dtype=np.float64)
         d = z.shape[1]
         parts = []
@@ -71,7 +72,11 @@ class LatentDensity:
             y = (z - m) @ chol
             log_det = float(np.log(np.diag(chol)).sum())
             parts.append(math.log(w) - 0.5 * d * math.log(2 * math.pi) + log_det - 0.5 * np.einsum("ij,ij->i", y, y))
-        return np.asarray(logsumexp(np.stack(parts), axis=0), dtype=np.float64)
+        return np.stack(parts, axis=1)
+
+    def log_density(self, latent_means: np.ndarray) -> np.ndarray:
+        """log p(z) per row of `(n, d)`."""
+        return np.asarray(logsumexp(self.component_log_densities(latent_means), axis=1), dtype=np.float64)
 
     def statistic(self, latent_means: np.ndarray) -> np.ndarray:
         """The monitor's `latent` statistic, −log p(z) (higher = a less usual code)."""
